@@ -190,7 +190,12 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
         let host = match cluster.host(docker, name).await {
             Ok(h) => h,
             Err(e) => {
-                println!("{name:<5} {:<40} {:<9} -", format!("error: {e:#}"), "-");
+                println!(
+                    "{:<5} {:<40} {:<9} -",
+                    name.to_string(),
+                    format!("error: {e:#}"),
+                    "-"
+                );
                 continue;
             }
         };
@@ -210,7 +215,11 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
         } else {
             addrs.join(",")
         };
-        println!("{name:<5} {:<40} {isolated:<9} {addr}", host.states());
+        println!(
+            "{:<5} {:<40} {isolated:<9} {addr}",
+            name.to_string(),
+            host.states()
+        );
     }
     Ok(())
 }

@@ -1,0 +1,99 @@
+# Perseus testbed. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Compose v2 plugin when present, else docker-compose v1 (1.29).
+COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+CARGO ?= cargo
+IMAGE ?= perseus:latest
+BASE_IMAGE ?= perseus-base:bookworm
+BUILD_DIR := compose/.build
+HOSTS := a1 a2 a3
+# How long `make load` runs the load generator (seconds); it always stops by itself.
+LOADGEN_DURATION ?= 300
+BENCH_DURATION ?= 60
+UP_TIMEOUT ?= 90
+export COMPOSE BASE_IMAGE UP_TIMEOUT
+
+CLUSTER := a1 a2 a3 p1 p2 p3
+ALL_PROFILES := --profile load --profile chaos
+CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos
+
+.PHONY: help up load bench status logs down test e2e base binaries images ci heal \
+        $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%))
+
+help: ## Show this help
+	@echo "Perseus testbed (compose: $(COMPOSE))"
+	@grep -hE '^[^ #]+:.*## ' $(MAKEFILE_LIST) | \
+	  sed -E 's/^\$$\(HOSTS:%=([a-z]+)-%\).*## /\1-HOST\t/; s/^([^ :]+):[^#]*## /\1\t/' | \
+	  awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  HOST is a1, a2 or a3 (e.g. make kill-a1, make partition-a2)."
+
+base: ## Build the base image (debian:bookworm-slim, or debootstrap when no registry answers)
+	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
+
+binaries: ## cargo build --release of node, loadgen and chaos
+	$(CARGO) build --release -p perseus-node -p loadgen -p chaos
+
+images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
+	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
+	cp target/release/node target/release/loadgen target/release/chaos $(BUILD_DIR)/
+	cp compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
+	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f compose/Dockerfile $(BUILD_DIR)
+
+up: images ## Build what is missing, start a1..a3 and p1..p3, wait until all nodes are healthy
+	$(COMPOSE) up -d $(CLUSTER)
+	scripts/wait-healthy.sh
+
+load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-second output
+	LOADGEN_DURATION=$(LOADGEN_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+	@id=$$($(COMPOSE) --profile load ps -q client); \
+	  docker logs -f $$id; \
+	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
+
+bench: up ## Measure the healthy cluster's throughput (BENCH_DURATION=60 s of load, no faults)
+	LOADGEN_DURATION=$(BENCH_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+	@id=$$($(COMPOSE) --profile load ps -q client); \
+	  docker logs -f $$id > >(tee results-bench.txt) 2>&1; \
+	  code=$$(docker wait $$id); \
+	  awk -F'\t' '!/^#/ && NF==5 {n++; s+=$$2} END {if (n) printf "# bench: %d s, mean cluster throughput %.0f ops/s\n", n, s/n}' results-bench.txt; \
+	  rm -f results-bench.txt; exit $$code
+
+logs: ## Show the load generator's output (follows it while it runs)
+	@id=$$($(COMPOSE) --profile load ps -q client); \
+	  if [ -z "$$id" ]; then echo "no client container: run make load" >&2; exit 1; fi; \
+	  docker logs -f $$id
+
+status: ## Hosts, their containers' states, isolation, addresses
+	@$(CHAOS) status
+
+$(HOSTS:%=kill-%): kill-%: ## SIGKILL the acceptor and node of HOST (a1, a2, a3)
+	@$(CHAOS) kill $*
+$(HOSTS:%=start-%): start-%: ## start HOST again and wait until its node answers /health
+	@$(CHAOS) start $*
+$(HOSTS:%=restart-%): restart-%: ## kill + start
+	@$(CHAOS) restart $*
+$(HOSTS:%=partition-%): partition-%: ## cut HOST off from the other hosts (clients still reach it)
+	@$(CHAOS) isolate $*
+$(HOSTS:%=heal-%): heal-%: ## remove HOST's partition rules
+	@$(CHAOS) heal $*
+heal: ## Remove the partition rules of every host
+	@$(CHAOS) heal
+$(HOSTS:%=pause-%): pause-%: ## freeze HOST (docker pause)
+	@$(CHAOS) pause $*
+$(HOSTS:%=resume-%): resume-%: ## thaw HOST
+	@$(CHAOS) resume $*
+
+down: ## Remove all containers, networks and volumes of the testbed
+	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
+
+test: ## fmt --check, clippy -D warnings, cargo test (node tests need redis-server)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+e2e: ## End-to-end: up, load with kill/start/isolate/heal of a1, assertions, down
+	scripts/e2e.sh
+
+ci: ## What CI runs (.ci/run)
+	.ci/run

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Waits (at most UP_TIMEOUT s, default 90) until p1, p2 and p3 answer GET /health inside
+# their hosts; on timeout prints their state and recent logs and fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COMPOSE="${COMPOSE:-docker-compose}"
+timeout_s="${UP_TIMEOUT:-90}"
+nodes="${NODES:-p1 p2 p3}"
+deadline=$((SECONDS + timeout_s))
+pending="$nodes"
+while [ -n "$pending" ]; do
+  still=""
+  for n in $pending; do
+    id="$($COMPOSE ps -q "$n" 2>/dev/null || true)"
+    if [ -z "$id" ] || ! docker exec "$id" curl -fsS -o /dev/null -m 2 http://127.0.0.1:8080/health 2>/dev/null; then
+      still="$still $n"
+    fi
+  done
+  pending="${still# }"
+  [ -z "$pending" ] && break
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "ERROR: node(s) $pending not healthy after ${timeout_s} s" >&2
+    $COMPOSE ps >&2 || true
+    for n in $pending; do
+      h="a${n#p}"
+      echo "----- last logs of $n -----" >&2
+      $COMPOSE logs --tail=30 "$n" >&2 || true
+      echo "----- last logs of $h -----" >&2
+      $COMPOSE logs --tail=10 "$h" >&2 || true
+    done
+    exit 1
+  fi
+  sleep 1
+done
+echo "all nodes healthy: $nodes (http://127.0.0.1:8081 .. :8083)"
