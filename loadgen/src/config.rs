@@ -1,0 +1,209 @@
+//! Command line and environment configuration (clap), validated into a [`Config`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Read → create-if-missing → increment → compare-and-swap load against etcd-v2 style nodes,
+/// one stdout line per second, with a consistency check of every value read.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "loadgen", version, about)]
+pub struct Cli {
+    /// Node URLs, comma separated (e.g. http://127.0.0.1:8081,http://127.0.0.1:8082)
+    #[arg(long, env = "LOADGEN_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+
+    /// Logical clients (connections, each with its own key) per node
+    #[arg(long, env = "LOADGEN_CONNECTIONS", default_value_t = 1)]
+    pub connections: u32,
+
+    /// Run time in seconds
+    #[arg(long, env = "LOADGEN_DURATION", default_value_t = 60)]
+    pub duration: u64,
+
+    /// Timeout of every request (connect + response + body), in milliseconds
+    #[arg(long, env = "LOADGEN_TIMEOUT_MS", default_value_t = 1000)]
+    pub timeout_ms: u64,
+
+    /// Also write JSON lines (start, per-second, per-bucket, violations, summary) to this file
+    #[arg(long, env = "LOADGEN_OUT")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 0 even if consistency violations were found
+    #[arg(long, env = "LOADGEN_ALLOW_VIOLATIONS")]
+    pub allow_violations: bool,
+
+    /// Run id, prefix of every key (default: UTC timestamp and a random suffix)
+    #[arg(long, env = "LOADGEN_RUN_ID")]
+    pub run_id: Option<String>,
+
+    /// Width of the fine-grained buckets in the JSON output, in milliseconds (divides 1000)
+    #[arg(long, env = "LOADGEN_BUCKET_MS", default_value_t = 100)]
+    pub bucket_ms: u64,
+
+    /// Pause after a failed iteration before the next one, in milliseconds
+    /// (keeps a refused connection from spinning)
+    #[arg(long, env = "LOADGEN_ERROR_PAUSE_MS", default_value_t = 10)]
+    pub error_pause_ms: u64,
+
+    /// Skip the final read of every key after the run
+    #[arg(long, env = "LOADGEN_NO_FINAL_READ")]
+    pub no_final_read: bool,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Node base URLs without a trailing slash.
+    pub nodes: Vec<String>,
+    pub connections: u32,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub out: Option<PathBuf>,
+    pub allow_violations: bool,
+    pub run_id: String,
+    pub bucket_ms: u64,
+    pub error_pause: Duration,
+    pub final_read: bool,
+}
+
+impl Config {
+    /// A configuration with the defaults for the given nodes (used by tests).
+    pub fn new(nodes: Vec<String>) -> Self {
+        Config {
+            nodes,
+            connections: 1,
+            duration: Duration::from_secs(60),
+            timeout: Duration::from_millis(1000),
+            out: None,
+            allow_violations: false,
+            run_id: default_run_id(),
+            bucket_ms: 100,
+            error_pause: Duration::from_millis(10),
+            final_read: true,
+        }
+    }
+}
+
+/// `YYYYmmddTHHMMSSZ-xxxxxx`: UTC time and 24 random bits.
+pub fn default_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let r = h.finish() & 0xff_ffff;
+    format!("{}-{:06x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), r)
+}
+
+fn valid_run_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = String;
+
+    fn try_from(c: Cli) -> Result<Self, String> {
+        let mut nodes = Vec::new();
+        for n in c.nodes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let url = reqwest::Url::parse(n).map_err(|e| format!("bad node URL {n:?}: {e}"))?;
+            if url.scheme() != "http" {
+                return Err(format!("node URL {n:?}: only http:// is supported"));
+            }
+            if url.host_str().is_none() {
+                return Err(format!("node URL {n:?} has no host"));
+            }
+            nodes.push(n.trim_end_matches('/').to_string());
+        }
+        if nodes.is_empty() {
+            return Err("--nodes: at least one node URL is needed".into());
+        }
+        if c.connections == 0 || c.connections > 10_000 {
+            return Err("--connections must be between 1 and 10000".into());
+        }
+        if c.duration == 0 {
+            return Err("--duration must be at least 1 second".into());
+        }
+        if c.timeout_ms == 0 {
+            return Err("--timeout-ms must be positive".into());
+        }
+        if c.bucket_ms == 0 || 1000 % c.bucket_ms != 0 {
+            return Err("--bucket-ms must divide 1000 (e.g. 10, 50, 100, 250)".into());
+        }
+        let run_id = match c.run_id {
+            Some(r) if valid_run_id(&r) => r,
+            Some(r) => {
+                return Err(format!(
+                    "--run-id {r:?}: use 1-100 characters from A-Z a-z 0-9 - _ ."
+                ))
+            }
+            None => default_run_id(),
+        };
+        Ok(Config {
+            nodes,
+            connections: c.connections,
+            duration: Duration::from_secs(c.duration),
+            timeout: Duration::from_millis(c.timeout_ms),
+            out: c.out,
+            allow_violations: c.allow_violations,
+            run_id,
+            bucket_ms: c.bucket_ms,
+            error_pause: Duration::from_millis(c.error_pause_ms),
+            final_read: !c.no_final_read,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        Config::try_from(cli)
+    }
+
+    #[test]
+    fn parses_nodes_and_defaults() {
+        let c = parse(&[
+            "loadgen",
+            "--nodes",
+            "http://127.0.0.1:8081/,http://127.0.0.1:8082",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.nodes,
+            vec!["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
+        );
+        assert_eq!(c.connections, 1);
+        assert_eq!(c.duration, Duration::from_secs(60));
+        assert_eq!(c.timeout, Duration::from_millis(1000));
+        assert_eq!(c.bucket_ms, 100);
+        assert!(!c.allow_violations);
+        assert!(c.final_read);
+        assert!(valid_run_id(&c.run_id), "{}", c.run_id);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse(&["loadgen"]).is_err());
+        assert!(parse(&["loadgen", "--nodes", "not a url"]).is_err());
+        assert!(parse(&["loadgen", "--nodes", "https://x:1"]).is_err());
+        assert!(parse(&["loadgen", "--nodes", "http://x:1", "--bucket-ms", "300"]).is_err());
+        assert!(parse(&["loadgen", "--nodes", "http://x:1", "--run-id", "a/b"]).is_err());
+        assert!(parse(&["loadgen", "--nodes", "http://x:1", "--duration", "0"]).is_err());
+        assert!(parse(&["loadgen", "--nodes", "http://x:1", "--connections", "x"]).is_err());
+    }
+
+    #[test]
+    fn run_ids_differ() {
+        assert_ne!(default_run_id(), default_run_id());
+    }
+}

@@ -1,0 +1,200 @@
+//! Perseus load generator: the read → create-if-missing → increment → CAS loop of the original
+//! Perseus, one logical client (key, TCP connection) per node and connection slot, one stdout
+//! line per second aligned to the run start, and a consistency check of every value read.
+//!
+//! [`run`] drives a whole run; the binary (`main.rs`) only parses flags, installs the signal
+//! handlers and maps the result to an exit code.
+
+pub mod checker;
+pub mod client;
+pub mod config;
+pub mod output;
+pub mod stats;
+pub mod worker;
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::output::{columns_line, start_line, Output, Summary};
+use crate::stats::{Recorder, ViolationEvent};
+use crate::worker::{FinalRead, Worker};
+
+/// A second is reported this long after it ends, so events of its last microseconds are in.
+const REPORT_GRACE: Duration = Duration::from_millis(20);
+/// Violations detailed in the summary.
+const SUMMARY_VIOLATIONS: usize = 20;
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub summary: Summary,
+    /// 0, or 1 if violations were found and not allowed.
+    pub exit_code: i32,
+}
+
+fn keep_first(first: &mut Vec<ViolationEvent>, more: Vec<ViolationEvent>) {
+    let room = SUMMARY_VIOLATIONS.saturating_sub(first.len());
+    first.extend(more.into_iter().take(room));
+}
+
+/// Key of a logical client: `{run_id}-n{node}-c{conn}` (node 1-based, conn 0-based).
+pub fn key_for(run_id: &str, node: usize, conn: u32) -> String {
+    format!("{run_id}-n{}-c{conn}", node + 1)
+}
+
+/// Runs the load until `cfg.duration` passes or `shutdown` completes, writing the table to
+/// `stdout` (and JSON lines to `cfg.out`), then prints the summary.
+pub async fn run<F>(
+    cfg: Config,
+    stdout: Box<dyn Write + Send>,
+    shutdown: F,
+) -> anyhow::Result<RunResult>
+where
+    F: Future<Output = ()>,
+{
+    let start = Instant::now();
+    let start_wall = chrono::Utc::now();
+    let mut out = Output::new(stdout, cfg.out.as_deref(), start_wall).with_context(|| {
+        format!(
+            "cannot create the output file {}",
+            cfg.out
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )
+    })?;
+    let nodes = cfg.nodes.len();
+    out.line(&start_line(start_wall, &cfg.run_id));
+    out.line(&columns_line(nodes));
+    out.json(&serde_json::json!({
+        "type": "start",
+        "time": output::rfc3339_ms(start_wall),
+        "unix_ms": start_wall.timestamp_millis(),
+        "run_id": cfg.run_id,
+        "nodes": cfg.nodes,
+        "connections": cfg.connections,
+        "duration_s": cfg.duration.as_secs_f64(),
+        "timeout_ms": cfg.timeout.as_millis() as u64,
+        "bucket_ms": cfg.bucket_ms,
+        "keys": (0..nodes)
+            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
+            .map(|(n, c)| key_for(&cfg.run_id, n, c))
+            .collect::<Vec<_>>(),
+    }));
+    out.flush_json();
+
+    let recorder = Arc::new(Recorder::new(start, nodes, cfg.bucket_ms));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    for (n, url) in cfg.nodes.iter().enumerate() {
+        for c in 0..cfg.connections {
+            let w = Worker::new(
+                n,
+                url,
+                key_for(&cfg.run_id, n, c),
+                cfg.timeout,
+                recorder.clone(),
+                cfg.error_pause,
+            );
+            workers.push(tokio::spawn(w.run(stop_rx.clone(), cfg.final_read)));
+        }
+    }
+
+    let t0 = tokio::time::Instant::from_std(start);
+    let mut ticker = tokio::time::interval_at(
+        t0 + Duration::from_secs(1) + REPORT_GRACE,
+        Duration::from_secs(1),
+    );
+    let deadline = t0 + cfg.duration;
+    let total_seconds = cfg.duration.as_secs();
+    let mut reported = 0u64;
+    let mut stopped_at: Option<Instant> = None;
+    let mut stopped_by = "duration";
+    let mut first_violations = Vec::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                reported += 1;
+                let slot = recorder.take_second(reported);
+                out.second(reported, &slot, cfg.bucket_ms);
+                let v = recorder.drain_violations();
+                out.violations(&v);
+                keep_first(&mut first_violations, v);
+                out.flush_json();
+                if reported >= total_seconds {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if stopped_at.is_none() => {
+                stopped_at = Some(Instant::now());
+                let _ = stop_tx.send(true);
+            }
+            _ = &mut shutdown, if stopped_at.is_none() => {
+                stopped_at = Some(Instant::now());
+                stopped_by = "signal";
+                let _ = stop_tx.send(true);
+                break;
+            }
+        }
+    }
+    let stopped_at = stopped_at.unwrap_or_else(Instant::now);
+    let _ = stop_tx.send(true);
+
+    // Workers stop at once (an in-flight request is abandoned, its write stays pending in the
+    // checker), then do their bounded final read.
+    let bound = cfg.timeout * 4 + Duration::from_secs(5);
+    let mut reports = Vec::new();
+    for h in workers {
+        let abort = h.abort_handle();
+        match tokio::time::timeout(bound, h).await {
+            Ok(Ok(r)) => reports.push(r),
+            Ok(Err(e)) => log::error!("a worker failed: {e}"),
+            Err(_) => {
+                abort.abort();
+                log::error!("a worker did not stop in time");
+            }
+        }
+    }
+    let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
+    let (final_checked, final_unreachable, final_skipped) = (
+        count(FinalRead::Checked),
+        count(FinalRead::Unreachable),
+        count(FinalRead::Skipped),
+    );
+
+    let rest = recorder.drain_violations();
+    out.violations(&rest);
+    keep_first(&mut first_violations, rest);
+    let totals = recorder.totals();
+    let summary = Summary {
+        run_id: cfg.run_id.clone(),
+        nodes: cfg.nodes.clone(),
+        connections: cfg.connections,
+        elapsed: stopped_at.saturating_duration_since(start),
+        stopped_by,
+        seconds_reported: reported,
+        totals,
+        final_checked,
+        final_unreachable,
+        final_skipped,
+        first_violations,
+    };
+    for l in summary.lines() {
+        out.line(&l);
+    }
+    out.json(&summary.json());
+    out.flush_json();
+    let exit_code = if summary.total_violations() > 0 && !cfg.allow_violations {
+        1
+    } else {
+        0
+    };
+    Ok(RunResult { summary, exit_code })
+}

@@ -1,0 +1,219 @@
+//! The loop of one logical client: read → create if missing → increment → CAS, on its own key.
+//!
+//! One iteration succeeds when the CAS is acknowledged. Any error (connect, timeout, 5xx,
+//! unexpected status, bad body, or a definite 412/404 rejection) ends the iteration: the
+//! connection is dropped, the error is counted by kind, and after a short pause the next
+//! iteration starts with a new connection. Every read and every write answer goes through the
+//! key's [`KeyChecker`]; writes are announced to it before they are sent, so an iteration that is
+//! cut off by the end of the run leaves its write pending, never unaccounted for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::checker::{KeyChecker, State, Violation};
+use crate::client::{ClientError, ErrorKind, EtcdClient, KeyNode, WriteResult};
+use crate::stats::{Op, Recorder};
+
+/// Violations logged to stderr as they happen; the rest only count (and go to --out).
+const MAX_LOGGED_VIOLATIONS: u64 = 100;
+
+/// Outcome of the final read of a key after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalRead {
+    /// Not attempted (disabled).
+    Skipped,
+    /// Read and checked (a violation, if any, was recorded).
+    Checked,
+    /// The node did not answer.
+    Unreachable,
+}
+
+/// What a worker hands back when it stops.
+#[derive(Debug)]
+pub struct WorkerReport {
+    pub node: usize,
+    pub key: String,
+    pub checker: KeyChecker,
+    pub final_read: FinalRead,
+}
+
+/// One logical client.
+pub struct Worker {
+    node: usize,
+    client: EtcdClient,
+    checker: KeyChecker,
+    recorder: Arc<Recorder>,
+    error_pause: Duration,
+}
+
+fn to_state(n: &KeyNode) -> Option<State> {
+    n.value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .map(|v| State::new(v, n.modified_index))
+}
+
+impl Worker {
+    pub fn new(
+        node: usize,
+        base_url: &str,
+        key: String,
+        timeout: Duration,
+        recorder: Arc<Recorder>,
+        error_pause: Duration,
+    ) -> Self {
+        Worker {
+            node,
+            client: EtcdClient::new(base_url, &key, timeout),
+            checker: KeyChecker::new(key),
+            recorder,
+            error_pause,
+        }
+    }
+
+    fn report_violation(&self, v: Violation) {
+        let text = v.to_string();
+        let n = self.recorder.violation(self.node, v);
+        if n <= MAX_LOGGED_VIOLATIONS {
+            log::error!("violation on node {}: {}", self.node + 1, text);
+        } else if n == MAX_LOGGED_VIOLATIONS + 1 {
+            log::error!("more violations: not logged any more (see the summary and --out)");
+        }
+    }
+
+    /// A read through the checker; `Ok(None)` = key missing.
+    async fn read(&mut self) -> Result<Option<State>, ClientError> {
+        let t = Instant::now();
+        let r = self.client.get().await;
+        if r.is_ok() {
+            self.recorder.request(Op::Get, t.elapsed());
+        }
+        let state = match r? {
+            None => None,
+            Some(n) => match to_state(&n) {
+                Some(s) => Some(s),
+                None => {
+                    let v = self.checker.observe_garbage(&n.value);
+                    self.report_violation(v);
+                    return Err(ClientError {
+                        kind: ErrorKind::Body,
+                        detail: format!("value is not an integer: {:?}", n.value),
+                    });
+                }
+            },
+        };
+        if let Err(v) = self.checker.observe_read(state) {
+            self.report_violation(v);
+        }
+        Ok(state)
+    }
+
+    /// A create (`prev` = None) or CAS through the checker; `Ok(state)` when acknowledged.
+    async fn write(&mut self, prev: Option<u64>, value: i64) -> Result<State, ClientError> {
+        let token = self.checker.begin_write(prev, value);
+        let t = Instant::now();
+        let (r, op) = match prev {
+            None => (self.client.create(value).await, Op::Create),
+            Some(p) => (self.client.cas(p, value).await, Op::Cas),
+        };
+        match r {
+            Ok(WriteResult::Applied(n)) => {
+                self.recorder.request(op, t.elapsed());
+                let Some(s) = to_state(&n) else {
+                    // acknowledged, but with a body we cannot check: outcome stays open
+                    self.checker.write_unknown(token);
+                    return Err(ClientError {
+                        kind: ErrorKind::Body,
+                        detail: format!("acknowledged value is not an integer: {:?}", n.value),
+                    });
+                };
+                if let Err(v) = self.checker.write_acked(token, s) {
+                    self.report_violation(v);
+                }
+                Ok(s)
+            }
+            Ok(WriteResult::Rejected(code)) => {
+                self.recorder.request(op, t.elapsed());
+                self.checker.write_rejected(token);
+                Err(ClientError {
+                    kind: ErrorKind::Conflict,
+                    detail: format!("{} rejected (errorCode {:?})", op.as_str(), code),
+                })
+            }
+            Err(e) => {
+                self.checker.write_unknown(token);
+                Err(e)
+            }
+        }
+    }
+
+    /// One full iteration.
+    async fn iteration(&mut self) -> Result<(), ClientError> {
+        let cur = match self.read().await? {
+            Some(s) => s,
+            None => self.write(None, 0).await?,
+        };
+        let next = cur.value.checked_add(1).ok_or_else(|| ClientError {
+            kind: ErrorKind::Body,
+            detail: "value overflow".into(),
+        })?;
+        self.write(Some(cur.index), next).await?;
+        Ok(())
+    }
+
+    /// Runs iterations until `stop` turns true; then, if `final_read`, reads the key once more
+    /// (up to 3 tries) and checks it.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>, final_read: bool) -> WorkerReport {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let t = Instant::now();
+            let res = tokio::select! {
+                r = self.iteration() => r,
+                _ = stop.changed() => break,
+            };
+            match res {
+                Ok(()) => self.recorder.success(self.node, t.elapsed()),
+                Err(e) => {
+                    log::debug!("node {} {}: {}", self.node + 1, self.client.url(), e);
+                    self.client.reset();
+                    self.recorder.error(self.node, e.kind);
+                    if !self.error_pause.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.error_pause) => {}
+                            _ = stop.changed() => break,
+                        }
+                    }
+                }
+            }
+        }
+        let final_read = if final_read {
+            self.final_read().await
+        } else {
+            FinalRead::Skipped
+        };
+        WorkerReport {
+            node: self.node,
+            key: self.checker.key().to_string(),
+            checker: self.checker,
+            final_read,
+        }
+    }
+
+    async fn final_read(&mut self) -> FinalRead {
+        for _ in 0..3 {
+            self.client.reset();
+            match self.read().await {
+                Ok(_) => return FinalRead::Checked,
+                Err(e) if e.kind == ErrorKind::Body => return FinalRead::Checked,
+                Err(e) => log::debug!("final read of {}: {}", self.client.url(), e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        FinalRead::Unreachable
+    }
+}
