@@ -1,0 +1,11 @@
+//! Perseus node: a Rust re-implementation of Gryadka, a leaderless key-value store that runs
+//! CASPaxos over Redis acceptors, served through an etcd-v2-style keys API.
+
+pub mod acceptor;
+pub mod ballot;
+pub mod config;
+pub mod http;
+pub mod proposer;
+pub mod quorum;
+pub mod record;
+pub mod server;

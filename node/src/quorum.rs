@@ -1,0 +1,183 @@
+//! Counting acceptor answers for one phase until a quorum is reached or cannot be.
+//!
+//! Pure logic, separate from the I/O: the proposer feeds each answer in as it arrives and
+//! stops at the first decision, never waiting for the answers it does not need.
+
+use std::fmt;
+
+use crate::ballot::Ballot;
+
+/// One acceptor's answer to one phase, reduced to what the count needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer<T> {
+    /// The acceptor did what was asked (promised / accepted).
+    Yes(T),
+    /// The acceptor refused because of a higher ballot.
+    Conflict(Ballot),
+    /// No usable answer (timeout, lost connection, bad reply), with a description.
+    Failed(String),
+}
+
+/// Where the count stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision<T> {
+    Pending,
+    /// A quorum said yes; these are their answers (exactly `quorum` of them).
+    Quorum(Vec<T>),
+    /// A quorum can no longer be reached.
+    NoQuorum(Failure),
+}
+
+/// Why a phase could not reach a quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub yes: usize,
+    pub total: usize,
+    pub quorum: usize,
+    /// The highest ballot seen in a conflict, if any acceptor refused.
+    pub conflict: Option<Ballot>,
+    /// What went wrong with each acceptor that did not say yes.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} acceptors answered (quorum {})",
+            self.yes, self.total, self.quorum
+        )?;
+        if let Some(ballot) = self.conflict {
+            write!(f, ", lost a ballot race to {ballot}")?;
+        }
+        if !self.problems.is_empty() {
+            write!(f, ": {}", self.problems.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The running count for one phase.
+#[derive(Debug)]
+pub struct Tally<T> {
+    total: usize,
+    quorum: usize,
+    yes: Vec<T>,
+    conflict: Option<Ballot>,
+    problems: Vec<String>,
+}
+
+impl<T> Tally<T> {
+    pub fn new(total: usize, quorum: usize) -> Self {
+        Tally {
+            total,
+            quorum,
+            yes: Vec::with_capacity(quorum),
+            conflict: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The highest conflicting ballot seen so far.
+    pub fn conflict(&self) -> Option<Ballot> {
+        self.conflict
+    }
+
+    /// Records one answer (`who` names the acceptor) and says whether the phase is decided.
+    pub fn add(&mut self, who: &str, answer: Answer<T>) -> Decision<T> {
+        match answer {
+            Answer::Yes(t) => self.yes.push(t),
+            Answer::Conflict(ballot) => {
+                self.conflict = self.conflict.max(Some(ballot));
+                self.problems.push(format!("{who}: conflict with {ballot}"));
+            }
+            Answer::Failed(why) => self.problems.push(format!("{who}: {why}")),
+        }
+        self.decision()
+    }
+
+    fn decision(&mut self) -> Decision<T> {
+        let answered = self.yes.len() + self.problems.len();
+        if self.yes.len() >= self.quorum {
+            Decision::Quorum(std::mem::take(&mut self.yes))
+        } else if self.yes.len() + (self.total - answered) < self.quorum {
+            Decision::NoQuorum(self.failure())
+        } else {
+            Decision::Pending
+        }
+    }
+
+    /// The failure as it stands (used when answers stop arriving).
+    pub fn failure(&self) -> Failure {
+        Failure {
+            yes: self.yes.len(),
+            total: self.total,
+            quorum: self.quorum,
+            conflict: self.conflict,
+            problems: self.problems.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decides_on_the_first_quorum_without_the_third_answer() {
+        let mut tally = Tally::new(3, 2);
+        assert_eq!(tally.add("a1", Answer::Yes(1)), Decision::Pending);
+        assert_eq!(
+            tally.add("a2", Answer::Yes(2)),
+            Decision::Quorum(vec![1, 2])
+        );
+    }
+
+    #[test]
+    fn one_failure_still_allows_a_quorum() {
+        let mut tally = Tally::new(3, 2);
+        assert_eq!(
+            tally.add("a1", Answer::Failed("timed out".into())),
+            Decision::Pending
+        );
+        assert_eq!(tally.add("a2", Answer::Yes(2)), Decision::Pending);
+        assert_eq!(
+            tally.add("a3", Answer::Yes(3)),
+            Decision::Quorum(vec![2, 3])
+        );
+    }
+
+    #[test]
+    fn gives_up_as_soon_as_a_quorum_is_impossible() {
+        let mut tally: Tally<u8> = Tally::new(3, 2);
+        assert_eq!(
+            tally.add("a1", Answer::Failed("timed out".into())),
+            Decision::Pending
+        );
+        match tally.add("a2", Answer::Conflict(Ballot::new(9, 2, 1))) {
+            Decision::NoQuorum(failure) => {
+                assert_eq!(failure.yes, 0);
+                assert_eq!(failure.conflict, Some(Ballot::new(9, 2, 1)));
+                let text = failure.to_string();
+                assert!(text.starts_with("0 of 3 acceptors answered"), "{text}");
+                assert!(text.contains("a1: timed out"), "{text}");
+            }
+            other => panic!("expected NoQuorum, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keeps_the_highest_conflict() {
+        let mut tally: Tally<u8> = Tally::new(5, 3);
+        tally.add("a1", Answer::Conflict(Ballot::new(3, 1, 1)));
+        tally.add("a2", Answer::Conflict(Ballot::new(7, 1, 1)));
+        tally.add("a3", Answer::Conflict(Ballot::new(5, 1, 1)));
+        assert_eq!(tally.conflict(), Some(Ballot::new(7, 1, 1)));
+    }
+
+    #[test]
+    fn quorum_of_one_decides_on_the_first_yes() {
+        let mut tally = Tally::new(3, 1);
+        assert_eq!(tally.add("a1", Answer::Yes(())), Decision::Quorum(vec![()]));
+    }
+}

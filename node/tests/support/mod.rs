@@ -1,0 +1,197 @@
+//! Test harness: real `redis-server` processes on loopback ports and in-process nodes.
+//!
+//! The Redis binary is `$REDIS_SERVER` or `redis-server` on the PATH (`.ci/run` installs
+//! Debian's). A missing binary fails the test with a message; it is never skipped.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perseus_node::config::Settings;
+use perseus_node::http::App;
+use perseus_node::server;
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let open = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(100),
+        )
+        .is_ok();
+        if open == up {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "port {port} did not become {}",
+        if up { "open" } else { "closed" }
+    );
+}
+
+/// One redis-server process with AOF on and fsync always, data in its own directory.
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "perseus-redis-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("redis data dir");
+        let mut redis = Redis {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--save", "", "--daemonize", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} ({e}): install redis-server or set REDIS_SERVER")
+            });
+        self.child = Some(child);
+        wait_for_port(self.port, true);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, like `kill -9`: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        wait_for_port(self.port, false);
+    }
+
+    /// Starts again on the same port with the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three Redis acceptors.
+pub fn three_redis() -> Vec<Redis> {
+    (0..3).map(|_| Redis::start()).collect()
+}
+
+pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
+    Settings {
+        id,
+        listen: "127.0.0.1:0".into(),
+        acceptors: redis.iter().map(Redis::url).collect(),
+        quorum: None,
+        acceptor_timeout_ms: timeout_ms,
+        cache_capacity: 1000,
+        max_key_bytes: 512,
+        max_value_bytes: 1024,
+    }
+}
+
+/// A node served in-process on an ephemeral loopback port.
+pub struct Node {
+    pub url: String,
+    pub app: Arc<App>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Node {
+    pub async fn start(settings: Settings) -> Node {
+        let app = server::app(&settings).expect("node app");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let addr = settings.listen.parse().expect("listen address");
+        let (bound, serve) = server::serve(app.clone(), addr, async {
+            let _ = rx.await;
+        })
+        .expect("node listens");
+        tokio::spawn(serve);
+        let node = Node {
+            url: format!("http://{bound}"),
+            app,
+            shutdown: Some(tx),
+        };
+        node.wait_reachable(3).await;
+        node
+    }
+
+    pub fn key_url(&self, key: &str) -> String {
+        format!("{}/v2/keys/{key}", self.url)
+    }
+
+    /// Waits (bounded) until `n` acceptors are connected.
+    pub async fn wait_reachable(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let reachable = self
+                .app
+                .proposer
+                .acceptors()
+                .iter()
+                .filter(|a| a.is_connected())
+                .count();
+            if reachable >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("node did not reach {n} acceptors");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client")
+}
