@@ -18,6 +18,8 @@ export COMPOSE BASE_IMAGE UP_TIMEOUT
 CLUSTER := a1 a2 a3 p1 p2 p3
 ALL_PROFILES := --profile load --profile chaos
 CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos
+# The client container, running or not (by label: `compose ps` differs between v1 and v2).
+CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
 
 .PHONY: help up load bench status logs down test e2e base binaries images ci heal \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%))
@@ -47,20 +49,20 @@ up: images ## Build what is missing, start a1..a3 and p1..p3, wait until all nod
 
 load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-second output
 	LOADGEN_DURATION=$(LOADGEN_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
-	@id=$$($(COMPOSE) --profile load ps -q client); \
+	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
 
 bench: up ## Measure the healthy cluster's throughput (BENCH_DURATION=60 s of load, no faults)
 	LOADGEN_DURATION=$(BENCH_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
-	@id=$$($(COMPOSE) --profile load ps -q client); \
-	  docker logs -f $$id > >(tee results-bench.txt) 2>&1; \
+	@mkdir -p results; id=$(CLIENT_ID); \
+	  docker logs -f $$id 2>&1 | tee results/bench.txt; \
 	  code=$$(docker wait $$id); \
-	  awk -F'\t' '!/^#/ && NF==5 {n++; s+=$$2} END {if (n) printf "# bench: %d s, mean cluster throughput %.0f ops/s\n", n, s/n}' results-bench.txt; \
-	  rm -f results-bench.txt; exit $$code
+	  awk -F'\t' '!/^#/ && NF==5 {n++; s+=$$2} END {if (n) printf "# bench: %d s, mean cluster throughput %.0f iterations/s (results/bench.txt)\n", n, s/n}' results/bench.txt; \
+	  exit $$code
 
 logs: ## Show the load generator's output (follows it while it runs)
-	@id=$$($(COMPOSE) --profile load ps -q client); \
+	@id=$(CLIENT_ID); \
 	  if [ -z "$$id" ]; then echo "no client container: run make load" >&2; exit 1; fi; \
 	  docker logs -f $$id
 

@@ -29,7 +29,10 @@ failures=0
 fail() { echo "E2E FAIL: $*" >&2; failures=$((failures + 1)); }
 ok() { echo "e2e ok: $*"; }
 chaos() { $COMPOSE --profile chaos run --rm -T chaos --events "$events_ctr" "$@"; }
-cid() { $COMPOSE --profile load --profile chaos ps -q "$1" 2>/dev/null; }
+cid() { # a service's container, running or not (labels: `compose ps` differs between v1 and v2)
+  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1" --filter "label=com.docker.compose.oneoff=False"
+}
 now_ms() { date +%s%3N; }
 
 cleanup_done=0

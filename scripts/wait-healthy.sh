@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 COMPOSE="${COMPOSE:-docker-compose}"
 timeout_s="${UP_TIMEOUT:-90}"
 nodes="${NODES:-p1 p2 p3}"
+project="${COMPOSE_PROJECT_NAME:-perseus}"
 deadline=$((SECONDS + timeout_s))
 pending="$nodes"
 while [ -n "$pending" ]; do
   still=""
   for n in $pending; do
-    id="$($COMPOSE ps -q "$n" 2>/dev/null || true)"
+    id="$(docker ps -q --filter "label=com.docker.compose.project=$project" \
+      --filter "label=com.docker.compose.service=$n" --filter "label=com.docker.compose.oneoff=False")"
     if [ -z "$id" ] || ! docker exec "$id" curl -fsS -o /dev/null -m 2 http://127.0.0.1:8080/health 2>/dev/null; then
       still="$still $n"
     fi
