@@ -45,6 +45,13 @@ impl ProposerError {
         }
     }
 
+    /// True if an acceptor refused because of a higher ballot.
+    pub fn lost_race(&self) -> bool {
+        match self {
+            ProposerError::NoQuorum { failure, .. } => failure.conflict.is_some(),
+        }
+    }
+
     /// True if the change may have taken effect (the accept phase was reached).
     pub fn outcome_unknown(&self) -> bool {
         self.phase() == Phase::Accept
@@ -144,7 +151,11 @@ impl Proposer {
         // the cached ballot is taken out, so it can never be used for a second accept.
         let (ballot, before) = match state.leader.take() {
             Some(cached) => cached,
-            None => self.prepare(key).await?,
+            // A prepare that lost a race wrote nothing: one retry, past the ballot that won.
+            None => match self.prepare(key).await {
+                Err(e) if e.lost_race() => self.prepare(key).await?,
+                result => result?,
+            },
         };
         let (outcome, after) = match f(before.as_deref()) {
             Ok(after) => (Ok(after.clone()), after),
