@@ -120,7 +120,7 @@ code="$(timeout $((DURATION + 60)) docker wait "$client" || echo timeout)"
 docker logs "$client" >"$log" 2>&1
 if [ "$code" = 0 ]; then ok "loadgen exit code 0 (no consistency violation)"; else fail "loadgen exit code $code"; fi
 
-echo "=== per-second table (start=$start_ms; ms times are loadgen-relative)"
+echo "=== per-second table (second N = [start+N-1 s, start+N s), start unix_ms=$start_ms; killed/isolated = the whole second inside the fault)"
 ev() { # ev COMMAND FIELD → value from the events file (first ok event of that command for a1)
   grep "\"command\":\"$1\"" "$events_host" | grep '"host":"a1"' | grep '"ok":true' | head -1 |
     sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"
@@ -141,6 +141,7 @@ awk -F'\t' -v s="$start_ms" -v warm="$WARMUP" -v rec="$RECOVERY_S" \
     if (st >= lo && st < hi) m = m " start"
     if (i >= lo && i < hi) m = m " isolate"
     if (h >= lo && h < hi) m = m " heal"
+    sub(/^ /, "", m)
     return m
   }
   /^#/ || NF != 5 { next }
