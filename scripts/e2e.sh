@@ -177,7 +177,9 @@ left_v="$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJEC
 [ -z "$left_c$left_n$left_v" ] && ok "no perseus container, network or volume left" ||
   fail "left behind: containers [$left_c] networks [$left_n] volumes [$left_v]"
 if command -v iptables-save >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  if iptables-save 2>/dev/null | grep -q PERSEUS; then fail "PERSEUS rules on the host"; else ok "no PERSEUS rule on the host (iptables-save)"; fi
+  if { iptables-save 2>/dev/null; iptables-legacy-save 2>/dev/null || true; } | grep -q PERSEUS; then
+    fail "PERSEUS rules on the host"
+  else ok "no PERSEUS rule on the host (iptables-save, iptables-legacy-save)"; fi
 else
   echo "e2e: note: host iptables-save not checked (not root or no iptables); rules only ever live in container namespaces"
 fi
