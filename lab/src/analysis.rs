@@ -1,0 +1,417 @@
+//! What a run's data says about each fault: unavailability windows in milliseconds,
+//! throughput relative to the pre-fault baseline, recovery times and violations.
+//!
+//! Resolution: successes are recorded per node in buckets (100 ms by default) with the exact
+//! offsets of the first and last success and the longest gap inside each bucket, so every
+//! gap is exact to the microsecond for a single node; for the cluster (any node succeeding)
+//! gaps that cross a bucket border are exact and gaps inside one bucket are not counted.
+
+use crate::data::Run;
+
+/// The kinds of fault a report distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    Crash,
+    Isolate,
+    Pause,
+    Restart,
+}
+
+impl FaultKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "kill",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Pause => "pause",
+            FaultKind::Restart => "restart",
+        }
+    }
+}
+
+/// One fault of one host, as ms offsets from the run start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub host: String,
+    /// When the fault was applied.
+    pub start_ms: i64,
+    /// When the recovery (start/heal/resume) began, if it did during the run.
+    pub recover_ms: Option<i64>,
+    /// When the recovery command finished (e.g. `start` saw the node healthy).
+    pub recovered_ms: Option<i64>,
+}
+
+impl Fault {
+    /// The end of the faulty period (the recovery, or the end of the run).
+    pub fn end_ms(&self, run_end_ms: i64) -> i64 {
+        self.recover_ms.unwrap_or(run_end_ms)
+    }
+}
+
+/// The node index (0-based) a host name stands for: `a1`/`e1`/`p1` → 0.
+pub fn node_index(host: &str) -> Option<usize> {
+    let digits: String = host.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<usize>().ok().and_then(|n| n.checked_sub(1))
+}
+
+/// Pairs fault events with their recoveries. Failed chaos commands are ignored.
+pub fn faults(run: &Run) -> Vec<Fault> {
+    let mut faults: Vec<Fault> = Vec::new();
+    for event in run.events.iter().filter(|e| e.ok) {
+        let begin = run.offset_ms(event.begin_unix_ms);
+        let end = run.offset_ms(event.unix_ms);
+        let open = |faults: &mut Vec<Fault>, kind: FaultKind| {
+            faults.push(Fault {
+                kind,
+                host: event.host.clone(),
+                start_ms: end,
+                recover_ms: None,
+                recovered_ms: None,
+            })
+        };
+        let close = |faults: &mut Vec<Fault>, kinds: &[FaultKind]| {
+            for fault in faults.iter_mut().filter(|f| {
+                f.recover_ms.is_none()
+                    && kinds.contains(&f.kind)
+                    && (event.host == f.host || event.host == "all" || event.host.is_empty())
+            }) {
+                fault.recover_ms = Some(begin);
+                fault.recovered_ms = Some(end);
+            }
+        };
+        match event.command.as_str() {
+            "kill" => open(&mut faults, FaultKind::Crash),
+            "isolate" => open(&mut faults, FaultKind::Isolate),
+            "pause" => open(&mut faults, FaultKind::Pause),
+            "start" => close(&mut faults, &[FaultKind::Crash]),
+            "heal" => close(&mut faults, &[FaultKind::Isolate]),
+            "resume" => close(&mut faults, &[FaultKind::Pause]),
+            "restart" => faults.push(Fault {
+                kind: FaultKind::Restart,
+                host: event.host.clone(),
+                start_ms: begin,
+                recover_ms: Some(begin),
+                recovered_ms: Some(end),
+            }),
+            _ => {}
+        }
+    }
+    faults
+}
+
+/// A stretch of successes of one node (or the cluster) inside one bucket.
+#[derive(Clone, Copy, Debug)]
+struct Island {
+    first_us: u64,
+    last_us: u64,
+    max_gap_us: u64,
+}
+
+/// The run's length in ms (end of the last bucket).
+pub fn run_end_ms(run: &Run) -> i64 {
+    run.buckets
+        .iter()
+        .map(|b| (b.t_ms + b.ms) as i64)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Who a window is computed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Node(usize),
+    Cluster,
+}
+
+fn islands(run: &Run, subject: Subject) -> Vec<Island> {
+    run.buckets
+        .iter()
+        .filter_map(|b| match subject {
+            Subject::Node(i) => match (b.first_us.get(i).copied().flatten(), b.last_us.get(i)) {
+                (Some(first), Some(Some(last))) => Some(Island {
+                    first_us: first,
+                    last_us: *last,
+                    max_gap_us: b.max_gap_us.get(i).copied().unwrap_or(0),
+                }),
+                _ => None,
+            },
+            Subject::Cluster => {
+                let first = b.first_us.iter().flatten().min().copied()?;
+                let last = b.last_us.iter().flatten().max().copied()?;
+                Some(Island {
+                    first_us: first,
+                    last_us: last,
+                    max_gap_us: 0,
+                })
+            }
+        })
+        .collect()
+}
+
+/// The longest stretch (ms) without a success of `subject` that overlaps `[from_ms, to_ms]`.
+pub fn unavailability_ms(run: &Run, subject: Subject, from_ms: i64, to_ms: i64) -> f64 {
+    let end_us = run_end_ms(run).max(0) as u64 * 1000;
+    let (from_us, to_us) = (from_ms.max(0) as u64 * 1000, to_ms.max(0) as u64 * 1000);
+    let overlaps = |a: u64, b: u64| a <= to_us && b >= from_us;
+    let islands = islands(run, subject);
+    let mut longest = 0u64;
+    let mut previous_last = 0u64;
+    for island in &islands {
+        if overlaps(previous_last, island.first_us) {
+            longest = longest.max(island.first_us.saturating_sub(previous_last));
+        }
+        if overlaps(island.first_us, island.last_us) {
+            longest = longest.max(island.max_gap_us);
+        }
+        previous_last = island.last_us;
+    }
+    if overlaps(previous_last, end_us) {
+        longest = longest.max(end_us.saturating_sub(previous_last));
+    }
+    longest as f64 / 1000.0
+}
+
+/// The first success of `subject` at or after `from_ms`, as ms after `from_ms`.
+pub fn first_success_after_ms(run: &Run, subject: Subject, from_ms: i64) -> Option<f64> {
+    let from_us = from_ms.max(0) as u64 * 1000;
+    islands(run, subject)
+        .iter()
+        .find(|i| i.last_us >= from_us)
+        .map(|i| i.first_us.max(from_us).saturating_sub(from_us) as f64 / 1000.0)
+}
+
+/// Mean successes per second of `subject` over the whole seconds inside `[from_ms, to_ms)`.
+pub fn rate(run: &Run, subject: Subject, from_ms: i64, to_ms: i64) -> Option<f64> {
+    let counts: Vec<u64> = run
+        .seconds
+        .iter()
+        .filter(|s| {
+            let begin = (s.second as i64 - 1) * 1000;
+            begin >= from_ms && begin + 1000 <= to_ms
+        })
+        .map(|s| match subject {
+            Subject::Node(i) => s.nodes.get(i).copied().unwrap_or(0),
+            Subject::Cluster => s.cluster,
+        })
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum::<u64>() as f64 / counts.len() as f64)
+}
+
+/// The numbers a report gives for one subject during one fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Impact {
+    pub subject: Subject,
+    pub unavailability_ms: f64,
+    pub baseline_per_s: Option<f64>,
+    pub during_per_s: Option<f64>,
+    pub after_per_s: Option<f64>,
+}
+
+/// One fault with its impact on every node and on the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultReport {
+    pub fault: Fault,
+    pub impacts: Vec<Impact>,
+    /// From the start of the recovery to the faulted node's first success, in ms.
+    pub recovery_ms: Option<f64>,
+    pub violations: usize,
+}
+
+/// Seconds of baseline before a fault and of "after" following its recovery.
+const WINDOW_MS: i64 = 5000;
+/// The first seconds of a run are warm-up, not baseline.
+const WARM_UP_MS: i64 = 2000;
+
+pub fn analyse(run: &Run) -> Vec<FaultReport> {
+    let end = run_end_ms(run);
+    let subjects: Vec<Subject> = (0..run.node_count())
+        .map(Subject::Node)
+        .chain([Subject::Cluster])
+        .collect();
+    faults(run)
+        .into_iter()
+        .map(|fault| {
+            let fault_end = fault.end_ms(end);
+            let baseline_from = (fault.start_ms - WINDOW_MS).max(WARM_UP_MS);
+            let after_from = fault.recovered_ms.unwrap_or(fault_end);
+            let impacts = subjects
+                .iter()
+                .map(|&subject| Impact {
+                    subject,
+                    unavailability_ms: unavailability_ms(run, subject, fault.start_ms, fault_end),
+                    baseline_per_s: rate(run, subject, baseline_from, fault.start_ms),
+                    during_per_s: rate(run, subject, fault.start_ms, fault_end),
+                    after_per_s: rate(run, subject, after_from, after_from + WINDOW_MS),
+                })
+                .collect();
+            let recovery_ms = match (fault.recover_ms, node_index(&fault.host)) {
+                (Some(from), Some(i)) if i < run.node_count() => {
+                    first_success_after_ms(run, Subject::Node(i), from)
+                }
+                _ => None,
+            };
+            let violations = run
+                .violations
+                .iter()
+                .filter(|v| {
+                    let at = v["unix_ms"].as_i64().map(|t| run.offset_ms(t));
+                    at.is_some_and(|t| t >= fault.start_ms && t <= fault_end + WINDOW_MS)
+                })
+                .count();
+            FaultReport {
+                fault,
+                impacts,
+                recovery_ms,
+                violations,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Bucket, Event, Second};
+
+    /// A run of `secs` seconds with 100 ms buckets where node `i` succeeds every 10 ms except
+    /// while `down(i, t_ms)` is true.
+    fn synthetic(secs: u64, nodes: usize, down: impl Fn(usize, u64) -> bool) -> Run {
+        let mut run = Run {
+            start_unix_ms: 1_000_000,
+            nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
+            ..Default::default()
+        };
+        for b in 0..secs * 10 {
+            let t_ms = b * 100;
+            let mut bucket = Bucket {
+                t_ms,
+                ms: 100,
+                ok: vec![0; nodes],
+                err: vec![0; nodes],
+                first_us: vec![None; nodes],
+                last_us: vec![None; nodes],
+                max_gap_us: vec![0; nodes],
+            };
+            for i in 0..nodes {
+                let mut last: Option<u64> = None;
+                for step in 0..10 {
+                    let t = t_ms + step * 10 + 5;
+                    if down(i, t) {
+                        continue;
+                    }
+                    let us = t * 1000;
+                    bucket.ok[i] += 1;
+                    bucket.first_us[i].get_or_insert(us);
+                    if let Some(l) = last {
+                        bucket.max_gap_us[i] = bucket.max_gap_us[i].max(us - l);
+                    }
+                    last = Some(us);
+                }
+                bucket.last_us[i] = last;
+            }
+            run.buckets.push(bucket);
+        }
+        for s in 1..=secs {
+            let nodes_ok: Vec<u64> = (0..nodes)
+                .map(|i| {
+                    run.buckets[((s - 1) * 10) as usize..(s * 10) as usize]
+                        .iter()
+                        .map(|b| b.ok[i])
+                        .sum()
+                })
+                .collect();
+            run.seconds.push(Second {
+                second: s,
+                cluster: nodes_ok.iter().sum(),
+                nodes: nodes_ok,
+                latency_us: Default::default(),
+                violations: 0,
+            });
+        }
+        run
+    }
+
+    fn event(run: &Run, command: &str, host: &str, begin_ms: i64, end_ms: i64) -> Event {
+        Event {
+            unix_ms: run.start_unix_ms + end_ms,
+            begin_unix_ms: run.start_unix_ms + begin_ms,
+            command: command.into(),
+            host: host.into(),
+            ok: true,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn node_index_from_host_names() {
+        assert_eq!(node_index("a1"), Some(0));
+        assert_eq!(node_index("e3"), Some(2));
+        assert_eq!(node_index("leader"), None);
+    }
+
+    #[test]
+    fn a_killed_node_has_a_window_and_the_survivors_none() {
+        // n1 down from 3.000 s to 6.500 s.
+        let mut run = synthetic(10, 3, |i, t| i == 0 && (3000..6500).contains(&t));
+        run.events = vec![
+            event(&run, "kill", "a1", 2990, 3000),
+            event(&run, "start", "a1", 6000, 6400),
+        ];
+        let reports = analyse(&run);
+        assert_eq!(reports.len(), 1);
+        let report = &reports[0];
+        assert_eq!(report.fault.kind, FaultKind::Crash);
+        assert_eq!(report.fault.start_ms, 3000);
+        assert_eq!(report.fault.recover_ms, Some(6000));
+        // Last success 2.995 s, next 6.505 s.
+        assert_eq!(report.impacts[0].unavailability_ms, 3510.0);
+        assert_eq!(report.impacts[1].unavailability_ms, 10.0);
+        assert_eq!(report.impacts[2].unavailability_ms, 10.0);
+        // The cluster never stopped: only the usual 10 ms between successes.
+        assert_eq!(report.impacts[3].unavailability_ms, 10.0);
+        // 100/s per node before; n1 at 0 during the whole seconds 4..6.
+        assert_eq!(report.impacts[0].baseline_per_s, Some(100.0));
+        assert_eq!(report.impacts[0].during_per_s, Some(0.0));
+        assert_eq!(report.impacts[3].baseline_per_s, Some(300.0));
+        // From the start command (6.000 s) to n1's first success (6.505 s).
+        assert_eq!(report.recovery_ms, Some(505.0));
+    }
+
+    #[test]
+    fn isolation_paired_with_heal_and_an_open_fault_runs_to_the_end() {
+        let mut run = synthetic(10, 3, |i, t| {
+            (i == 1 && (2000..4000).contains(&t)) || (i == 2 && t >= 8000)
+        });
+        run.events = vec![
+            event(&run, "isolate", "a2", 1990, 2000),
+            event(&run, "heal", "a2", 4000, 4001),
+            event(&run, "pause", "a3", 7990, 8000),
+        ];
+        let reports = analyse(&run);
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0].fault.kind, FaultKind::Isolate);
+        assert_eq!(reports[0].impacts[1].unavailability_ms, 2010.0);
+        assert_eq!(reports[0].recovery_ms, Some(5.0));
+        assert_eq!(reports[1].fault.kind, FaultKind::Pause);
+        assert_eq!(reports[1].fault.recover_ms, None);
+        // From the last success (7.995 s) to the end of the run (10 s).
+        assert_eq!(reports[1].impacts[2].unavailability_ms, 2005.0);
+        assert_eq!(reports[1].recovery_ms, None);
+    }
+
+    #[test]
+    fn cluster_window_counts_only_when_every_node_is_down() {
+        let run = synthetic(6, 3, |_, t| (2000..2600).contains(&t));
+        assert_eq!(unavailability_ms(&run, Subject::Cluster, 1900, 2700), 610.0);
+        assert_eq!(unavailability_ms(&run, Subject::Cluster, 4000, 5000), 10.0);
+    }
+
+    #[test]
+    fn failed_chaos_commands_are_not_faults() {
+        let mut run = synthetic(3, 3, |_, _| false);
+        let mut failed = event(&run, "kill", "a1", 1000, 1001);
+        failed.ok = false;
+        run.events = vec![failed];
+        assert!(faults(&run).is_empty());
+    }
+}

@@ -1,0 +1,182 @@
+//! `lab`: Perseus experiments. Runs scenario files and random soaks against the running
+//! testbed through the loadgen and chaos binaries, and turns the recorded data into a report
+//! (`report.md`) and plots (`throughput.png`, `latency.png`).
+
+mod analysis;
+mod data;
+mod plot;
+mod report;
+mod runner;
+mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "lab", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct Tools {
+    /// Node URLs for the load generator
+    #[arg(
+        long,
+        env = "LAB_NODES",
+        default_value = "http://10.77.0.11:8080,http://10.77.0.12:8080,http://10.77.0.13:8080"
+    )]
+    nodes: String,
+    /// Logical clients per node
+    #[arg(long, env = "LAB_CONNECTIONS", default_value_t = 1)]
+    connections: u32,
+    /// Directory holding the loadgen and chaos binaries (default: next to this one)
+    #[arg(long, env = "LAB_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Name of the system under test, for the report
+    #[arg(long, env = "LAB_SYSTEM", default_value = "Perseus (Gryadka/CASPaxos)")]
+    system: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a scenario file and write the results folder
+    Run {
+        /// The scenario (TOML)
+        scenario: PathBuf,
+        /// Results folder to create
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        tools: Tools,
+    },
+    /// Random faults (seeded) for a while, then everything healed; non-zero exit on violations
+    Soak {
+        #[arg(long, default_value_t = 300)]
+        duration: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Hosts faults may hit
+        #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
+        hosts: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        tools: Tools,
+    },
+    /// (Re)write report.md and the plots of a results folder
+    Report {
+        dir: PathBuf,
+        #[arg(long, default_value = "Perseus (Gryadka/CASPaxos)")]
+        system: String,
+    },
+}
+
+fn setup(tools: &Tools) -> Result<runner::Setup> {
+    let bin_dir = match &tools.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("locating this program")?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("locating this program's directory")?,
+    };
+    Ok(runner::Setup {
+        loadgen: bin_dir.join("loadgen"),
+        chaos: bin_dir.join("chaos"),
+        nodes: tools.nodes.clone(),
+        connections: tools.connections,
+    })
+}
+
+/// Writes report.md and the plots; returns the number of violations.
+fn report(dir: &Path, system: &str) -> Result<u64> {
+    let run = data::Run::load(dir)?;
+    let reports = analysis::analyse(&run);
+    let title = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "run".into());
+    let text = report::markdown(&title, system, &run, &reports);
+    std::fs::write(dir.join("report.md"), &text)?;
+    println!("{text}");
+    plot::draw(dir, &title, &run)?;
+    println!(
+        "# wrote {0}/report.md, {0}/throughput.png, {0}/latency.png",
+        dir.display()
+    );
+    Ok(run
+        .summary
+        .as_ref()
+        .and_then(|s| s["violations"].as_u64())
+        .unwrap_or(run.violations.len() as u64))
+}
+
+fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> Result<bool> {
+    let outcome = runner::run(&setup(tools)?, scenario, out)?;
+    let violations = report(out, &tools.system)?;
+    let mut ok = true;
+    if violations > 0 {
+        eprintln!(
+            "lab: {violations} consistency violations (see {}/load.tsv)",
+            out.display()
+        );
+        ok = false;
+    }
+    if !outcome.failed_steps.is_empty() {
+        eprintln!(
+            "lab: chaos steps failed: {}",
+            outcome.failed_steps.join(", ")
+        );
+        ok = false;
+    }
+    if outcome.loadgen_exit != Some(0) {
+        eprintln!(
+            "lab: the load generator exited with {:?}",
+            outcome.loadgen_exit
+        );
+        ok = false;
+    }
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run {
+            scenario,
+            out,
+            tools,
+        } => scenario::Scenario::load(&scenario).and_then(|s| run_and_report(&tools, &s, &out)),
+        Cmd::Soak {
+            duration,
+            seed,
+            hosts,
+            out,
+            tools,
+        } => {
+            let scenario = scenario::Scenario::random(Duration::from_secs(duration), &hosts, seed);
+            println!(
+                "# soak: {} s, seed {seed}, {} fault steps on {}",
+                duration,
+                scenario.steps.len(),
+                hosts.join(",")
+            );
+            run_and_report(&tools, &scenario, &out)
+        }
+        Cmd::Report { dir, system } => report(&dir, &system).map(|v| v == 0),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("lab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

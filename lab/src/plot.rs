@@ -1,0 +1,226 @@
+//! The pictures of a run, drawn with plotters: iterations per second per node and for the
+//! cluster with the faults as labelled shaded spans (`throughput.png`), and p50/p99 latency
+//! per second (`latency.png`).
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+use crate::analysis::{self, Fault};
+use crate::data::Run;
+
+/// Where a TrueType font is looked for (Debian's fonts-dejavu-core first).
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Registers a font for the labels; plotters draws no text without one.
+fn load_font() -> Result<()> {
+    let path = std::env::var("PERSEUS_FONT")
+        .ok()
+        .into_iter()
+        .chain(FONT_PATHS.iter().map(|p| p.to_string()))
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| {
+            anyhow!(
+                "no TrueType font found (apt-get install fonts-dejavu-core, or set PERSEUS_FONT)"
+            )
+        })?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading font {path}"))?;
+    // plotters keeps the font for the life of the process.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow!("{path} is not a usable TrueType font"))?;
+    Ok(())
+}
+
+const NODE_COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+];
+
+fn fault_color(fault: &Fault) -> RGBAColor {
+    match fault.kind {
+        analysis::FaultKind::Crash | analysis::FaultKind::Restart => RED.mix(0.15),
+        analysis::FaultKind::Isolate => BLUE.mix(0.12),
+        analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
+    }
+}
+
+/// Draws both pictures into `dir`.
+pub fn draw(dir: &Path, title: &str, run: &Run) -> Result<()> {
+    load_font()?;
+    throughput(&dir.join("throughput.png"), title, run)?;
+    latency(&dir.join("latency.png"), title, run)?;
+    Ok(())
+}
+
+fn x_max(run: &Run) -> f64 {
+    run.seconds.last().map_or(1.0, |s| s.second as f64)
+}
+
+fn shade_faults<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    run: &Run,
+    y_top: f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let end = analysis::run_end_ms(run);
+    for fault in analysis::faults(run) {
+        let (x0, x1) = (
+            fault.start_ms as f64 / 1000.0,
+            fault.end_ms(end) as f64 / 1000.0,
+        );
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x1.max(x0 + 0.05), y_top)],
+                fault_color(&fault).filled(),
+            )))
+            .map_err(|e| anyhow!("drawing: {e}"))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{} {}", fault.kind.label(), fault.host),
+                (x0 + 0.2, y_top * 0.97),
+                ("sans-serif", 16).into_font(),
+            )))
+            .map_err(|e| anyhow!("drawing: {e}"))?;
+    }
+    Ok(())
+}
+
+fn throughput(path: &Path, title: &str, run: &Run) -> Result<()> {
+    let root = BitMapBackend::new(path, (1200, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
+    let y_top = run.seconds.iter().map(|s| s.cluster).max().unwrap_or(1) as f64 * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{title}: iterations per second"),
+            ("sans-serif", 24),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max(run), 0.0..y_top.max(1.0))
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("iterations/s")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    shade_faults(&mut chart, run, y_top)?;
+    let series = |f: &dyn Fn(&crate::data::Second) -> u64| -> Vec<(f64, f64)> {
+        run.seconds
+            .iter()
+            .map(|s| (s.second as f64, f(s) as f64))
+            .collect()
+    };
+    chart
+        .draw_series(LineSeries::new(
+            series(&|s| s.cluster),
+            BLACK.stroke_width(2),
+        ))
+        .map_err(|e| anyhow!("drawing: {e}"))?
+        .label("cluster")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    for i in 0..run.node_count() {
+        let color = NODE_COLORS[i % NODE_COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                series(&|s| s.nodes.get(i).copied().unwrap_or(0)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| anyhow!("drawing: {e}"))?
+            .label(format!("n{}", i + 1))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
+    let ms = |v: Option<u64>| v.map(|us| us as f64 / 1000.0);
+    let y_top = run
+        .seconds
+        .iter()
+        .filter_map(|s| ms(s.latency_us.p99))
+        .fold(1.0, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{title}: iteration latency"), ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max(run), 0.0..y_top)
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("ms")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    shade_faults(&mut chart, run, y_top)?;
+    for (name, color, pick) in [
+        (
+            "p50",
+            NODE_COLORS[0],
+            (|s: &crate::data::Second| s.latency_us.p50) as fn(&crate::data::Second) -> Option<u64>,
+        ),
+        ("p99", NODE_COLORS[1], |s: &crate::data::Second| {
+            s.latency_us.p99
+        }),
+    ] {
+        let points: Vec<(f64, f64)> = run
+            .seconds
+            .iter()
+            .filter_map(|s| ms(pick(s)).map(|v| (s.second as f64, v)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| anyhow!("drawing: {e}"))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

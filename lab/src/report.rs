@@ -1,0 +1,140 @@
+//! The Markdown report of a run: one table per fault and a summary in the shape of the
+//! original Perseus README ("Crashed leader" / "Isolated leader"), all from measured data.
+
+use std::fmt::Write;
+
+use crate::analysis::{self, FaultKind, FaultReport, Subject};
+use crate::data::Run;
+
+fn ms(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn per_s(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0}"))
+}
+
+fn relative(v: Option<f64>, base: Option<f64>) -> String {
+    match (v, base) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.0}%", 100.0 * v / b),
+        _ => "–".into(),
+    }
+}
+
+fn subject_name(run: &Run, subject: Subject) -> String {
+    match subject {
+        Subject::Node(i) => format!("n{}", i + 1),
+        Subject::Cluster => {
+            let _ = run;
+            "cluster".into()
+        }
+    }
+}
+
+/// The worst window among the nodes other than the faulted one.
+pub fn survivors_worst_ms(report: &FaultReport) -> Option<f64> {
+    let faulted = analysis::node_index(&report.fault.host);
+    report
+        .impacts
+        .iter()
+        .filter(|i| matches!(i.subject, Subject::Node(n) if Some(n) != faulted))
+        .map(|i| i.unavailability_ms)
+        .reduce(f64::max)
+}
+
+pub fn cluster_ms(report: &FaultReport) -> Option<f64> {
+    report
+        .impacts
+        .iter()
+        .find(|i| i.subject == Subject::Cluster)
+        .map(|i| i.unavailability_ms)
+}
+
+/// The Markdown text.
+pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {title}\n");
+    let seconds = run.seconds.len();
+    let total: u64 = run.seconds.iter().map(|s| s.cluster).sum();
+    let violations = run
+        .summary
+        .as_ref()
+        .and_then(|s| s["violations"].as_u64())
+        .unwrap_or(run.violations.len() as u64);
+    let _ = writeln!(
+        out,
+        "System: {system}. {seconds} s of load on {} nodes, {total} iterations ({:.0}/s), {violations} consistency violations.\n",
+        run.node_count(),
+        if seconds > 0 { total as f64 / seconds as f64 } else { 0.0 }
+    );
+    let _ = writeln!(
+        out,
+        "Unavailability window: the longest stretch with no successful iteration that overlaps the fault, in ms \
+         (per node exact; cluster = no node succeeding, exact across 100 ms bucket borders). \
+         Throughput: iterations/s; during/after relative to the 5 s before the fault.\n"
+    );
+
+    let crash = reports.iter().find(|r| r.fault.kind == FaultKind::Crash);
+    let isolate = reports.iter().find(|r| r.fault.kind == FaultKind::Isolate);
+    let cell = |r: Option<&FaultReport>, f: fn(&FaultReport) -> Option<f64>| {
+        r.and_then(f).map_or("–".to_string(), ms)
+    };
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(out, "| {system} | Crashed leader | Isolated leader |");
+    let _ = writeln!(out, "|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| cluster unavailable (ms) | {} | {} |",
+        cell(crash, cluster_ms),
+        cell(isolate, cluster_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| worst surviving node unavailable (ms) | {} | {} |",
+        cell(crash, survivors_worst_ms),
+        cell(isolate, survivors_worst_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| faulted node back after start/heal (ms) | {} | {} |\n",
+        cell(crash, |r| r.recovery_ms),
+        cell(isolate, |r| r.recovery_ms)
+    );
+
+    for report in reports {
+        let f = &report.fault;
+        let end = f.recover_ms.map_or("end of run".to_string(), |t| {
+            format!("{:.1} s", t as f64 / 1000.0)
+        });
+        let _ = writeln!(
+            out,
+            "## {} {} at {:.1} s, until {}\n",
+            f.kind.label(),
+            f.host,
+            f.start_ms as f64 / 1000.0,
+            end
+        );
+        let _ = writeln!(out, "| | unavailable (ms) | before (/s) | during | after |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for impact in &report.impacts {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                subject_name(run, impact.subject),
+                ms(impact.unavailability_ms),
+                per_s(impact.baseline_per_s),
+                relative(impact.during_per_s, impact.baseline_per_s),
+                relative(impact.after_per_s, impact.baseline_per_s),
+            );
+        }
+        let recovery = report
+            .recovery_ms
+            .map_or("–".to_string(), |v| format!("{v:.0} ms"));
+        let _ = writeln!(
+            out,
+            "\nFaulted node's first success after the recovery began: {recovery}. Violations during the fault: {}.\n",
+            report.violations
+        );
+    }
+    out
+}
