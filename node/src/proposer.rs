@@ -75,6 +75,12 @@ pub struct ProposerConfig {
     pub quorum: usize,
     pub timeout: Duration,
     pub cache_capacity: usize,
+    /// NEGATIVE-CONTROL HOOK for the simulation test (`node/tests/simulation.rs`) only: when
+    /// true, an accept that fails without a conflict reply (timeout, lost connection) keeps
+    /// its ballot cached, so the next change sends a different value under the same ballot —
+    /// the exact 2018 Gryadka bug. Production always sets it to false.
+    #[doc(hidden)]
+    pub unsafe_keep_cache_after_failed_accept: bool,
 }
 
 /// The yeses of a phase that reached a quorum, and the highest conflict seen on the way.
@@ -97,6 +103,8 @@ pub struct Proposer {
     timeout: Duration,
     ballots: BallotSource,
     keys: Mutex<LruCache<String, Arc<tokio::sync::Mutex<KeyState>>>>,
+    /// See [`ProposerConfig::unsafe_keep_cache_after_failed_accept`] (negative control only).
+    unsafe_keep_cache_after_failed_accept: bool,
 }
 
 impl Proposer {
@@ -118,6 +126,7 @@ impl Proposer {
             timeout: config.timeout,
             ballots: BallotSource::new(config.id, incarnation),
             keys: Mutex::new(LruCache::new(capacity)),
+            unsafe_keep_cache_after_failed_accept: config.unsafe_keep_cache_after_failed_accept,
         }
     }
 
@@ -162,8 +171,17 @@ impl Proposer {
             Err(reason) => (Err(reason), before.clone()),
         };
         let next = self.ballots.next();
-        if self.accept(key, ballot, after.as_deref(), next).await? {
-            state.leader = Some((next, after));
+        match self.accept(key, ballot, after.as_deref(), next).await {
+            Ok(true) => state.leader = Some((next, after)),
+            Ok(false) => {}
+            Err(e) => {
+                // NEGATIVE CONTROL ONLY (never set in production): reproduce the 2018 Gryadka
+                // bug by keeping the ballot after an accept failed without a conflict reply.
+                if self.unsafe_keep_cache_after_failed_accept && !e.lost_race() {
+                    state.leader = Some((ballot, before));
+                }
+                return Err(e);
+            }
         }
         Ok(Change { before, outcome })
     }

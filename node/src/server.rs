@@ -23,6 +23,7 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
             quorum: settings.quorum(),
             timeout: settings.acceptor_timeout(),
             cache_capacity: settings.cache_capacity,
+            unsafe_keep_cache_after_failed_accept: false,
         },
         acceptors,
     );

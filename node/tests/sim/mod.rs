@@ -1,0 +1,474 @@
+//! One seeded simulation run: proposers, acceptors, clients and chaos on virtual time.
+//!
+//! [`run_seed`] builds a fresh current-thread tokio runtime with paused time (sleeps are
+//! free, scheduling is deterministic) and derives everything from one `StdRng` seeded with
+//! the seed: the run's shape (clients, keys, cache size, fault rates), every network fault,
+//! every client choice, every crash and partition, every proposer incarnation. The same seed
+//! therefore replays the same run, step for step.
+//!
+//! The run: `PROPOSERS` proposers share `ACCEPTORS` acceptors through lossy links; clients do
+//! increments, compare-and-swaps and reads on a few keys through random proposers; a chaos
+//! task cuts links (one acceptor away, one proposer away, a minority side, single links) and
+//! another crashes proposers (their in-flight changes are abandoned, their cache is lost, the
+//! messages they already sent may still land) and restarts them with a new incarnation. When
+//! the clients are done, the network is healed and drained, every key is read through a fresh
+//! proposer, and the history is checked (see [`history`]); the acceptor invariants were
+//! checked on every step (see [`network`]).
+
+pub mod history;
+pub mod network;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use perseus_node::acceptor::Acceptor;
+use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError};
+use perseus_node::record::{self, Record, Write};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+
+use history::{History, HistoryStats, Outcome};
+use network::{Faults, Link, NetStats, World};
+
+pub const PROPOSERS: usize = 3;
+pub const ACCEPTORS: usize = 3;
+const TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Which proposer the clients talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// The real proposer, majority quorum.
+    Correct,
+    /// Negative control: quorum of one.
+    QuorumOfOne,
+    /// Negative control: the 2018 Gryadka bug (ballot kept after a failed accept).
+    KeepCacheAfterFailedAccept,
+}
+
+/// What one run did and found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub history: HistoryStats,
+    pub net: NetStats,
+    pub crashes: u64,
+    pub partitions: u64,
+    /// A hash of every acceptor step and of the final states: equal for equal runs.
+    pub fingerprint: u64,
+    /// Acceptor invariants (one value per ballot...) and client-side anomalies.
+    pub invariant_violations: Vec<String>,
+    /// The history check (lost acknowledged writes, chain, real-time order).
+    pub history_violations: Vec<String>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        !self.invariant_violations.is_empty() || !self.history_violations.is_empty()
+    }
+
+    pub fn violations(&self) -> impl Iterator<Item = &String> {
+        self.invariant_violations
+            .iter()
+            .chain(&self.history_violations)
+    }
+}
+
+/// The shape of one run, drawn from the seed.
+#[derive(Debug)]
+struct Shape {
+    clients: usize,
+    keys: usize,
+    ops_per_client: usize,
+    cache_capacity: usize,
+    faults: Faults,
+    crash_every: Duration,
+    partition_every: Duration,
+}
+
+impl Shape {
+    fn draw(rng: &mut StdRng) -> Shape {
+        let intensity = [0.3, 1.0, 2.5][rng.random_range(0..3)];
+        let ms = Duration::from_millis;
+        Shape {
+            clients: rng.random_range(6..=10),
+            keys: rng.random_range(2..=3),
+            ops_per_client: rng.random_range(10..=25),
+            // 1 and 2 force LRU evictions of keys whose change is in flight.
+            cache_capacity: [1, 2, 64][rng.random_range(0..3)],
+            faults: Faults {
+                drop_request: 0.04 * intensity,
+                drop_reply: 0.04 * intensity,
+                error_reply: 0.02 * intensity,
+                duplicate: 0.05 * intensity,
+                slow: 0.05 * intensity,
+                refuse_when_cut: 0.5,
+                max_delay: ms(5),
+                // Beyond the proposer's timeout: late requests and replies.
+                max_slow_delay: ms(150),
+            },
+            crash_every: ms(rng.random_range(100..=600)),
+            partition_every: ms(rng.random_range(50..=400)),
+        }
+    }
+}
+
+/// A proposer process: up (a `Proposer` and the signal its clients watch for its death) or
+/// down.
+struct Node {
+    index: usize,
+    up: Mutex<Option<(Arc<Proposer>, watch::Sender<bool>)>>,
+}
+
+impl Node {
+    fn get(&self) -> Option<(Arc<Proposer>, watch::Receiver<bool>)> {
+        let up = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        up.as_ref().map(|(p, dead)| (p.clone(), dead.subscribe()))
+    }
+
+    fn start(&self, proposer: Proposer) {
+        let (dead, _) = watch::channel(false);
+        *self.up.lock().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(proposer), dead));
+    }
+
+    /// Kills the process: its clients' calls are abandoned, its memory is gone.
+    fn crash(&self) {
+        let up = self.up.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((_, dead)) = up {
+            dead.send_replace(true);
+        }
+    }
+}
+
+fn links(world: &Arc<World>, proposer: usize) -> Vec<Arc<dyn Acceptor>> {
+    (0..world.acceptor_count())
+        .map(|a| Arc::new(Link::new(world.clone(), proposer, a)) as Arc<dyn Acceptor>)
+        .collect()
+}
+
+struct Run {
+    world: Arc<World>,
+    history: History,
+    nodes: Vec<Node>,
+    shape: Shape,
+    variant: Variant,
+    done: AtomicBool,
+    incarnations: Mutex<Vec<u64>>,
+    crashes: AtomicU64,
+    partitions: AtomicU64,
+}
+
+impl Run {
+    fn proposer(&self, node: usize) -> Proposer {
+        let config = ProposerConfig {
+            id: node as u64 + 1,
+            quorum: match self.variant {
+                Variant::QuorumOfOne => 1,
+                _ => ACCEPTORS / 2 + 1,
+            },
+            timeout: TIMEOUT,
+            cache_capacity: self.shape.cache_capacity,
+            unsafe_keep_cache_after_failed_accept: self.variant
+                == Variant::KeepCacheAfterFailedAccept,
+        };
+        // A new incarnation never seen before in this run (as the production random one is
+        // meant to be).
+        let incarnation = loop {
+            let candidate = self.world.with_rng(|rng| rng.random::<u32>()) as u64;
+            let mut used = self.incarnations.lock().unwrap_or_else(|e| e.into_inner());
+            if !used.contains(&candidate) {
+                used.push(candidate);
+                break candidate;
+            }
+        };
+        Proposer::with_incarnation(config, links(&self.world, node), incarnation)
+    }
+
+    fn draw<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        self.world.with_rng(f)
+    }
+
+    async fn sleep_random(&self, mean: Duration) {
+        let micros = self.draw(|rng| rng.random_range(0..=mean.as_micros() as u64 * 2));
+        tokio::time::sleep(Duration::from_micros(micros)).await;
+    }
+}
+
+/// One client: `ops_per_client` operations on random keys through random proposers.
+async fn client(run: Arc<Run>, client: usize) {
+    let mut last_seen: BTreeMap<String, u64> = BTreeMap::new();
+    for n in 0..run.shape.ops_per_client {
+        let think = run.draw(|rng| rng.random_range(0..=20_000));
+        tokio::time::sleep(Duration::from_micros(think)).await;
+        let (node, key, kind) = run.draw(|rng| {
+            (
+                rng.random_range(0..PROPOSERS),
+                format!("k{}", rng.random_range(0..run.shape.keys)),
+                rng.random_range(0..10),
+            )
+        });
+        let Some((proposer, mut dead)) = run.nodes[node].get() else {
+            continue; // The process is down: the request is refused, nothing invoked.
+        };
+        let tag = format!("c{client}.{n}");
+        let prev_index = last_seen.get(&key).copied().unwrap_or(0);
+        let (what, write) = match kind {
+            0..=2 => ("read", None),
+            3..=5 => (
+                "cas",
+                Some(Write::CompareAndSwap {
+                    value: tag.clone(),
+                    prev_index: Some(prev_index),
+                    prev_value: None,
+                }),
+            ),
+            _ => ("increment", Some(Write::Set { value: tag.clone() })),
+        };
+        let pending = run.history.invoke(client, &key, what, node);
+        let f = {
+            let (history, key) = (run.history.clone(), key.clone());
+            move |state: Option<&str>| -> Result<Option<String>, record::Refusal> {
+                let Some(write) = write else {
+                    return Ok(state.map(str::to_string)); // a read writes back what it found
+                };
+                let next = record::apply(&write, state)?;
+                let before = record::current(state).ok().flatten().map(|r| r.value);
+                history.attempt(&key, &next, before);
+                Ok(Some(next.encode()))
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            _ = dead.wait_for(|dead| *dead) => None,
+            result = proposer.change(&key, f) => Some(result),
+        };
+        drop(proposer);
+        let attempted = run.history.has_attempt(&tag);
+        let attempt_tag = attempted.then(|| tag.clone());
+        let outcome = match result {
+            Some(Ok(change)) => {
+                let decode = |state: Option<&str>| match record::current(state) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        run.world
+                            .violation(format!("key {key}: undecodable state {state:?}: {e:?}"));
+                        None
+                    }
+                };
+                let Some(before) = decode(change.before.as_deref()) else {
+                    continue;
+                };
+                match change.outcome {
+                    Ok(after) if what != "read" => {
+                        let Some(after) = decode(after.as_deref()) else {
+                            continue;
+                        };
+                        match after {
+                            Some(Record {
+                                value, modified, ..
+                            }) if value == tag => Outcome::Wrote {
+                                index: modified,
+                                tag: value,
+                            },
+                            other => {
+                                run.world.violation(format!(
+                                    "key {key}: client {client} wrote {tag} but got {other:?}"
+                                ));
+                                continue;
+                            }
+                        }
+                    }
+                    // A read, or a refused CAS (which commits the unchanged state).
+                    _ => Outcome::Saw {
+                        index: before.as_ref().map_or(0, |r| r.modified),
+                        tag: before.map(|r| r.value),
+                    },
+                }
+            }
+            Some(Err(e)) => {
+                if e.phase() == Phase::Prepare && attempted {
+                    run.world.violation(format!(
+                        "key {key}: {tag} was computed but the change failed in prepare: {e}"
+                    ));
+                }
+                if attempted {
+                    Outcome::Unknown
+                } else {
+                    Outcome::NoEffect
+                }
+            }
+            None if attempted => Outcome::Unknown, // crashed mid-change
+            None => Outcome::NoEffect,
+        };
+        if let Outcome::Wrote { index, .. } | Outcome::Saw { index, .. } = &outcome {
+            last_seen.insert(key.clone(), *index);
+        }
+        run.history.complete(pending, attempt_tag, outcome);
+    }
+}
+
+/// Crashes and restarts proposers until the clients are done.
+async fn crasher(run: Arc<Run>) {
+    loop {
+        run.sleep_random(run.shape.crash_every).await;
+        if run.done.load(Ordering::SeqCst) {
+            return;
+        }
+        let node = run.draw(|rng| rng.random_range(0..PROPOSERS));
+        run.nodes[node].crash();
+        run.crashes.fetch_add(1, Ordering::SeqCst);
+        run.sleep_random(Duration::from_millis(25)).await;
+        run.nodes[node].start(run.proposer(node));
+    }
+}
+
+/// Cuts links for a while until the clients are done (partitions may overlap).
+async fn partitioner(run: Arc<Run>) {
+    loop {
+        run.sleep_random(run.shape.partition_every).await;
+        if run.done.load(Ordering::SeqCst) {
+            return;
+        }
+        let (shape, p, a, duration) = run.draw(|rng| {
+            (
+                rng.random_range(0..4),
+                rng.random_range(0..PROPOSERS),
+                rng.random_range(0..ACCEPTORS),
+                Duration::from_millis(rng.random_range(10..=300)),
+            )
+        });
+        let all = (0..PROPOSERS).flat_map(|p| (0..ACCEPTORS).map(move |a| (p, a)));
+        let cut: Vec<(usize, usize)> = match shape {
+            // One acceptor away from every proposer.
+            0 => all.filter(|&(_, x)| x == a).collect(),
+            // One proposer away from every acceptor.
+            1 => all.filter(|&(x, _)| x == p).collect(),
+            // A minority side {p, a} against the rest.
+            2 => all.filter(|&(x, y)| (x == p) != (y == a)).collect(),
+            // A single link.
+            _ => vec![(p, a)],
+        };
+        run.world.cut(&cut);
+        run.partitions.fetch_add(1, Ordering::SeqCst);
+        let world = run.world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            world.heal(&cut);
+        });
+    }
+}
+
+async fn simulate(seed: u64, variant: Variant) -> Report {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let shape = Shape::draw(&mut rng);
+    let world = World::new(ACCEPTORS, rng, shape.faults);
+    let run = Arc::new(Run {
+        world: world.clone(),
+        history: History::default(),
+        nodes: (0..PROPOSERS)
+            .map(|index| Node {
+                index,
+                up: Mutex::new(None),
+            })
+            .collect(),
+        shape,
+        variant,
+        done: AtomicBool::new(false),
+        incarnations: Mutex::new(Vec::new()),
+        crashes: AtomicU64::new(0),
+        partitions: AtomicU64::new(0),
+    });
+    for node in &run.nodes {
+        node.start(run.proposer(node.index));
+    }
+    let chaos = [
+        tokio::spawn(crasher(run.clone())),
+        tokio::spawn(partitioner(run.clone())),
+    ];
+    let clients: Vec<_> = (0..run.shape.clients)
+        .map(|c| tokio::spawn(client(run.clone(), c)))
+        .collect();
+    for handle in clients {
+        if let Err(e) = handle.await {
+            world.violation(format!("client task failed: {e}"));
+        }
+    }
+    run.done.store(true, Ordering::SeqCst);
+    for handle in chaos {
+        if let Err(e) = handle.await {
+            world.violation(format!("chaos task failed: {e}"));
+        }
+    }
+
+    // Heal, let every late message and duplicate land, then read each key through a fresh,
+    // correct proposer on a perfect network.
+    world.heal_all();
+    world.set_faults(Faults::none());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let checker = Proposer::with_incarnation(
+        ProposerConfig {
+            id: 1000,
+            quorum: ACCEPTORS / 2 + 1,
+            timeout: TIMEOUT,
+            cache_capacity: 64,
+            unsafe_keep_cache_after_failed_accept: false,
+        },
+        links(&world, PROPOSERS),
+        1,
+    );
+    let mut finals = BTreeMap::new();
+    for k in 0..run.shape.keys {
+        let key = format!("k{k}");
+        let mut last_error: Option<ProposerError> = None;
+        let mut state = None;
+        for _ in 0..5 {
+            match checker.read(&key).await {
+                Ok(found) => {
+                    state = Some(found);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match state.map(|s| record::current(s.as_deref())) {
+            Some(Ok(record)) => {
+                finals.insert(key, record);
+            }
+            Some(Err(e)) => world.violation(format!("key {key}: undecodable final state: {e:?}")),
+            None => world.violation(format!(
+                "key {key}: the final read failed on a healed network: {last_error:?}"
+            )),
+        }
+    }
+
+    let (history_violations, history) = run.history.check(&finals);
+    let mut hasher = DefaultHasher::new();
+    world.trace().hash(&mut hasher);
+    for (key, record) in &finals {
+        (key, record.as_ref().map(Record::encode)).hash(&mut hasher);
+    }
+    Report {
+        seed,
+        history,
+        net: world.stats(),
+        crashes: run.crashes.load(Ordering::SeqCst),
+        partitions: run.partitions.load(Ordering::SeqCst),
+        fingerprint: hasher.finish(),
+        invariant_violations: world.violations(),
+        history_violations,
+    }
+}
+
+/// Runs one seed on its own deterministic runtime.
+pub fn run_seed(seed: u64, variant: Variant) -> Report {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    runtime.block_on(simulate(seed, variant))
+}

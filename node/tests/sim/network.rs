@@ -1,0 +1,399 @@
+//! The simulated network: acceptors behind lossy links, with acceptor invariants checked on
+//! every step.
+//!
+//! Every (proposer, acceptor) pair is a [`Link`] implementing the proposer's `Acceptor` trait.
+//! For each call the link draws, from the seeded RNG shared by the whole world, whether the
+//! request is lost, how long it travels, whether it is delivered twice (the copy later),
+//! whether the reply is lost or late, and whether the caller sees a connection error although
+//! the request was applied. Links can be cut (partitions); a cut is checked when the request
+//! arrives and when the reply leaves. Delivery runs in its own task, so a request the proposer
+//! already gave up on (its timeout fired, or it crashed) still lands later: late messages and
+//! reordering come for free from the random delays.
+//!
+//! Acceptors are `MemoryAcceptor`s applying the pure rules atomically. Around every step the
+//! world checks: the promise never decreases, the accepted ballot never decreases nor exceeds
+//! the promise, the value changes only with the accepted ballot, and one value per ballot:
+//! every (key, ballot) ever accepted anywhere maps to a single value.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use perseus_node::acceptor::memory::MemoryAcceptor;
+use perseus_node::acceptor::rules::Slot;
+use perseus_node::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use perseus_node::ballot::Ballot;
+use rand::rngs::StdRng;
+use rand::Rng;
+use tokio::sync::oneshot;
+
+/// Fault probabilities of one run (drawn per seed).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// The request is lost (the caller waits for its timeout).
+    pub drop_request: f64,
+    /// The reply is lost.
+    pub drop_reply: f64,
+    /// The caller gets a connection error (after the request was applied).
+    pub error_reply: f64,
+    /// The request is applied a second time, later.
+    pub duplicate: f64,
+    /// The request or reply is slow (possibly beyond the proposer's timeout).
+    pub slow: f64,
+    /// A cut link refuses the connection at once instead of swallowing the request.
+    pub refuse_when_cut: f64,
+    /// Normal one-way latency bound.
+    pub max_delay: Duration,
+    /// Slow one-way latency bound.
+    pub max_slow_delay: Duration,
+}
+
+impl Faults {
+    /// A perfect network (used to read the final state).
+    pub fn none() -> Self {
+        Faults {
+            max_delay: Duration::from_millis(1),
+            max_slow_delay: Duration::from_millis(1),
+            ..Faults::default()
+        }
+    }
+}
+
+/// Counters for the closing summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost_requests: u64,
+    pub lost_replies: u64,
+    pub duplicates: u64,
+    pub refused: u64,
+}
+
+struct WorldState {
+    rng: StdRng,
+    faults: Faults,
+    /// Links currently cut, with how many overlapping partitions cut them.
+    cuts: BTreeMap<(usize, usize), u32>,
+    /// One value per ballot: every (key, ballot) accepted anywhere, with its value.
+    chosen: HashMap<(String, Ballot), Option<String>>,
+    violations: Vec<String>,
+    stats: NetStats,
+    /// A running hash of every acceptor step (what, where, when), to prove replays identical.
+    trace: u64,
+}
+
+/// The acceptors, the network between them and the proposers, and the shared RNG.
+pub struct World {
+    /// Virtual time at creation (the trace hashes times relative to it).
+    start: tokio::time::Instant,
+    acceptors: Vec<MemoryAcceptor>,
+    state: Mutex<WorldState>,
+}
+
+/// What the network will do with one request, drawn when it is sent.
+struct Plan {
+    refuse: bool,
+    request_delay: Duration,
+    drop_request: bool,
+    duplicate: Option<Duration>,
+    reply_delay: Duration,
+    drop_reply: bool,
+    error_reply: bool,
+}
+
+impl World {
+    pub fn new(acceptors: usize, rng: StdRng, faults: Faults) -> Arc<World> {
+        Arc::new(World {
+            start: tokio::time::Instant::now(),
+            acceptors: (0..acceptors)
+                .map(|i| MemoryAcceptor::new(format!("a{}", i + 1)))
+                .collect(),
+            state: Mutex::new(WorldState {
+                rng,
+                faults,
+                cuts: BTreeMap::new(),
+                chosen: HashMap::new(),
+                violations: Vec::new(),
+                stats: NetStats::default(),
+                trace: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WorldState> {
+        // A panic elsewhere cannot leave the state inconsistent in a way that matters here.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with the world's RNG (the single source of randomness of a run).
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        f(&mut self.lock().rng)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    pub fn cut(&self, links: &[(usize, usize)]) {
+        let mut state = self.lock();
+        for link in links {
+            *state.cuts.entry(*link).or_default() += 1;
+        }
+    }
+
+    pub fn heal(&self, links: &[(usize, usize)]) {
+        let mut state = self.lock();
+        for link in links {
+            if let Some(n) = state.cuts.get_mut(link) {
+                *n -= 1;
+                if *n == 0 {
+                    state.cuts.remove(link);
+                }
+            }
+        }
+    }
+
+    pub fn heal_all(&self) {
+        self.lock().cuts.clear();
+    }
+
+    fn is_cut(&self, link: (usize, usize)) -> bool {
+        self.lock().cuts.contains_key(&link)
+    }
+
+    pub fn violation(&self, message: String) {
+        self.lock().violations.push(message);
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    /// The running hash of every acceptor step so far.
+    pub fn trace(&self) -> u64 {
+        self.lock().trace
+    }
+
+    pub fn stats(&self) -> NetStats {
+        self.lock().stats
+    }
+
+    pub fn acceptor_count(&self) -> usize {
+        self.acceptors.len()
+    }
+
+    fn plan(&self, link: (usize, usize)) -> Plan {
+        let mut state = self.lock();
+        let f = state.faults;
+        let cut = state.cuts.contains_key(&link);
+        state.stats.sent += 1;
+        let rng = &mut state.rng;
+        let delay = |rng: &mut StdRng| {
+            let bound = if rng.random_bool(f.slow) {
+                f.max_slow_delay
+            } else {
+                f.max_delay
+            };
+            Duration::from_micros(rng.random_range(0..=bound.as_micros() as u64))
+        };
+        let request_delay = delay(rng);
+        let reply_delay = delay(rng);
+        let duplicate = if rng.random_bool(f.duplicate) {
+            Some(Duration::from_micros(
+                rng.random_range(0..=f.max_slow_delay.as_micros() as u64 * 2),
+            ))
+        } else {
+            None
+        };
+        Plan {
+            refuse: cut && rng.random_bool(f.refuse_when_cut),
+            request_delay,
+            drop_request: rng.random_bool(f.drop_request),
+            duplicate,
+            reply_delay,
+            drop_reply: rng.random_bool(f.drop_reply),
+            error_reply: rng.random_bool(f.error_reply),
+        }
+    }
+
+    fn deliver_prepare(&self, acceptor: usize, key: &str, ballot: Ballot) -> PrepareReply {
+        let a = &self.acceptors[acceptor];
+        let before = a.slot(key);
+        let reply = a.apply_prepare(key, ballot);
+        self.check_step(acceptor, key, &before, &a.slot(key));
+        reply
+    }
+
+    fn deliver_accept(
+        &self,
+        acceptor: usize,
+        key: &str,
+        ballot: Ballot,
+        value: Option<&str>,
+        next: Ballot,
+    ) -> AcceptReply {
+        let a = &self.acceptors[acceptor];
+        let before = a.slot(key);
+        let reply = a.apply_accept(key, ballot, value, next);
+        self.check_step(acceptor, key, &before, &a.slot(key));
+        reply
+    }
+
+    /// The acceptor invariants, checked around every step.
+    fn check_step(&self, acceptor: usize, key: &str, before: &Slot, after: &Slot) {
+        let mut state = self.lock();
+        state.stats.delivered += 1;
+        let mut hasher = DefaultHasher::new();
+        (state.trace, acceptor, key, after.promise, after.accepted).hash(&mut hasher);
+        (&after.value, self.start.elapsed()).hash(&mut hasher);
+        state.trace = hasher.finish();
+        let name = self.acceptors[acceptor].name();
+        let mut problems = Vec::new();
+        if after.promise < before.promise {
+            problems.push(format!(
+                "promise decreased from {} to {}",
+                before.promise, after.promise
+            ));
+        }
+        if after.accepted < before.accepted {
+            problems.push(format!(
+                "accepted ballot decreased from {} to {}",
+                before.accepted, after.accepted
+            ));
+        }
+        if after.accepted > after.promise {
+            problems.push(format!(
+                "accepted ballot {} above the promise {}",
+                after.accepted, after.promise
+            ));
+        }
+        if after.accepted == before.accepted && after.value != before.value {
+            problems.push(format!(
+                "value changed without a new ballot (still {})",
+                after.accepted
+            ));
+        }
+        if after.accepted != before.accepted {
+            match state.chosen.get(&(key.to_string(), after.accepted)) {
+                Some(value) if *value != after.value => problems.push(format!(
+                    "ONE VALUE PER BALLOT broken: ballot {} carries {:?} here but {:?} elsewhere",
+                    after.accepted, after.value, value
+                )),
+                Some(_) => {}
+                None => {
+                    state
+                        .chosen
+                        .insert((key.to_string(), after.accepted), after.value.clone());
+                }
+            }
+        }
+        for problem in problems {
+            state
+                .violations
+                .push(format!("acceptor {name}, key {key}: {problem}"));
+        }
+    }
+}
+
+/// The link from proposer `proposer` to acceptor `acceptor`, as that proposer's `Acceptor`.
+pub struct Link {
+    world: Arc<World>,
+    proposer: usize,
+    acceptor: usize,
+    name: String,
+}
+
+impl Link {
+    pub fn new(world: Arc<World>, proposer: usize, acceptor: usize) -> Self {
+        Link {
+            name: format!("a{}", acceptor + 1),
+            world,
+            proposer,
+            acceptor,
+        }
+    }
+
+    /// Sends one request through the network; `deliver` applies it at the acceptor.
+    async fn send<R: Send + 'static>(
+        &self,
+        deliver: impl Fn(&World) -> R + Send + Sync + 'static,
+    ) -> Result<R, AcceptorError> {
+        let link = (self.proposer, self.acceptor);
+        let plan = self.world.plan(link);
+        if plan.refuse {
+            self.world.lock().stats.refused += 1;
+            return Err(AcceptorError::NotConnected);
+        }
+        let (tx, rx) = oneshot::channel();
+        let world = self.world.clone();
+        let deliver = Arc::new(deliver);
+        tokio::spawn(async move {
+            tokio::time::sleep(plan.request_delay).await;
+            if plan.drop_request || world.is_cut(link) {
+                world.lock().stats.lost_requests += 1;
+                return;
+            }
+            let reply = deliver(&world);
+            if let Some(later) = plan.duplicate {
+                let world = world.clone();
+                let deliver = deliver.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(later).await;
+                    if !world.is_cut(link) {
+                        world.lock().stats.duplicates += 1;
+                        deliver(&world);
+                    }
+                });
+            }
+            tokio::time::sleep(plan.reply_delay).await;
+            if plan.drop_reply || world.is_cut(link) {
+                world.lock().stats.lost_replies += 1;
+                return;
+            }
+            // The caller may be gone (timed out, crashed): the reply is then simply lost.
+            let _ = tx.send(reply);
+        });
+        match rx.await {
+            Ok(_) if plan.error_reply => Err(AcceptorError::Io("connection reset".into())),
+            Ok(reply) => Ok(reply),
+            // Lost on the way: no answer ever comes, the proposer's timeout must fire.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Acceptor for Link {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_connected(&self) -> bool {
+        !self.world.is_cut((self.proposer, self.acceptor))
+    }
+
+    async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
+        let (key, acceptor) = (key.to_string(), self.acceptor);
+        self.send(move |world| world.deliver_prepare(acceptor, &key, ballot))
+            .await
+    }
+
+    async fn accept(
+        &self,
+        key: &str,
+        ballot: Ballot,
+        value: Option<&str>,
+        next_promise: Ballot,
+    ) -> Result<AcceptReply, AcceptorError> {
+        let (key, acceptor) = (key.to_string(), self.acceptor);
+        let value = value.map(str::to_string);
+        self.send(move |world| {
+            world.deliver_accept(acceptor, &key, ballot, value.as_deref(), next_promise)
+        })
+        .await
+    }
+}
