@@ -154,7 +154,7 @@ async fn act(docker: &Docker, cluster: &Cluster, name: HostName, args: &Args) ->
                 others.push((other.to_string(), o.addresses()));
             }
             let peers = isolate::peer_addresses(&host.addresses(), &others)?;
-            isolate::apply(docker, &host.acceptor.id, &peers).await?;
+            isolate::apply(docker, &host.acceptor.name, &peers).await?;
             let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
             Ok(format!(
                 "isolated from {} (chain {} in {})",
@@ -170,7 +170,7 @@ async fn act(docker: &Docker, cluster: &Cluster, name: HostName, args: &Args) ->
                     host.states()
                 ));
             }
-            if isolate::remove(docker, &host.acceptor.id).await? {
+            if isolate::remove(docker, &host.acceptor.name).await? {
                 Ok(format!("removed chain {} and its jumps", isolate::CHAIN))
             } else {
                 Ok("not isolated: nothing to remove".into())
@@ -200,7 +200,7 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
             }
         };
         let isolated = if docker::is_running(&host.acceptor_info) {
-            match isolate::is_isolated(docker, &host.acceptor.id).await {
+            match isolate::is_isolated(docker, &host.acceptor.name).await {
                 Ok(true) => "yes".to_string(),
                 Ok(false) => "no".to_string(),
                 Err(_) => "?".to_string(),
