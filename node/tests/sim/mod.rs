@@ -30,7 +30,7 @@ use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError};
 use perseus_node::record::{self, Record, Write};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use history::{History, HistoryStats, Outcome};
 use network::{Faults, Link, NetStats, World};
@@ -121,25 +121,44 @@ impl Shape {
 /// down.
 struct Node {
     index: usize,
-    up: Mutex<Option<(Arc<Proposer>, watch::Sender<bool>)>>,
+    up: Mutex<Option<(Arc<Proposer>, Arc<Life>)>>,
+}
+
+/// The death signal of one proposer process. (Not a `tokio::sync::watch`: its waiters are
+/// spread over notifiers chosen by tokio's unseeded thread RNG, so wake-up order, and with it
+/// the run, would not replay. `Notify` wakes its waiters in order.)
+#[derive(Default)]
+struct Life {
+    dead: AtomicBool,
+    notify: Notify,
+}
+
+impl Life {
+    async fn died(&self) {
+        let notified = self.notify.notified();
+        if !self.dead.load(Ordering::SeqCst) {
+            notified.await;
+        }
+    }
 }
 
 impl Node {
-    fn get(&self) -> Option<(Arc<Proposer>, watch::Receiver<bool>)> {
+    fn get(&self) -> Option<(Arc<Proposer>, Arc<Life>)> {
         let up = self.up.lock().unwrap_or_else(|e| e.into_inner());
-        up.as_ref().map(|(p, dead)| (p.clone(), dead.subscribe()))
+        up.clone()
     }
 
     fn start(&self, proposer: Proposer) {
-        let (dead, _) = watch::channel(false);
-        *self.up.lock().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(proposer), dead));
+        *self.up.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Arc::new(proposer), Arc::default()));
     }
 
     /// Kills the process: its clients' calls are abandoned, its memory is gone.
     fn crash(&self) {
         let up = self.up.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((_, dead)) = up {
-            dead.send_replace(true);
+        if let Some((_, life)) = up {
+            life.dead.store(true, Ordering::SeqCst);
+            life.notify.notify_waiters();
         }
     }
 }
@@ -211,7 +230,7 @@ async fn client(run: Arc<Run>, client: usize) {
                 rng.random_range(0..10),
             )
         });
-        let Some((proposer, mut dead)) = run.nodes[node].get() else {
+        let Some((proposer, life)) = run.nodes[node].get() else {
             continue; // The process is down: the request is refused, nothing invoked.
         };
         let tag = format!("c{client}.{n}");
@@ -243,7 +262,7 @@ async fn client(run: Arc<Run>, client: usize) {
         };
         let result = tokio::select! {
             biased;
-            _ = dead.wait_for(|dead| *dead) => None,
+            _ = life.died() => None,
             result = proposer.change(&key, f) => Some(result),
         };
         drop(proposer);
