@@ -12,6 +12,10 @@ HOSTS := a1 a2 a3
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
 BENCH_DURATION ?= 60
+# `make experiment` / `make soak`
+SCENARIO ?= kill-and-isolate
+DURATION ?= 300
+SEED ?= 1
 UP_TIMEOUT ?= 90
 export COMPOSE BASE_IMAGE UP_TIMEOUT
 
@@ -21,7 +25,7 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos
 # The client container, running or not (by label: `compose ps` differs between v1 and v2).
 CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
 
-.PHONY: help up load bench status logs down test e2e base binaries images ci heal \
+.PHONY: help up load bench status logs down test e2e base binaries images ci heal experiment soak \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%))
 
 help: ## Show this help
@@ -34,8 +38,8 @@ help: ## Show this help
 base: ## Build the base image (debian:bookworm-slim, or debootstrap when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
 
-binaries: ## cargo build --release of node, loadgen and chaos
-	$(CARGO) build --release -p perseus-node -p loadgen -p chaos
+binaries: ## cargo build --release of node, loadgen, chaos and lab
+	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab
 
 images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
 	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
@@ -93,6 +97,15 @@ test: ## fmt --check, clippy -D warnings, cargo test (node tests need redis-serv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+
+experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate) into results/UTC-SCENARIO/
+	@test -f compose/scenarios/$(SCENARIO).toml || { echo "no scenario compose/scenarios/$(SCENARIO).toml; there are: $$(ls compose/scenarios | sed 's/.toml//' | tr '\n' ' ')" >&2; exit 2; }
+	target/release/lab run compose/scenarios/$(SCENARIO).toml \
+	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)
+
+soak: up ## Random faults for DURATION (300) s with SEED, all undone at the end; fails on any violation
+	target/release/lab soak --duration $(DURATION) --seed $(SEED) \
+	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-soak-$(SEED)
 
 e2e: ## End-to-end: up, load with kill/start/isolate/heal of a1, assertions, down
 	scripts/e2e.sh

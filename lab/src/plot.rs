@@ -64,6 +64,8 @@ pub fn draw(dir: &Path, title: &str, run: &Run) -> Result<()> {
     Ok(())
 }
 
+/// Second N covers [N-1, N): its count is drawn at N - 0.5, on the same time axis as the
+/// faults.
 fn x_max(run: &Run) -> f64 {
     run.seconds.last().map_or(1.0, |s| s.second as f64)
 }
@@ -128,7 +130,7 @@ fn throughput(path: &Path, title: &str, run: &Run) -> Result<()> {
     let series = |f: &dyn Fn(&crate::data::Second) -> u64| -> Vec<(f64, f64)> {
         run.seconds
             .iter()
-            .map(|s| (s.second as f64, f(s) as f64))
+            .map(|s| (s.second as f64 - 0.5, f(s) as f64))
             .collect()
     };
     chart
@@ -203,7 +205,7 @@ fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
         let points: Vec<(f64, f64)> = run
             .seconds
             .iter()
-            .filter_map(|s| ms(pick(s)).map(|v| (s.second as f64, v)))
+            .filter_map(|s| ms(pick(s)).map(|v| (s.second as f64 - 0.5, v)))
             .collect();
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
