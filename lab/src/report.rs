@@ -74,12 +74,30 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
          Throughput: iterations/s; during/after relative to the 5 s before the fault.\n"
     );
 
-    let crash = reports.iter().find(|r| r.fault.kind == FaultKind::Crash);
-    let isolate = reports.iter().find(|r| r.fault.kind == FaultKind::Isolate);
+    // The summary speaks of one host failing alone: faults that overlap another are left out.
+    let end = analysis::run_end_ms(run);
+    let alone = |r: &&FaultReport| {
+        !reports.iter().any(|o| {
+            !std::ptr::eq(o, *r)
+                && o.fault.start_ms < r.fault.end_ms(end)
+                && r.fault.start_ms < o.fault.end_ms(end)
+        })
+    };
+    let crash = reports
+        .iter()
+        .filter(alone)
+        .find(|r| r.fault.kind == FaultKind::Crash);
+    let isolate = reports
+        .iter()
+        .filter(alone)
+        .find(|r| r.fault.kind == FaultKind::Isolate);
     let cell = |r: Option<&FaultReport>, f: fn(&FaultReport) -> Option<f64>| {
         r.and_then(f).map_or("–".to_string(), ms)
     };
-    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(
+        out,
+        "## Summary\n\nThe first kill and the first isolation of a single host that overlap no other fault.\n"
+    );
     let _ = writeln!(out, "| {system} | Crashed leader | Isolated leader |");
     let _ = writeln!(out, "|---|---|---|");
     let _ = writeln!(
@@ -137,4 +155,52 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Run;
+
+    const LOAD: &str = include_str!("../tests/data/kill-and-isolate/load.jsonl");
+    const EVENTS: &str = include_str!("../tests/data/kill-and-isolate/events.jsonl");
+    const REPORT: &str = include_str!("../tests/data/kill-and-isolate/report.md");
+
+    /// A real run recorded on the testbed (`make experiment SCENARIO=kill-and-isolate`):
+    /// the report computed from its data again is the report that was written then.
+    #[test]
+    fn recorded_run_gives_the_recorded_report() {
+        let run = Run::parse(LOAD, EVENTS).expect("recorded data parses");
+        let reports = analysis::analyse(&run);
+        assert_eq!(reports.len(), 2);
+        let (kill, isolate) = (&reports[0], &reports[1]);
+        assert_eq!(kill.fault.kind, FaultKind::Crash);
+        assert_eq!(isolate.fault.kind, FaultKind::Isolate);
+        // The faulted node is down for the whole fault; the survivors and the cluster never
+        // stop for more than a few tens of milliseconds.
+        let windows = |r: &FaultReport| -> Vec<i64> {
+            r.impacts
+                .iter()
+                .map(|i| i.unavailability_ms.round() as i64)
+                .collect()
+        };
+        // n1, n2, n3, cluster, as in the recorded report.md.
+        assert_eq!(windows(kill), vec![11295, 22, 27, 19]);
+        assert_eq!(windows(isolate), vec![9685, 41, 29, 14]);
+        assert_eq!(kill.recovery_ms.map(|v| v.round() as i64), Some(1344));
+        for report in [kill, isolate] {
+            assert!(survivors_worst_ms(report).is_some_and(|ms| ms < 100.0));
+            assert!(cluster_ms(report).is_some_and(|ms| ms < 100.0));
+            assert_eq!(report.violations, 0);
+        }
+        assert_eq!(
+            markdown(
+                "kill-and-isolate",
+                "Perseus (Gryadka/CASPaxos)",
+                &run,
+                &reports
+            ),
+            REPORT
+        );
+    }
 }
