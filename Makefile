@@ -9,6 +9,11 @@ IMAGE ?= perseus:latest
 BASE_IMAGE ?= perseus-base:bookworm
 BUILD_DIR := compose/.build
 HOSTS := a1 a2 a3
+ETCD_HOSTS := e1 e2 e3
+# Which system `leader` (and `make heal`) refers to: auto (etcd when only etcd is up, else
+# Perseus), perseus or etcd. E.g. `make kill-leader TARGET=etcd`.
+TARGET ?= auto
+ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
 BENCH_DURATION ?= 60
@@ -20,20 +25,22 @@ UP_TIMEOUT ?= 90
 export COMPOSE BASE_IMAGE UP_TIMEOUT
 
 CLUSTER := a1 a2 a3 p1 p2 p3
-ALL_PROFILES := --profile load --profile chaos
-CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos
+ALL_PROFILES := --profile load --profile chaos --profile etcd
+CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 # The client container, running or not (by label: `compose ps` differs between v1 and v2).
 CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
 
-.PHONY: help up load bench status logs down test e2e base binaries images ci heal experiment soak \
-        $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%))
+.PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak \
+        compare etcd-smoke \
+        $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
 
 help: ## Show this help
 	@echo "Perseus testbed (compose: $(COMPOSE))"
 	@grep -hE '^[^ #]+:.*## ' $(MAKEFILE_LIST) | \
 	  sed -E 's/^\$$\(HOSTS:%=([a-z]+)-%\).*## /\1-HOST\t/; s/^([^ :]+):[^#]*## /\1\t/' | \
 	  awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  HOST is a1, a2 or a3 (e.g. make kill-a1, make partition-a2)."
+	@echo "  HOST is a1, a2, a3 (Perseus), e1, e2, e3 (etcd, after make up-etcd) or leader"
+	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader TARGET=etcd)."
 
 base: ## Build the base image (debian:bookworm-slim, or debootstrap when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
@@ -50,6 +57,10 @@ images: base binaries ## Build the perseus:latest image (base + the three binari
 up: images ## Build what is missing, start a1..a3 and p1..p3, wait until all nodes are healthy
 	$(COMPOSE) up -d $(CLUSTER)
 	scripts/wait-healthy.sh
+
+up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait until healthy
+	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
+	NODES="$(ETCD_HOSTS)" scripts/wait-healthy.sh
 
 load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-second output
 	LOADGEN_DURATION=$(LOADGEN_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
@@ -73,21 +84,21 @@ logs: ## Show the load generator's output (follows it while it runs)
 status: ## Hosts, their containers' states, isolation, addresses
 	@$(CHAOS) status
 
-$(HOSTS:%=kill-%): kill-%: ## SIGKILL the acceptor and node of HOST (a1, a2, a3)
+$(HOSTS:%=kill-%) $(ETCD_HOSTS:%=kill-%) kill-leader: kill-%: ## SIGKILL HOST (acceptor and node, or the etcd member)
 	@$(CHAOS) kill $*
-$(HOSTS:%=start-%): start-%: ## start HOST again and wait until its node answers /health
+$(HOSTS:%=start-%) $(ETCD_HOSTS:%=start-%) start-leader: start-%: ## start HOST again and wait until it answers /health
 	@$(CHAOS) start $*
-$(HOSTS:%=restart-%): restart-%: ## kill + start
+$(HOSTS:%=restart-%) $(ETCD_HOSTS:%=restart-%) restart-leader: restart-%: ## kill + start
 	@$(CHAOS) restart $*
-$(HOSTS:%=partition-%): partition-%: ## cut HOST off from the other hosts (clients still reach it)
+$(HOSTS:%=partition-%) $(ETCD_HOSTS:%=partition-%) partition-leader: partition-%: ## cut HOST off from the other hosts (clients still reach it)
 	@$(CHAOS) isolate $*
-$(HOSTS:%=heal-%): heal-%: ## remove HOST's partition rules
+$(HOSTS:%=heal-%) $(ETCD_HOSTS:%=heal-%) heal-leader: heal-%: ## remove HOST's partition rules
 	@$(CHAOS) heal $*
-heal: ## Remove the partition rules of every host
+heal: ## Remove the partition rules of every host (of TARGET)
 	@$(CHAOS) heal
-$(HOSTS:%=pause-%): pause-%: ## freeze HOST (docker pause)
+$(HOSTS:%=pause-%) $(ETCD_HOSTS:%=pause-%) pause-leader: pause-%: ## freeze HOST (docker pause)
 	@$(CHAOS) pause $*
-$(HOSTS:%=resume-%): resume-%: ## thaw HOST
+$(HOSTS:%=resume-%) $(ETCD_HOSTS:%=resume-%) resume-leader: resume-%: ## thaw HOST
 	@$(CHAOS) resume $*
 
 down: ## Remove all containers, networks and volumes of the testbed
@@ -106,6 +117,12 @@ experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate)
 soak: up ## Random faults for DURATION (300) s with SEED, all undone at the end; fails on any violation
 	target/release/lab soak --duration $(DURATION) --seed $(SEED) \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-soak-$(SEED)
+
+compare: ## Same scenario (compose/scenarios/compare.toml) on Perseus, then on etcd; one table
+	scripts/compare.sh
+
+etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
+	scripts/etcd-smoke.sh
 
 e2e: ## End-to-end: up, load with kill/start/isolate/heal of a1, assertions, down
 	scripts/e2e.sh

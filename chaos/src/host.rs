@@ -1,5 +1,11 @@
-//! The host model: a host `aN` is the Redis acceptor container `aN` plus the node container
-//! `pN` that shares its network namespace. Faults act on the host as a whole.
+//! The host model. Two systems share the testbed's network:
+//!
+//! - Perseus: a host `aN` is the Redis acceptor container `aN` plus the node container `pN`
+//!   that shares its network namespace;
+//! - etcd: a host `eN` is the single etcd member container `eN`.
+//!
+//! Faults act on the host as a whole. The first container of a host owns the network
+//! namespace (isolation rules go there, health checks run there).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,70 +17,163 @@ use bollard::Docker;
 
 use crate::docker::{self, Container};
 
-/// The hosts of the testbed, in order.
-pub const HOSTS: [HostName; 3] = [HostName(1), HostName(2), HostName(3)];
-
-/// A host name, `a1`..`a3`.
+/// Which cluster a host belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HostName(pub u8);
+pub enum System {
+    Perseus,
+    Etcd,
+}
+
+impl System {
+    pub const ALL: [System; 2] = [System::Perseus, System::Etcd];
+
+    /// The letter of its host names (`a1`, `e1`).
+    fn prefix(self) -> char {
+        match self {
+            System::Perseus => 'a',
+            System::Etcd => 'e',
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Perseus => "perseus",
+            System::Etcd => "etcd",
+        }
+    }
+
+    /// The hosts of the system, in order.
+    pub fn hosts(self) -> [HostName; 3] {
+        [1, 2, 3].map(|n| HostName { system: self, n })
+    }
+
+    /// What `start` waits for, from inside the host's first container.
+    pub fn health_url(self) -> &'static str {
+        match self {
+            System::Perseus => "http://127.0.0.1:8080/health",
+            System::Etcd => "http://127.0.0.1:2379/health",
+        }
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A host name, `a1`..`a3` or `e1`..`e3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostName {
+    pub system: System,
+    pub n: u8,
+}
 
 impl HostName {
-    /// The acceptor (Redis) service, which owns the network namespace.
-    pub fn acceptor(self) -> String {
-        format!("a{}", self.0)
+    pub const fn perseus(n: u8) -> Self {
+        HostName {
+            system: System::Perseus,
+            n,
+        }
     }
-    /// The node service living in the acceptor's namespace.
-    pub fn node(self) -> String {
-        format!("p{}", self.0)
+
+    #[cfg(test)]
+    pub const fn etcd(n: u8) -> Self {
+        HostName {
+            system: System::Etcd,
+            n,
+        }
+    }
+
+    /// The Compose services of the host; the first owns the network namespace.
+    pub fn services(self) -> Vec<String> {
+        match self.system {
+            System::Perseus => vec![format!("a{}", self.n), format!("p{}", self.n)],
+            System::Etcd => vec![format!("e{}", self.n)],
+        }
     }
 }
 
 impl fmt::Display for HostName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a{}", self.0)
+        write!(f, "{}{}", self.system.prefix(), self.n)
     }
 }
 
 impl FromStr for HostName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        HOSTS
+        System::ALL
             .iter()
-            .copied()
+            .flat_map(|sys| sys.hosts())
             .find(|h| h.to_string() == s)
-            .ok_or_else(|| format!("unknown host {s:?}: expected one of a1, a2, a3"))
+            .ok_or_else(|| format!("unknown host {s:?}: expected a1, a2, a3, e1, e2, e3 or leader"))
     }
+}
+
+/// What the command line names: a host, or `leader` (resolved against a system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostArg {
+    Host(HostName),
+    Leader,
+}
+
+impl FromStr for HostArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "leader" {
+            Ok(HostArg::Leader)
+        } else {
+            s.parse().map(HostArg::Host)
+        }
+    }
+}
+
+/// `--target`: which system `leader` and "all hosts" refer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// etcd when the project has etcd hosts and no Perseus hosts, else Perseus.
+    Auto,
+    Perseus,
+    Etcd,
+}
+
+/// One container of a host with its inspection.
+pub struct Member {
+    pub container: Container,
+    pub info: ContainerInspectResponse,
 }
 
 /// A host's containers as found in the engine right now.
 pub struct Host {
     pub name: HostName,
-    pub acceptor: Container,
-    pub node: Container,
-    pub acceptor_info: ContainerInspectResponse,
-    pub node_info: ContainerInspectResponse,
+    /// In start order; the first owns the network namespace.
+    pub members: Vec<Member>,
 }
 
 impl Host {
-    /// Whether both containers run (and are not paused).
+    /// The container that owns the network namespace.
+    pub fn main(&self) -> &Member {
+        &self.members[0]
+    }
+
+    /// Whether every container runs (and is not paused).
     pub fn running(&self) -> bool {
-        docker::is_running(&self.acceptor_info) && docker::is_running(&self.node_info)
+        self.members.iter().all(|m| docker::is_running(&m.info))
     }
 
     /// `a1=running p1=running`.
     pub fn states(&self) -> String {
-        format!(
-            "{}={} {}={}",
-            self.acceptor.service,
-            docker::state_of(&self.acceptor_info),
-            self.node.service,
-            docker::state_of(&self.node_info)
-        )
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.container.service, docker::state_of(&m.info)))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
-    /// The acceptor's address on each network.
+    /// The namespace owner's address on each network.
     pub fn addresses(&self) -> HashMap<String, String> {
-        docker::addresses(&self.acceptor_info)
+        docker::addresses(&self.main().info)
     }
 }
 
@@ -90,7 +189,7 @@ impl Cluster {
         let containers = docker::project_containers(docker, project).await?;
         if containers.is_empty() {
             return Err(anyhow!(
-                "no containers of Compose project {project:?}: is the testbed up? (make up)"
+                "no containers of Compose project {project:?}: is the testbed up? (make up / make up-etcd)"
             ));
         }
         Ok(Cluster {
@@ -99,36 +198,57 @@ impl Cluster {
         })
     }
 
-    /// Inspects the two containers of a host.
+    /// Inspects the containers of a host.
     pub async fn host(&self, docker: &Docker, name: HostName) -> Result<Host> {
-        let find = |service: String| {
-            self.containers.get(&service).cloned().ok_or_else(|| {
+        let mut members = Vec::new();
+        for service in name.services() {
+            let container = self.containers.get(&service).cloned().ok_or_else(|| {
                 anyhow!(
                     "host {name}: no container for service {service} in project {:?}",
                     self.project
                 )
-            })
-        };
-        let acceptor = find(name.acceptor())?;
-        let node = find(name.node())?;
-        let acceptor_info = docker.inspect_container(&acceptor.id, None).await?;
-        let node_info = docker.inspect_container(&node.id, None).await?;
-        Ok(Host {
-            name,
-            acceptor,
-            node,
-            acceptor_info,
-            node_info,
-        })
+            })?;
+            let info = docker.inspect_container(&container.id, None).await?;
+            members.push(Member { container, info });
+        }
+        Ok(Host { name, members })
     }
 
-    /// The hosts of the project that exist (all of a1..a3 normally).
-    pub fn host_names(&self) -> Vec<HostName> {
-        HOSTS
-            .iter()
-            .copied()
-            .filter(|h| self.containers.contains_key(&h.acceptor()))
+    /// The hosts of `system` that exist in the project.
+    pub fn host_names(&self, system: System) -> Vec<HostName> {
+        system
+            .hosts()
+            .into_iter()
+            .filter(|h| self.containers.contains_key(&h.services()[0]))
             .collect()
+    }
+
+    /// Which systems have hosts in the project.
+    pub fn systems(&self) -> Vec<System> {
+        System::ALL
+            .into_iter()
+            .filter(|s| !self.host_names(*s).is_empty())
+            .collect()
+    }
+
+    /// The system `leader` refers to under `target`.
+    pub fn resolve_target(&self, target: Target) -> System {
+        pick_system(target, &self.systems())
+    }
+}
+
+/// `auto`: etcd only when it is the only system with hosts.
+pub fn pick_system(target: Target, present: &[System]) -> System {
+    match target {
+        Target::Perseus => System::Perseus,
+        Target::Etcd => System::Etcd,
+        Target::Auto => {
+            if present.contains(&System::Etcd) && !present.contains(&System::Perseus) {
+                System::Etcd
+            } else {
+                System::Perseus
+            }
+        }
     }
 }
 
@@ -138,10 +258,43 @@ mod tests {
 
     #[test]
     fn parses_hosts() {
-        assert_eq!("a1".parse::<HostName>(), Ok(HostName(1)));
-        assert_eq!("a3".parse::<HostName>().map(|h| h.node()), Ok("p3".into()));
+        assert_eq!("a1".parse::<HostName>(), Ok(HostName::perseus(1)));
+        assert_eq!(
+            "a3".parse::<HostName>().map(|h| h.services()),
+            Ok(vec!["a3".into(), "p3".into()])
+        );
+        assert_eq!("e2".parse::<HostName>(), Ok(HostName::etcd(2)));
+        assert_eq!(
+            "e3".parse::<HostName>().map(|h| h.services()),
+            Ok(vec!["e3".into()])
+        );
+        assert_eq!(HostName::etcd(2).to_string(), "e2");
         assert!("a4".parse::<HostName>().is_err());
+        assert!("e0".parse::<HostName>().is_err());
         assert!("p1".parse::<HostName>().is_err());
         assert!("".parse::<HostName>().is_err());
+        assert!("leader".parse::<HostName>().is_err());
+    }
+
+    #[test]
+    fn parses_host_args() {
+        assert_eq!("leader".parse::<HostArg>(), Ok(HostArg::Leader));
+        assert_eq!(
+            "e1".parse::<HostArg>(),
+            Ok(HostArg::Host(HostName::etcd(1)))
+        );
+        assert!("Leader".parse::<HostArg>().is_err());
+        assert!("leaders".parse::<HostArg>().is_err());
+    }
+
+    #[test]
+    fn target_resolution() {
+        use System::*;
+        assert_eq!(pick_system(Target::Auto, &[Etcd]), Etcd);
+        assert_eq!(pick_system(Target::Auto, &[Perseus]), Perseus);
+        assert_eq!(pick_system(Target::Auto, &[Perseus, Etcd]), Perseus);
+        assert_eq!(pick_system(Target::Auto, &[]), Perseus);
+        assert_eq!(pick_system(Target::Etcd, &[Perseus]), Etcd);
+        assert_eq!(pick_system(Target::Perseus, &[Etcd]), Perseus);
     }
 }

@@ -1,15 +1,19 @@
 //! `chaos`: the faults of the Perseus testbed through the Docker Engine API.
 //!
-//! `chaos [--project perseus] [--events FILE] [--wait SECS] COMMAND [HOST]` with COMMAND one of
-//! kill, start, restart, pause, resume, isolate, heal, status and HOST one of a1, a2, a3 (all
-//! hosts when omitted). A host is the Redis acceptor `aN` with the node `pN` in its network
-//! namespace; containers are found through their Compose labels.
+//! `chaos [--project perseus] [--target auto|perseus|etcd] [--events FILE] [--wait SECS] COMMAND
+//! [HOST]` with COMMAND one of kill, start, restart, pause, resume, isolate, heal, status and HOST
+//! one of a1, a2, a3 (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when
+//! omitted). A Perseus host is the Redis acceptor `aN` with the node `pN` in its network
+//! namespace, an etcd host the member container `eN`; containers are found through their
+//! Compose labels. `leader` is resolved before acting (see leader.rs) and events name the
+//! resolved host.
 
 mod docker;
 mod events;
 mod fault;
 mod host;
 mod isolate;
+mod leader;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,14 +25,14 @@ use chrono::Utc;
 use clap::{Parser, ValueEnum};
 
 use events::{Event, Recorder};
-use host::{Cluster, HostName};
+use host::{Cluster, HostArg, HostName, System, Target};
 
 /// What chaos can do to a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Command {
-    /// SIGKILL the acceptor and the node of the host.
+    /// SIGKILL every container of the host (acceptor and node; the etcd member).
     Kill,
-    /// Start the acceptor, then the node, and wait until the node answers GET /health.
+    /// Start the host (acceptor first, then node) and wait until it answers its health URL.
     Start,
     /// Kill, then start.
     Restart,
@@ -59,7 +63,8 @@ impl Command {
     }
 }
 
-/// Faults for the Perseus testbed: kill, start, pause, isolate and heal hosts a1..a3.
+/// Faults for the Perseus testbed: kill, start, pause, isolate and heal hosts a1..a3, e1..e3
+/// or the leader.
 #[derive(Debug, Parser)]
 #[command(name = "chaos", version)]
 struct Args {
@@ -72,11 +77,18 @@ struct Args {
     /// How long `start`/`restart` wait for the node's /health (0 = do not wait).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     wait: u64,
+    /// Which system `leader` and a missing HOST refer to (auto: etcd when the project has
+    /// etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto = every host).
+    #[arg(long, env = "CHAOS_TARGET", value_enum, default_value = "auto")]
+    target: Target,
+    /// How long to wait for an etcd leader to be agreed on when resolving `leader`.
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    leader_wait: u64,
     /// What to do.
     #[arg(value_enum)]
     command: Command,
-    /// The host (a1, a2 or a3); all hosts when omitted.
-    host: Option<HostName>,
+    /// a1, a2, a3, e1, e2, e3 or leader; all hosts (of the target) when omitted.
+    host: Option<HostArg>,
 }
 
 #[tokio::main]
@@ -96,18 +108,56 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool> {
     let docker = docker::connect().await?;
     let cluster = Cluster::load(&docker, &args.project).await?;
+    let recorder = Recorder::new(args.events.as_deref());
     let targets = match args.host {
-        Some(h) => vec![h],
-        None => cluster.host_names(),
+        Some(HostArg::Host(h)) => vec![h],
+        Some(HostArg::Leader) => {
+            let begin = Utc::now();
+            match resolve_leader(&docker, &cluster, args).await {
+                Ok(hosts) if hosts.is_empty() => {
+                    println!(
+                        "{} {} leader: no {} host to {} (nothing was hit)",
+                        begin.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        args.command.name(),
+                        cluster.resolve_target(args.target),
+                        args.command.name()
+                    );
+                    return Ok(true);
+                }
+                Ok(hosts) => hosts,
+                Err(e) => {
+                    let detail = format!("resolving the leader: {e:#}");
+                    recorder.record(&Event::new(
+                        args.command.name(),
+                        "leader",
+                        begin,
+                        false,
+                        detail,
+                    ))?;
+                    return Ok(false);
+                }
+            }
+        }
+        None => match args.target {
+            Target::Auto => cluster
+                .systems()
+                .into_iter()
+                .flat_map(|s| cluster.host_names(s))
+                .collect(),
+            t => cluster.host_names(cluster.resolve_target(t)),
+        },
     };
     if targets.is_empty() {
-        bail!("project {:?} has no hosts a1..a3", args.project);
+        bail!(
+            "project {:?} has no hosts a1..a3 or e1..e3 (for --target {:?})",
+            args.project,
+            args.target
+        );
     }
     if args.command == Command::Status {
         status(&docker, &cluster, &targets).await?;
         return Ok(true);
     }
-    let recorder = Recorder::new(args.events.as_deref());
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
@@ -128,6 +178,42 @@ async fn run(args: &Args) -> Result<bool> {
     Ok(all_ok)
 }
 
+/// The host(s) `leader` stands for, for this command (see leader.rs). For the undoing
+/// commands the answer may be empty (nothing to undo).
+async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
+    let system = cluster.resolve_target(args.target);
+    if system == System::Perseus {
+        return Ok(vec![HostName::perseus(1)]);
+    }
+    let names = cluster.host_names(system);
+    if names.is_empty() {
+        bail!("project {:?} has no {system} hosts", cluster.project);
+    }
+    let mut hit = Vec::new();
+    match args.command {
+        Command::Start | Command::Resume | Command::Heal => {
+            for name in names {
+                let host = cluster.host(docker, name).await?;
+                let broken = match args.command {
+                    Command::Start => fault::is_down(&host),
+                    Command::Resume => fault::any_paused(&host),
+                    _ => {
+                        docker::is_running(&host.main().info)
+                            && isolate::is_isolated(docker, &host.main().container.name).await?
+                    }
+                };
+                if broken {
+                    hit.push(name);
+                }
+            }
+        }
+        _ => hit.push(
+            leader::etcd_leader(docker, cluster, Duration::from_secs(args.leader_wait)).await?,
+        ),
+    }
+    Ok(hit)
+}
+
 /// One action on one host; returns what was done.
 async fn act(docker: &Docker, cluster: &Cluster, name: HostName, args: &Args) -> Result<String> {
     let host = cluster.host(docker, name).await?;
@@ -145,32 +231,36 @@ async fn act(docker: &Docker, cluster: &Cluster, name: HostName, args: &Args) ->
         Command::Pause => fault::pause(docker, &host).await,
         Command::Resume => fault::resume(docker, &host).await,
         Command::Isolate => {
-            if !docker::is_running(&host.acceptor_info) {
+            if !docker::is_running(&host.main().info) {
                 bail!("host {name} is not running ({})", host.states());
             }
             let mut others = Vec::new();
-            for other in cluster.host_names().into_iter().filter(|o| *o != name) {
+            for other in cluster
+                .host_names(name.system)
+                .into_iter()
+                .filter(|o| *o != name)
+            {
                 let o = cluster.host(docker, other).await?;
                 others.push((other.to_string(), o.addresses()));
             }
             let peers = isolate::peer_addresses(&host.addresses(), &others)?;
-            isolate::apply(docker, &host.acceptor.name, &peers).await?;
+            isolate::apply(docker, &host.main().container.name, &peers).await?;
             let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
             Ok(format!(
                 "isolated from {} (chain {} in {})",
                 list.join(", "),
                 isolate::CHAIN,
-                host.acceptor.service
+                host.main().container.service
             ))
         }
         Command::Heal => {
-            if !docker::is_running(&host.acceptor_info) {
+            if !docker::is_running(&host.main().info) {
                 return Ok(format!(
                     "not running ({}): no rules (they die with the namespace)",
                     host.states()
                 ));
             }
-            if isolate::remove(docker, &host.acceptor.name).await? {
+            if isolate::remove(docker, &host.main().container.name).await? {
                 Ok(format!("removed chain {} and its jumps", isolate::CHAIN))
             } else {
                 Ok("not isolated: nothing to remove".into())
@@ -199,8 +289,8 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
                 continue;
             }
         };
-        let isolated = if docker::is_running(&host.acceptor_info) {
-            match isolate::is_isolated(docker, &host.acceptor.name).await {
+        let isolated = if docker::is_running(&host.main().info) {
+            match isolate::is_isolated(docker, &host.main().container.name).await {
                 Ok(true) => "yes".to_string(),
                 Ok(false) => "no".to_string(),
                 Err(_) => "?".to_string(),
@@ -236,7 +326,8 @@ mod tests {
     fn parses_commands() {
         let a = parse(&["kill", "a1"]).unwrap();
         assert_eq!(a.command, Command::Kill);
-        assert_eq!(a.host, Some(HostName(1)));
+        assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(1))));
+        assert_eq!(a.target, Target::Auto);
         let a = parse(&["heal"]).unwrap();
         assert_eq!(a.command, Command::Heal);
         assert_eq!(a.host, None);
@@ -251,10 +342,26 @@ mod tests {
         .unwrap();
         assert_eq!(a.project, "x");
         assert_eq!(a.events, Some(PathBuf::from("/tmp/e.jsonl")));
-        assert_eq!(a.host, Some(HostName(3)));
+        assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(3))));
         let a = parse(&["start", "a2", "--wait", "5"]).unwrap();
         assert_eq!((a.command, a.wait), (Command::Start, 5));
         assert_eq!(parse(&["status"]).unwrap().command, Command::Status);
+    }
+
+    #[test]
+    fn parses_etcd_hosts_leader_and_target() {
+        let a = parse(&["--target", "etcd", "kill", "leader"]).unwrap();
+        assert_eq!(a.target, Target::Etcd);
+        assert_eq!((a.command, a.host), (Command::Kill, Some(HostArg::Leader)));
+        let a = parse(&["isolate", "e2"]).unwrap();
+        assert_eq!(a.host, Some(HostArg::Host(HostName::etcd(2))));
+        let a = parse(&["--target", "perseus", "heal"]).unwrap();
+        assert_eq!((a.target, a.host), (Target::Perseus, None));
+        let a = parse(&["start", "leader", "--leader-wait", "3"]).unwrap();
+        assert_eq!(a.leader_wait, 3);
+        assert!(parse(&["--target", "consul", "kill", "leader"]).is_err());
+        assert!(parse(&["kill", "e4"]).is_err());
+        assert!(parse(&["kill", "LEADER"]).is_err());
     }
 
     #[test]

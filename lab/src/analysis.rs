@@ -220,7 +220,7 @@ pub struct FaultReport {
 /// Seconds of baseline before a fault and of "after" following its recovery.
 const WINDOW_MS: i64 = 5000;
 /// The first seconds of a run are warm-up, not baseline.
-const WARM_UP_MS: i64 = 2000;
+pub const WARM_UP_MS: i64 = 2000;
 
 pub fn analyse(run: &Run) -> Vec<FaultReport> {
     let end = run_end_ms(run);

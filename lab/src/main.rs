@@ -3,6 +3,7 @@
 //! (`report.md`) and plots (`throughput.png`, `latency.png`).
 
 mod analysis;
+mod compare;
 mod data;
 mod plot;
 mod report;
@@ -41,6 +42,9 @@ struct Tools {
     /// Name of the system under test, for the report
     #[arg(long, env = "LAB_SYSTEM", default_value = "Perseus (Gryadka/CASPaxos)")]
     system: String,
+    /// Which cluster chaos acts on (`leader`): auto, perseus or etcd
+    #[arg(long, env = "LAB_TARGET")]
+    target: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +73,16 @@ enum Cmd {
         #[command(flatten)]
         tools: Tools,
     },
+    /// Side by side: the summary table of several results folders (compare.md) and their
+    /// throughput plots stacked in one picture (compare.png)
+    Compare {
+        /// Results folders of `lab run` (each with load.jsonl, events.jsonl, system.txt)
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
+        /// Where to write compare.md and compare.png (default: the first folder's parent)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// (Re)write report.md and the plots of a results folder
     Report {
         dir: PathBuf,
@@ -91,6 +105,7 @@ fn setup(tools: &Tools) -> Result<runner::Setup> {
         chaos: bin_dir.join("chaos"),
         nodes: tools.nodes.clone(),
         connections: tools.connections,
+        target: tools.target.clone(),
     })
 }
 
@@ -119,6 +134,10 @@ fn report(dir: &Path, system: &str) -> Result<u64> {
 
 fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> Result<bool> {
     let outcome = runner::run(&setup(tools)?, scenario, out)?;
+    std::fs::write(
+        out.join(compare::SYSTEM_FILE),
+        format!("{}\n", tools.system),
+    )?;
     let violations = report(out, &tools.system)?;
     let mut ok = true;
     if violations > 0 {
@@ -170,6 +189,7 @@ fn main() -> ExitCode {
             run_and_report(&tools, &scenario, &out)
         }
         Cmd::Report { dir, system } => report(&dir, &system).map(|v| v == 0),
+        Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

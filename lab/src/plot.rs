@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -108,8 +109,37 @@ where
 fn throughput(path: &Path, title: &str, run: &Run) -> Result<()> {
     let root = BitMapBackend::new(path, (1200, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
+    throughput_on(&root, title, run)?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The throughput charts of several runs, one above the other (each with its own y scale),
+/// in one picture.
+pub fn stacked_throughput(path: &Path, runs: &[(String, Run)]) -> Result<()> {
+    load_font()?;
+    let rows = runs.len().max(1);
+    let root = BitMapBackend::new(path, (1200, 520 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
+    for (area, (name, run)) in root.split_evenly((rows, 1)).iter().zip(runs) {
+        throughput_on(area, name, run)?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn throughput_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    run: &Run,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let y_top = run.seconds.iter().map(|s| s.cluster).max().unwrap_or(1) as f64 * 1.15;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(
             format!("{title}: iterations per second"),
             ("sans-serif", 24),
@@ -162,8 +192,6 @@ fn throughput(path: &Path, title: &str, run: &Run) -> Result<()> {
         .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(|e| anyhow!("drawing: {e}"))?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub struct Setup {
     pub chaos: PathBuf,
     pub nodes: String,
     pub connections: u32,
+    /// chaos's `--target` (which cluster `leader` means), when given.
+    pub target: Option<String>,
 }
 
 /// What happened, for the exit code.
@@ -31,11 +33,12 @@ pub struct Outcome {
 }
 
 fn chaos(setup: &Setup, dir: &Path, args: &[&str], log: &Mutex<File>) -> bool {
-    let output = Command::new(&setup.chaos)
-        .arg("--events")
-        .arg(dir.join("events.jsonl"))
-        .args(args)
-        .output();
+    let mut command = Command::new(&setup.chaos);
+    command.arg("--events").arg(dir.join("events.jsonl"));
+    if let Some(target) = &setup.target {
+        command.arg("--target").arg(target);
+    }
+    let output = command.args(args).output();
     let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
     match output {
         Ok(out) => {

@@ -1,0 +1,329 @@
+//! `lab compare DIR...`: the same scenario run on several systems, side by side. One row per
+//! results folder: the unavailability windows after the crashed and the isolated leader (whole
+//! cluster, and the worst surviving node), the throughput and p99 latency without faults, and
+//! the consistency violations; written as `compare.md`, with the throughput plots stacked in
+//! `compare.png`.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::analysis::{self, FaultKind, Subject};
+use crate::data::Run;
+use crate::{plot, report};
+
+/// The file `lab run` leaves in a results folder with the system's name.
+pub const SYSTEM_FILE: &str = "system.txt";
+
+/// One system's numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub system: String,
+    /// Host the crash hit (resolved `leader`), and the windows in ms.
+    pub crash_host: Option<String>,
+    pub crash_cluster_ms: Option<f64>,
+    pub crash_survivors_ms: Option<f64>,
+    pub isolate_host: Option<String>,
+    pub isolate_cluster_ms: Option<f64>,
+    pub isolate_survivors_ms: Option<f64>,
+    /// Cluster iterations/s over the whole seconds after warm-up and before the first fault.
+    pub baseline_per_s: Option<f64>,
+    /// Median of the per-second p99 latencies over the same seconds, ms.
+    pub baseline_p99_ms: Option<f64>,
+    /// The p99 of every iteration of the run (loadgen summary), ms.
+    pub run_p99_ms: Option<f64>,
+    pub violations: u64,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// The numbers of one run.
+pub fn row(system: &str, run: &Run) -> Row {
+    let reports = analysis::analyse(run);
+    let crash = reports.iter().find(|r| r.fault.kind == FaultKind::Crash);
+    let isolate = reports.iter().find(|r| r.fault.kind == FaultKind::Isolate);
+    let end = analysis::run_end_ms(run);
+    let first_fault = analysis::faults(run)
+        .iter()
+        .map(|f| f.start_ms)
+        .min()
+        .unwrap_or(end);
+    let from = analysis::WARM_UP_MS;
+    let baseline_p99: Vec<f64> = run
+        .seconds
+        .iter()
+        .filter(|s| {
+            let begin = (s.second as i64 - 1) * 1000;
+            begin >= from && begin + 1000 <= first_fault
+        })
+        .filter_map(|s| s.latency_us.p99.map(|us| us as f64 / 1000.0))
+        .collect();
+    let summary = run.summary.as_ref();
+    Row {
+        system: system.to_string(),
+        crash_host: crash.map(|r| r.fault.host.clone()),
+        crash_cluster_ms: crash.and_then(report::cluster_ms),
+        crash_survivors_ms: crash.and_then(report::survivors_worst_ms),
+        isolate_host: isolate.map(|r| r.fault.host.clone()),
+        isolate_cluster_ms: isolate.and_then(report::cluster_ms),
+        isolate_survivors_ms: isolate.and_then(report::survivors_worst_ms),
+        baseline_per_s: analysis::rate(run, Subject::Cluster, from, first_fault),
+        baseline_p99_ms: median(baseline_p99),
+        run_p99_ms: summary
+            .and_then(|s| s["latency_us"]["p99"].as_f64())
+            .map(|us| us / 1000.0),
+        violations: summary
+            .and_then(|s| s["violations"].as_u64())
+            .unwrap_or(run.violations.len() as u64),
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0}"))
+}
+
+fn num1(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+/// The Markdown table (and the notes under it).
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| system | crashed leader: cluster unavailable (ms) | crashed leader: survivors unavailable (ms) \
+         | isolated leader: cluster unavailable (ms) | isolated leader: survivors unavailable (ms) \
+         | iterations/s, no faults | p99 ms, no faults | p99 ms, whole run | violations |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system,
+            num(r.crash_cluster_ms),
+            num(r.crash_survivors_ms),
+            num(r.isolate_cluster_ms),
+            num(r.isolate_survivors_ms),
+            num(r.baseline_per_s),
+            num1(r.baseline_p99_ms),
+            num1(r.run_p99_ms),
+            r.violations
+        );
+    }
+    let _ = writeln!(out);
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "- {}: the crash hit {}, the isolation hit {}.",
+            r.system,
+            r.crash_host.as_deref().unwrap_or("nothing"),
+            r.isolate_host.as_deref().unwrap_or("nothing")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nUnavailable: the longest stretch with no successful iteration overlapping the fault \
+         (cluster: no node succeeding; survivors: the worst of the nodes not hit). No faults: the \
+         whole seconds after the 2 s warm-up and before the first fault; p99 there is the median \
+         of the per-second p99s."
+    );
+    out
+}
+
+fn system_name(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(SYSTEM_FILE))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()))
+        .unwrap_or_else(|| "run".into())
+}
+
+/// Reads the folders, prints the table, writes compare.md and compare.png; Ok(false) when
+/// any run saw a consistency violation.
+pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool> {
+    if dirs.is_empty() {
+        bail!("no results folders given");
+    }
+    let mut rows = Vec::new();
+    let mut runs = Vec::new();
+    for dir in dirs {
+        let run = Run::load(dir).with_context(|| format!("results folder {}", dir.display()))?;
+        let system = system_name(dir);
+        rows.push(row(&system, &run));
+        runs.push((system, run));
+    }
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => dirs[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let text = markdown(&rows);
+    let mut md = String::from("# Side by side: the same load and faults\n\n");
+    md.push_str(&text);
+    md.push('\n');
+    for dir in dirs {
+        let _ = writeln!(
+            md,
+            "- {}: {}/report.md, {}/throughput.png",
+            system_name(dir),
+            dir.display(),
+            dir.display()
+        );
+    }
+    let _ = writeln!(md, "\n![throughput, side by side](compare.png)");
+    std::fs::write(out.join("compare.md"), &md)?;
+    println!("{text}");
+    plot::stacked_throughput(&out.join("compare.png"), &runs)?;
+    println!("# wrote {0}/compare.md, {0}/compare.png", out.display());
+    Ok(rows.iter().all(|r| r.violations == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Bucket, Event, Latency, Second};
+
+    /// 20 s, 3 nodes, 100 ms buckets, each node succeeding every 10 ms unless `down(i, t_ms)`.
+    fn synthetic(down: impl Fn(usize, u64) -> bool) -> Run {
+        let mut run = Run {
+            start_unix_ms: 5_000_000,
+            nodes: vec!["n1".into(), "n2".into(), "n3".into()],
+            ..Default::default()
+        };
+        for b in 0..200u64 {
+            let t_ms = b * 100;
+            let mut bucket = Bucket {
+                t_ms,
+                ms: 100,
+                ok: vec![0; 3],
+                err: vec![0; 3],
+                first_us: vec![None; 3],
+                last_us: vec![None; 3],
+                max_gap_us: vec![0; 3],
+            };
+            for i in 0..3 {
+                let mut last: Option<u64> = None;
+                for step in 0..10 {
+                    let t = t_ms + step * 10 + 5;
+                    if down(i, t) {
+                        continue;
+                    }
+                    let us = t * 1000;
+                    bucket.ok[i] += 1;
+                    bucket.first_us[i].get_or_insert(us);
+                    if let Some(l) = last {
+                        bucket.max_gap_us[i] = bucket.max_gap_us[i].max(us - l);
+                    }
+                    last = Some(us);
+                }
+                bucket.last_us[i] = last;
+            }
+            run.buckets.push(bucket);
+        }
+        for s in 1..=20u64 {
+            let nodes: Vec<u64> = (0..3)
+                .map(|i| {
+                    run.buckets[((s - 1) * 10) as usize..(s * 10) as usize]
+                        .iter()
+                        .map(|b| b.ok[i])
+                        .sum()
+                })
+                .collect();
+            run.seconds.push(Second {
+                second: s,
+                cluster: nodes.iter().sum(),
+                nodes,
+                latency_us: Latency {
+                    p50: Some(1000),
+                    p99: Some(1000 * s),
+                    max: Some(50_000),
+                },
+                violations: 0,
+            });
+        }
+        run.summary = Some(serde_json::json!({"violations": 0, "latency_us": {"p99": 7500}}));
+        run
+    }
+
+    fn event(run: &Run, command: &str, host: &str, at_ms: i64) -> Event {
+        Event {
+            unix_ms: run.start_unix_ms + at_ms,
+            begin_unix_ms: run.start_unix_ms + at_ms - 5,
+            command: command.into(),
+            host: host.into(),
+            ok: true,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_leader_based_run_and_its_row() {
+        // e2 killed at 6 s; everyone down until 7.5 s (election), e2 back at 10.2 s.
+        // e3 isolated at 12 s: everyone down until 13.2 s, e3 until the heal at 16 s.
+        let mut run = synthetic(|i, t| {
+            (6000..7500).contains(&t)
+                || (i == 1 && (6000..10200).contains(&t))
+                || (12000..13200).contains(&t)
+                || (i == 2 && (12000..16100).contains(&t))
+        });
+        run.events = vec![
+            event(&run, "kill", "e2", 6000),
+            event(&run, "start", "e2", 10000),
+            event(&run, "isolate", "e3", 12000),
+            event(&run, "heal", "e3", 16000),
+        ];
+        let r = row("etcd", &run);
+        assert_eq!(r.crash_host.as_deref(), Some("e2"));
+        assert_eq!(r.isolate_host.as_deref(), Some("e3"));
+        // Last success 5.995 s, next 7.505 s.
+        assert_eq!(r.crash_cluster_ms, Some(1510.0));
+        assert_eq!(r.crash_survivors_ms, Some(1510.0));
+        assert_eq!(r.isolate_cluster_ms, Some(1210.0));
+        assert_eq!(r.isolate_survivors_ms, Some(1210.0));
+        // Seconds 3..6 (whole seconds from 2 s to the kill at 6 s): 300/s.
+        assert_eq!(r.baseline_per_s, Some(300.0));
+        // p99 of seconds 3, 4, 5, 6 = 3, 4, 5, 6 ms: median 4.5.
+        assert_eq!(r.baseline_p99_ms, Some(4.5));
+        assert_eq!(r.run_p99_ms, Some(7.5));
+        assert_eq!(r.violations, 0);
+        let md = markdown(&[r]);
+        assert!(
+            md.contains("| etcd | 1510 | 1510 | 1210 | 1210 | 300 | 4.5 | 7.5 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("the crash hit e2, the isolation hit e3"));
+    }
+
+    #[test]
+    fn a_run_without_faults_has_dashes() {
+        let run = synthetic(|_, _| false);
+        let r = row("quiet", &run);
+        assert_eq!(r.crash_cluster_ms, None);
+        assert_eq!(r.baseline_per_s, Some(300.0));
+        assert!(markdown(&[r]).contains("| quiet | – | – | – | – | 300 |"));
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+    }
+}
