@@ -9,3 +9,5 @@ pub mod proposer;
 pub mod quorum;
 pub mod record;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,8 +1,10 @@
-//! Test harness: real `redis-server` processes on loopback ports and in-process nodes.
+//! Test harness (feature `testing`): real `redis-server` processes on loopback ports and nodes
+//! served in-process, for the node's and the load generator's integration tests.
 //!
 //! The Redis binary is `$REDIS_SERVER` or `redis-server` on the PATH (`.ci/run` installs
-//! Debian's). A missing binary fails the test with a message; it is never skipped.
-#![allow(dead_code)]
+//! Debian's). A missing binary fails the test with a message; it is never skipped. Panics
+//! here are test failures, which is what a harness is for.
+#![allow(clippy::missing_panics_doc)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -10,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use perseus_node::config::Settings;
-use perseus_node::http::App;
-use perseus_node::server;
+use crate::config::Settings;
+use crate::http::App;
+use crate::server;
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
@@ -118,6 +120,16 @@ pub fn three_redis() -> Vec<Redis> {
     (0..3).map(|_| Redis::start()).collect()
 }
 
+/// Three Redis acceptors and three nodes (ids 1..=3) using them, all connected.
+pub async fn cluster() -> (Vec<Redis>, Vec<Node>) {
+    let redis = three_redis();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(Node::start(settings(id, &redis, 300)).await);
+    }
+    (redis, nodes)
+}
+
 pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
     Settings {
         id,
@@ -189,6 +201,7 @@ impl Drop for Node {
     }
 }
 
+/// An HTTP client with a 5 s timeout.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

@@ -1,14 +1,12 @@
 //! The Redis Lua acceptor against the in-memory rules, and its durability across kill -9.
 
-mod support;
-
 use std::time::Duration;
 
 use perseus_node::acceptor::memory::MemoryAcceptor;
 use perseus_node::acceptor::redis::RedisAcceptor;
 use perseus_node::acceptor::{AcceptReply, Acceptor, PrepareReply};
 use perseus_node::ballot::Ballot;
-use support::Redis;
+use perseus_node::testing::Redis;
 
 #[derive(Clone, Debug)]
 enum Op {

@@ -1,11 +1,9 @@
 //! The node's HTTP API against three real redis-server processes: the etcd v2 operations,
 //! every error code, and bad input.
 
-mod support;
-
+use perseus_node::testing::{client, settings, three_redis, Node};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{client, settings, three_redis, Node};
 
 async fn json(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();

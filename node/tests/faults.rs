@@ -1,15 +1,13 @@
 //! The node under acceptor faults, against real redis-server processes: one Redis killed,
 //! two killed, one restarted, and two proposers racing on one key.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use perseus_node::testing::{client, settings, three_redis, Node};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{client, settings, three_redis, Node};
 
 /// Reads the key and CAS-increments it once. `Ok(Some(index))` if acknowledged.
 async fn increment(http: &reqwest::Client, url: &str) -> Result<u64, (StatusCode, Value)> {
