@@ -11,6 +11,24 @@ async fn json(response: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// `PUT url?query` with the form `value=…`; the status and the JSON body.
+async fn put(
+    http: &reqwest::Client,
+    url: &str,
+    query: &[(&str, &str)],
+    value: &str,
+) -> (StatusCode, Value) {
+    json(
+        http.put(url)
+            .query(query)
+            .form(&[("value", value)])
+            .send()
+            .await
+            .expect("node answers"),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn create_read_cas_overwrite_and_their_errors() {
     let redis = three_redis();
@@ -25,15 +43,7 @@ async fn create_read_cas_overwrite_and_their_errors() {
     assert_eq!(body["cause"], "/counter");
 
     // Create.
-    let (status, body) = json(
-        http.put(&url)
-            .query(&[("prevExist", "false")])
-            .form(&[("value", "0")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = put(&http, &url, &[("prevExist", "false")], "0").await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["action"], "create");
     assert_eq!(body["node"]["key"], "/counter");
@@ -42,15 +52,7 @@ async fn create_read_cas_overwrite_and_their_errors() {
     assert_eq!(body["node"]["createdIndex"], 1);
 
     // Create again: exists.
-    let (status, body) = json(
-        http.put(&url)
-            .query(&[("prevExist", "false")])
-            .form(&[("value", "9")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = put(&http, &url, &[("prevExist", "false")], "9").await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(body["errorCode"], 105);
 
@@ -67,15 +69,7 @@ async fn create_read_cas_overwrite_and_their_errors() {
     assert_eq!(body["node"]["value"], "0");
 
     // CAS on the index just read.
-    let (status, body) = json(
-        http.put(&url)
-            .query(&[("prevIndex", "1")])
-            .form(&[("value", "1")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = put(&http, &url, &[("prevIndex", "1")], "1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["action"], "compareAndSwap");
     assert_eq!(body["node"]["value"], "1");
@@ -83,15 +77,7 @@ async fn create_read_cas_overwrite_and_their_errors() {
     assert_eq!(body["prevNode"]["modifiedIndex"], 1);
 
     // CAS on a stale index.
-    let (status, body) = json(
-        http.put(&url)
-            .query(&[("prevIndex", "1")])
-            .form(&[("value", "7")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = put(&http, &url, &[("prevIndex", "1")], "7").await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(body["errorCode"], 101);
     assert_eq!(body["index"], 2);
