@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::analysis::{self, FaultKind, Subject};
+use crate::analysis::{self, FaultKind, FaultReport, Subject};
 use crate::data::Run;
 use crate::{plot, report};
 
@@ -49,12 +49,20 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// The numbers of one run.
+/// The numbers of one run (the first crash and isolation that overlap no other fault).
 pub fn row(system: &str, run: &Run) -> Row {
     let reports = analysis::analyse(run);
-    let crash = reports.iter().find(|r| r.fault.kind == FaultKind::Crash);
-    let isolate = reports.iter().find(|r| r.fault.kind == FaultKind::Isolate);
     let end = analysis::run_end_ms(run);
+    // As in report.md's summary: the first crash and isolation that overlap no other fault.
+    let alone = |r: &&FaultReport| {
+        !reports.iter().any(|o| {
+            !std::ptr::eq(o, *r)
+                && o.fault.start_ms < r.fault.end_ms(end)
+                && r.fault.start_ms < o.fault.end_ms(end)
+        })
+    };
+    let first = |kind: FaultKind| reports.iter().filter(alone).find(|r| r.fault.kind == kind);
+    let (crash, isolate) = (first(FaultKind::Crash), first(FaultKind::Isolate));
     let first_fault = analysis::faults(run)
         .iter()
         .map(|f| f.start_ms)
