@@ -23,7 +23,7 @@ target/release/lab run compose/scenarios/etcd-smoke.toml --out "$out" --target e
   --system "etcd 3.4" \
   --nodes http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379 >"$out.log" 2>&1
 rc=$?
-grep '^| ' "$out/report.md" 2>/dev/null | head -5 || true
+grep '^| ' "$out/report.md" 2>/dev/null | head -4 || true
 [ "$rc" = 0 ] && echo "etcd-smoke ok: lab run exited 0 (chaos steps ok, loadgen 0, no violation)" ||
   { fail "lab run exited $rc (see $out.log)"; tail -30 "$out.log" >&2; }
 killed="$(sed -n 's/.*"command":"kill","host":"\(e[123]\)","ok":true.*/\1/p' "$out/events.jsonl" 2>/dev/null | head -1)"
