@@ -57,11 +57,19 @@ pub struct BallotSource {
 pub const MAX_COUNTER: u64 = (1 << 53) - 1;
 
 impl BallotSource {
+    /// A source whose counter starts at zero (tests and the simulation).
     pub fn new(proposer: u64, incarnation: u64) -> Self {
+        Self::starting_at(proposer, incarnation, 0)
+    }
+
+    /// A source whose counter starts at `counter`. A node starts it at the wall clock in
+    /// microseconds, so a restarted node begins past the ballots it sent before (the random
+    /// incarnation is the guarantee; this makes collisions need a clock gone backwards too).
+    pub fn starting_at(proposer: u64, incarnation: u64, counter: u64) -> Self {
         BallotSource {
             proposer,
             incarnation,
-            counter: AtomicU64::new(0),
+            counter: AtomicU64::new(counter.min(MAX_COUNTER / 2)),
         }
     }
 

@@ -99,7 +99,20 @@ impl Settings {
                     .into(),
             );
         }
+        if self.id > crate::ballot::MAX_COUNTER {
+            return Err(format!(
+                "bad configuration: field `id` is {}, the largest id is {} (ballots are compared as Lua numbers)",
+                self.id,
+                crate::ballot::MAX_COUNTER
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
         for url in &self.acceptors {
+            if !seen.insert(url.trim_end_matches('/')) {
+                return Err(format!(
+                    "bad configuration: field `acceptors` lists {url} twice: a quorum would not be a majority of distinct acceptors"
+                ));
+            }
             if !url.starts_with("redis://") {
                 return Err(format!(
                     "bad configuration: field `acceptors`: {url:?} is not a redis:// URL"
@@ -173,6 +186,24 @@ mod tests {
         );
         let error = Settings::load(Some(file.as_str())).unwrap_err();
         assert!(error.contains("quorum"), "{error}");
+    }
+
+    #[test]
+    fn an_id_beyond_lua_precision_is_refused() {
+        let file = write(&format!(
+            "id = {}\nacceptors = [\"redis://a:1\"]\n",
+            1u64 << 53
+        ));
+        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        assert!(error.contains("`id`"), "{error}");
+    }
+
+    #[test]
+    fn a_repeated_acceptor_is_refused() {
+        let file =
+            write("id = 1\nacceptors = [\"redis://a:1\", \"redis://a:1\", \"redis://b:1\"]\n");
+        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        assert!(error.contains("twice"), "{error}");
     }
 
     #[test]

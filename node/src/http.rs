@@ -62,7 +62,11 @@ fn bad_request(code: u32, message: &str, cause: &str) -> Response {
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // The form body carries the value percent-encoded (up to 3 bytes per byte) and a few
     // short fields; anything longer is refused before it is read.
-    let body_limit = app.limits.max_value_bytes * 3 + 4096;
+    let body_limit = app
+        .limits
+        .max_value_bytes
+        .saturating_mul(3)
+        .saturating_add(4096);
     let with_app = warp::any().map(move || app.clone());
 
     // Path before method, so an unknown path is a 404 and a wrong method a 405.
@@ -140,7 +144,7 @@ where
 /// `GET /health`: the HTTP side is up; how many acceptors are reachable right now.
 fn health(app: &App) -> Response {
     let acceptors = app.proposer.acceptors();
-    let reachable = acceptors.iter().filter(|a| a.is_connected()).count();
+    let reachable = app.proposer.reachable();
     let detail: Vec<Value> = acceptors
         .iter()
         .map(|a| json!({"name": a.name(), "connected": a.is_connected()}))
@@ -161,20 +165,9 @@ fn health(app: &App) -> Response {
 /// Parses `a=1&b=2` into a map; a repeated field keeps its first value. Like etcd (Go's
 /// ParseQuery), a malformed percent-escape is an error, and so is text that is not UTF-8.
 fn parse_form(raw: &[u8]) -> Result<HashMap<String, String>, String> {
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let escape = raw.get(i + 1..i + 3);
-            if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
-                return Err(format!("invalid URL escape at byte {i}"));
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
+    check_escapes(raw)?;
     for piece in raw.split(|b| *b == b'&') {
-        let decoded: Vec<u8> = form_urlencoded_bytes(piece);
+        let decoded: Vec<u8> = percent_decode(piece, true);
         if std::str::from_utf8(&decoded).is_err() {
             return Err("the form is not UTF-8 text".into());
         }
@@ -188,18 +181,35 @@ fn parse_form(raw: &[u8]) -> Result<HashMap<String, String>, String> {
     Ok(map)
 }
 
-/// Percent-decodes one `a=b` piece (escapes already checked), for the UTF-8 check.
-fn form_urlencoded_bytes(piece: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-    let mut out = Vec::with_capacity(piece.len());
+/// Every `%` must start a two-digit hex escape.
+fn check_escapes(raw: &[u8]) -> Result<(), String> {
     let mut i = 0;
-    while i < piece.len() {
-        match piece[i] {
-            b'%' if i + 2 < piece.len() => {
-                out.push(hex(piece[i + 1]) * 16 + hex(piece[i + 2]));
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let escape = raw.get(i + 1..i + 3);
+            if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+                return Err(format!("invalid URL escape at byte {i}"));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Percent-decodes `raw` (escapes already checked); in a form `+` is a space, in a path not.
+fn percent_decode(raw: &[u8], plus_as_space: bool) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => {
+                out.push(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_as_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -213,10 +223,11 @@ fn form_urlencoded_bytes(piece: &[u8]) -> Vec<u8> {
 }
 
 fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, Response> {
+    // The spellings Go's strconv.ParseBool (and so etcd) accepts.
     match params.get(name).map(String::as_str) {
         None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(Some(true)),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(Some(false)),
         Some(other) => Err(bad_request(
             code::INVALID_FIELD,
             &format!("Invalid field: {name} must be true or false, got {other:?}"),
@@ -225,28 +236,48 @@ fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<Option<boo
     }
 }
 
+/// Percent-decodes a URL path and cleans it as etcd does (Go's path.Clean): `/a//b/./c/`
+/// becomes `/a/b/c`, `..` climbs (never above the root).
+fn clean_key(raw: &str) -> Result<String, String> {
+    check_escapes(raw.as_bytes()).map_err(|e| format!("key: {e}"))?;
+    let decoded = String::from_utf8(percent_decode(raw.as_bytes(), false))
+        .map_err(|_| "the key is not UTF-8 text".to_string())?;
+    let mut parts: Vec<&str> = Vec::new();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
 /// The key from the path tail, as etcd shows it (`/k`), checked against the limits.
 fn parse_key(tail: &Tail, limits: Limits) -> Result<String, Response> {
-    let raw = tail.as_str().trim_end_matches('/');
-    if raw.is_empty() {
+    let key = clean_key(tail.as_str())
+        .map_err(|e| bad_request(code::INVALID_FIELD, &format!("Invalid field: {e}"), "key"))?;
+    if key == "/" {
         return Err(bad_request(
             code::INVALID_FIELD,
             "Invalid field: a key is required (/v2/keys/{key}); directories are not supported",
             "/",
         ));
     }
-    if raw.len() > limits.max_key_bytes {
+    if key.len() > limits.max_key_bytes {
         return Err(bad_request(
             code::INVALID_FIELD,
             &format!(
                 "Invalid field: key is {} bytes, the limit is {}",
-                raw.len(),
+                key.len(),
                 limits.max_key_bytes
             ),
             "key",
         ));
     }
-    Ok(format!("/{raw}"))
+    Ok(key)
 }
 
 /// Options etcd accepts on a GET that a single-key store cannot honour are refused, the
@@ -339,9 +370,11 @@ fn parse_write(
     let prev_exist = parse_bool(&both, "prevExist")?;
     let prev_index = match both.get("prevIndex") {
         None => None,
+        // etcd reads prevIndex=0 as no condition.
         Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
                 return Err(bad_request(
                     code::INDEX_NAN,
                     &format!("The given index in POST form is not a number: prevIndex={raw:?}"),
@@ -359,13 +392,9 @@ fn parse_write(
         ));
     }
     let conditional = prev_index.is_some() || prev_value.is_some();
+    // As etcd decides: prevExist=false creates whatever else is given.
     match (prev_exist, conditional) {
-        (Some(false), true) => Err(bad_request(
-            code::INVALID_FIELD,
-            "Invalid field: prevExist=false cannot be combined with prevIndex or prevValue",
-            "prevExist",
-        )),
-        (Some(false), false) => Ok(Write::Create { value }),
+        (Some(false), _) => Ok(Write::Create { value }),
         (_, true) => Ok(Write::CompareAndSwap {
             value,
             prev_index,
@@ -529,4 +558,77 @@ async fn rejection(rejection: Rejection) -> Result<Response, Infallible> {
         )
     };
     Ok(error(status, code::INVALID_FIELD, &message, "", 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_decoded_and_cleaned_like_etcd() {
+        assert_eq!(clean_key("a%20b").as_deref(), Ok("/a b"));
+        assert_eq!(clean_key("a%41").as_deref(), Ok("/aA"));
+        assert_eq!(clean_key("a+b").as_deref(), Ok("/a+b"));
+        assert_eq!(clean_key("//x/./y/").as_deref(), Ok("/x/y"));
+        assert_eq!(clean_key("x/../../y").as_deref(), Ok("/y"));
+        assert_eq!(clean_key("..").as_deref(), Ok("/"));
+        assert!(clean_key("a%zz").is_err());
+        assert!(clean_key("a%2").is_err());
+        assert!(clean_key("%ff%fe").is_err());
+    }
+
+    #[test]
+    fn forms_reject_bad_escapes_and_keep_the_first_value() {
+        let form = parse_form(b"value=a+b%21&value=second&x=").unwrap();
+        assert_eq!(form["value"], "a b!");
+        assert_eq!(form["x"], "");
+        assert!(parse_form(b"value=%zz").is_err());
+        assert!(parse_form(b"value=%c3%28").is_err());
+    }
+
+    fn write_for(query: &[(&str, &str)]) -> Result<Write, u16> {
+        let query: HashMap<String, String> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let form = HashMap::from([("value".to_string(), "v".to_string())]);
+        let limits = Limits {
+            max_key_bytes: 10,
+            max_value_bytes: 10,
+        };
+        parse_write("/k", &query, &form, limits).map_err(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn put_options_are_read_as_etcd_reads_them() {
+        let value = || "v".to_string();
+        assert_eq!(write_for(&[]), Ok(Write::Set { value: value() }));
+        assert_eq!(
+            write_for(&[("prevExist", "0")]),
+            Ok(Write::Create { value: value() })
+        );
+        assert_eq!(
+            write_for(&[("prevExist", "false"), ("prevIndex", "3")]),
+            Ok(Write::Create { value: value() })
+        );
+        assert_eq!(
+            write_for(&[("prevExist", "T")]),
+            Ok(Write::Update { value: value() })
+        );
+        assert_eq!(
+            write_for(&[("prevIndex", "0")]),
+            Ok(Write::Set { value: value() })
+        );
+        assert_eq!(
+            write_for(&[("prevExist", "true"), ("prevIndex", "4")]),
+            Ok(Write::CompareAndSwap {
+                value: value(),
+                prev_index: Some(4),
+                prev_value: None
+            })
+        );
+        assert_eq!(write_for(&[("prevIndex", "-1")]), Err(400));
+        assert_eq!(write_for(&[("prevExist", "yes")]), Err(400));
+        assert_eq!(write_for(&[("ttl", "5")]), Err(400));
+    }
 }

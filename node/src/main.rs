@@ -52,6 +52,15 @@ async fn main() -> ExitCode {
     };
     let run = async {
         let app = server::app(&settings)?;
+        // Serve once a quorum of acceptors is connected (bounded: a node whose acceptors are
+        // down still comes up and answers 503), so a restarted node does not greet its first
+        // clients with "not connected".
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while app.proposer.reachable() < app.proposer.quorum()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let addr = settings
             .listen
             .parse()

@@ -30,12 +30,18 @@ pub enum Phase {
     Accept,
 }
 
-/// Why a change did not complete. After a failed accept the outcome is unknown: the new
-/// value may have reached some acceptors and may still be chosen later.
+/// Why a change did not complete.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposerError {
     #[error("{phase:?} failed: {failure}")]
-    NoQuorum { phase: Phase, failure: Failure },
+    NoQuorum {
+        phase: Phase,
+        failure: Failure,
+        /// The failed accept carried a new state, which may have reached some acceptors and
+        /// may still be chosen later: the change's outcome is unknown. False after a failed
+        /// prepare, or an accept of the unchanged state (a read or a refusal).
+        effect_possible: bool,
+    },
 }
 
 impl ProposerError {
@@ -45,16 +51,24 @@ impl ProposerError {
         }
     }
 
-    /// True if an acceptor refused because of a higher ballot.
-    pub fn lost_race(&self) -> bool {
+    pub fn failure(&self) -> &Failure {
         match self {
-            ProposerError::NoQuorum { failure, .. } => failure.conflict.is_some(),
+            ProposerError::NoQuorum { failure, .. } => failure,
         }
     }
 
-    /// True if the change may have taken effect (the accept phase was reached).
+    /// True if an acceptor refused because of a higher ballot.
+    pub fn lost_race(&self) -> bool {
+        self.failure().conflict.is_some()
+    }
+
+    /// True if the change may have taken effect.
     pub fn outcome_unknown(&self) -> bool {
-        self.phase() == Phase::Accept
+        match self {
+            ProposerError::NoQuorum {
+                effect_possible, ..
+            } => *effect_possible,
+        }
     }
 }
 
@@ -83,6 +97,20 @@ pub struct ProposerConfig {
     pub unsafe_keep_cache_after_failed_accept: bool,
 }
 
+/// An accept that did not reach a quorum, with the state it started from.
+struct FailedAttempt {
+    error: ProposerError,
+    /// Only for the negative-control hook.
+    stale_before: Option<String>,
+}
+
+impl std::ops::Deref for FailedAttempt {
+    type Target = ProposerError;
+    fn deref(&self) -> &ProposerError {
+        &self.error
+    }
+}
+
 /// The yeses of a phase that reached a quorum, and the highest conflict seen on the way.
 struct Round<T> {
     yes: Vec<T>,
@@ -108,9 +136,19 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// A proposer with a fresh random incarnation.
+    /// A proposer with a fresh random incarnation, counting ballots from the wall clock.
     pub fn new(config: ProposerConfig, acceptors: Vec<Arc<dyn Acceptor>>) -> Self {
-        Self::with_incarnation(config, acceptors, u64::from(rand::random::<u32>()))
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut proposer =
+            Self::with_incarnation(config, acceptors, u64::from(rand::random::<u32>()));
+        proposer.ballots = BallotSource::starting_at(
+            proposer.ballots.proposer(),
+            proposer.ballots.incarnation(),
+            now_us,
+        );
+        proposer
     }
 
     /// A proposer with a given incarnation (tests and the simulation choose it).
@@ -146,44 +184,92 @@ impl Proposer {
         &self.acceptors
     }
 
+    /// How many acceptors are connected right now.
+    pub fn reachable(&self) -> usize {
+        self.acceptors.iter().filter(|a| a.is_connected()).count()
+    }
+
     /// Applies `f` to the key's current state (`None`: the key does not exist) and makes the
-    /// result the new state, linearizably. `f` returns `Err` to refuse the change.
+    /// result the new state, linearizably. `f` returns `Err` to refuse the change. `f` may be
+    /// called twice, but only when its first result cannot have taken effect.
     pub async fn change<R>(
         &self,
         key: &str,
-        f: impl FnOnce(Option<&str>) -> Result<Option<String>, R>,
+        f: impl Fn(Option<&str>) -> Result<Option<String>, R>,
     ) -> Result<Change<R>, ProposerError> {
         let slot = self.slot(key);
         let mut state = slot.lock().await;
 
-        // One round trip if we hold the key's next ballot; a full round otherwise. Either way
-        // the cached ballot is taken out, so it can never be used for a second accept.
-        let (ballot, before) = match state.leader.take() {
-            Some(cached) => cached,
-            // A prepare that lost a race wrote nothing: one retry, past the ballot that won.
-            None => match self.prepare(key).await {
-                Err(e) if e.lost_race() => self.prepare(key).await?,
-                result => result?,
-            },
+        // One round trip if we hold the key's next ballot. The cached ballot is taken out, so
+        // it can never be used for a second accept.
+        if let Some((ballot, before)) = state.leader.take() {
+            match self.attempt(key, ballot, before, &f).await {
+                Ok((change, next)) => {
+                    state.leader = next;
+                    return Ok(change);
+                }
+                // The cache was stale (another proposer wrote the key since). A full round is
+                // safe if the failed accept cannot have had an effect: it carried the
+                // unchanged state (a read or a refusal), or every acceptor refused it, so it
+                // can never be accepted anywhere (promises never decrease).
+                Err(e) if e.lost_race() && (!e.outcome_unknown() || e.failure().all_refused()) => {
+                    log::debug!(
+                        "{key}: stale one-round-trip ballot, running a full round: {}",
+                        e.error
+                    );
+                }
+                Err(e) => {
+                    // NEGATIVE CONTROL ONLY (never set in production): reproduce the 2018
+                    // Gryadka bug by keeping the ballot after an accept failed without a
+                    // conflict reply.
+                    if self.unsafe_keep_cache_after_failed_accept && !e.lost_race() {
+                        state.leader = Some((ballot, e.stale_before.clone()));
+                    }
+                    return Err(e.error);
+                }
+            }
+        }
+        // A prepare that lost a race wrote nothing: one retry, past the ballot that won.
+        let (ballot, before) = match self.prepare(key).await {
+            Err(e) if e.lost_race() => self.prepare(key).await?,
+            result => result?,
         };
+        let (change, next) = self.attempt(key, ballot, before, &f).await.map_err(|e| {
+            if self.unsafe_keep_cache_after_failed_accept && !e.error.lost_race() {
+                state.leader = Some((ballot, e.stale_before.clone()));
+            }
+            e.error
+        })?;
+        state.leader = next;
+        Ok(change)
+    }
+
+    /// Applies `f` to `before` and sends the result under `ballot` (phase 2). On success, the
+    /// change and the ballot and state to cache for the next change (if any).
+    async fn attempt<R>(
+        &self,
+        key: &str,
+        ballot: Ballot,
+        before: Option<String>,
+        f: &impl Fn(Option<&str>) -> Result<Option<String>, R>,
+    ) -> Result<(Change<R>, Option<(Ballot, Option<String>)>), FailedAttempt> {
         let (outcome, after) = match f(before.as_deref()) {
             Ok(after) => (Ok(after.clone()), after),
             Err(reason) => (Err(reason), before.clone()),
         };
         let next = self.ballots.next();
+        let changes_state = after != before;
         match self.accept(key, ballot, after.as_deref(), next).await {
-            Ok(true) => state.leader = Some((next, after)),
-            Ok(false) => {}
-            Err(e) => {
-                // NEGATIVE CONTROL ONLY (never set in production): reproduce the 2018 Gryadka
-                // bug by keeping the ballot after an accept failed without a conflict reply.
-                if self.unsafe_keep_cache_after_failed_accept && !e.lost_race() {
-                    state.leader = Some((ballot, before));
-                }
-                return Err(e);
-            }
+            Ok(clean) => Ok((Change { before, outcome }, clean.then_some((next, after)))),
+            Err(failure) => Err(FailedAttempt {
+                error: ProposerError::NoQuorum {
+                    phase: Phase::Accept,
+                    failure,
+                    effect_possible: changes_state,
+                },
+                stale_before: before,
+            }),
         }
-        Ok(Change { before, outcome })
     }
 
     /// Reads the key linearizably (a change with the identity function).
@@ -208,7 +294,7 @@ impl Proposer {
     async fn prepare(&self, key: &str) -> Result<(Ballot, Option<String>), ProposerError> {
         let ballot = self.ballots.next();
         let replies = self
-            .round(Phase::Prepare, |acceptor| {
+            .round(false, |acceptor| {
                 let key = key.to_string();
                 async move {
                     match acceptor.prepare(&key, ballot).await {
@@ -220,7 +306,12 @@ impl Proposer {
                     }
                 }
             })
-            .await?;
+            .await
+            .map_err(|failure| ProposerError::NoQuorum {
+                phase: Phase::Prepare,
+                failure,
+                effect_possible: false,
+            })?;
         let state = replies
             .yes
             .into_iter()
@@ -231,15 +322,17 @@ impl Proposer {
 
     /// Phase 2: `value` accepted under `ballot` by a quorum, which also promise `next`.
     /// Returns whether `next` may be used for one round trip (no acceptor reported a conflict).
+    /// On failure every acceptor's answer is awaited (each bounded by the timeout), so the
+    /// failure tells whether all of them refused.
     async fn accept(
         &self,
         key: &str,
         ballot: Ballot,
         value: Option<&str>,
         next: Ballot,
-    ) -> Result<bool, ProposerError> {
+    ) -> Result<bool, Failure> {
         let value = value.map(str::to_string);
-        self.round(Phase::Accept, |acceptor| {
+        self.round(true, |acceptor| {
             let key = key.to_string();
             let value = value.clone();
             async move {
@@ -256,8 +349,9 @@ impl Proposer {
 
     /// Sends one phase to every acceptor (each call in its own task, bounded by the timeout,
     /// so the slowest acceptor still gets the message) and returns the first quorum of yeses.
-    /// Any conflict seen fast-forwards the ballot counter past it.
-    async fn round<T, F, Fut>(&self, phase: Phase, call: F) -> Result<Round<T>, ProposerError>
+    /// Any conflict seen fast-forwards the ballot counter past it. With `complete_failures`,
+    /// a phase that cannot reach a quorum still collects every answer before it reports.
+    async fn round<T, F, Fut>(&self, complete_failures: bool, call: F) -> Result<Round<T>, Failure>
     where
         T: Send + 'static,
         F: Fn(Arc<dyn Acceptor>) -> Fut,
@@ -290,13 +384,19 @@ impl Proposer {
                 Decision::NoQuorum(failure) => break Err(failure),
             }
         };
+        let decided = match decided {
+            Err(_) if complete_failures => {
+                while let Some((index, answer)) = rx.recv().await {
+                    tally.add(self.acceptors[index].name(), answer);
+                }
+                Err(tally.failure())
+            }
+            decided => decided,
+        };
         let conflict = tally.conflict();
         if let Some(seen) = conflict {
             self.ballots.fast_forward(seen);
         }
-        match decided {
-            Ok(yes) => Ok(Round { yes, conflict }),
-            Err(failure) => Err(ProposerError::NoQuorum { phase, failure }),
-        }
+        decided.map(|yes| Round { yes, conflict })
     }
 }

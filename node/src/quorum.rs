@@ -36,8 +36,17 @@ pub struct Failure {
     pub quorum: usize,
     /// The highest ballot seen in a conflict, if any acceptor refused.
     pub conflict: Option<Ballot>,
+    /// How many acceptors refused with a conflict.
+    pub refused: usize,
     /// What went wrong with each acceptor that did not say yes.
     pub problems: Vec<String>,
+}
+
+impl Failure {
+    /// Every acceptor answered, and every one refused.
+    pub fn all_refused(&self) -> bool {
+        self.refused == self.total
+    }
 }
 
 impl fmt::Display for Failure {
@@ -64,6 +73,7 @@ pub struct Tally<T> {
     quorum: usize,
     yes: Vec<T>,
     conflict: Option<Ballot>,
+    refused: usize,
     problems: Vec<String>,
 }
 
@@ -74,6 +84,7 @@ impl<T> Tally<T> {
             quorum,
             yes: Vec::with_capacity(quorum),
             conflict: None,
+            refused: 0,
             problems: Vec::new(),
         }
     }
@@ -89,6 +100,7 @@ impl<T> Tally<T> {
             Answer::Yes(t) => self.yes.push(t),
             Answer::Conflict(ballot) => {
                 self.conflict = self.conflict.max(Some(ballot));
+                self.refused += 1;
                 self.problems.push(format!("{who}: conflict with {ballot}"));
             }
             Answer::Failed(why) => self.problems.push(format!("{who}: {why}")),
@@ -114,6 +126,7 @@ impl<T> Tally<T> {
             total: self.total,
             quorum: self.quorum,
             conflict: self.conflict,
+            refused: self.refused,
             problems: self.problems.clone(),
         }
     }
@@ -164,6 +177,19 @@ mod tests {
             }
             other => panic!("expected NoQuorum, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn all_refused_only_when_every_acceptor_refused() {
+        let mut tally: Tally<u8> = Tally::new(3, 2);
+        tally.add("a1", Answer::Conflict(Ballot::new(3, 1, 1)));
+        tally.add("a2", Answer::Failed("timed out".into()));
+        assert!(!tally.failure().all_refused());
+        let mut tally: Tally<u8> = Tally::new(3, 2);
+        for who in ["a1", "a2", "a3"] {
+            tally.add(who, Answer::Conflict(Ballot::new(3, 1, 1)));
+        }
+        assert!(tally.failure().all_refused());
     }
 
     #[test]

@@ -177,13 +177,7 @@ impl Node {
     pub async fn wait_reachable(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let reachable = self
-                .app
-                .proposer
-                .acceptors()
-                .iter()
-                .filter(|a| a.is_connected())
-                .count();
+            let reachable = self.app.proposer.reachable();
             if reachable >= n {
                 return;
             }

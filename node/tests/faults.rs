@@ -193,3 +193,42 @@ async fn racing_proposers_lose_no_acknowledged_write() {
         "final index {index} below an acknowledged {highest_acked}"
     );
 }
+
+#[tokio::test]
+async fn a_stale_one_round_trip_ballot_costs_no_error() {
+    let redis = three_redis();
+    let nodes = [
+        Node::start(settings(1, &redis, 300)).await,
+        Node::start(settings(2, &redis, 300)).await,
+    ];
+    let http = client();
+    // Alternate writers and readers strictly one request at a time: every node's cached
+    // ballot is stale each time it comes back to the key.
+    for i in 0..30u32 {
+        let node = &nodes[(i % 2) as usize];
+        let url = node.key_url("shared");
+        let put = http
+            .put(&url)
+            .form(&[("value", i.to_string())])
+            .send()
+            .await
+            .expect("node answers");
+        assert_eq!(
+            put.status().as_u16() / 100,
+            2,
+            "write {i}: {}",
+            put.status()
+        );
+        let other = &nodes[((i + 1) % 2) as usize];
+        let read: Value = http
+            .get(other.key_url("shared"))
+            .send()
+            .await
+            .expect("node answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(read["node"]["value"], i.to_string(), "read after write {i}");
+        assert_eq!(read["node"]["modifiedIndex"], u64::from(i) + 1);
+    }
+}

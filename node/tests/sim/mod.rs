@@ -251,10 +251,10 @@ async fn client(run: Arc<Run>, client: usize) {
         let f = {
             let (history, key) = (run.history.clone(), key.clone());
             move |state: Option<&str>| -> Result<Option<String>, record::Refusal> {
-                let Some(write) = write else {
+                let Some(write) = &write else {
                     return Ok(state.map(str::to_string)); // a read writes back what it found
                 };
-                let next = record::apply(&write, state)?;
+                let next = record::apply(write, state)?;
                 let before = record::current(state).ok().flatten().map(|r| r.value);
                 history.attempt(&key, &next, before);
                 Ok(Some(next.encode()))
@@ -308,13 +308,16 @@ async fn client(run: Arc<Run>, client: usize) {
                     },
                 }
             }
+            // The proposer's word is taken for "cannot have taken effect" (a failed prepare,
+            // or an accept every acceptor refused), so the history check verifies it: such a
+            // write turning up in the final chain is a violation.
             Some(Err(e)) => {
-                if e.phase() == Phase::Prepare && attempted {
+                if e.phase() == Phase::Prepare && e.outcome_unknown() {
                     run.world.violation(format!(
-                        "key {key}: {tag} was computed but the change failed in prepare: {e}"
+                        "key {key}: a failed prepare claims an unknown outcome: {e}"
                     ));
                 }
-                if attempted {
+                if attempted && e.outcome_unknown() {
                     Outcome::Unknown
                 } else {
                     Outcome::NoEffect
