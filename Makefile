@@ -16,7 +16,8 @@ TARGET ?= auto
 ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
-BENCH_DURATION ?= 60
+BENCH_DURATION ?= 20
+BENCH_CONNECTIONS ?= 1 4 16
 # `make experiment` / `make soak`
 SCENARIO ?= kill-and-isolate
 DURATION ?= 300
@@ -68,13 +69,8 @@ load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-s
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
 
-bench: up ## Measure the healthy cluster's throughput (BENCH_DURATION=60 s of load, no faults)
-	LOADGEN_DURATION=$(BENCH_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
-	@mkdir -p results; id=$(CLIENT_ID); \
-	  docker logs -f $$id 2>&1 | tee results/bench.txt; \
-	  code=$$(docker wait $$id); \
-	  awk -F'\t' '!/^#/ && NF==5 {n++; s+=$$2} END {if (n) printf "# bench: %d s, mean cluster throughput %.0f iterations/s (results/bench.txt)\n", n, s/n}' results/bench.txt; \
-	  exit $$code
+bench: up ## Throughput and latency of the healthy cluster at BENCH_CONNECTIONS="1 4 16" per node (BENCH_DURATION=20 s each)
+	BENCH_DURATION=$(BENCH_DURATION) BENCH_CONNECTIONS="$(BENCH_CONNECTIONS)" scripts/bench.sh
 
 logs: ## Show the load generator's output (follows it while it runs)
 	@id=$(CLIENT_ID); \
