@@ -222,6 +222,23 @@ const WINDOW_MS: i64 = 5000;
 /// The first seconds of a run are warm-up, not baseline.
 pub const WARM_UP_MS: i64 = 2000;
 
+/// The first fault of `kind` that overlaps no other fault (one host failing alone), as the
+/// summaries and the comparison quote it.
+pub fn first_lone(
+    reports: &[FaultReport],
+    kind: FaultKind,
+    run_end_ms: i64,
+) -> Option<&FaultReport> {
+    let alone = |r: &&FaultReport| {
+        !reports.iter().any(|o| {
+            !std::ptr::eq(o, *r)
+                && o.fault.start_ms < r.fault.end_ms(run_end_ms)
+                && r.fault.start_ms < o.fault.end_ms(run_end_ms)
+        })
+    };
+    reports.iter().filter(alone).find(|r| r.fault.kind == kind)
+}
+
 pub fn analyse(run: &Run) -> Vec<FaultReport> {
     let end = run_end_ms(run);
     let subjects: Vec<Subject> = (0..run.node_count())
@@ -268,14 +285,15 @@ pub fn analyse(run: &Run) -> Vec<FaultReport> {
         .collect()
 }
 
+/// Synthetic runs for the tests of the analysis, the report and the comparison.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
-    use crate::data::{Bucket, Event, Second};
+    use crate::data::{Bucket, Latency, Second};
 
     /// A run of `secs` seconds with 100 ms buckets where node `i` succeeds every 10 ms except
     /// while `down(i, t_ms)` is true.
-    fn synthetic(secs: u64, nodes: usize, down: impl Fn(usize, u64) -> bool) -> Run {
+    pub fn synthetic(secs: u64, nodes: usize, down: impl Fn(usize, u64) -> bool) -> Run {
         let mut run = Run {
             start_unix_ms: 1_000_000,
             nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
@@ -324,12 +342,23 @@ mod tests {
                 second: s,
                 cluster: nodes_ok.iter().sum(),
                 nodes: nodes_ok,
-                latency_us: Default::default(),
+                latency_us: Latency {
+                    p50: Some(1000),
+                    p99: Some(1000 * s),
+                    max: Some(50_000),
+                },
                 violations: 0,
             });
         }
         run
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::synthetic;
+    use super::*;
+    use crate::data::Event;
 
     fn event(run: &Run, command: &str, host: &str, begin_ms: i64, end_ms: i64) -> Event {
         Event {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::analysis::{self, FaultKind, FaultReport, Subject};
+use crate::analysis::{self, FaultKind, Subject};
 use crate::data::Run;
 use crate::{plot, report};
 
@@ -53,15 +53,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 pub fn row(system: &str, run: &Run) -> Row {
     let reports = analysis::analyse(run);
     let end = analysis::run_end_ms(run);
-    // As in report.md's summary: the first crash and isolation that overlap no other fault.
-    let alone = |r: &&FaultReport| {
-        !reports.iter().any(|o| {
-            !std::ptr::eq(o, *r)
-                && o.fault.start_ms < r.fault.end_ms(end)
-                && r.fault.start_ms < o.fault.end_ms(end)
-        })
-    };
-    let first = |kind: FaultKind| reports.iter().filter(alone).find(|r| r.fault.kind == kind);
+    let first = |kind: FaultKind| analysis::first_lone(&reports, kind, end);
     let (crash, isolate) = (first(FaultKind::Crash), first(FaultKind::Isolate));
     let first_fault = analysis::faults(run)
         .iter()
@@ -206,66 +198,11 @@ pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Bucket, Event, Latency, Second};
+    use crate::data::Event;
 
-    /// 20 s, 3 nodes, 100 ms buckets, each node succeeding every 10 ms unless `down(i, t_ms)`.
+    /// 20 s, 3 nodes, each succeeding every 10 ms unless `down(i, t_ms)`.
     fn synthetic(down: impl Fn(usize, u64) -> bool) -> Run {
-        let mut run = Run {
-            start_unix_ms: 5_000_000,
-            nodes: vec!["n1".into(), "n2".into(), "n3".into()],
-            ..Default::default()
-        };
-        for b in 0..200u64 {
-            let t_ms = b * 100;
-            let mut bucket = Bucket {
-                t_ms,
-                ms: 100,
-                ok: vec![0; 3],
-                err: vec![0; 3],
-                first_us: vec![None; 3],
-                last_us: vec![None; 3],
-                max_gap_us: vec![0; 3],
-            };
-            for i in 0..3 {
-                let mut last: Option<u64> = None;
-                for step in 0..10 {
-                    let t = t_ms + step * 10 + 5;
-                    if down(i, t) {
-                        continue;
-                    }
-                    let us = t * 1000;
-                    bucket.ok[i] += 1;
-                    bucket.first_us[i].get_or_insert(us);
-                    if let Some(l) = last {
-                        bucket.max_gap_us[i] = bucket.max_gap_us[i].max(us - l);
-                    }
-                    last = Some(us);
-                }
-                bucket.last_us[i] = last;
-            }
-            run.buckets.push(bucket);
-        }
-        for s in 1..=20u64 {
-            let nodes: Vec<u64> = (0..3)
-                .map(|i| {
-                    run.buckets[((s - 1) * 10) as usize..(s * 10) as usize]
-                        .iter()
-                        .map(|b| b.ok[i])
-                        .sum()
-                })
-                .collect();
-            run.seconds.push(Second {
-                second: s,
-                cluster: nodes.iter().sum(),
-                nodes,
-                latency_us: Latency {
-                    p50: Some(1000),
-                    p99: Some(1000 * s),
-                    max: Some(50_000),
-                },
-                violations: 0,
-            });
-        }
+        let mut run = crate::analysis::fixtures::synthetic(20, 3, down);
         run.summary = Some(serde_json::json!({"violations": 0, "latency_us": {"p99": 7500}}));
         run
     }

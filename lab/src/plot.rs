@@ -139,24 +139,14 @@ where
     DB::ErrorType: 'static,
 {
     let y_top = run.seconds.iter().map(|s| s.cluster).max().unwrap_or(1) as f64 * 1.15;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{title}: iterations per second"),
-            ("sans-serif", 24),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max(run), 0.0..y_top.max(1.0))
-        .map_err(|e| anyhow!("drawing: {e}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("second")
-        .y_desc("iterations/s")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| anyhow!("drawing: {e}"))?;
-    shade_faults(&mut chart, run, y_top)?;
+    let y_top = y_top.max(1.0);
+    let mut chart = time_chart(
+        root,
+        format!("{title}: iterations per second"),
+        run,
+        y_top,
+        "iterations/s",
+    )?;
     let series = |f: &dyn Fn(&crate::data::Second) -> u64| -> Vec<(f64, f64)> {
         run.seconds
             .iter()
@@ -195,6 +185,42 @@ where
     Ok(())
 }
 
+type TimeChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart over the run's seconds (0 to `y_top` up the side), with its grid and the faults
+/// shaded.
+fn time_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    caption: String,
+    run: &Run,
+    y_top: f64,
+    y_desc: &str,
+) -> Result<TimeChart<'a, DB>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max(run), 0.0..y_top)
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    shade_faults(&mut chart, run, y_top)?;
+    Ok(chart)
+}
+
 fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
@@ -205,21 +231,13 @@ fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
         .filter_map(|s| ms(s.latency_us.p99))
         .fold(1.0, f64::max)
         * 1.15;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{title}: iteration latency"), ("sans-serif", 24))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max(run), 0.0..y_top)
-        .map_err(|e| anyhow!("drawing: {e}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("second")
-        .y_desc("ms")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| anyhow!("drawing: {e}"))?;
-    shade_faults(&mut chart, run, y_top)?;
+    let mut chart = time_chart(
+        &root,
+        format!("{title}: iteration latency"),
+        run,
+        y_top,
+        "ms",
+    )?;
     for (name, color, pick) in [
         (
             "p50",

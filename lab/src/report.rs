@@ -76,21 +76,8 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
 
     // The summary speaks of one host failing alone: faults that overlap another are left out.
     let end = analysis::run_end_ms(run);
-    let alone = |r: &&FaultReport| {
-        !reports.iter().any(|o| {
-            !std::ptr::eq(o, *r)
-                && o.fault.start_ms < r.fault.end_ms(end)
-                && r.fault.start_ms < o.fault.end_ms(end)
-        })
-    };
-    let crash = reports
-        .iter()
-        .filter(alone)
-        .find(|r| r.fault.kind == FaultKind::Crash);
-    let isolate = reports
-        .iter()
-        .filter(alone)
-        .find(|r| r.fault.kind == FaultKind::Isolate);
+    let crash = analysis::first_lone(reports, FaultKind::Crash, end);
+    let isolate = analysis::first_lone(reports, FaultKind::Isolate, end);
     let cell = |r: Option<&FaultReport>, f: fn(&FaultReport) -> Option<f64>| {
         r.and_then(f).map_or("–".to_string(), ms)
     };
