@@ -98,6 +98,18 @@ impl Redis {
         wait_for_port(self.port, false);
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the process: a gray failure, like
+    /// `docker pause`; the port stays open and calls simply get no answer.
+    pub fn signal(&self, signal: &str) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Starts again on the same port with the same data directory.
     pub fn restart(&mut self) {
         self.kill();

@@ -232,3 +232,35 @@ async fn a_stale_one_round_trip_ballot_costs_no_error() {
         assert_eq!(read["node"]["modifiedIndex"], u64::from(i) + 1);
     }
 }
+
+#[tokio::test]
+async fn a_frozen_acceptor_costs_nothing_and_is_used_again_when_thawed() {
+    let mut redis = three_redis();
+    let node = Node::start(settings(1, &redis, 300)).await;
+    let http = client();
+    let url = node.key_url("frozen");
+    increment(&http, &url).await.expect("first write");
+    redis[0].signal("STOP");
+    for i in 0..20 {
+        let started = Instant::now();
+        if let Err(e) = increment(&http, &url).await {
+            panic!("iteration {i} failed with one acceptor frozen: {e:?}");
+        }
+        // The quorum of the other two answers; the frozen one is never waited for (an iteration
+        // that waited for it would take two acceptor timeouts, 600 ms).
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "iteration {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    redis[0].signal("CONT");
+    node.wait_reachable(3).await;
+    // The thawed acceptor is needed once another one dies.
+    redis[1].kill();
+    for i in 0..10 {
+        if let Err(e) = increment(&http, &url).await {
+            panic!("iteration {i} after the thaw failed: {e:?}");
+        }
+    }
+}

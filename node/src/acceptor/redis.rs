@@ -7,7 +7,7 @@
 //! so a Redis that comes back is used again without restarting the node. While no connection
 //! exists calls fail at once instead of waiting for the timeout.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -36,7 +36,10 @@ struct Inner {
     name: String,
     client: Client,
     timeout: Duration,
-    connection: Mutex<Option<MultiplexedConnection>>,
+    /// The live connection and its generation (a failure on an older connection must not
+    /// drop a newer one).
+    connection: Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
     reconnecting: AtomicBool,
     timeouts_in_a_row: AtomicU32,
     prepare: Script,
@@ -53,12 +56,13 @@ impl RedisAcceptor {
             client,
             timeout,
             connection: Mutex::new(None),
+            generation: AtomicU64::new(0),
             reconnecting: AtomicBool::new(false),
             timeouts_in_a_row: AtomicU32::new(0),
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
         });
-        Inner::reconnect(&inner);
+        Inner::reconnect(&inner, None);
         Ok(RedisAcceptor { inner })
     }
 
@@ -76,16 +80,23 @@ impl RedisAcceptor {
 }
 
 impl Inner {
-    fn current(&self) -> Option<MultiplexedConnection> {
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
         self.connection
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Drops the connection and makes sure one background task is reconnecting.
-    fn reconnect(this: &Arc<Inner>) {
-        *this.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Drops the connection (only if it is still generation `failed`, when given) and makes
+    /// sure one background task is reconnecting.
+    fn reconnect(this: &Arc<Inner>, failed: Option<u64>) {
+        {
+            let mut connection = this.connection.lock().unwrap_or_else(|e| e.into_inner());
+            match (&*connection, failed) {
+                (Some((current, _)), Some(failed)) if *current != failed => return,
+                _ => *connection = None,
+            }
+        }
         if this.reconnecting.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -96,8 +107,9 @@ impl Inner {
             while let Some(inner) = weak.upgrade() {
                 match inner.connect().await {
                     Ok(connection) => {
+                        let generation = inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
                         *inner.connection.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(connection);
+                            Some((generation, connection));
                         inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
                         inner.reconnecting.store(false, Ordering::SeqCst);
                         log::info!("acceptor {}: connected", inner.name);
@@ -145,7 +157,7 @@ impl RedisAcceptor {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<Vec<String>, AcceptorError> {
         let inner = &self.inner;
-        let Some(mut connection) = inner.current() else {
+        let Some((generation, mut connection)) = inner.current() else {
             return Err(AcceptorError::NotConnected);
         };
         match tokio::time::timeout(inner.timeout, invocation.invoke_async(&mut connection)).await {
@@ -153,25 +165,31 @@ impl RedisAcceptor {
                 inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
                 Ok(reply)
             }
-            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out()),
+            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
             Ok(Err(e))
                 if e.is_io_error()
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_unrecoverable_error() =>
             {
-                Inner::reconnect(inner);
+                Inner::reconnect(inner, Some(generation));
                 Err(AcceptorError::Io(e.to_string()))
             }
             Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
-            Err(_) => Err(self.timed_out()),
+            Err(_) => Err(self.timed_out(generation)),
         }
     }
 
-    fn timed_out(&self) -> AcceptorError {
+    /// Counts a timeout of a call on connection `generation`; timeouts of an older connection
+    /// say nothing about the current one.
+    fn timed_out(&self, generation: u64) -> AcceptorError {
         let inner = &self.inner;
-        if inner.timeouts_in_a_row.fetch_add(1, Ordering::SeqCst) + 1 >= TIMEOUTS_BEFORE_RECONNECT {
-            Inner::reconnect(inner);
+        let current = inner.current().map(|(g, _)| g) == Some(generation);
+        if current
+            && inner.timeouts_in_a_row.fetch_add(1, Ordering::SeqCst) + 1
+                >= TIMEOUTS_BEFORE_RECONNECT
+        {
+            Inner::reconnect(inner, Some(generation));
         }
         AcceptorError::Timeout
     }
