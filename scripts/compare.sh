@@ -25,31 +25,25 @@ echo "=== compare: clean slate (make down)"
 down
 mkdir -p "$out"
 
-echo "=== compare: Perseus (make up; lab run $SCENARIO)"
-if make up; then
-  $LAB run "$SCENARIO" --out "$out/perseus" --nodes "$PERSEUS_NODES" --connections "$CONNECTIONS" \
-    --system "Perseus (CASPaxos, leaderless)" --target perseus 2>&1 | tee "$out/perseus.log"
-  rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || { echo "compare: the Perseus run failed (exit $rc)" >&2; status=1; }
-else
-  echo "compare: make up failed" >&2
-  status=1
-fi
-echo "=== compare: make down"
-down
+# One cluster: bring it up with `make UP_TARGET`, run the scenario into $out/NAME, take it down.
+run_on() {
+  local name="$1" up_target="$2" nodes="$3" target="$4" system="$5" rc
+  echo "=== compare: $name (make $up_target; lab run $SCENARIO)"
+  if make "$up_target"; then
+    $LAB run "$SCENARIO" --out "$out/$name" --nodes "$nodes" --connections "$CONNECTIONS" \
+      --system "$system" --target "$target" 2>&1 | tee "$out/$name.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || { echo "compare: the $name run failed (exit $rc)" >&2; status=1; }
+  else
+    echo "compare: make $up_target failed" >&2
+    status=1
+  fi
+  echo "=== compare: make down"
+  down
+}
 
-echo "=== compare: etcd (make up-etcd; lab run $SCENARIO)"
-if make up-etcd; then
-  $LAB run "$SCENARIO" --out "$out/etcd" --nodes "$ETCD_NODES" --connections "$CONNECTIONS" \
-    --system "etcd 3.4 (Raft, v2 API)" --target etcd 2>&1 | tee "$out/etcd.log"
-  rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || { echo "compare: the etcd run failed (exit $rc)" >&2; status=1; }
-else
-  echo "compare: make up-etcd failed" >&2
-  status=1
-fi
-echo "=== compare: make down"
-down
+run_on perseus up "$PERSEUS_NODES" perseus "Perseus (CASPaxos, leaderless)"
+run_on etcd up-etcd "$ETCD_NODES" etcd "etcd 3.4 (Raft, v2 API)"
 
 dirs=()
 for d in "$out/perseus" "$out/etcd"; do [ -f "$d/load.jsonl" ] && dirs+=("$d"); done
