@@ -18,8 +18,9 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use super::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
 use crate::ballot::Ballot;
 
-const PREPARE_LUA: &str = include_str!("prepare.lua");
-const ACCEPT_LUA: &str = include_str!("accept.lua");
+/// Each script is the shared slot.lua (ballot comparison, state reading) followed by its own.
+const PREPARE_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare.lua"));
+const ACCEPT_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept.lua"));
 
 /// Consecutive timeouts after which the connection is presumed dead and replaced.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
