@@ -6,7 +6,7 @@
 //! gap is exact to the microsecond for a single node; for the cluster (any node succeeding)
 //! gaps that cross a bucket border are exact and gaps inside one bucket are not counted.
 
-use crate::data::Run;
+use crate::data::{Run, Second};
 
 /// The kinds of fault a report distinguishes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,15 +180,17 @@ pub fn first_success_after_ms(run: &Run, subject: Subject, from_ms: i64) -> Opti
         .map(|i| i.first_us.max(from_us).saturating_sub(from_us) as f64 / 1000.0)
 }
 
+/// The seconds that lie wholly inside `[from_ms, to_ms)` (second N covers N-1 s to N s).
+pub fn seconds_within(run: &Run, from_ms: i64, to_ms: i64) -> impl Iterator<Item = &Second> {
+    run.seconds.iter().filter(move |s| {
+        let begin = (s.second as i64 - 1) * 1000;
+        begin >= from_ms && begin + 1000 <= to_ms
+    })
+}
+
 /// Mean successes per second of `subject` over the whole seconds inside `[from_ms, to_ms)`.
 pub fn rate(run: &Run, subject: Subject, from_ms: i64, to_ms: i64) -> Option<f64> {
-    let counts: Vec<u64> = run
-        .seconds
-        .iter()
-        .filter(|s| {
-            let begin = (s.second as i64 - 1) * 1000;
-            begin >= from_ms && begin + 1000 <= to_ms
-        })
+    let counts: Vec<u64> = seconds_within(run, from_ms, to_ms)
         .map(|s| match subject {
             Subject::Node(i) => s.nodes.get(i).copied().unwrap_or(0),
             Subject::Cluster => s.cluster,

@@ -61,13 +61,7 @@ pub fn row(system: &str, run: &Run) -> Row {
         .min()
         .unwrap_or(end);
     let from = analysis::WARM_UP_MS;
-    let baseline_p99: Vec<f64> = run
-        .seconds
-        .iter()
-        .filter(|s| {
-            let begin = (s.second as i64 - 1) * 1000;
-            begin >= from && begin + 1000 <= first_fault
-        })
+    let baseline_p99: Vec<f64> = analysis::seconds_within(run, from, first_fault)
         .filter_map(|s| s.latency_us.p99.map(|us| us as f64 / 1000.0))
         .collect();
     let summary = run.summary.as_ref();

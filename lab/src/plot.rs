@@ -160,7 +160,7 @@ where
         ))
         .map_err(|e| anyhow!("drawing: {e}"))?
         .label("cluster")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+        .legend(|(x, y)| legend_line(x, y, BLACK));
     for i in 0..run.node_count() {
         let color = NODE_COLORS[i % NODE_COLORS.len()];
         chart
@@ -170,18 +170,9 @@ where
             ))
             .map_err(|e| anyhow!("drawing: {e}"))?
             .label(format!("n{}", i + 1))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| legend_line(x, y, color));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| anyhow!("drawing: {e}"))?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -221,6 +212,30 @@ where
     Ok(chart)
 }
 
+/// The short line that stands for a series in the legend.
+fn legend_line(x: i32, y: i32, color: RGBColor) -> PathElement<(i32, i32)> {
+    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+}
+
+/// The legend box of a time chart.
+fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut TimeChart<'a, DB>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(position)
+        .draw()
+        .map_err(|e| anyhow!("drawing: {e}"))?;
+    Ok(())
+}
+
 fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
@@ -257,17 +272,9 @@ fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| anyhow!("drawing: {e}"))?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| legend_line(x, y, color));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| anyhow!("drawing: {e}"))?;
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
