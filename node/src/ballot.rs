@@ -1,10 +1,13 @@
 //! Ballots: the totally ordered numbers that CASPaxos proposers compete with.
 //!
 //! A ballot is `(counter, proposer, incarnation)`, compared in that order. `proposer` is the
-//! configured proposer id; `incarnation` is drawn at random when the proposer process starts,
-//! so a restarted proposer never reuses a ballot it may have sent before its crash (the
-//! counter restarts from zero, the incarnation does not repeat). The zero ballot means
-//! "nothing promised / nothing accepted" and is never issued by a proposer.
+//! configured proposer id; `incarnation` is drawn at random (52 bits) when the proposer process
+//! starts, so a restarted proposer never reuses a ballot it may have sent before its crash.
+//! The acceptors compare ballot parts as Lua numbers (doubles), exact only below 2^53: every
+//! part stays at or below [`MAX_COUNTER`] (the incarnation by construction, the counter by
+//! [`BallotSource`], which never issues a counter beyond it, and the acceptors refuse any
+//! ballot with a larger part). The zero ballot means "nothing promised / nothing accepted" and
+//! is never issued by a proposer.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,8 +56,26 @@ pub struct BallotSource {
     counter: AtomicU64,
 }
 
-/// Lua numbers are doubles: counters must stay exactly representable in the acceptors.
+/// Lua numbers are doubles: every ballot part must stay exactly representable in the
+/// acceptors (2^53 - 1).
 pub const MAX_COUNTER: u64 = (1 << 53) - 1;
+
+/// Random bits of an incarnation: as many as a double holds exactly, less one, so that an
+/// incarnation is always below [`MAX_COUNTER`]. A repeat after a restart needs a 1 in 2^52
+/// draw (and a counter that also lands on the same values).
+pub const INCARNATION_BITS: u32 = 52;
+
+/// A fresh random incarnation of `INCARNATION_BITS` bits (never zero).
+pub fn random_incarnation() -> u64 {
+    (rand::random::<u64>() >> (64 - INCARNATION_BITS)).max(1)
+}
+
+/// True when every part of the ballot is exactly representable in the acceptors' Lua.
+pub fn is_exact(ballot: &Ballot) -> bool {
+    ballot.counter <= MAX_COUNTER
+        && ballot.proposer <= MAX_COUNTER
+        && ballot.incarnation <= MAX_COUNTER
+}
 
 impl BallotSource {
     /// A source whose counter starts at zero (tests and the simulation).
@@ -81,15 +102,32 @@ impl BallotSource {
         self.incarnation
     }
 
-    /// A ballot never issued before by this source.
+    /// A ballot never issued before by this source. Past [`MAX_COUNTER`] the counter stops at
+    /// `MAX_COUNTER + 1`: such a ballot is refused by every acceptor (it cannot be compared
+    /// exactly), so the proposer fails its changes instead of risking two values under one
+    /// ballot. Reaching it takes 2^53 ballots, or an acceptor holding a ballot at the limit.
     pub fn next(&self) -> Ballot {
-        let counter = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let previous = self
+            .counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                Some(c.saturating_add(1).min(MAX_COUNTER + 1))
+            })
+            .unwrap_or(MAX_COUNTER);
+        let counter = previous.saturating_add(1).min(MAX_COUNTER + 1);
+        if counter > MAX_COUNTER {
+            log::error!(
+                "proposer {}: ballot counter exhausted (2^53): every change will fail",
+                self.proposer
+            );
+        }
         Ballot::new(counter, self.proposer, self.incarnation)
     }
 
-    /// Makes every later ballot greater than `seen`.
+    /// Makes every later ballot greater than `seen` (clamped to the exact range: a ballot
+    /// beyond it cannot come from an acceptor, which refuses such ballots).
     pub fn fast_forward(&self, seen: Ballot) {
-        self.counter.fetch_max(seen.counter, Ordering::SeqCst);
+        self.counter
+            .fetch_max(seen.counter.min(MAX_COUNTER), Ordering::SeqCst);
     }
 }
 
@@ -125,6 +163,30 @@ mod tests {
         // Never moves backwards.
         source.fast_forward(Ballot::new(3, 9, 9));
         assert!(source.next().counter > 42);
+    }
+
+    #[test]
+    fn counters_never_pass_the_exact_range() {
+        let source = BallotSource::new(1, 1);
+        source.fast_forward(Ballot::new(u64::MAX, 1, 1));
+        let a = source.next();
+        assert_eq!(a.counter, MAX_COUNTER + 1);
+        assert!(!is_exact(&a));
+        // Saturates: never wraps back to small (already used) counters.
+        assert_eq!(source.next().counter, MAX_COUNTER + 1);
+        let source = BallotSource::starting_at(1, 1, MAX_COUNTER - 1);
+        source.fast_forward(Ballot::new(MAX_COUNTER - 1, 1, 1));
+        assert!(is_exact(&source.next()));
+    }
+
+    #[test]
+    fn incarnations_fill_52_bits_and_stay_exact() {
+        let drawn: Vec<u64> = (0..64).map(|_| random_incarnation()).collect();
+        assert!(drawn
+            .iter()
+            .all(|i| *i >= 1 && *i < (1 << INCARNATION_BITS)));
+        // With 52 random bits, 64 draws all below 2^32 would be a broken generator.
+        assert!(drawn.iter().any(|i| *i >= 1 << 32));
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub struct Settings {
     /// Longest value accepted, in bytes.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
+    /// Refuse an acceptor whose Redis does not fsync every write (`appendonly yes`,
+    /// `appendfsync always`). Turning it off trades acknowledged writes for speed.
+    #[serde(default = "default_true")]
+    pub acceptor_require_fsync: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> String {

@@ -33,6 +33,8 @@ pub struct Limits {
 pub struct App {
     pub proposer: Proposer,
     pub limits: Limits,
+    /// The acceptors' identities and recovery (`None` for in-memory acceptors in tests).
+    pub membership: Option<Arc<crate::membership::Membership>>,
 }
 
 /// etcd v2 error codes used here.
@@ -158,6 +160,9 @@ fn health(app: &App) -> Response {
         "quorum": app.proposer.quorum(),
         "quorum_reachable": reachable >= app.proposer.quorum(),
         "detail": detail,
+        // Per acceptor: member, recovering (with catch-up progress), unmarked, foreign,
+        // unreachable; and the verdict (serving, waiting, data-loss) with its reason.
+        "membership": app.membership.as_ref().map(|m| m.view()),
     }))
     .into_response()
 }

@@ -5,9 +5,11 @@ pub mod acceptor;
 pub mod ballot;
 pub mod config;
 pub mod http;
+pub mod membership;
 pub mod proposer;
 pub mod quorum;
 pub mod record;
+pub mod recovery;
 pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;

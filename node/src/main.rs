@@ -1,25 +1,66 @@
 //! The `node` binary: loads the configuration, connects to the acceptors and serves the
-//! etcd-v2-style API until SIGTERM or Ctrl-C.
+//! etcd-v2-style API until SIGTERM or Ctrl-C. `node accept-loss` is the operator's command
+//! for acceptors that lost their data beyond what recovery can repair (see
+//! docs/design-acceptor-recovery.md).
 
 use std::process::ExitCode;
 
 use perseus_node::config::Settings;
 use perseus_node::server;
 
-const USAGE: &str =
-    "usage: node [--config FILE]   (or PERSEUS_CONFIG=FILE; every key also as PERSEUS_<KEY>)";
+const USAGE: &str = "usage: node [accept-loss] [--config FILE]   (or PERSEUS_CONFIG=FILE; every key also as PERSEUS_<KEY>)
+  node                 serve the API
+  node accept-loss     make every acceptor a member again, accepting that acknowledged writes
+                       may be lost (when a majority of acceptors lost their data)";
 
-fn config_path() -> Result<Option<String>, String> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (None, _, _) => Ok(std::env::var("PERSEUS_CONFIG").ok()),
-        (Some("--config"), Some(path), None) => Ok(Some(path)),
-        (Some("-h" | "--help"), None, None) => {
+/// What the command line asks for.
+enum Command {
+    Serve,
+    AcceptLoss,
+}
+
+fn parse_args() -> Result<(Command, Option<String>), String> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.first().map(String::as_str) {
+        Some("accept-loss") => {
+            args.remove(0);
+            Command::AcceptLoss
+        }
+        _ => Command::Serve,
+    };
+    let path = match args.as_slice() {
+        [] => std::env::var("PERSEUS_CONFIG").ok(),
+        [flag, path] if flag == "--config" => Some(path.clone()),
+        [flag] if flag == "-h" || flag == "--help" => {
             println!("{USAGE}");
             std::process::exit(0);
         }
-        _ => Err(USAGE.to_string()),
+        _ => return Err(USAGE.to_string()),
+    };
+    Ok((command, path))
+}
+
+/// `node accept-loss`: connects, rewrites the identity records, prints what it did.
+async fn accept_loss(settings: &Settings) -> Result<(), String> {
+    let acceptors = server::redis_acceptors(settings)?;
+    for acceptor in &acceptors {
+        if !acceptor
+            .wait_connected(std::time::Duration::from_secs(5))
+            .await
+        {
+            return Err(format!(
+                "acceptor {} is not reachable (or refused for durability: {}); every acceptor \
+                 must be reachable",
+                perseus_node::acceptor::Acceptor::name(acceptor.as_ref()),
+                acceptor.durability_problem().unwrap_or_else(|| "no".into())
+            ));
+        }
     }
+    for line in perseus_node::membership::accept_loss(&acceptors).await? {
+        println!("{line}");
+    }
+    println!("accepted the loss: every acceptor is a member; nodes serve again within a second");
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -43,20 +84,32 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let settings = match config_path().and_then(|path| Settings::load(path.as_deref())) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("node: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (command, settings) =
+        match parse_args().and_then(|(c, path)| Ok((c, Settings::load(path.as_deref())?))) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                eprintln!("node: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    if let Command::AcceptLoss = command {
+        return match accept_loss(&settings).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("node accept-loss: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let run = async {
         let app = server::app(&settings)?;
         // Serve once a quorum of acceptors is connected (bounded: a node whose acceptors are
         // down still comes up and answers 503), so a restarted node does not greet its first
         // clients with "not connected".
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-        while app.proposer.reachable() < app.proposer.quorum()
+        let serving =
+            |app: &perseus_node::http::App| app.membership.as_ref().is_none_or(|m| m.serving());
+        while (app.proposer.reachable() < app.proposer.quorum() || !serving(&app))
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

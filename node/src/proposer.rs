@@ -129,7 +129,7 @@ pub struct Proposer {
     acceptors: Vec<Arc<dyn Acceptor>>,
     quorum: usize,
     timeout: Duration,
-    ballots: BallotSource,
+    ballots: Arc<BallotSource>,
     keys: Mutex<LruCache<String, Arc<tokio::sync::Mutex<KeyState>>>>,
     /// See [`ProposerConfig::unsafe_keep_cache_after_failed_accept`] (negative control only).
     unsafe_keep_cache_after_failed_accept: bool,
@@ -142,12 +142,12 @@ impl Proposer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let mut proposer =
-            Self::with_incarnation(config, acceptors, u64::from(rand::random::<u32>()));
-        proposer.ballots = BallotSource::starting_at(
+            Self::with_incarnation(config, acceptors, crate::ballot::random_incarnation());
+        proposer.ballots = Arc::new(BallotSource::starting_at(
             proposer.ballots.proposer(),
             proposer.ballots.incarnation(),
             now_us,
-        );
+        ));
         proposer
     }
 
@@ -162,7 +162,7 @@ impl Proposer {
             acceptors,
             quorum: config.quorum,
             timeout: config.timeout,
-            ballots: BallotSource::new(config.id, incarnation),
+            ballots: Arc::new(BallotSource::new(config.id, incarnation)),
             keys: Mutex::new(LruCache::new(capacity)),
             unsafe_keep_cache_after_failed_accept: config.unsafe_keep_cache_after_failed_accept,
         }
@@ -178,6 +178,11 @@ impl Proposer {
 
     pub fn quorum(&self) -> usize {
         self.quorum
+    }
+
+    /// The ballot source, shared with the catch-up pass (its ballots must be unique too).
+    pub fn ballots(&self) -> Arc<BallotSource> {
+        self.ballots.clone()
     }
 
     pub fn acceptors(&self) -> &[Arc<dyn Acceptor>] {

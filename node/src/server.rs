@@ -1,4 +1,5 @@
-//! Wiring: builds the acceptors, the proposer and the HTTP server from the settings.
+//! Wiring: builds the acceptors, the proposer, the membership task and the HTTP server from
+//! the settings.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,16 +8,34 @@ use crate::acceptor::redis::RedisAcceptor;
 use crate::acceptor::Acceptor;
 use crate::config::Settings;
 use crate::http::{self, App, Limits};
+use crate::membership::Membership;
 use crate::proposer::{Proposer, ProposerConfig};
 
-/// Builds the application state (connects to the acceptors in the background).
+/// The Redis acceptors of the settings (connecting in the background).
+pub fn redis_acceptors(settings: &Settings) -> Result<Vec<Arc<RedisAcceptor>>, String> {
+    settings
+        .acceptors
+        .iter()
+        .map(|url| {
+            RedisAcceptor::with_durability(
+                url,
+                settings.acceptor_timeout(),
+                settings.acceptor_require_fsync,
+            )
+            .map(Arc::new)
+            .map_err(|e| format!("bad configuration: field `acceptors`: {url}: {e}"))
+        })
+        .collect()
+}
+
+/// Builds the application state (connects to the acceptors and starts the membership task
+/// in the background; must be called inside a tokio runtime).
 pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
-    let mut acceptors: Vec<Arc<dyn Acceptor>> = Vec::new();
-    for url in &settings.acceptors {
-        let acceptor = RedisAcceptor::new(url, settings.acceptor_timeout())
-            .map_err(|e| format!("bad configuration: field `acceptors`: {url}: {e}"))?;
-        acceptors.push(Arc::new(acceptor));
-    }
+    let redis = redis_acceptors(settings)?;
+    let acceptors: Vec<Arc<dyn Acceptor>> = redis
+        .iter()
+        .map(|a| a.clone() as Arc<dyn Acceptor>)
+        .collect();
     let proposer = Proposer::new(
         ProposerConfig {
             id: settings.id,
@@ -27,8 +46,15 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
         },
         acceptors,
     );
+    let membership = Arc::new(Membership::new(
+        redis,
+        settings.quorum(),
+        settings.acceptor_timeout(),
+    ));
+    tokio::spawn(membership.clone().run(proposer.ballots()));
     Ok(Arc::new(App {
         proposer,
+        membership: Some(membership),
         limits: Limits {
             max_key_bytes: settings.max_key_bytes,
             max_value_bytes: settings.max_value_bytes,

@@ -152,6 +152,7 @@ pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
         cache_capacity: 1000,
         max_key_bytes: 512,
         max_value_bytes: 1024,
+        acceptor_require_fsync: true,
     }
 }
 
@@ -178,7 +179,23 @@ impl Node {
             shutdown: Some(tx),
         };
         node.wait_reachable(3).await;
+        node.wait_serving().await;
         node
+    }
+
+    /// Waits (bounded) until the membership task has found or initialised the cluster.
+    pub async fn wait_serving(&self) {
+        let Some(membership) = &self.app.membership else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if membership.serving() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("node is not serving: {:?}", membership.view());
     }
 
     pub fn key_url(&self, key: &str) -> String {

@@ -1,12 +1,42 @@
-//! The Redis Lua acceptor against the in-memory rules, and its durability across kill -9.
+//! The Redis Lua acceptor against the in-memory rules (a table of cases and a seeded
+//! differential test of thousands of random calls), its identity check, its durability
+//! across kill -9 and its refusal of a Redis that does not fsync.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use perseus_node::acceptor::memory::MemoryAcceptor;
+use perseus_node::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
 use perseus_node::acceptor::redis::RedisAcceptor;
-use perseus_node::acceptor::{AcceptReply, Acceptor, PrepareReply};
-use perseus_node::ballot::Ballot;
+use perseus_node::acceptor::rules::Slot;
+use perseus_node::acceptor::{
+    AcceptReply, Acceptor, AcceptorError, Identity, IdentityRefusal, PrepareReply, Standing,
+};
+use perseus_node::ballot::{Ballot, MAX_COUNTER};
 use perseus_node::testing::Redis;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn identity(acceptor: &RedisAcceptor, standing: Standing, mark: &str) -> Identity {
+    Identity {
+        cluster: MEMORY_CLUSTER.into(),
+        acceptor: acceptor.name().into(),
+        standing,
+        mark: mark.into(),
+    }
+}
+
+/// A connected Redis acceptor, initialised as a member of the cluster `MEMORY_CLUSTER` (the
+/// cluster in-memory acceptors belong to, so both can be compared).
+async fn member(redis: &Redis) -> RedisAcceptor {
+    let acceptor = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
+    assert!(acceptor.wait_connected(Duration::from_secs(5)).await);
+    acceptor
+        .claim(&identity(&acceptor, Standing::Member, ""))
+        .await
+        .expect("claim");
+    acceptor.set_cluster(MEMORY_CLUSTER);
+    acceptor
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -26,6 +56,22 @@ async fn run(acceptor: &dyn Acceptor, key: &str, op: &Op) -> Reply {
         Op::Accept(b, v, next) => {
             Reply::Accept(acceptor.accept(key, *b, *v, *next).await.expect("accept"))
         }
+    }
+}
+
+/// A slot as stored in Redis (the hash's fields), for comparing states.
+async fn redis_slot(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> Slot {
+    let h: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("perseus:{key}"))
+        .query_async(connection)
+        .await
+        .expect("HGETALL");
+    let n = |f: &str| h.get(f).map_or(0, |v| v.parse::<u64>().expect("a number"));
+    Slot {
+        promise: Ballot::new(n("pc"), n("pp"), n("pi")),
+        accepted: Ballot::new(n("ac"), n("ap"), n("ai")),
+        value: (h.get("hv").map(String::as_str) == Some("1"))
+            .then(|| h.get("v").cloned().unwrap_or_default()),
     }
 }
 
@@ -88,10 +134,9 @@ fn cases() -> Vec<Vec<Op>> {
 #[tokio::test]
 async fn lua_scripts_and_rules_agree() {
     let redis = Redis::start();
-    let lua = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
-    assert!(lua.wait_connected(Duration::from_secs(5)).await);
+    let lua = member(&redis).await;
     for (i, case) in cases().iter().enumerate() {
-        let memory = MemoryAcceptor::new("memory");
+        let memory = MemoryAcceptor::new(lua.name());
         let key = format!("case-{i}");
         for (step, op) in case.iter().enumerate() {
             let expected = run(&memory, &key, op).await;
@@ -106,8 +151,7 @@ async fn promises_survive_kill_9() {
     let mut redis = Redis::start();
     let high = b(1000, 2, 5);
     {
-        let acceptor = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
-        assert!(acceptor.wait_connected(Duration::from_secs(5)).await);
+        let acceptor = member(&redis).await;
         acceptor.prepare("k", b(10, 1, 1)).await.expect("prepare");
         let accepted = acceptor
             .accept("k", b(10, 1, 1), Some("v"), high)
@@ -118,6 +162,7 @@ async fn promises_survive_kill_9() {
     redis.restart();
     let acceptor = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
     assert!(acceptor.wait_connected(Duration::from_secs(5)).await);
+    acceptor.set_cluster(MEMORY_CLUSTER);
     assert_eq!(
         acceptor.prepare("k", b(999, 9, 9)).await.expect("prepare"),
         PrepareReply::Conflict(high),
@@ -135,8 +180,7 @@ async fn promises_survive_kill_9() {
 #[tokio::test]
 async fn scripts_are_reloaded_after_script_flush() {
     let redis = Redis::start();
-    let acceptor = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
-    assert!(acceptor.wait_connected(Duration::from_secs(5)).await);
+    let acceptor = member(&redis).await;
     acceptor.prepare("k", b(1, 1, 1)).await.expect("prepare");
     let status = std::process::Command::new("redis-cli")
         .args(["-p", &redis.port.to_string(), "SCRIPT", "FLUSH"])
@@ -147,4 +191,224 @@ async fn scripts_are_reloaded_after_script_flush() {
         acceptor.prepare("k", b(2, 1, 1)).await,
         Ok(PrepareReply::Promised { .. })
     ));
+}
+
+/// One random call of the differential test.
+#[derive(Clone, Debug)]
+enum Step {
+    Prepare(Ballot),
+    Accept(Ballot, Option<String>, Ballot),
+    /// FLUSHALL (the memory acceptor: wipe): slots and identity gone.
+    Flush,
+    /// Write the identity if none (member or recovering, with a mark).
+    Claim(Standing, &'static str),
+    /// Recovering -> member for this mark.
+    Promote(&'static str),
+}
+
+/// A ballot from a small space (so equal and neighbouring ballots are frequent), sometimes at
+/// the edge of the exact range, sometimes beyond it.
+fn random_ballot(rng: &mut StdRng, step: usize) -> Ballot {
+    // The counters climb with the steps, so fresh ballots keep beating the stored ones.
+    let base = step as u64 / 8;
+    match rng.random_range(0..40) {
+        0 => Ballot::new(MAX_COUNTER - rng.random_range(0..2), 1, MAX_COUNTER),
+        1 => Ballot::new(MAX_COUNTER + 1, 1, 1),
+        2 => Ballot::new(1, 1, MAX_COUNTER + rng.random_range(1..3)),
+        3 => Ballot::ZERO,
+        _ => Ballot::new(
+            base + rng.random_range(0..4),
+            rng.random_range(0..3),
+            rng.random_range(0..3),
+        ),
+    }
+}
+
+fn random_step(rng: &mut StdRng, step: usize) -> Step {
+    match rng.random_range(0..200) {
+        0..=89 => Step::Prepare(random_ballot(rng, step)),
+        90..=189 => {
+            let value = match rng.random_range(0..4) {
+                0 => None,
+                1 => Some(String::new()),
+                2 => Some("{\"v\":\"a\\nb\"} \u{2211} \u{0}".to_string()),
+                _ => Some(format!("v{}", rng.random_range(0..1000))),
+            };
+            let ballot = random_ballot(rng, step);
+            // Mostly next > ballot (what proposers send), sometimes anything.
+            let next = if rng.random_bool(0.8) {
+                Ballot::new(ballot.counter.saturating_add(rng.random_range(0..3)), 1, 2)
+            } else {
+                random_ballot(rng, step)
+            };
+            Step::Accept(ballot, value, next)
+        }
+        190 => Step::Flush,
+        191..=196 => Step::Claim(
+            if rng.random_bool(0.5) {
+                Standing::Member
+            } else {
+                Standing::Recovering
+            },
+            ["m1", "m2"][rng.random_range(0..2)],
+        ),
+        _ => Step::Promote(["m1", "m2"][rng.random_range(0..2)]),
+    }
+}
+
+/// Answers compared between the two: replies, and errors by kind (the Lua and Rust texts of
+/// a refused ballot differ; the refusal must not).
+fn kind<T: std::fmt::Debug>(result: &Result<T, AcceptorError>) -> String {
+    match result {
+        Ok(reply) => format!("{reply:?}"),
+        Err(AcceptorError::Protocol(_)) => "invalid ballot".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// The differential test: thousands of random calls (seeded, `DIFF_SEED`/`DIFF_STEPS` to
+/// change) on a few keys, against the Lua scripts on a real redis-server and against the
+/// in-memory rules: identical answers and identical states after every call.
+#[tokio::test]
+async fn differential_lua_against_rules() {
+    let seed: u64 = std::env::var("DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(22);
+    let steps: usize = std::env::var("DIFF_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let redis = Redis::start();
+    let lua = member(&redis).await;
+    let memory = MemoryAcceptor::new(lua.name());
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let keys = ["k0", "k1", "k2", "k3"];
+    let (mut counts, mut refused) = (HashMap::new(), 0usize);
+    for step in 0..steps {
+        let key = keys[rng.random_range(0..keys.len())];
+        let what = random_step(&mut rng, step);
+        let (got, expected) = match &what {
+            Step::Prepare(b) => (
+                kind(&lua.prepare(key, *b).await),
+                kind(&memory.prepare(key, *b).await),
+            ),
+            Step::Accept(b, v, next) => (
+                kind(&lua.accept(key, *b, v.as_deref(), *next).await),
+                kind(&memory.accept(key, *b, v.as_deref(), *next).await),
+            ),
+            Step::Flush => {
+                let _: () = redis::cmd("FLUSHALL")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("FLUSHALL");
+                memory.wipe();
+                (String::new(), String::new())
+            }
+            Step::Claim(standing, mark) => {
+                let id = identity(&lua, *standing, mark);
+                let stored = lua.claim(&id).await.expect("claim").identity;
+                (
+                    format!("{stored:?}"),
+                    format!("{:?}", Some(memory.claim(id))),
+                )
+            }
+            Step::Promote(mark) => {
+                let stored = lua
+                    .promote(MEMORY_CLUSTER, mark)
+                    .await
+                    .expect("promote")
+                    .identity;
+                memory.promote(mark);
+                (format!("{stored:?}"), format!("{:?}", memory.identity()))
+            }
+        };
+        assert_eq!(got, expected, "seed {seed} step {step}: {what:?} on {key}");
+        refused += usize::from(got.contains("Unmarked") || got.contains("Recovering"));
+        *counts
+            .entry(got.split(['(', ' ', '{']).next().unwrap_or("").to_string())
+            .or_insert(0usize) += 1;
+        // A call changes its own key; FLUSHALL changes every key.
+        let changed: Vec<&str> = match what {
+            Step::Flush => keys.to_vec(),
+            _ => vec![key],
+        };
+        for key in changed {
+            assert_eq!(
+                redis_slot(&mut connection, key).await,
+                memory.slot(key),
+                "seed {seed} step {step}: state of {key} after {what:?}"
+            );
+        }
+    }
+    eprintln!("differential: {steps} calls, seed {seed}, answers {counts:?}, {refused} refused or recovering");
+    assert!(refused > 0, "the identity paths were not exercised");
+}
+
+/// A wiped Redis refuses even on a connection opened before the wipe, and changes nothing.
+#[tokio::test]
+async fn a_wiped_acceptor_refuses_on_an_open_connection() {
+    let redis = Redis::start();
+    let acceptor = member(&redis).await;
+    acceptor.prepare("k", b(5, 1, 1)).await.expect("prepare");
+    let status = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "FLUSHALL"])
+        .status()
+        .expect("redis-cli runs");
+    assert!(status.success());
+    assert_eq!(
+        acceptor.prepare("k", b(6, 1, 1)).await,
+        Err(AcceptorError::Unmarked(IdentityRefusal::Missing))
+    );
+    assert_eq!(
+        acceptor
+            .accept("k", b(6, 1, 1), Some("x"), b(7, 1, 1))
+            .await,
+        Err(AcceptorError::Unmarked(IdentityRefusal::Missing))
+    );
+    assert_eq!(acceptor.inspect().await.expect("inspect").data_keys, 0);
+    // A foreign identity is refused too.
+    acceptor
+        .claim(&Identity {
+            cluster: "someone-else".into(),
+            acceptor: acceptor.name().into(),
+            standing: Standing::Member,
+            mark: String::new(),
+        })
+        .await
+        .expect("claim");
+    assert!(matches!(
+        acceptor.prepare("k", b(8, 1, 1)).await,
+        Err(AcceptorError::Unmarked(IdentityRefusal::Foreign { .. }))
+    ));
+}
+
+/// A Redis without `appendfsync always` is refused by default, used when allowed.
+#[tokio::test]
+async fn a_redis_that_does_not_fsync_is_refused() {
+    let redis = Redis::start();
+    let status = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CONFIG",
+            "SET",
+            "appendfsync",
+            "everysec",
+        ])
+        .status()
+        .expect("redis-cli runs");
+    assert!(status.success());
+    let strict = RedisAcceptor::new(&redis.url(), Duration::from_secs(1)).expect("acceptor");
+    assert!(!strict.wait_connected(Duration::from_secs(2)).await);
+    let problem = strict.durability_problem().expect("a reason");
+    assert!(problem.contains("appendfsync"), "{problem}");
+    let lenient = RedisAcceptor::with_durability(&redis.url(), Duration::from_secs(1), false)
+        .expect("acceptor");
+    assert!(lenient.wait_connected(Duration::from_secs(5)).await);
 }

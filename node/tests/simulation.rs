@@ -50,6 +50,8 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::Correct => "proposer_is_safe",
             Variant::QuorumOfOne => "quorum_of_one",
             Variant::KeepCacheAfterFailedAccept => "ballot_kept",
+            Variant::CountRecoveringPrepare => "recovering_prepare",
+            Variant::CountRecoveringAccept => "recovering_accept",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -75,6 +77,8 @@ struct Totals {
     duplicates: u64,
     crashes: u64,
     partitions: u64,
+    wipes: u64,
+    recoveries: u64,
 }
 
 impl Totals {
@@ -90,6 +94,8 @@ impl Totals {
         self.duplicates += r.net.duplicates;
         self.crashes += r.crashes;
         self.partitions += r.partitions;
+        self.wipes += r.wipes;
+        self.recoveries += r.recoveries;
     }
 }
 
@@ -131,8 +137,8 @@ fn proposer_is_safe_under_faults() {
     eprintln!(
         "simulation: {} seeds ({}..), {} operations checked ({} acknowledged writes, {} \
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
-         messages lost, {} duplicated, {} proposer crashes, {} partitions, {} failing seeds, \
-         {:.1?} on {threads} thread(s)",
+         messages lost, {} duplicated, {} proposer crashes, {} partitions, {} acceptors wiped, \
+         {} caught up and members again, {} failing seeds, {:.1?} on {threads} thread(s)",
         t.seeds,
         seeds.first().copied().unwrap_or(0),
         t.ops,
@@ -145,6 +151,8 @@ fn proposer_is_safe_under_faults() {
         t.duplicates,
         t.crashes,
         t.partitions,
+        t.wipes,
+        t.recoveries,
         failed.load(Ordering::SeqCst),
         started.elapsed()
     );
@@ -160,6 +168,7 @@ fn proposer_is_safe_under_faults() {
     if seeds.len() > 20 {
         assert!(t.acked_writes > 0 && t.unknown > 0 && t.lost > 0 && t.duplicates > 0);
         assert!(t.crashes > 0 && t.partitions > 0);
+        assert!(t.wipes > 0 && t.recoveries > 0);
     }
 }
 
@@ -229,6 +238,16 @@ fn negative_control_quorum_of_one_is_caught() {
 #[test]
 fn negative_control_ballot_kept_after_failed_accept_is_caught() {
     negative_control(Variant::KeepCacheAfterFailedAccept);
+}
+
+#[test]
+fn negative_control_recovering_prepare_counted_is_caught() {
+    negative_control(Variant::CountRecoveringPrepare);
+}
+
+#[test]
+fn negative_control_recovering_accept_counted_is_caught() {
+    negative_control(Variant::CountRecoveringAccept);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names

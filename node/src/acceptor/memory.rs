@@ -1,7 +1,9 @@
 //! An in-memory acceptor that applies [`super::rules`] to a map of slots.
 //!
 //! Used by tests and the deterministic simulation in place of Redis. It can be switched off
-//! (every call fails as if the connection were lost) to model a dead acceptor.
+//! (every call fails as if the connection were lost) to model a dead acceptor, and wiped
+//! (slots and identity gone, like `FLUSHALL`) to model one that lost its data. It starts as a
+//! member of the cluster [`MEMORY_CLUSTER`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,22 +11,42 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::rules::{self, Slot};
-use super::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use super::rules::{self, Identity, Slot, Standing};
+use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
 use crate::ballot::Ballot;
 
-#[derive(Debug, Default)]
+/// The cluster id of in-memory acceptors.
+pub const MEMORY_CLUSTER: &str = "memory";
+
+#[derive(Debug)]
+struct Store {
+    slots: HashMap<String, Slot>,
+    identity: Option<Identity>,
+}
+
+#[derive(Debug)]
 pub struct MemoryAcceptor {
     name: String,
-    slots: Mutex<HashMap<String, Slot>>,
+    store: Mutex<Store>,
     down: AtomicBool,
 }
 
 impl MemoryAcceptor {
+    /// A member of [`MEMORY_CLUSTER`] named `name`.
     pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
         MemoryAcceptor {
-            name: name.into(),
-            ..Default::default()
+            store: Mutex::new(Store {
+                slots: HashMap::new(),
+                identity: Some(Identity {
+                    cluster: MEMORY_CLUSTER.into(),
+                    acceptor: name.clone(),
+                    standing: Standing::Member,
+                    mark: String::new(),
+                }),
+            }),
+            name,
+            down: AtomicBool::new(false),
         }
     }
 
@@ -35,12 +57,57 @@ impl MemoryAcceptor {
 
     /// A copy of one key's slot, for invariant checks.
     pub fn slot(&self, key: &str) -> Slot {
-        self.with_slots(|slots| slots.get(key).cloned().unwrap_or_default())
+        self.with_store(|s| s.slots.get(key).cloned().unwrap_or_default())
     }
 
-    /// Applies a prepare synchronously (the simulation delivers messages itself).
-    pub fn apply_prepare(&self, key: &str, ballot: Ballot) -> PrepareReply {
-        self.with_slots(|slots| rules::prepare(slots.entry(key.to_string()).or_default(), ballot))
+    /// Every key with a slot (the catch-up pass lists them).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.with_store(|s| s.slots.keys().cloned().collect());
+        keys.sort();
+        keys
+    }
+
+    pub fn identity(&self) -> Option<Identity> {
+        self.with_store(|s| s.identity.clone())
+    }
+
+    /// Loses everything, identity included (`FLUSHALL`).
+    pub fn wipe(&self) {
+        self.with_store(|s| {
+            s.slots.clear();
+            s.identity = None;
+        });
+    }
+
+    /// Writes the identity only if there is none; returns the stored one.
+    pub fn claim(&self, identity: Identity) -> Identity {
+        self.with_store(|s| s.identity.get_or_insert(identity).clone())
+    }
+
+    /// Recovering -> member, only for the mark `mark`. True if it is now a member by this call.
+    pub fn promote(&self, mark: &str) -> bool {
+        self.with_store(|s| match &mut s.identity {
+            Some(id) if id.standing == Standing::Recovering && id.mark == mark => {
+                id.standing = Standing::Member;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Applies a prepare synchronously (the simulation delivers messages itself): the
+    /// answer and the acceptor's standing, or the refusal that changed nothing.
+    pub fn apply_prepare(
+        &self,
+        key: &str,
+        ballot: Ballot,
+    ) -> Result<(PrepareReply, Standing), AcceptorError> {
+        self.with_store(|s| {
+            let standing = admit(s, &self.name)?;
+            rules::check_exact(&[ballot]).map_err(AcceptorError::Protocol)?;
+            let slot = s.slots.entry(key.to_string()).or_default();
+            Ok((rules::prepare(slot, ballot), standing))
+        })
     }
 
     /// Applies an accept synchronously.
@@ -50,22 +117,21 @@ impl MemoryAcceptor {
         ballot: Ballot,
         value: Option<&str>,
         next_promise: Ballot,
-    ) -> AcceptReply {
-        self.with_slots(|slots| {
-            rules::accept(
-                slots.entry(key.to_string()).or_default(),
-                ballot,
-                value.map(str::to_string),
-                next_promise,
-            )
+    ) -> Result<(AcceptReply, Standing), AcceptorError> {
+        self.with_store(|s| {
+            let standing = admit(s, &self.name)?;
+            rules::check_exact(&[ballot, next_promise]).map_err(AcceptorError::Protocol)?;
+            let slot = s.slots.entry(key.to_string()).or_default();
+            let reply = rules::accept(slot, ballot, value.map(str::to_string), next_promise);
+            Ok((reply, standing))
         })
     }
 
-    fn with_slots<T>(&self, f: impl FnOnce(&mut HashMap<String, Slot>) -> T) -> T {
+    fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         // A panic while holding the lock cannot leave a slot half-written (the rules update
         // plain fields), so a poisoned lock is still safe to use.
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut slots)
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut store)
     }
 
     fn check_up(&self) -> Result<(), AcceptorError> {
@@ -75,6 +141,10 @@ impl MemoryAcceptor {
             Ok(())
         }
     }
+}
+
+fn admit(store: &Store, name: &str) -> Result<Standing, AcceptorError> {
+    rules::admit(store.identity.as_ref(), MEMORY_CLUSTER, name).map_err(AcceptorError::Unmarked)
 }
 
 #[async_trait]
@@ -89,7 +159,10 @@ impl Acceptor for MemoryAcceptor {
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
         self.check_up()?;
-        Ok(self.apply_prepare(key, ballot))
+        let (reply, standing) = self.apply_prepare(key, ballot)?;
+        counted(standing, reply, |r| {
+            matches!(r, PrepareReply::Promised { .. })
+        })
     }
 
     async fn accept(
@@ -100,6 +173,7 @@ impl Acceptor for MemoryAcceptor {
         next_promise: Ballot,
     ) -> Result<AcceptReply, AcceptorError> {
         self.check_up()?;
-        Ok(self.apply_accept(key, ballot, value, next_promise))
+        let (reply, standing) = self.apply_accept(key, ballot, value, next_promise)?;
+        counted(standing, reply, |r| *r == AcceptReply::Accepted)
     }
 }

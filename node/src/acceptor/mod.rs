@@ -3,6 +3,10 @@
 //! `Acceptor` is the transport trait the proposer talks through. Production uses
 //! [`redis::RedisAcceptor`] (Lua scripts in Redis); tests and the simulation use
 //! [`memory::MemoryAcceptor`], which runs the same [`rules`] in memory.
+//!
+//! Every answer carries the acceptor's [`Standing`]; [`counted`] turns an answer from a
+//! recovering acceptor into [`AcceptorError::Recovering`], so the proposer's quorums never
+//! count it (it still stores what it was sent). See docs/design-acceptor-recovery.md.
 
 pub mod memory;
 pub mod redis;
@@ -11,7 +15,7 @@ pub mod rules;
 use async_trait::async_trait;
 
 use crate::ballot::Ballot;
-pub use rules::{AcceptReply, PrepareReply};
+pub use rules::{AcceptReply, Identity, IdentityRefusal, PrepareReply, Standing};
 
 /// Why an acceptor gave no answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -24,6 +28,28 @@ pub enum AcceptorError {
     Io(String),
     #[error("bad reply: {0}")]
     Protocol(String),
+    /// The acceptor's identity record is missing or foreign: the script refused before
+    /// changing anything, and the answer never counts.
+    #[error("refused: {0}")]
+    Unmarked(IdentityRefusal),
+    /// The acceptor is recovering from lost data: it applied the call (a promise or an accept
+    /// is stored) but its answer counts toward no quorum until it is a member again.
+    #[error("recovering (lost its data; stores writes, counts toward no quorum yet)")]
+    Recovering,
+}
+
+/// The answer as the proposer may count it: a member's answer as is; a recovering acceptor's
+/// promise or acceptance becomes [`AcceptorError::Recovering`]. A refusal (conflict) counts
+/// from anyone: an acceptor's promise only grows, so it will never accept that ballot.
+pub fn counted<T>(
+    standing: Standing,
+    answer: T,
+    is_yes: impl Fn(&T) -> bool,
+) -> Result<T, AcceptorError> {
+    match standing {
+        Standing::Recovering if is_yes(&answer) => Err(AcceptorError::Recovering),
+        _ => Ok(answer),
+    }
 }
 
 /// One acceptor, as seen by a proposer.

@@ -6,21 +6,32 @@
 //! the connection and start a background task that reconnects until the server answers again,
 //! so a Redis that comes back is used again without restarting the node. While no connection
 //! exists calls fail at once instead of waiting for the timeout.
+//!
+//! Every prepare and accept also checks, inside the same script, the acceptor's identity
+//! record against the cluster id the node learned (see `membership`): a wiped, replaced or
+//! foreign Redis refuses and changes nothing, even on a connection opened before it was
+//! wiped. On every connection the node reads the persistence settings and, unless told
+//! otherwise, refuses a Redis that does not fsync every write (`appendonly yes`,
+//! `appendfsync always`): an acceptor that forgets after a crash is not an acceptor.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 
-use super::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use super::rules::{Identity, IdentityRefusal, Standing};
+use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
 use crate::ballot::Ballot;
 
 /// Each script is the shared slot.lua (ballot comparison, state reading) followed by its own.
 const PREPARE_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare.lua"));
 const ACCEPT_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept.lua"));
+const IDENTITY_LUA: &str = include_str!("identity.lua");
+/// The acceptor's identity record (outside the `perseus:` key space, so no key collides).
+pub const IDENTITY_KEY: &str = "perseus-identity";
 
 /// Consecutive timeouts after which the connection is presumed dead and replaced.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
@@ -45,12 +56,38 @@ struct Inner {
     timeouts_in_a_row: AtomicU32,
     prepare: Script,
     accept: Script,
+    identity: Script,
+    /// The cluster id the scripts check the identity record against (learned by the
+    /// membership task; `None` until then, and calls are refused).
+    cluster: RwLock<Option<String>>,
+    /// Refuse a Redis that does not fsync every write.
+    require_fsync: bool,
+    /// The last refusal of the persistence settings, for `/health`.
+    durability_problem: Mutex<Option<String>>,
+}
+
+/// What the membership task reads from an acceptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    pub identity: Option<Identity>,
+    /// Keys holding CASPaxos state (the identity record not counted).
+    pub data_keys: u64,
 }
 
 impl RedisAcceptor {
     /// An acceptor for the Redis at `url` (e.g. `redis://10.77.0.11:6379`). Connects in the
     /// background; must be called inside a tokio runtime.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+        Self::with_durability(url, timeout, true)
+    }
+
+    /// As [`RedisAcceptor::new`]; with `require_fsync` false, a Redis without
+    /// `appendfsync always` is used anyway (with a warning in the log).
+    pub fn with_durability(
+        url: &str,
+        timeout: Duration,
+        require_fsync: bool,
+    ) -> Result<Self, RedisError> {
         let client = Client::open(url)?;
         let inner = Arc::new(Inner {
             name: url.trim_start_matches("redis://").to_string(),
@@ -62,6 +99,10 @@ impl RedisAcceptor {
             timeouts_in_a_row: AtomicU32::new(0),
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
+            identity: Script::new(IDENTITY_LUA),
+            cluster: RwLock::new(None),
+            require_fsync,
+            durability_problem: Mutex::new(None),
         });
         Inner::reconnect(&inner, None);
         Ok(RedisAcceptor { inner })
@@ -77,6 +118,117 @@ impl RedisAcceptor {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.is_connected()
+    }
+
+    /// Sets the cluster id every prepare and accept checks the identity record against.
+    pub fn set_cluster(&self, cluster: &str) {
+        *self
+            .inner
+            .cluster
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(cluster.into());
+    }
+
+    pub fn cluster(&self) -> Option<String> {
+        self.inner
+            .cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why the last connection was refused for its persistence settings, if it was.
+    pub fn durability_problem(&self) -> Option<String> {
+        self.inner
+            .durability_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the identity record and the number of data keys.
+    pub async fn inspect(&self) -> Result<Inspection, AcceptorError> {
+        self.identity_op(&["inspect"]).await
+    }
+
+    /// Writes `identity` unless the acceptor already has one; returns what is stored.
+    pub async fn claim(&self, identity: &Identity) -> Result<Inspection, AcceptorError> {
+        let standing = identity.standing.as_str();
+        self.identity_op(&[
+            "claim",
+            &identity.cluster,
+            &identity.acceptor,
+            standing,
+            &identity.mark,
+        ])
+        .await
+    }
+
+    /// Makes a recovering acceptor a member, only if it still carries the mark `mark`.
+    pub async fn promote(&self, cluster: &str, mark: &str) -> Result<Inspection, AcceptorError> {
+        self.identity_op(&["promote", cluster, self.name(), mark])
+            .await
+    }
+
+    /// Overwrites the identity record (the operator's `node accept-loss`).
+    pub async fn force(&self, identity: &Identity) -> Result<Inspection, AcceptorError> {
+        let standing = identity.standing.as_str();
+        self.identity_op(&[
+            "force",
+            &identity.cluster,
+            &identity.acceptor,
+            standing,
+            &identity.mark,
+        ])
+        .await
+    }
+
+    async fn identity_op(&self, args: &[&str]) -> Result<Inspection, AcceptorError> {
+        let mut invocation = self.inner.identity.key(IDENTITY_KEY);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        parse_inspection(&self.call(invocation).await?)
+    }
+
+    /// One SCAN step over the keys holding CASPaxos state: the next cursor (0: done) and the
+    /// keys (without the prefix).
+    pub async fn scan_keys(&self, cursor: u64) -> Result<(u64, Vec<String>), AcceptorError> {
+        let inner = &self.inner;
+        let Some((generation, mut connection)) = inner.current() else {
+            return Err(AcceptorError::NotConnected);
+        };
+        let mut command = redis::cmd("SCAN");
+        command
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{KEY_PREFIX}*"))
+            .arg("COUNT")
+            .arg(1000);
+        let step = command.query_async::<(u64, Vec<String>)>(&mut connection);
+        match tokio::time::timeout(inner.timeout * 4, step).await {
+            Ok(Ok((next, keys))) => Ok((
+                next,
+                keys.into_iter()
+                    .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
+                    .collect(),
+            )),
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_connection_dropped() {
+                    Inner::reconnect(inner, Some(generation));
+                }
+                Err(AcceptorError::Io(e.to_string()))
+            }
+            Err(_) => Err(self.timed_out(generation)),
+        }
+    }
+
+    /// The identity and cluster arguments every CASPaxos script starts with.
+    fn expected(&self) -> Result<(String, String), AcceptorError> {
+        match self.cluster() {
+            Some(cluster) => Ok((cluster, self.inner.name.clone())),
+            None => Err(AcceptorError::Unmarked(IdentityRefusal::NotInitialised)),
+        }
     }
 }
 
@@ -138,15 +290,39 @@ impl Inner {
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            for script in [&self.prepare, &self.accept] {
+            let appendonly = config_get(&mut connection, "appendonly").await?;
+            let appendfsync = config_get(&mut connection, "appendfsync").await?;
+            for script in [&self.prepare, &self.accept, &self.identity] {
                 script.load_async(&mut connection).await?;
             }
-            Ok::<_, RedisError>(connection)
+            Ok::<_, RedisError>((connection, appendonly, appendfsync))
         };
-        match tokio::time::timeout(self.timeout * 2, attempt).await {
-            Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".to_string()),
+        let (connection, appendonly, appendfsync) =
+            match tokio::time::timeout(self.timeout * 2, attempt).await {
+                Ok(Ok(connected)) => connected,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("timed out".to_string()),
+            };
+        let problem = durability_problem(&appendonly, &appendfsync);
+        *self
+            .durability_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = problem.clone().filter(|_| self.require_fsync);
+        match problem {
+            Some(problem) if self.require_fsync => Err(format!(
+                "refused: {problem}; an acceptor must write every change to disk before it \
+                 answers, or a crash makes it forget promises (set acceptor_require_fsync = \
+                 false to use it anyway)"
+            )),
+            Some(problem) => {
+                log::warn!(
+                    "acceptor {}: {problem}; used anyway (acceptor_require_fsync = false): a \
+                     crash of this Redis can lose acknowledged writes",
+                    self.name
+                );
+                Ok(connection)
+            }
+            None => Ok(connection),
         }
     }
 }
@@ -196,6 +372,28 @@ impl RedisAcceptor {
     }
 }
 
+/// `CONFIG GET name` (the value, "" if the server does not know the setting).
+async fn config_get(
+    connection: &mut MultiplexedConnection,
+    name: &str,
+) -> Result<String, RedisError> {
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(connection)
+        .await?;
+    Ok(pair.get(1).cloned().unwrap_or_default())
+}
+
+/// What is wrong with these persistence settings for an acceptor, if anything.
+fn durability_problem(appendonly: &str, appendfsync: &str) -> Option<String> {
+    match (appendonly, appendfsync) {
+        ("yes", "always") => None,
+        ("yes", other) => Some(format!("appendfsync is {other:?}, not \"always\"")),
+        (other, _) => Some(format!("appendonly is {other:?}, not \"yes\"")),
+    }
+}
+
 fn redis_key(key: &str) -> String {
     format!("{KEY_PREFIX}{key}")
 }
@@ -210,33 +408,83 @@ fn parse_ballot(parts: &[String]) -> Result<Ballot, AcceptorError> {
     Ok(Ballot::new(number(0)?, number(1)?, number(2)?))
 }
 
-/// Turns a prepare script reply into a [`PrepareReply`].
-fn parse_prepare(reply: &[String]) -> Result<PrepareReply, AcceptorError> {
+fn parse_standing(text: &str) -> Result<Standing, AcceptorError> {
+    Standing::parse(text)
+        .ok_or_else(|| AcceptorError::Protocol(format!("unknown acceptor state {text:?}")))
+}
+
+/// The replies every script may give instead of an answer: the identity refusal (nothing
+/// changed) and the refusal of a ballot beyond 2^53.
+fn parse_refusal(reply: &[String]) -> AcceptorError {
     match reply.first().map(String::as_str) {
-        Some("ok") if reply.len() == 6 => Ok(PrepareReply::Promised {
-            accepted: parse_ballot(&reply[1..4])?,
-            value: (reply[4] == "1").then(|| reply[5].clone()),
-        }),
-        Some("conflict") if reply.len() == 4 => {
-            Ok(PrepareReply::Conflict(parse_ballot(&reply[1..4])?))
+        Some("unmarked") if reply.get(1).map(String::as_str) == Some("missing") => {
+            AcceptorError::Unmarked(IdentityRefusal::Missing)
         }
-        _ => Err(AcceptorError::Protocol(format!(
-            "unexpected prepare reply {reply:?}"
-        ))),
+        Some("unmarked") if reply.len() == 4 => AcceptorError::Unmarked(IdentityRefusal::Foreign {
+            cluster: reply[2].clone(),
+            acceptor: reply[3].clone(),
+        }),
+        Some("invalid") => AcceptorError::Protocol("a ballot beyond 2^53 was refused".into()),
+        _ => AcceptorError::Protocol(format!("unexpected reply {reply:?}")),
     }
 }
 
-/// Turns an accept script reply into an [`AcceptReply`].
-fn parse_accept(reply: &[String]) -> Result<AcceptReply, AcceptorError> {
+/// Turns a prepare script reply into a [`PrepareReply`] and the acceptor's standing.
+pub fn parse_prepare(reply: &[String]) -> Result<(PrepareReply, Standing), AcceptorError> {
     match reply.first().map(String::as_str) {
-        Some("ok") if reply.len() == 1 => Ok(AcceptReply::Accepted),
-        Some("conflict") if reply.len() == 4 => {
-            Ok(AcceptReply::Conflict(parse_ballot(&reply[1..4])?))
-        }
-        _ => Err(AcceptorError::Protocol(format!(
-            "unexpected accept reply {reply:?}"
-        ))),
+        Some("ok") if reply.len() == 7 => Ok((
+            PrepareReply::Promised {
+                accepted: parse_ballot(&reply[2..5])?,
+                value: (reply[5] == "1").then(|| reply[6].clone()),
+            },
+            parse_standing(&reply[1])?,
+        )),
+        // A refusal counts from anyone; its standing does not matter.
+        Some("conflict") if reply.len() == 4 => Ok((
+            PrepareReply::Conflict(parse_ballot(&reply[1..4])?),
+            Standing::Member,
+        )),
+        _ => Err(parse_refusal(reply)),
     }
+}
+
+/// Turns an accept script reply into an [`AcceptReply`] and the acceptor's standing.
+pub fn parse_accept(reply: &[String]) -> Result<(AcceptReply, Standing), AcceptorError> {
+    match reply.first().map(String::as_str) {
+        Some("ok") if reply.len() == 2 => Ok((AcceptReply::Accepted, parse_standing(&reply[1])?)),
+        Some("conflict") if reply.len() == 4 => Ok((
+            AcceptReply::Conflict(parse_ballot(&reply[1..4])?),
+            Standing::Member,
+        )),
+        _ => Err(parse_refusal(reply)),
+    }
+}
+
+/// Turns an identity script reply into an [`Inspection`].
+fn parse_inspection(reply: &[String]) -> Result<Inspection, AcceptorError> {
+    let [cluster, acceptor, state, mark, keys] = reply else {
+        return Err(AcceptorError::Protocol(format!(
+            "unexpected identity reply {reply:?}"
+        )));
+    };
+    let keys: u64 = keys
+        .parse()
+        .map_err(|_| AcceptorError::Protocol(format!("bad key count {keys:?}")))?;
+    if cluster.is_empty() {
+        return Ok(Inspection {
+            identity: None,
+            data_keys: keys,
+        });
+    }
+    Ok(Inspection {
+        identity: Some(Identity {
+            cluster: cluster.clone(),
+            acceptor: acceptor.clone(),
+            standing: parse_standing(state)?,
+            mark: mark.clone(),
+        }),
+        data_keys: keys.saturating_sub(1),
+    })
 }
 
 #[async_trait]
@@ -250,12 +498,19 @@ impl Acceptor for RedisAcceptor {
     }
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
+        let (cluster, me) = self.expected()?;
         let mut invocation = self.inner.prepare.key(redis_key(key));
         invocation
+            .key(IDENTITY_KEY)
+            .arg(cluster)
+            .arg(me)
             .arg(ballot.counter)
             .arg(ballot.proposer)
             .arg(ballot.incarnation);
-        parse_prepare(&self.call(invocation).await?)
+        let (reply, standing) = parse_prepare(&self.call(invocation).await?)?;
+        counted(standing, reply, |r| {
+            matches!(r, PrepareReply::Promised { .. })
+        })
     }
 
     async fn accept(
@@ -265,8 +520,12 @@ impl Acceptor for RedisAcceptor {
         value: Option<&str>,
         next_promise: Ballot,
     ) -> Result<AcceptReply, AcceptorError> {
+        let (cluster, me) = self.expected()?;
         let mut invocation = self.inner.accept.key(redis_key(key));
         invocation
+            .key(IDENTITY_KEY)
+            .arg(cluster)
+            .arg(me)
             .arg(ballot.counter)
             .arg(ballot.proposer)
             .arg(ballot.incarnation)
@@ -275,7 +534,8 @@ impl Acceptor for RedisAcceptor {
             .arg(next_promise.counter)
             .arg(next_promise.proposer)
             .arg(next_promise.incarnation);
-        parse_accept(&self.call(invocation).await?)
+        let (reply, standing) = parse_accept(&self.call(invocation).await?)?;
+        counted(standing, reply, |r| *r == AcceptReply::Accepted)
     }
 }
 
@@ -290,34 +550,68 @@ mod tests {
     #[test]
     fn parses_prepare_replies() {
         assert_eq!(
-            parse_prepare(&strings(&["ok", "3", "1", "9", "1", "v"])),
-            Ok(PrepareReply::Promised {
-                accepted: Ballot::new(3, 1, 9),
-                value: Some("v".into())
-            })
+            parse_prepare(&strings(&["ok", "member", "3", "1", "9", "1", "v"])),
+            Ok((
+                PrepareReply::Promised {
+                    accepted: Ballot::new(3, 1, 9),
+                    value: Some("v".into())
+                },
+                Standing::Member
+            ))
         );
         assert_eq!(
-            parse_prepare(&strings(&["ok", "0", "0", "0", "0", ""])),
-            Ok(PrepareReply::Promised {
-                accepted: Ballot::ZERO,
-                value: None
-            })
+            parse_prepare(&strings(&["ok", "recovering", "0", "0", "0", "0", ""])),
+            Ok((
+                PrepareReply::Promised {
+                    accepted: Ballot::ZERO,
+                    value: None
+                },
+                Standing::Recovering
+            ))
         );
         assert_eq!(
             parse_prepare(&strings(&["conflict", "7", "2", "1"])),
-            Ok(PrepareReply::Conflict(Ballot::new(7, 2, 1)))
+            Ok((
+                PrepareReply::Conflict(Ballot::new(7, 2, 1)),
+                Standing::Member
+            ))
+        );
+        assert_eq!(
+            parse_prepare(&strings(&["unmarked", "missing"])),
+            Err(AcceptorError::Unmarked(IdentityRefusal::Missing))
         );
         assert!(parse_prepare(&strings(&["ok"])).is_err());
         assert!(parse_prepare(&strings(&["conflict", "x", "2", "1"])).is_err());
+        assert!(parse_prepare(&strings(&["ok", "boss", "0", "0", "0", "0", ""])).is_err());
     }
 
     #[test]
     fn parses_accept_replies() {
-        assert_eq!(parse_accept(&strings(&["ok"])), Ok(AcceptReply::Accepted));
+        assert_eq!(
+            parse_accept(&strings(&["ok", "member"])),
+            Ok((AcceptReply::Accepted, Standing::Member))
+        );
         assert_eq!(
             parse_accept(&strings(&["conflict", "1", "2", "3"])),
-            Ok(AcceptReply::Conflict(Ballot::new(1, 2, 3)))
+            Ok((
+                AcceptReply::Conflict(Ballot::new(1, 2, 3)),
+                Standing::Member
+            ))
+        );
+        assert_eq!(
+            parse_accept(&strings(&["unmarked", "foreign", "c9", "x:1"])),
+            Err(AcceptorError::Unmarked(IdentityRefusal::Foreign {
+                cluster: "c9".into(),
+                acceptor: "x:1".into()
+            }))
         );
         assert!(parse_accept(&strings(&[])).is_err());
+    }
+
+    #[test]
+    fn only_fsync_always_is_durable() {
+        assert_eq!(durability_problem("yes", "always"), None);
+        assert!(durability_problem("yes", "everysec").is_some());
+        assert!(durability_problem("no", "always").is_some());
     }
 }

@@ -1,10 +1,97 @@
 //! The acceptor's rules, as pure functions over one key's state.
 //!
 //! This is the single statement of what an acceptor does. The Redis Lua scripts
-//! (`prepare.lua`, `accept.lua`) implement exactly these rules inside Redis, the in-memory
-//! acceptor runs them directly, and a test checks that the two agree on a table of cases.
+//! (`slot.lua`, `prepare.lua`, `accept.lua`) implement exactly these rules inside Redis, the
+//! in-memory acceptor runs them directly, and a differential test (`tests/acceptors.rs`) runs
+//! thousands of random sequences against both and requires identical answers and states.
+//!
+//! Before the ballot rules, every call passes [`admit`]: the acceptor's identity record must
+//! name the expected cluster and acceptor, or the call is refused and changes nothing (a
+//! wiped, replaced or foreign Redis never answers as if it had never promised anything).
 
-use crate::ballot::Ballot;
+use crate::ballot::{is_exact, Ballot};
+
+/// An acceptor's state in the cluster, from its identity record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Standing {
+    /// Counts toward every quorum.
+    Member,
+    /// Lost its data (found without an identity among marked acceptors): it stores what it is
+    /// sent, but counts toward no quorum until the catch-up pass makes it a member again.
+    Recovering,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Member => "member",
+            Standing::Recovering => "recovering",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Standing> {
+        match text {
+            "member" => Some(Standing::Member),
+            "recovering" => Some(Standing::Recovering),
+            _ => None,
+        }
+    }
+}
+
+/// An acceptor's identity record, written when the cluster is initialised (or when the
+/// acceptor is found wiped and marked recovering).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Random id of the cluster, the same on every acceptor.
+    pub cluster: String,
+    /// The acceptor's own name (its address in the nodes' configuration).
+    pub acceptor: String,
+    pub standing: Standing,
+    /// Random token written with each mark: a catch-up pass promotes only the mark it started
+    /// from, so an acceptor wiped and re-marked during the pass is never promoted by it.
+    pub mark: String,
+}
+
+/// Why an acceptor refused a call before looking at the ballot (nothing was changed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityRefusal {
+    #[error("no identity record (a new, wiped or replaced Redis)")]
+    Missing,
+    #[error("identity of cluster {cluster} acceptor {acceptor}, not this cluster's")]
+    Foreign { cluster: String, acceptor: String },
+    /// The node does not know its cluster's id yet (nothing was sent).
+    #[error("the cluster is not initialised yet (no identity known)")]
+    NotInitialised,
+}
+
+/// The admission check run first by every prepare and accept (inside the same script in
+/// Redis): the standing of an acceptor whose identity is `stored`, for a caller expecting
+/// cluster `cluster` and acceptor `acceptor`.
+pub fn admit(
+    stored: Option<&Identity>,
+    cluster: &str,
+    acceptor: &str,
+) -> Result<Standing, IdentityRefusal> {
+    match stored {
+        None => Err(IdentityRefusal::Missing),
+        Some(id) if id.cluster != cluster || id.acceptor != acceptor => {
+            Err(IdentityRefusal::Foreign {
+                cluster: id.cluster.clone(),
+                acceptor: id.acceptor.clone(),
+            })
+        }
+        Some(id) => Ok(id.standing),
+    }
+}
+
+/// The ballots of a call must be exactly comparable in Lua (every part below 2^53); the
+/// acceptors refuse any other call.
+pub fn check_exact(ballots: &[Ballot]) -> Result<(), String> {
+    match ballots.iter().find(|b| !is_exact(b)) {
+        Some(b) => Err(format!("ballot {b} has a part beyond 2^53")),
+        None => Ok(()),
+    }
+}
 
 /// What one acceptor stores for one key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,12 @@
 -- Shared by prepare.lua and accept.lua: put in front of each when the node loads them.
--- A key's acceptor state is one hash: pc/pp/pi (promise), ac/ap/ai (accepted ballot) and
--- v (the value, absent if none). A ballot is three decimal strings compared as numbers.
+-- A key's acceptor state is one hash: pc/pp/pi (promise), ac/ap/ai (accepted ballot), hv ("1"
+-- if a value is stored, "0" for none) and v (the value, "" when none). A ballot is three
+-- decimal strings compared as numbers.
+-- KEYS[1]: the key's hash; KEYS[2]: the acceptor's identity hash (cluster, acceptor, state,
+-- mark). ARGV[1], ARGV[2]: the cluster id and acceptor id the caller expects.
+
+-- The largest integer a double holds exactly (2^53 - 1): ballot parts above it are refused.
+local MAX_EXACT = 9007199254740991
 
 -- -1, 0 or 1 as a is below, equal to or above b, comparing the parts as numbers in order.
 local function cmp(a, b)
@@ -10,6 +16,33 @@ local function cmp(a, b)
     if x > y then return 1 end
   end
   return 0
+end
+
+-- True if every part of the ballot is a decimal integer of at most 2^53 - 1.
+local function exact(b)
+  for i = 1, 3 do
+    local s = b[i]
+    if not string.match(s, '^%d+$') or string.len(s) > 16 or tonumber(s) > MAX_EXACT then
+      return false
+    end
+  end
+  return true
+end
+
+-- The acceptor's standing ("member" or "recovering"), or nil and the refusal when its
+-- identity record is missing (new or wiped Redis) or not the expected one (foreign Redis).
+local function standing()
+  local id = redis.call('HMGET', KEYS[2], 'cluster', 'acceptor', 'state')
+  if not id[1] then
+    return nil, {'unmarked', 'missing'}
+  end
+  if id[1] ~= ARGV[1] or id[2] ~= ARGV[2] then
+    return nil, {'unmarked', 'foreign', id[1], tostring(id[2])}
+  end
+  if id[3] ~= 'member' and id[3] ~= 'recovering' then
+    return nil, {'unmarked', 'foreign', id[1], tostring(id[2])}
+  end
+  return id[3], nil
 end
 
 -- The promise and the accepted ballot of the hash `key` (zero ballots when absent).

@@ -10,7 +10,11 @@
 //! increments, compare-and-swaps and reads on a few keys through random proposers; a chaos
 //! task cuts links (one acceptor away, one proposer away, a minority side, single links) and
 //! another crashes proposers (their in-flight changes are abandoned, their cache is lost, the
-//! messages they already sent may still land) and restarts them with a new incarnation. When
+//! messages they already sent may still land) and restarts them with a new incarnation; a
+//! wiper makes one acceptor at a time lose its data and identity (FLUSHALL), and a recoverer
+//! does what the nodes' membership task does: marks it recovering, runs the production
+//! catch-up rounds (`perseus_node::recovery`) over the lossy network for every key the
+//! members hold, and promotes it only if the whole pass succeeded. When
 //! the clients are done, the network is healed and drained, every key is read through a fresh
 //! proposer, and the history is checked (see [`history`]); the acceptor invariants were
 //! checked on every step (see [`network`]).
@@ -25,15 +29,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use perseus_node::acceptor::Acceptor;
+use perseus_node::acceptor::{Acceptor, Identity, Standing};
+use perseus_node::ballot::BallotSource;
 use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError};
 use perseus_node::record::{self, Record, Write};
+use perseus_node::recovery::catch_up_key_with_retries;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 
 use history::{History, HistoryStats, Outcome};
-use network::{Faults, Link, NetStats, World};
+use network::{Controls, Faults, Link, NetStats, World};
 
 pub const PROPOSERS: usize = 3;
 pub const ACCEPTORS: usize = 3;
@@ -48,6 +54,11 @@ pub enum Variant {
     QuorumOfOne,
     /// Negative control: the 2018 Gryadka bug (ballot kept after a failed accept).
     KeepCacheAfterFailedAccept,
+    /// Negative control: a recovering acceptor's promise counts in prepare quorums.
+    CountRecoveringPrepare,
+    /// Negative control: a recovering acceptor's acceptance counts in accept quorums (so the
+    /// one-round-trip promise given with it is trusted).
+    CountRecoveringAccept,
 }
 
 /// What one run did and found.
@@ -58,6 +69,9 @@ pub struct Report {
     pub net: NetStats,
     pub crashes: u64,
     pub partitions: u64,
+    /// Acceptors wiped, and catch-up passes that made one a member again.
+    pub wipes: u64,
+    pub recoveries: u64,
     /// A hash of every acceptor step and of the final states: equal for equal runs.
     pub fingerprint: u64,
     /// Acceptor invariants (one value per ballot...) and client-side anomalies.
@@ -88,6 +102,7 @@ struct Shape {
     faults: Faults,
     crash_every: Duration,
     partition_every: Duration,
+    wipe_every: Duration,
 }
 
 impl Shape {
@@ -113,6 +128,7 @@ impl Shape {
             },
             crash_every: ms(rng.random_range(100..=600)),
             partition_every: ms(rng.random_range(50..=400)),
+            wipe_every: ms(rng.random_range(100..=500)),
         }
     }
 }
@@ -179,6 +195,8 @@ struct Run {
     incarnations: Mutex<Vec<u64>>,
     crashes: AtomicU64,
     partitions: AtomicU64,
+    wipes: AtomicU64,
+    recoveries: AtomicU64,
 }
 
 impl Run {
@@ -348,6 +366,97 @@ async fn crasher(run: Arc<Run>) {
     }
 }
 
+/// Wipes one acceptor now and then (only when every other acceptor is a member: two lost at
+/// once is a real loss of a majority, which no protocol survives), until the clients are done.
+async fn wiper(run: Arc<Run>) {
+    loop {
+        run.sleep_random(run.shape.wipe_every).await;
+        if run.done.load(Ordering::SeqCst) {
+            return;
+        }
+        let a = run.draw(|rng| rng.random_range(0..ACCEPTORS));
+        let others_members = (0..ACCEPTORS).filter(|&i| i != a).all(|i| {
+            run.world
+                .acceptor(i)
+                .identity()
+                .is_some_and(|id| id.standing == Standing::Member)
+        });
+        if others_members {
+            run.world.wipe(a);
+            run.wipes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The membership task of the nodes: marks an unmarked acceptor recovering while the members
+/// form a quorum, runs the catch-up pass, promotes. Ends when the clients are done and every
+/// acceptor is a member (or after a bounded number of tries).
+async fn recoverer(run: Arc<Run>) {
+    let incarnation = run.draw(|rng| rng.random::<u32>()) as u64;
+    let ballots = BallotSource::new(900, incarnation);
+    let acceptors = links(&run.world, PROPOSERS + 1);
+    let quorum = ACCEPTORS / 2 + 1;
+    let mut marks = 0u64;
+    let mut after_done = 0;
+    loop {
+        run.sleep_random(Duration::from_millis(20)).await;
+        let standing = |i: usize| {
+            run.world
+                .acceptor(i)
+                .identity()
+                .map(|id| (id.standing, id.mark))
+        };
+        let members = (0..ACCEPTORS)
+            .filter(|&i| matches!(standing(i), Some((Standing::Member, _))))
+            .count();
+        if run.done.load(Ordering::SeqCst) {
+            after_done += 1;
+            if members == ACCEPTORS || after_done > 200 {
+                return;
+            }
+        }
+        if members < quorum {
+            continue;
+        }
+        for i in 0..ACCEPTORS {
+            if standing(i).is_none() {
+                marks += 1;
+                run.world.acceptor(i).claim(Identity {
+                    cluster: perseus_node::acceptor::memory::MEMORY_CLUSTER.into(),
+                    acceptor: format!("a{}", i + 1),
+                    standing: Standing::Recovering,
+                    mark: format!("m{marks}"),
+                });
+            }
+        }
+        let Some((target, mark)) = (0..ACCEPTORS).find_map(|i| match standing(i) {
+            Some((Standing::Recovering, mark)) => Some((i, mark)),
+            _ => None,
+        }) else {
+            continue;
+        };
+        // Every key the members hold (the nodes list them with SCAN).
+        let mut keys: Vec<String> = (0..ACCEPTORS)
+            .filter(|&i| i != target)
+            .flat_map(|i| run.world.acceptor(i).keys())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut complete = true;
+        for key in &keys {
+            let round =
+                catch_up_key_with_retries(&acceptors, quorum, TIMEOUT, &ballots, key, target, 3);
+            if round.await.is_err() {
+                complete = false;
+                break;
+            }
+        }
+        if complete && run.world.acceptor(target).promote(&mark) {
+            run.recoveries.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Cuts links for a while until the clients are done (partitions may overlap).
 async fn partitioner(run: Arc<Run>) {
     loop {
@@ -387,7 +496,11 @@ async fn partitioner(run: Arc<Run>) {
 async fn simulate(seed: u64, variant: Variant) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let shape = Shape::draw(&mut rng);
-    let world = World::new(ACCEPTORS, rng, shape.faults);
+    let controls = Controls {
+        count_recovering_prepare: variant == Variant::CountRecoveringPrepare,
+        count_recovering_accept: variant == Variant::CountRecoveringAccept,
+    };
+    let world = World::new(ACCEPTORS, rng, shape.faults, controls);
     let run = Arc::new(Run {
         world: world.clone(),
         history: History::default(),
@@ -403,6 +516,8 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
         incarnations: Mutex::new(Vec::new()),
         crashes: AtomicU64::new(0),
         partitions: AtomicU64::new(0),
+        wipes: AtomicU64::new(0),
+        recoveries: AtomicU64::new(0),
     });
     for node in &run.nodes {
         node.start(run.proposer(node.index));
@@ -410,6 +525,8 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
     let chaos = [
         tokio::spawn(crasher(run.clone())),
         tokio::spawn(partitioner(run.clone())),
+        tokio::spawn(wiper(run.clone())),
+        tokio::spawn(recoverer(run.clone())),
     ];
     let clients: Vec<_> = (0..run.shape.clients)
         .map(|c| tokio::spawn(client(run.clone(), c)))
@@ -479,6 +596,8 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
         net: world.stats(),
         crashes: run.crashes.load(Ordering::SeqCst),
         partitions: run.partitions.load(Ordering::SeqCst),
+        wipes: run.wipes.load(Ordering::SeqCst),
+        recoveries: run.recoveries.load(Ordering::SeqCst),
         fingerprint: hasher.finish(),
         invariant_violations: world.violations(),
         history_violations,

@@ -10,7 +10,11 @@
 //! already gave up on (its timeout fired, or it crashed) still lands later: late messages and
 //! reordering come for free from the random delays.
 //!
-//! Acceptors are `MemoryAcceptor`s applying the pure rules atomically. Around every step the
+//! Acceptors are `MemoryAcceptor`s applying the pure rules atomically; they can be wiped (data
+//! and identity lost, like FLUSHALL), after which they refuse until marked recovering, and a
+//! recovering acceptor's answers reach the proposer as `AcceptorError::Recovering` (through
+//! the production `acceptor::counted`), except under the negative controls, which count them
+//! (see [`Controls`]). Around every step the
 //! world checks: the promise never decreases, the accepted ballot never decreases nor exceeds
 //! the promise, the value changes only with the accepted ballot, and one value per ballot:
 //! every (key, ballot) ever accepted anywhere maps to a single value.
@@ -24,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use perseus_node::acceptor::memory::MemoryAcceptor;
 use perseus_node::acceptor::rules::Slot;
-use perseus_node::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use perseus_node::acceptor::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
 use perseus_node::ballot::Ballot;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -62,6 +66,16 @@ impl Faults {
     }
 }
 
+/// NEGATIVE CONTROLS: unsafe ways of counting a recovering acceptor's answers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Controls {
+    /// Count a recovering acceptor's promise in prepare quorums.
+    pub count_recovering_prepare: bool,
+    /// Count a recovering acceptor's acceptance in accept quorums (and so trust the
+    /// one-round-trip promise it gave with it).
+    pub count_recovering_accept: bool,
+}
+
 /// Counters for the closing summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
@@ -91,6 +105,7 @@ pub struct World {
     /// Virtual time at creation (the trace hashes times relative to it).
     start: tokio::time::Instant,
     acceptors: Vec<MemoryAcceptor>,
+    controls: Controls,
     state: Mutex<WorldState>,
 }
 
@@ -106,12 +121,13 @@ struct Plan {
 }
 
 impl World {
-    pub fn new(acceptors: usize, rng: StdRng, faults: Faults) -> Arc<World> {
+    pub fn new(acceptors: usize, rng: StdRng, faults: Faults, controls: Controls) -> Arc<World> {
         Arc::new(World {
             start: tokio::time::Instant::now(),
             acceptors: (0..acceptors)
                 .map(|i| MemoryAcceptor::new(format!("a{}", i + 1)))
                 .collect(),
+            controls,
             state: Mutex::new(WorldState {
                 rng,
                 faults,
@@ -220,12 +236,37 @@ impl World {
         }
     }
 
-    fn deliver_prepare(&self, acceptor: usize, key: &str, ballot: Ballot) -> PrepareReply {
+    /// Acceptor `index` itself (identity, wipe, keys: the membership task's view).
+    pub fn acceptor(&self, index: usize) -> &MemoryAcceptor {
+        &self.acceptors[index]
+    }
+
+    /// Acceptor `index` loses its data and identity (FLUSHALL, a new volume).
+    pub fn wipe(&self, index: usize) {
+        self.acceptors[index].wipe();
+        let mut state = self.lock();
+        let mut hasher = DefaultHasher::new();
+        (state.trace, "wipe", index, self.start.elapsed()).hash(&mut hasher);
+        state.trace = hasher.finish();
+    }
+
+    fn deliver_prepare(
+        &self,
+        acceptor: usize,
+        key: &str,
+        ballot: Ballot,
+    ) -> Result<PrepareReply, AcceptorError> {
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
         let reply = a.apply_prepare(key, ballot);
         self.check_step(acceptor, key, &before, &a.slot(key));
-        reply
+        let (reply, standing) = reply?;
+        if self.controls.count_recovering_prepare {
+            return Ok(reply);
+        }
+        counted(standing, reply, |r| {
+            matches!(r, PrepareReply::Promised { .. })
+        })
     }
 
     fn deliver_accept(
@@ -235,12 +276,16 @@ impl World {
         ballot: Ballot,
         value: Option<&str>,
         next: Ballot,
-    ) -> AcceptReply {
+    ) -> Result<AcceptReply, AcceptorError> {
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
         let reply = a.apply_accept(key, ballot, value, next);
         self.check_step(acceptor, key, &before, &a.slot(key));
-        reply
+        let (reply, standing) = reply?;
+        if self.controls.count_recovering_accept {
+            return Ok(reply);
+        }
+        counted(standing, reply, |r| *r == AcceptReply::Accepted)
     }
 
     /// The acceptor invariants, checked around every step.
@@ -320,7 +365,7 @@ impl Link {
     /// Sends one request through the network; `deliver` applies it at the acceptor.
     async fn send<R: Send + 'static>(
         &self,
-        deliver: impl Fn(&World) -> R + Send + Sync + 'static,
+        deliver: impl Fn(&World) -> Result<R, AcceptorError> + Send + Sync + 'static,
     ) -> Result<R, AcceptorError> {
         let link = (self.proposer, self.acceptor);
         let plan = self.world.plan(link);
@@ -345,7 +390,7 @@ impl Link {
                     tokio::time::sleep(later).await;
                     if !world.is_cut(link) {
                         world.lock().stats.duplicates += 1;
-                        deliver(&world);
+                        let _ = deliver(&world);
                     }
                 });
             }
@@ -359,7 +404,7 @@ impl Link {
         });
         match rx.await {
             Ok(_) if plan.error_reply => Err(AcceptorError::Io("connection reset".into())),
-            Ok(reply) => Ok(reply),
+            Ok(reply) => reply,
             // Lost on the way: no answer ever comes, the proposer's timeout must fire.
             Err(_) => std::future::pending().await,
         }
