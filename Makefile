@@ -32,7 +32,7 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
 
 .PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak \
-        compare etcd-smoke \
+        compare etcd-smoke amnesia-check accept-loss \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
 
 help: ## Show this help
@@ -119,6 +119,12 @@ compare: ## Same scenario (compose/scenarios/compare.toml) on Perseus, then on e
 
 etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
 	scripts/etcd-smoke.sh
+
+amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then in the middle of load; 0 lost writes
+	scripts/amnesia-check.sh
+
+accept-loss: ## After a majority of acceptors lost their data: make them all members again, accepting the loss
+	$(COMPOSE) exec -T p1 node accept-loss --config /etc/perseus/p1.toml
 
 e2e: ## End-to-end: up, load with kill/start/isolate/heal of a1, assertions, down
 	scripts/e2e.sh

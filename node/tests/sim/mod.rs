@@ -128,7 +128,7 @@ impl Shape {
             },
             crash_every: ms(rng.random_range(100..=600)),
             partition_every: ms(rng.random_range(50..=400)),
-            wipe_every: ms(rng.random_range(100..=500)),
+            wipe_every: ms(rng.random_range(20..=120)),
         }
     }
 }
@@ -399,7 +399,9 @@ async fn recoverer(run: Arc<Run>) {
     let mut marks = 0u64;
     let mut after_done = 0;
     loop {
-        run.sleep_random(Duration::from_millis(20)).await;
+        // Unhurried, like the nodes' once-a-second inspection: the recovering windows are what
+        // the negative controls need to be caught in.
+        run.sleep_random(Duration::from_millis(150)).await;
         let standing = |i: usize| {
             run.world
                 .acceptor(i)
