@@ -83,6 +83,11 @@ async fn a_wiped_acceptor_never_costs_an_acknowledged_write() {
         StatusCode::CREATED,
         "a second create was acknowledged"
     );
+    // The nodes see a2 without its identity (the view is refreshed once a second).
+    wait_for("a2 seen unmarked", Duration::from_secs(10), || {
+        state(&nodes[2], 1) != "member"
+    })
+    .await;
     // 4. a1 back: a2 is caught up and becomes a member again.
     redis[0].restart();
     wait_for("a2 a member again", Duration::from_secs(20), || {
