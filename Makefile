@@ -16,6 +16,10 @@ TARGET ?= auto
 ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
+# `make load`: connections per node, and which keys they use: `own` (one key per connection)
+# or `shared:N` (all connections of all nodes race on N keys), e.g. KEYS=shared:1 CONNECTIONS=10
+CONNECTIONS ?= 1
+KEYS ?= own
 BENCH_DURATION ?= 20
 BENCH_CONNECTIONS ?= 1 4 16
 # `make experiment` / `make soak`
@@ -63,8 +67,8 @@ up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait un
 	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
 	NODES="$(ETCD_HOSTS)" scripts/wait-healthy.sh
 
-load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-second output
-	LOADGEN_DURATION=$(LOADGEN_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
+	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code

@@ -8,6 +8,7 @@
 pub mod checker;
 pub mod client;
 pub mod config;
+pub mod contention;
 pub mod output;
 pub mod stats;
 pub mod worker;
@@ -20,10 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::checker::{KeyChecker, State};
+use crate::client::EtcdClient;
+use crate::config::{Config, KeyMode};
+use crate::contention::{SharedKey, SharedView};
 use crate::output::{columns_line, start_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
-use crate::worker::{FinalRead, Worker};
+use crate::worker::{Checker, FinalRead, Worker};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
 const REPORT_GRACE: Duration = Duration::from_millis(20);
@@ -46,6 +50,72 @@ fn keep_first(first: &mut Vec<ViolationEvent>, more: Vec<ViolationEvent>) {
 /// Key of a logical client: `{run_id}-n{node}-c{conn}` (node 1-based, conn 0-based).
 pub fn key_for(run_id: &str, node: usize, conn: u32) -> String {
     format!("{run_id}-n{}-c{conn}", node + 1)
+}
+
+/// Key `i` of `--keys shared:N`: `{run_id}-s{i}`.
+pub fn shared_key_for(run_id: &str, i: u32) -> String {
+    format!("{run_id}-s{i}")
+}
+
+/// The keys of the run: one per client (`own`), or the shared ones.
+fn run_keys(cfg: &Config) -> Vec<String> {
+    match cfg.keys {
+        KeyMode::Own => (0..cfg.nodes.len())
+            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
+            .map(|(n, c)| key_for(&cfg.run_id, n, c))
+            .collect(),
+        KeyMode::Shared(k) => (0..k).map(|i| shared_key_for(&cfg.run_id, i)).collect(),
+    }
+}
+
+/// Reads each shared key once after the run (any node, up to 3 tries each) and checks the
+/// final count; returns (checked, unreachable).
+async fn final_read_shared(
+    cfg: &Config,
+    shared: &[Arc<SharedKey>],
+    recorder: &Recorder,
+) -> (usize, usize) {
+    let (mut checked, mut unreachable) = (0, 0);
+    for key in shared {
+        let mut read = None;
+        'tries: for attempt in 0..3 {
+            for (n, url) in cfg.nodes.iter().enumerate() {
+                let mut client = EtcdClient::new(url, key.key(), cfg.timeout);
+                match client.get().await {
+                    Ok(node) => {
+                        read = Some((n, node));
+                        break 'tries;
+                    }
+                    Err(e) => log::debug!("final read of {} via {url}: {e}", key.key()),
+                }
+            }
+            if attempt < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let Some((n, node)) = read else {
+            unreachable += 1;
+            continue;
+        };
+        checked += 1;
+        let state = match node {
+            None => None,
+            Some(k) => match k.value.trim().parse::<i64>() {
+                Ok(v) => Some(State::new(v, k.modified_index)),
+                Err(_) => {
+                    let v = SharedView::new(key.clone()).observe_garbage(&k.value);
+                    log::error!("violation on node {}: {v}", n + 1);
+                    recorder.violation(n, v);
+                    continue;
+                }
+            },
+        };
+        if let Err(v) = key.check_final(state) {
+            log::error!("violation on node {}: {v}", n + 1);
+            recorder.violation(n, v);
+        }
+    }
+    (checked, unreachable)
 }
 
 /// Runs the load until `cfg.duration` passes or `shutdown` completes, writing the table to
@@ -82,27 +152,41 @@ where
         "duration_s": cfg.duration.as_secs_f64(),
         "timeout_ms": cfg.timeout.as_millis() as u64,
         "bucket_ms": cfg.bucket_ms,
-        "keys": (0..nodes)
-            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
-            .map(|(n, c)| key_for(&cfg.run_id, n, c))
-            .collect::<Vec<_>>(),
+        "keys": run_keys(&cfg),
+        "key_mode": cfg.keys.as_string(),
     }));
     out.flush_json();
 
     let recorder = Arc::new(Recorder::new(start, nodes, cfg.bucket_ms));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let shared: Vec<Arc<SharedKey>> = match cfg.keys {
+        KeyMode::Own => Vec::new(),
+        KeyMode::Shared(_) => run_keys(&cfg).into_iter().map(SharedKey::new).collect(),
+    };
     let mut workers = Vec::new();
     for (n, url) in cfg.nodes.iter().enumerate() {
         for c in 0..cfg.connections {
-            let w = Worker::new(
+            // Shared keys: connection c of every node works on key c mod N, so each key is
+            // raced on by all nodes. The final read is done once per key, below.
+            let (checker, final_read) = match cfg.keys {
+                KeyMode::Own => (
+                    Checker::Own(KeyChecker::new(key_for(&cfg.run_id, n, c))),
+                    cfg.final_read,
+                ),
+                KeyMode::Shared(_) => (
+                    Checker::Shared(SharedView::new(shared[c as usize % shared.len()].clone())),
+                    false,
+                ),
+            };
+            let w = Worker::with_checker(
                 n,
                 url,
-                key_for(&cfg.run_id, n, c),
+                checker,
                 cfg.timeout,
                 recorder.clone(),
                 cfg.error_pause,
             );
-            workers.push(tokio::spawn(w.run(stop_rx.clone(), cfg.final_read)));
+            workers.push(tokio::spawn(w.run(stop_rx.clone(), final_read)));
         }
     }
 
@@ -163,11 +247,20 @@ where
         }
     }
     let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
-    let (final_checked, final_unreachable, final_skipped) = (
+    let (mut final_checked, mut final_unreachable, mut final_skipped) = (
         count(FinalRead::Checked),
         count(FinalRead::Unreachable),
         count(FinalRead::Skipped),
     );
+    if !shared.is_empty() {
+        // Every worker has stopped: the count each key reached can be checked once.
+        if cfg.final_read {
+            let (checked, unreachable) = final_read_shared(&cfg, &shared, &recorder).await;
+            (final_checked, final_unreachable, final_skipped) = (checked, unreachable, 0);
+        } else {
+            (final_checked, final_unreachable, final_skipped) = (0, 0, shared.len());
+        }
+    }
 
     let rest = recorder.drain_violations();
     out.violations(&rest);
@@ -185,6 +278,8 @@ where
         final_unreachable,
         final_skipped,
         first_violations,
+        keys: cfg.keys.as_string(),
+        contention: shared.iter().map(|k| k.figures()).collect(),
     };
     for l in summary.lines() {
         out.line(&l);
