@@ -41,9 +41,14 @@ async fn correct_cluster_under_contention_adds_up() {
         t.rejected > 0,
         "nine clients on one key must collide: {text}"
     );
-    assert_eq!(t.unknown, 0, "{text}");
-    assert_eq!(t.final_value, Some(t.acknowledged as i64), "{text}");
-    assert_eq!(t.failed_but_applied, 0, "{text}");
+    // only the requests cut off by the end of the run are unknown, one per client at most
+    assert!(t.unknown <= 9, "{text}");
+    let final_value = t.final_value.unwrap_or(0) as u64;
+    assert!(
+        final_value >= t.acknowledged && final_value <= t.acknowledged + t.unknown,
+        "{text}"
+    );
+    assert_eq!(t.failed_but_applied, final_value - t.acknowledged, "{text}");
     assert_eq!(t.creates_acknowledged, 1, "{text}");
     assert_eq!(res.summary.final_checked, 1, "{text}");
     assert!(text.contains("# contention keys=shared:1 "), "{text}");
