@@ -27,26 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::checker::{describe, State, Violation, ViolationKind};
 
-/// The figures of one shared key, for the summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyFigures {
-    pub key: String,
-    /// Increments (CAS) sent.
-    pub increments_sent: u64,
-    /// Increments acknowledged (2xx).
-    pub acknowledged: u64,
-    /// Increments definitely refused (412 compare failed, 404).
-    pub rejected: u64,
-    /// Increments whose outcome the client never learned.
-    pub unknown: u64,
-    /// Acknowledged creates (1 on a correct store).
-    pub creates_acknowledged: u64,
-    /// The value read after the run (`None`: not read, or the key missing).
-    pub final_value: Option<i64>,
-    /// `final_value - acknowledged` when the final value is in range: increments that took
-    /// effect although their client was told "unknown".
-    pub failed_but_applied: u64,
-}
+pub use perseus_model::load::KeyFigures;
 
 #[derive(Debug, Default)]
 struct Inner {
