@@ -13,3 +13,4 @@ pub mod recovery;
 pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wire;

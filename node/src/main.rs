@@ -42,7 +42,7 @@ fn parse_args() -> Result<(Command, Option<String>), String> {
 
 /// `node accept-loss`: connects, rewrites the identity records, prints what it did.
 async fn accept_loss(settings: &Settings) -> Result<(), String> {
-    let acceptors = server::redis_acceptors(settings)?;
+    let acceptors = server::redis_acceptors(settings).map_err(|e| e.to_string())?;
     for acceptor in &acceptors {
         if !acceptor
             .wait_connected(std::time::Duration::from_secs(5))
@@ -84,14 +84,18 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (command, settings) =
-        match parse_args().and_then(|(c, path)| Ok((c, Settings::load(path.as_deref())?))) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                eprintln!("node: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let (command, settings) = match parse_args().and_then(|(c, path)| {
+        Ok((
+            c,
+            Settings::load(path.as_deref()).map_err(|e| e.to_string())?,
+        ))
+    }) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("node: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Command::AcceptLoss = command {
         return match accept_loss(&settings).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -102,7 +106,7 @@ async fn main() -> ExitCode {
         };
     }
     let run = async {
-        let app = server::app(&settings)?;
+        let app = server::app(&settings).map_err(|e| e.to_string())?;
         // Serve once a quorum of acceptors is connected (bounded: a node whose acceptors are
         // down still comes up and answers 503), so a restarted node does not greet its first
         // clients with "not connected".
@@ -118,7 +122,8 @@ async fn main() -> ExitCode {
             .listen
             .parse()
             .map_err(|e| format!("bad configuration: field `listen`: {e}"))?;
-        let (bound, server) = server::serve(app, addr, shutdown_signal())?;
+        let (bound, server) =
+            server::serve(app, addr, shutdown_signal()).map_err(|e| e.to_string())?;
         log::info!(
             "node {} listening on {bound}, acceptors {:?}, quorum {}, acceptor timeout {} ms",
             settings.id,

@@ -1,18 +1,33 @@
 //! Wiring: builds the acceptors, the proposer, the membership task and the HTTP server from
 //! the settings.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use warp::hyper;
 
 use crate::acceptor::redis::RedisAcceptor;
 use crate::acceptor::Acceptor;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::http::{self, App, Limits};
 use crate::membership::Membership;
 use crate::proposer::{Proposer, ProposerConfig};
+use crate::wire::EtcdErrors;
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
 
 /// The Redis acceptors of the settings (connecting in the background).
-pub fn redis_acceptors(settings: &Settings) -> Result<Vec<Arc<RedisAcceptor>>, String> {
+pub fn redis_acceptors(settings: &Settings) -> Result<Vec<Arc<RedisAcceptor>>, ConfigError> {
     settings
         .acceptors
         .iter()
@@ -23,14 +38,17 @@ pub fn redis_acceptors(settings: &Settings) -> Result<Vec<Arc<RedisAcceptor>>, S
                 settings.acceptor_require_fsync,
             )
             .map(Arc::new)
-            .map_err(|e| format!("bad configuration: field `acceptors`: {url}: {e}"))
+            .map_err(|e| ConfigError::BadAcceptor {
+                url: url.clone(),
+                reason: e.to_string(),
+            })
         })
         .collect()
 }
 
 /// Builds the application state (connects to the acceptors and starts the membership task
 /// in the background; must be called inside a tokio runtime).
-pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
+pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
     let redis = redis_acceptors(settings)?;
     let acceptors: Vec<Arc<dyn Acceptor>> = redis
         .iter()
@@ -52,23 +70,65 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
         settings.acceptor_timeout(),
     ));
     tokio::spawn(membership.clone().run(proposer.ballots()));
-    Ok(Arc::new(App {
+    let mut app = App::new(
         proposer,
-        membership: Some(membership),
-        limits: Limits {
+        Limits {
             max_key_bytes: settings.max_key_bytes,
             max_value_bytes: settings.max_value_bytes,
         },
-    }))
+        settings.cluster_members(),
+        settings.acceptor_timeout(),
+    );
+    app.membership = Some(membership);
+    Ok(Arc::new(app))
 }
 
-/// Serves the API on `addr` until `shutdown` completes. Returns the bound address.
+/// Serves the API on `addr` until `shutdown` completes (then lets open requests finish).
+/// Returns the bound address. Must be called inside a tokio runtime.
 pub fn serve(
     app: Arc<App>,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), String> {
-    warp::serve(http::routes(app))
-        .try_bind_with_graceful_shutdown(addr, shutdown)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), ServeError> {
+    let listen = |source| ServeError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+
+    // Each connection is wrapped so that hyper's own empty error replies go out as JSON.
+    let wrap_app = app.clone();
+    let incoming = futures::stream::unfold(listener, move |listener| {
+        let app = wrap_app.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        let connection = EtcdErrors::new(stream, app);
+                        return Some((Ok::<_, std::io::Error>(connection), listener));
+                    }
+                    // e.g. out of file descriptors: keep serving the open connections
+                    Err(e) => {
+                        log::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    });
+    let service = warp::service(http::routes(app));
+    let make_service = hyper::service::make_service_fn(move |_| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(service) }
+    });
+    let server = hyper::Server::builder(hyper::server::accept::from_stream(incoming))
+        .http1_only(true)
+        .serve(make_service)
+        .with_graceful_shutdown(shutdown);
+    Ok((bound, async move {
+        if let Err(e) = server.await {
+            log::error!("HTTP server stopped: {e}");
+        }
+    }))
 }

@@ -62,7 +62,10 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 async fn a_wiped_acceptor_never_costs_an_acknowledged_write() {
     let (mut redis, nodes) = cluster().await;
     for i in 0..20 {
-        assert_eq!(put(&nodes[0], &format!("other{i}"), "", "x").await, StatusCode::CREATED);
+        assert_eq!(
+            put(&nodes[0], &format!("other{i}"), "", "x").await,
+            StatusCode::CREATED
+        );
     }
     // 1. a3 down; the write lands on a1 and a2 only.
     redis[2].kill();
@@ -100,7 +103,10 @@ async fn a_wiped_acceptor_never_costs_an_acknowledged_write() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["node"]["value"], "v1");
     let (status, body) = get(&nodes[1], "other7").await;
-    assert_eq!((status, body["node"]["value"].clone()), (StatusCode::OK, "x".into()));
+    assert_eq!(
+        (status, body["node"]["value"].clone()),
+        (StatusCode::OK, "x".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,10 +130,16 @@ async fn a_majority_loss_serves_nothing_until_accept_loss() {
     for a in &acceptors {
         assert!(a.wait_connected(Duration::from_secs(5)).await);
     }
-    let lines = membership::accept_loss(&acceptors).await.expect("accept-loss");
+    let lines = membership::accept_loss(&acceptors)
+        .await
+        .expect("accept-loss");
     assert_eq!(lines.len(), 3, "{lines:?}");
     wait_for("serving again", Duration::from_secs(10), || {
-        nodes[0].app.membership.as_ref().is_some_and(|m| m.serving())
+        nodes[0]
+            .app
+            .membership
+            .as_ref()
+            .is_some_and(|m| m.serving())
     })
     .await;
     let (status, body) = get(&nodes[0], "k").await;
