@@ -37,7 +37,7 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 # The client container, running or not (by label, see scripts/lib.sh).
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak watch \
+.PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch \
         compare etcd-smoke \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
 
@@ -71,6 +71,12 @@ up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait un
 
 load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
 	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+	@id=$(CLIENT_ID); \
+	  docker logs -f $$id; \
+	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
+
+load-etcd: up-etcd ## The same load against the etcd cluster (LOADGEN_DURATION, CONNECTIONS, KEYS as for load)
+	LOADGEN_NODES=$(ETCD_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
