@@ -2,6 +2,7 @@
 //! (`<RFC3339 ms UTC> <command> <host>: <detail>`) and, with `--events FILE`, the same as a
 //! JSON line appended to FILE so a report can line faults up with the loadgen's seconds.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ pub struct Event {
     pub host: String,
     pub ok: bool,
     pub detail: String,
+    /// The fault's parameters (percent, rate, shape, layer...), when it has any.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
 }
 
 impl Event {
@@ -36,7 +40,14 @@ impl Event {
             host: host.to_string(),
             ok,
             detail,
+            params: BTreeMap::new(),
         }
+    }
+
+    /// The same event with the fault's parameters.
+    pub fn with_params(mut self, params: BTreeMap<String, String>) -> Self {
+        self.params = params;
+        self
     }
 
     /// The human line.

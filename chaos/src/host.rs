@@ -5,7 +5,8 @@
 //! - etcd: a host `eN` is the single etcd member container `eN`.
 //!
 //! Faults act on the host as a whole. The first container of a host owns the network
-//! namespace (isolation rules go there, health checks run there).
+//! namespace (rules and qdiscs go there); health is judged from outside (see probe.rs) and
+//! whether the later containers still share that namespace by netns.rs.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -47,11 +48,11 @@ impl System {
         [1, 2, 3].map(|n| HostName { system: self, n })
     }
 
-    /// What `start` waits for, from inside the host's first container.
-    pub fn health_url(self) -> &'static str {
+    /// The port clients use (and `/health` answers on), on the host's network address.
+    pub fn client_port(self) -> u16 {
         match self {
-            System::Perseus => "http://127.0.0.1:8080/health",
-            System::Etcd => "http://127.0.0.1:2379/health",
+            System::Perseus => 8080,
+            System::Etcd => 2379,
         }
     }
 }
@@ -169,6 +170,22 @@ impl Host {
             .map(|m| format!("{}={}", m.container.service, docker::state_of(&m.info)))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The same containers, inspected again (their state after an action).
+    pub async fn inspect(docker: &Docker, name: HostName, members: &[Member]) -> Result<Host> {
+        let mut fresh = Vec::new();
+        for m in members {
+            let info = docker.inspect_container(&m.container.id, None).await?;
+            fresh.push(Member {
+                container: m.container.clone(),
+                info,
+            });
+        }
+        Ok(Host {
+            name,
+            members: fresh,
+        })
     }
 
     /// The namespace owner's address on each network.

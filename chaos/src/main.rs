@@ -1,50 +1,81 @@
 //! `chaos`: the faults of the Perseus testbed through the Docker Engine API.
 //!
-//! `chaos [--project perseus] [--target auto|perseus|etcd] [--events FILE] [--wait SECS] COMMAND
-//! [HOST]` with COMMAND one of kill, start, restart, pause, resume, isolate, heal, status and HOST
-//! one of a1, a2, a3 (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when
-//! omitted). A Perseus host is the Redis acceptor `aN` with the node `pN` in its network
-//! namespace, an etcd host the member container `eN`; containers are found through their
-//! Compose labels. `leader` is resolved before acting (see leader.rs) and events name the
-//! resolved host.
+//! `chaos [--project perseus] [--target auto|perseus|etcd] [--events FILE] [--wait SECS]
+//! [--layer host|acceptor|node] [--scope peers|all] COMMAND [HOST] [PARAMS]` with HOST one of
+//! a1, a2, a3 (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when omitted),
+//! and COMMAND one of: kill, start, restart, pause, resume, isolate (both ways),
+//! isolate-inbound, isolate-outbound (one way), cut-clients, loss PERCENT, limit RATE,
+//! delay DELAY [JITTER], partition SHAPE (no host: `"a1 | a2 a3"`, halves, bridge,
+//! majorities-ring), amnesia, heal (undoes every kind), status. A Perseus host is the Redis
+//! acceptor `aN` with the node `pN` in its network namespace (`--layer` picks one of them), an
+//! etcd host the member container `eN`; containers are found through their Compose labels.
+//! `leader` is resolved before acting (see leader.rs) and events name the resolved host.
+//! docs/faults.md describes every fault at the iptables/tc level.
 
+mod amnesia;
 mod docker;
 mod events;
 mod fault;
 mod host;
 mod isolate;
+mod layer;
 mod leader;
+mod netfault;
+mod netns;
+mod partition;
+mod probe;
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
 
 use events::{Event, Recorder};
-use host::{Cluster, HostArg, HostName, System, Target};
+use host::{Cluster, Host, HostArg, HostName, System, Target};
+use netfault::{Layer, RuleFault, Scope};
 
 /// What chaos can do to a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Command {
-    /// SIGKILL every container of the host (acceptor and node; the etcd member).
+    /// SIGKILL the host's containers (--layer acceptor: only Redis; node: only the node).
     Kill,
-    /// Start the host (acceptor first, then node) and wait until it answers its health URL.
+    /// Start what kill stopped (repairing a node left in an old namespace), wait for /health.
     Start,
     /// Kill, then start.
     Restart,
-    /// Freeze both containers (docker pause).
+    /// Freeze the host's containers (docker pause; --layer picks one).
     Pause,
-    /// Thaw both containers (docker unpause).
+    /// Thaw them (docker unpause).
     Resume,
-    /// Drop all traffic between the host and the other hosts (clients still reach it).
+    /// Drop all traffic between the host and its peers (clients still reach it);
+    /// --layer acceptor: only the peers' connections to its Redis; node: only its node's
+    /// connections to the peers' Redis.
     Isolate,
-    /// Remove the isolation rules chaos added (idempotent).
+    /// One way: drop the connections the peers open to the host (it still reaches them).
+    IsolateInbound,
+    /// One way: drop the connections the host opens to its peers (they still reach it).
+    IsolateOutbound,
+    /// Drop the clients' traffic to the host (its peers still reach it).
+    CutClients,
+    /// Drop PERCENT % of the packets to and from the peers (--scope all: every packet).
+    Loss,
+    /// Limit the host's outgoing bandwidth to RATE (tc tbf), e.g. 256kbit.
+    Limit,
+    /// Delay the host's outgoing packets by DELAY [JITTER] (tc netem; needs sch_netem).
+    Delay,
+    /// Partition the target system's hosts: "a1 | a2 a3", halves, bridge, majorities-ring.
+    Partition,
+    /// Stop the host, erase its data volumes, start it empty (breaks durable acceptors).
+    Amnesia,
+    /// Undo every fault chaos made on the host: rules, qdiscs, pauses, kills.
     Heal,
-    /// Show each host: containers and their state, isolated or not, address.
+    /// Show each host: containers, shared namespace, health from outside, active faults.
     Status,
 }
 
@@ -57,14 +88,46 @@ impl Command {
             Command::Pause => "pause",
             Command::Resume => "resume",
             Command::Isolate => "isolate",
+            Command::IsolateInbound => "isolate-inbound",
+            Command::IsolateOutbound => "isolate-outbound",
+            Command::CutClients => "cut-clients",
+            Command::Loss => "loss",
+            Command::Limit => "limit",
+            Command::Delay => "delay",
+            Command::Partition => "partition",
+            Command::Amnesia => "amnesia",
             Command::Heal => "heal",
             Command::Status => "status",
         }
     }
+
+    /// The parameters after HOST: (required, optional) names.
+    fn params(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Command::Loss => (&["PERCENT"], &[]),
+            Command::Limit => (&["RATE"], &[]),
+            Command::Delay => (&["DELAY"], &["JITTER"]),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// Whether --layer means something for it.
+    fn layered(self) -> bool {
+        matches!(
+            self,
+            Command::Kill
+                | Command::Start
+                | Command::Restart
+                | Command::Pause
+                | Command::Resume
+                | Command::Isolate
+        )
+    }
 }
 
-/// Faults for the Perseus testbed: kill, start, pause, isolate and heal hosts a1..a3, e1..e3
-/// or the leader.
+/// Faults for the Perseus testbed: kill, pause, isolate (both ways or one), cut clients,
+/// packet loss, bandwidth, delay, partitions, amnesia and heal of hosts a1..a3, e1..e3 or the
+/// leader.
 #[derive(Debug, Parser)]
 #[command(name = "chaos", version)]
 struct Args {
@@ -74,21 +137,89 @@ struct Args {
     /// Append one JSON line per action to this file.
     #[arg(long, env = "CHAOS_EVENTS")]
     events: Option<PathBuf>,
-    /// How long `start`/`restart` wait for the node's /health (0 = do not wait).
+    /// How long `start`/`restart`/`amnesia`/`heal` wait for the node's /health (0 = do not wait).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     wait: u64,
-    /// Which system `leader` and a missing HOST refer to (auto: etcd when the project has
-    /// etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto = every host).
+    /// Which system `leader`, a partition and a missing HOST refer to (auto: etcd when the
+    /// project has etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto =
+    /// every host).
     #[arg(long, env = "CHAOS_TARGET", value_enum, default_value = "auto")]
     target: Target,
     /// How long to wait for an etcd leader to be agreed on when resolving `leader`.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     leader_wait: u64,
+    /// Which part of a Perseus host kill/start/restart/pause/resume/isolate hit.
+    #[arg(long, value_enum, default_value = "host")]
+    layer: Layer,
+    /// Which packets `loss` drops.
+    #[arg(long, value_enum, default_value = "peers")]
+    scope: Scope,
     /// What to do.
     #[arg(value_enum)]
     command: Command,
-    /// a1, a2, a3, e1, e2, e3 or leader; all hosts (of the target) when omitted.
-    host: Option<HostArg>,
+    /// HOST (a1, a2, a3, e1, e2, e3 or leader; all hosts of the target when omitted), then the
+    /// command's parameters (loss PERCENT, limit RATE, delay DELAY [JITTER]); for partition the
+    /// SHAPE instead of a host.
+    #[arg(value_name = "HOST [PARAMS]")]
+    operands: Vec<String>,
+}
+
+impl Args {
+    /// HOST and the parameters, checked against the command.
+    fn split(&self) -> Result<(Option<HostArg>, Vec<String>)> {
+        if self.layer != Layer::Host && !self.command.layered() {
+            bail!("--layer applies to kill, start, restart, pause, resume and isolate only");
+        }
+        if self.command == Command::Partition {
+            return match self.operands.as_slice() {
+                [shape] => Ok((None, vec![shape.clone()])),
+                _ => bail!(
+                    "partition takes one SHAPE (quote it): \"a1 | a2 a3\", {}",
+                    partition::NAMED.join(", ")
+                ),
+            };
+        }
+        let (required, optional) = self.command.params();
+        let host = match self.operands.first() {
+            Some(h) => Some(h.parse::<HostArg>().map_err(|e| anyhow!(e))?),
+            None => None,
+        };
+        let params: Vec<String> = self.operands.iter().skip(1).cloned().collect();
+        if params.len() < required.len() || params.len() > required.len() + optional.len() {
+            let mut usage = vec!["HOST".to_string()];
+            usage.extend(required.iter().map(|s| s.to_string()));
+            usage.extend(optional.iter().map(|s| format!("[{s}]")));
+            bail!("usage: chaos {} {}", self.command.name(), usage.join(" "));
+        }
+        if !required.is_empty() && host.is_none() {
+            bail!("{} needs a HOST", self.command.name());
+        }
+        match self.command {
+            Command::Loss => {
+                parse_percent(&params[0])?;
+            }
+            Command::Limit => netfault::check_rate(&params[0])?,
+            Command::Delay => {
+                for p in &params {
+                    netfault::check_time(p)?;
+                }
+            }
+            _ => {}
+        }
+        Ok((host, params))
+    }
+}
+
+/// A loss percentage, 0 < p <= 100.
+fn parse_percent(text: &str) -> Result<f64> {
+    let p: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| anyhow!("{text:?} is not a percentage like 30"))?;
+    if !(p > 0.0 && p <= 100.0) {
+        bail!("loss must be above 0 and at most 100 percent, not {text}");
+    }
+    Ok(p)
 }
 
 #[tokio::main]
@@ -106,10 +237,15 @@ async fn main() -> ExitCode {
 
 /// Runs the command on each target host; Ok(false) if any action failed.
 async fn run(args: &Args) -> Result<bool> {
+    // Bad input changes nothing: check the operands before touching the engine.
+    let (host_arg, params) = args.split()?;
     let docker = docker::connect().await?;
     let cluster = Cluster::load(&docker, &args.project).await?;
     let recorder = Recorder::new(args.events.as_deref());
-    let targets = match args.host {
+    if args.command == Command::Partition {
+        return partition_cmd(&docker, &cluster, args, &params[0], &recorder).await;
+    }
+    let targets = match host_arg {
         Some(HostArg::Host(h)) => vec![h],
         Some(HostArg::Leader) => {
             let begin = Utc::now();
@@ -155,27 +291,39 @@ async fn run(args: &Args) -> Result<bool> {
         );
     }
     if args.command == Command::Status {
-        status(&docker, &cluster, &targets).await?;
-        return Ok(true);
+        return status(&docker, &cluster, &targets).await;
     }
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let result = act(&docker, &cluster, h, args).await;
+        let result = act(&docker, &cluster, h, args, &params).await;
         let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
         };
         all_ok &= ok;
-        recorder.record(&Event::new(
-            args.command.name(),
-            &h.to_string(),
-            begin,
-            ok,
-            detail,
-        ))?;
+        recorder.record(
+            &Event::new(args.command.name(), &h.to_string(), begin, ok, detail)
+                .with_params(event_params(args, &params)),
+        )?;
     }
     Ok(all_ok)
+}
+
+/// The parameters an event records: the layer, scope and values the command took.
+fn event_params(args: &Args, params: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if args.layer != Layer::Host {
+        out.insert("layer".into(), format!("{:?}", args.layer).to_lowercase());
+    }
+    let (required, optional) = args.command.params();
+    for (name, value) in required.iter().chain(optional).zip(params) {
+        out.insert(name.to_lowercase(), value.clone());
+    }
+    if args.command == Command::Loss {
+        out.insert("scope".into(), format!("{:?}", args.scope).to_lowercase());
+    }
+    out
 }
 
 /// The host(s) `leader` stands for, for this command (see leader.rs). For the undoing
@@ -197,10 +345,9 @@ async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Resu
                 let broken = match args.command {
                     Command::Start => fault::is_down(&host),
                     Command::Resume => fault::any_paused(&host),
-                    _ => {
-                        docker::is_running(&host.main().info)
-                            && isolate::is_isolated(docker, &host.main().container.name).await?
-                    }
+                    _ => !active_faults(docker, &host, &HashMap::new())
+                        .await?
+                        .is_empty(),
                 };
                 if broken {
                     hit.push(name);
@@ -214,89 +361,403 @@ async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Resu
     Ok(hit)
 }
 
+/// The other hosts' addresses on a network this host is on.
+async fn peers_of(docker: &Docker, cluster: &Cluster, host: &Host) -> Result<Vec<Ipv4Addr>> {
+    let mut others = Vec::new();
+    for other in cluster
+        .host_names(host.name.system)
+        .into_iter()
+        .filter(|o| *o != host.name)
+    {
+        let o = cluster.host(docker, other).await?;
+        others.push((other.to_string(), o.addresses()));
+    }
+    isolate::peer_addresses(&host.addresses(), &others)
+}
+
+/// The host's own address (the first network's, in name order).
+fn own_address(host: &Host) -> Result<Ipv4Addr> {
+    let mut addrs: Vec<(String, String)> = host.addresses().into_iter().collect();
+    addrs.sort();
+    let (_, a) = addrs
+        .first()
+        .ok_or_else(|| anyhow!("host {} has no network address", host.name))?;
+    a.parse()
+        .map_err(|_| anyhow!("host {} has a bad address {a:?}", host.name))
+}
+
+/// The member a layer names; an error for systems without layers.
+fn layer_member(host: &Host, layer: Layer) -> Result<&host::Member> {
+    if host.name.system != System::Perseus || host.members.len() < 2 {
+        bail!(
+            "--layer {layer:?} needs a Perseus host (acceptor + node); {} has one container",
+            host.name
+        );
+    }
+    Ok(match layer {
+        Layer::Node => &host.members[1],
+        _ => host.main(),
+    })
+}
+
+/// Installs a rule fault in the host's namespace.
+async fn rules(docker: &Docker, host: &Host, fault: RuleFault) -> Result<String> {
+    if !docker::is_running(&host.main().info) {
+        bail!("host {} is not running ({})", host.name, host.states());
+    }
+    let plan = netfault::apply(docker, &host.main().container.name, &fault).await?;
+    Ok(format!(
+        "{} rule(s) in chain {} (from {}) in {}",
+        plan.rules.len(),
+        plan.chain,
+        plan.hooks.join(", "),
+        host.main().container.service
+    ))
+}
+
 /// One action on one host; returns what was done.
-async fn act(docker: &Docker, cluster: &Cluster, name: HostName, args: &Args) -> Result<String> {
+async fn act(
+    docker: &Docker,
+    cluster: &Cluster,
+    name: HostName,
+    args: &Args,
+    params: &[String],
+) -> Result<String> {
     let host = cluster.host(docker, name).await?;
     let wait = Duration::from_secs(args.wait);
+    let layer = args.layer;
     match args.command {
-        Command::Kill => fault::kill(docker, &host).await,
-        Command::Start => fault::start(docker, &host, wait).await,
+        Command::Kill => match layer {
+            Layer::Host => fault::kill(docker, &host).await,
+            Layer::Acceptor => layer::kill_acceptor(docker, layer_member(&host, layer)?).await,
+            Layer::Node => fault::kill_members(docker, &host, &[layer_member(&host, layer)?]).await,
+        },
+        Command::Start => match layer {
+            Layer::Host => fault::start(docker, &host, wait).await,
+            Layer::Acceptor => {
+                layer::start_acceptor(docker, layer_member(&host, layer)?, wait).await
+            }
+            Layer::Node => {
+                let m = layer_member(&host, layer)?;
+                fault::start_member(docker, &host, m, wait).await
+            }
+        },
         Command::Restart => {
-            let killed = fault::kill(docker, &host).await?;
+            let killed = match layer {
+                Layer::Host => fault::kill(docker, &host).await?,
+                Layer::Acceptor => {
+                    layer::kill_acceptor(docker, layer_member(&host, layer)?).await?
+                }
+                Layer::Node => {
+                    fault::kill_members(docker, &host, &[layer_member(&host, layer)?]).await?
+                }
+            };
             // Inspect again: the start must see the stopped state.
             let host = cluster.host(docker, name).await?;
-            let started = fault::start(docker, &host, wait).await?;
+            let started = match layer {
+                Layer::Host => fault::start(docker, &host, wait).await?,
+                Layer::Acceptor => {
+                    layer::start_acceptor(docker, layer_member(&host, layer)?, wait).await?
+                }
+                Layer::Node => {
+                    let m = layer_member(&host, layer)?;
+                    fault::start_member(docker, &host, m, wait).await?
+                }
+            };
             Ok(format!("{killed}; {started}"))
         }
-        Command::Pause => fault::pause(docker, &host).await,
+        Command::Pause => match layer {
+            Layer::Host => fault::pause(docker, &host).await,
+            _ => fault::pause_members(docker, &host, &[layer_member(&host, layer)?]).await,
+        },
         Command::Resume => fault::resume(docker, &host).await,
         Command::Isolate => {
-            if !docker::is_running(&host.main().info) {
-                bail!("host {name} is not running ({})", host.states());
+            let peers = peers_of(docker, cluster, &host).await?;
+            match layer {
+                Layer::Host => {
+                    if !docker::is_running(&host.main().info) {
+                        bail!("host {name} is not running ({})", host.states());
+                    }
+                    isolate::apply(docker, &host.main().container.name, &peers).await?;
+                    let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+                    Ok(format!(
+                        "isolated from {} (chain {} in {})",
+                        list.join(", "),
+                        isolate::CHAIN,
+                        host.main().container.service
+                    ))
+                }
+                Layer::Acceptor => {
+                    layer_member(&host, layer)?;
+                    rules(docker, &host, RuleFault::CutAcceptor { peers }).await
+                }
+                Layer::Node => {
+                    layer_member(&host, layer)?;
+                    rules(docker, &host, RuleFault::CutNode { peers }).await
+                }
             }
-            let mut others = Vec::new();
-            for other in cluster
-                .host_names(name.system)
-                .into_iter()
-                .filter(|o| *o != name)
-            {
-                let o = cluster.host(docker, other).await?;
-                others.push((other.to_string(), o.addresses()));
-            }
-            let peers = isolate::peer_addresses(&host.addresses(), &others)?;
-            isolate::apply(docker, &host.main().container.name, &peers).await?;
-            let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+        }
+        Command::IsolateInbound => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            rules(docker, &host, RuleFault::Inbound { peers }).await
+        }
+        Command::IsolateOutbound => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            rules(docker, &host, RuleFault::Outbound { peers }).await
+        }
+        Command::CutClients => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            let port = name.system.client_port();
+            rules(docker, &host, RuleFault::CutClients { port, peers }).await
+        }
+        Command::Loss => {
+            let percent = parse_percent(&params[0])?;
+            let peers = peers_of(docker, cluster, &host).await?;
+            let own = own_address(&host)?;
+            let scope = args.scope;
+            rules(
+                docker,
+                &host,
+                RuleFault::Loss {
+                    percent,
+                    scope,
+                    own,
+                    peers,
+                },
+            )
+            .await
+        }
+        Command::Limit => {
+            running(&host)?;
+            let cmd = netfault::limit_command(&params[0]);
+            netfault::add_qdisc(docker, &host.main().container.name, &cmd).await?;
             Ok(format!(
-                "isolated from {} (chain {} in {})",
-                list.join(", "),
-                isolate::CHAIN,
+                "`{}` in {}",
+                cmd.join(" "),
                 host.main().container.service
             ))
         }
-        Command::Heal => {
-            if !docker::is_running(&host.main().info) {
-                return Ok(format!(
-                    "not running ({}): no rules (they die with the namespace)",
-                    host.states()
-                ));
-            }
-            if isolate::remove(docker, &host.main().container.name).await? {
-                Ok(format!("removed chain {} and its jumps", isolate::CHAIN))
-            } else {
-                Ok("not isolated: nothing to remove".into())
-            }
+        Command::Delay => {
+            running(&host)?;
+            let cmd = netfault::delay_command(&params[0], params.get(1).map(String::as_str));
+            netfault::add_qdisc(docker, &host.main().container.name, &cmd).await?;
+            Ok(format!(
+                "`{}` in {}",
+                cmd.join(" "),
+                host.main().container.service
+            ))
         }
-        Command::Status => unreachable!("status is handled by run"),
+        Command::Amnesia => amnesia::amnesia(docker, &host, wait).await,
+        Command::Heal => heal(docker, &host, wait).await,
+        Command::Partition | Command::Status => unreachable!("handled by run"),
     }
 }
 
-/// Prints the status table.
-async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Result<()> {
-    println!(
-        "{:<5} {:<40} {:<9} ADDRESS",
-        "HOST", "CONTAINERS", "ISOLATED"
-    );
+fn running(host: &Host) -> Result<()> {
+    if !docker::is_running(&host.main().info) {
+        bail!("host {} is not running ({})", host.name, host.states());
+    }
+    Ok(())
+}
+
+/// Undoes every fault on the host: thaws, starts the acceptor and what was killed, removes
+/// every chaos chain and qdisc; says what it found.
+async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
+    let mut done = Vec::new();
+    if fault::any_paused(host) {
+        done.push(fault::resume(docker, host).await?);
+    }
+    let host = &Host::inspect(docker, host.name, &host.members).await?;
+    if fault::is_down(host) {
+        done.push(fault::start(docker, host, wait).await?);
+    }
+    let host = &Host::inspect(docker, host.name, &host.members).await?;
+    if !docker::is_running(&host.main().info) {
+        bail!(
+            "host {} is not running after start ({})",
+            host.name,
+            host.states()
+        );
+    }
+    let main = &host.main().container.name;
+    if host.name.system == System::Perseus && layer::acceptor_down(docker, host.main()).await? {
+        done.push(layer::start_acceptor(docker, host.main(), wait).await?);
+    }
+    let chains = netfault::remove_all(docker, main).await?;
+    if !chains.is_empty() {
+        done.push(format!("removed chain(s) {}", chains.join(", ")));
+    }
+    if let Some(q) = netfault::remove_qdisc(docker, main).await? {
+        done.push(format!(
+            "removed the {} on {}",
+            q.describe(),
+            netfault::IFACE
+        ));
+    }
+    if done.is_empty() {
+        Ok("no fault found: nothing to undo".into())
+    } else {
+        Ok(done.join("; "))
+    }
+}
+
+/// `partition SHAPE`: every host of the target system gets its grudge (earlier partition
+/// rules replaced); hosts without one have their partition chain removed.
+async fn partition_cmd(
+    docker: &Docker,
+    cluster: &Cluster,
+    args: &Args,
+    spec: &str,
+    recorder: &Recorder,
+) -> Result<bool> {
+    let system = cluster.resolve_target(args.target);
+    let names = cluster.host_names(system);
+    let shape = partition::parse(spec, &names)?;
+    let mut hosts = HashMap::new();
+    for &n in &names {
+        let h = cluster.host(docker, n).await?;
+        if !docker::is_running(&h.main().info) {
+            bail!(
+                "host {n} is not running ({}): a partition needs every host up",
+                h.states()
+            );
+        }
+        hosts.insert(n, h);
+    }
+    let addr = |n: &HostName| own_address(&hosts[n]);
+    let mut all_ok = true;
+    for &n in &names {
+        let begin = Utc::now();
+        let grudge = shape.get(&n).cloned().unwrap_or_default();
+        let result = async {
+            let main = &hosts[&n].main().container.name;
+            if grudge.cut.is_empty() && grudge.refuse.is_empty() {
+                netfault::remove_chain(docker, main, "PERSEUS-PARTITION").await?;
+                return Ok(None);
+            }
+            let cut = grudge.cut.iter().map(addr).collect::<Result<Vec<_>>>()?;
+            let refuse = grudge.refuse.iter().map(addr).collect::<Result<Vec<_>>>()?;
+            netfault::apply(docker, main, &RuleFault::Partition { cut, refuse }).await?;
+            let list = |v: &[HostName]| {
+                v.iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            Ok::<_, anyhow::Error>(Some(format!(
+                "partition {spec:?}: drops everything from [{}], refuses connections from [{}]; \
+                 reaches [{}]",
+                list(&grudge.cut),
+                list(&grudge.refuse),
+                list(&partition::reaches(&shape, &names, n))
+            )))
+        }
+        .await;
+        let (ok, detail) = match result {
+            Ok(Some(d)) => (true, d),
+            Ok(None) => continue,
+            Err(e) => (false, format!("{e:#}")),
+        };
+        all_ok &= ok;
+        let params = BTreeMap::from([("shape".to_string(), spec.to_string())]);
+        recorder.record(
+            &Event::new("partition", &n.to_string(), begin, ok, detail).with_params(params),
+        )?;
+    }
+    Ok(all_ok)
+}
+
+/// Every fault present on the host, read from the engine and the namespace.
+async fn active_faults(
+    docker: &Docker,
+    host: &Host,
+    names: &HashMap<Ipv4Addr, String>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for m in &host.members {
+        if fault::is_paused(&m.info) {
+            out.push(format!("{} paused", m.container.service));
+        }
+    }
+    if !docker::is_running(&host.main().info) {
+        return Ok(out);
+    }
+    let main = &host.main().container.name;
+    if host.name.system == System::Perseus
+        && host.members.len() > 1
+        && layer::acceptor_down(docker, host.main()).await?
+    {
+        out.push("acceptor (redis-server) killed".into());
+    }
+    let present = netfault::present(docker, main).await?;
+    out.extend(netfault::describe(&present, names));
+    if let Some(q) = netfault::qdisc(docker, main).await? {
+        out.push(q.describe());
+    }
+    Ok(out)
+}
+
+/// Prints the status table, then one line per problem found; Ok(false) when a host's
+/// containers no longer share its network namespace (a broken testbed, not a fault chaos made).
+async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
+    // Addresses → host names, so faults read "isolated from a2,a3".
+    let mut names: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut hosts = Vec::new();
     for &name in targets {
-        let host = match cluster.host(docker, name).await {
+        let host = cluster.host(docker, name).await;
+        if let Ok(h) = &host {
+            for a in h.addresses().values() {
+                if let Ok(ip) = a.parse() {
+                    names.insert(ip, name.to_string());
+                }
+            }
+        }
+        hosts.push((name, host));
+    }
+    println!(
+        "{:<5} {:<28} {:<9} {:<7} {:<12} FAULTS",
+        "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS"
+    );
+    let mut problems = Vec::new();
+    let mut detached_any = false;
+    for (name, host) in hosts {
+        let host = match host {
             Ok(h) => h,
             Err(e) => {
-                println!(
-                    "{:<5} {:<40} {:<9} -",
-                    name.to_string(),
-                    format!("error: {e:#}"),
-                    "-"
-                );
+                println!("{:<5} error: {e:#}", name.to_string());
                 continue;
             }
         };
-        let isolated = if docker::is_running(&host.main().info) {
-            match isolate::is_isolated(docker, &host.main().container.name).await {
-                Ok(true) => "yes".to_string(),
-                Ok(false) => "no".to_string(),
-                Err(_) => "?".to_string(),
-            }
+        let sharing = netns::check(docker, &host).await;
+        let netns_col = if host.members.len() < 2 {
+            "-"
+        } else if netns::detached(&sharing).next().is_some() {
+            "DETACHED"
+        } else if sharing.iter().all(|s| *s == netns::Sharing::Shared) {
+            "shared"
         } else {
-            "-".to_string()
+            "?"
+        };
+        for s in netns::detached(&sharing) {
+            detached_any = true;
+            problems.push(format!(
+                "{name}: {}: `make up` or `chaos start {name}` restarts it into the current one",
+                s.describe()
+            ));
+        }
+        let health = match probe::healthy(&host).await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                if host.running() {
+                    problems.push(format!("{name}: unhealthy where its users stand: {e:#}"));
+                }
+                "NO".to_string()
+            }
+        };
+        let faults = match active_faults(docker, &host, &names).await {
+            Ok(f) if f.is_empty() => "-".to_string(),
+            Ok(f) => f.join("; "),
+            Err(e) => format!("? ({e:#})"),
         };
         let mut addrs: Vec<String> = host.addresses().into_values().collect();
         addrs.sort();
@@ -306,12 +767,15 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<40} {isolated:<9} {addr}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {faults}",
             name.to_string(),
             host.states()
         );
     }
-    Ok(())
+    for p in &problems {
+        println!("! {p}");
+    }
+    Ok(!detached_any)
 }
 
 #[cfg(test)]
@@ -322,15 +786,22 @@ mod tests {
         Args::try_parse_from(std::iter::once("chaos").chain(argv.iter().copied()))
     }
 
+    fn split(argv: &[&str]) -> Result<(Option<HostArg>, Vec<String>)> {
+        parse(argv).map_err(|e| anyhow!("{e}"))?.split()
+    }
+
     #[test]
     fn parses_commands() {
         let a = parse(&["kill", "a1"]).unwrap();
         assert_eq!(a.command, Command::Kill);
-        assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(1))));
+        assert_eq!(
+            a.split().unwrap().0,
+            Some(HostArg::Host(HostName::perseus(1)))
+        );
         assert_eq!(a.target, Target::Auto);
         let a = parse(&["heal"]).unwrap();
         assert_eq!(a.command, Command::Heal);
-        assert_eq!(a.host, None);
+        assert_eq!(a.split().unwrap().0, None);
         let a = parse(&[
             "--events",
             "/tmp/e.jsonl",
@@ -342,7 +813,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.project, "x");
         assert_eq!(a.events, Some(PathBuf::from("/tmp/e.jsonl")));
-        assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(3))));
+        assert_eq!(
+            a.split().unwrap().0,
+            Some(HostArg::Host(HostName::perseus(3)))
+        );
         let a = parse(&["start", "a2", "--wait", "5"]).unwrap();
         assert_eq!((a.command, a.wait), (Command::Start, 5));
         assert_eq!(parse(&["status"]).unwrap().command, Command::Status);
@@ -352,26 +826,79 @@ mod tests {
     fn parses_etcd_hosts_leader_and_target() {
         let a = parse(&["--target", "etcd", "kill", "leader"]).unwrap();
         assert_eq!(a.target, Target::Etcd);
-        assert_eq!((a.command, a.host), (Command::Kill, Some(HostArg::Leader)));
-        let a = parse(&["isolate", "e2"]).unwrap();
-        assert_eq!(a.host, Some(HostArg::Host(HostName::etcd(2))));
+        assert_eq!(
+            (a.command, a.split().unwrap().0),
+            (Command::Kill, Some(HostArg::Leader))
+        );
+        assert_eq!(
+            split(&["isolate", "e2"]).unwrap().0,
+            Some(HostArg::Host(HostName::etcd(2)))
+        );
         let a = parse(&["--target", "perseus", "heal"]).unwrap();
-        assert_eq!((a.target, a.host), (Target::Perseus, None));
+        assert_eq!((a.target, a.split().unwrap().0), (Target::Perseus, None));
         let a = parse(&["start", "leader", "--leader-wait", "3"]).unwrap();
         assert_eq!(a.leader_wait, 3);
         assert!(parse(&["--target", "consul", "kill", "leader"]).is_err());
-        assert!(parse(&["kill", "e4"]).is_err());
-        assert!(parse(&["kill", "LEADER"]).is_err());
+        assert!(split(&["kill", "e4"]).is_err());
+        assert!(split(&["kill", "LEADER"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_new_faults_and_their_parameters() {
+        let (h, p) = split(&["loss", "a1", "30"]).unwrap();
+        assert_eq!(
+            (h, p),
+            (Some(HostArg::Host(HostName::perseus(1))), vec!["30".into()])
+        );
+        assert_eq!(
+            parse(&["--scope", "all", "loss", "a1", "5"]).unwrap().scope,
+            Scope::All
+        );
+        assert!(split(&["limit", "a2", "256kbit"]).is_ok());
+        assert_eq!(split(&["delay", "a2", "50ms", "10ms"]).unwrap().1.len(), 2);
+        assert!(split(&["delay", "a2", "50ms"]).is_ok());
+        assert_eq!(
+            split(&["partition", "a1 | a2 a3"]).unwrap(),
+            (None, vec!["a1 | a2 a3".to_string()])
+        );
+        assert!(split(&["partition", "majorities-ring"]).is_ok());
+        let a = parse(&["--layer", "acceptor", "kill", "a1"]).unwrap();
+        assert_eq!(a.layer, Layer::Acceptor);
+        assert!(a.split().is_ok());
+        assert_eq!(
+            parse(&["isolate-inbound", "a1"]).unwrap().command,
+            Command::IsolateInbound
+        );
+        assert_eq!(
+            parse(&["cut-clients", "a1"]).unwrap().command,
+            Command::CutClients
+        );
+        assert_eq!(parse(&["amnesia", "a3"]).unwrap().command, Command::Amnesia);
+        let a = parse(&["--scope", "all", "loss", "a1", "30"]).unwrap();
+        let params = event_params(&a, &a.split().unwrap().1);
+        assert_eq!(params["percent"], "30");
+        assert_eq!(params["scope"], "all");
     }
 
     #[test]
     fn rejects_bad_input() {
         assert!(parse(&[]).is_err());
         assert!(parse(&["explode", "a1"]).is_err());
-        assert!(parse(&["kill", "a4"]).is_err());
-        assert!(parse(&["kill", "p1"]).is_err());
-        assert!(parse(&["kill", "a1", "a2"]).is_err());
+        assert!(split(&["kill", "a4"]).is_err());
+        assert!(split(&["kill", "p1"]).is_err());
+        assert!(split(&["kill", "a1", "a2"]).is_err());
         assert!(parse(&["start", "a1", "--wait", "-1"]).is_err());
+        let err = |argv: &[&str]| format!("{:#}", split(argv).unwrap_err());
+        assert!(err(&["loss", "a1"]).contains("usage: chaos loss HOST PERCENT"));
+        assert!(err(&["loss", "a1", "150"]).contains("at most 100"));
+        assert!(err(&["loss", "a1", "lots"]).contains("percentage"));
+        assert!(err(&["loss"]).contains("usage"));
+        assert!(err(&["limit", "a1", "fast"]).contains("rate"));
+        assert!(err(&["delay", "a1", "50ms", "10ms", "5ms"]).contains("usage"));
+        assert!(err(&["delay", "a1", "soon"]).contains("time"));
+        assert!(err(&["partition"]).contains("SHAPE"));
+        assert!(err(&["--layer", "node", "loss", "a1", "3"]).contains("--layer"));
+        assert!(parse(&["--layer", "redis", "kill", "a1"]).is_err());
     }
 
     #[test]

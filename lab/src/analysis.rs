@@ -15,6 +15,15 @@ pub enum FaultKind {
     Isolate,
     Pause,
     Restart,
+    /// One-way cut (isolate-inbound / isolate-outbound).
+    OneWay,
+    ClientCut,
+    Loss,
+    Limit,
+    Delay,
+    Partition,
+    /// Stop, erase the data, start empty (instant, like a restart).
+    Amnesia,
 }
 
 impl FaultKind {
@@ -24,6 +33,13 @@ impl FaultKind {
             FaultKind::Isolate => "isolate",
             FaultKind::Pause => "pause",
             FaultKind::Restart => "restart",
+            FaultKind::OneWay => "one-way cut",
+            FaultKind::ClientCut => "client cut",
+            FaultKind::Loss => "loss",
+            FaultKind::Limit => "bandwidth limit",
+            FaultKind::Delay => "delay",
+            FaultKind::Partition => "partition",
+            FaultKind::Amnesia => "amnesia",
         }
     }
 }
@@ -53,6 +69,19 @@ pub fn node_index(host: &str) -> Option<usize> {
     let digits: String = host.chars().filter(char::is_ascii_digit).collect();
     digits.parse::<usize>().ok().and_then(|n| n.checked_sub(1))
 }
+
+/// The kinds `heal` undoes (chaos's heal undoes every fault: rules, qdiscs, pauses, kills).
+const HEALED_BY_HEAL: &[FaultKind] = &[
+    FaultKind::Crash,
+    FaultKind::Isolate,
+    FaultKind::Pause,
+    FaultKind::OneWay,
+    FaultKind::ClientCut,
+    FaultKind::Loss,
+    FaultKind::Limit,
+    FaultKind::Delay,
+    FaultKind::Partition,
+];
 
 /// Pairs fault events with their recoveries. Failed chaos commands are ignored.
 pub fn faults(run: &Run) -> Vec<Fault> {
@@ -84,10 +113,20 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             "isolate" => open(&mut faults, FaultKind::Isolate),
             "pause" => open(&mut faults, FaultKind::Pause),
             "start" => close(&mut faults, &[FaultKind::Crash]),
-            "heal" => close(&mut faults, &[FaultKind::Isolate]),
+            "isolate-inbound" | "isolate-outbound" => open(&mut faults, FaultKind::OneWay),
+            "cut-clients" => open(&mut faults, FaultKind::ClientCut),
+            "loss" => open(&mut faults, FaultKind::Loss),
+            "limit" => open(&mut faults, FaultKind::Limit),
+            "delay" => open(&mut faults, FaultKind::Delay),
+            "partition" => open(&mut faults, FaultKind::Partition),
+            "heal" => close(&mut faults, HEALED_BY_HEAL),
             "resume" => close(&mut faults, &[FaultKind::Pause]),
-            "restart" => faults.push(Fault {
-                kind: FaultKind::Restart,
+            "restart" | "amnesia" => faults.push(Fault {
+                kind: if event.command == "amnesia" {
+                    FaultKind::Amnesia
+                } else {
+                    FaultKind::Restart
+                },
                 host: event.host.clone(),
                 start_ms: begin,
                 recover_ms: Some(begin),

@@ -51,9 +51,17 @@ const NODE_COLORS: [RGBColor; 6] = [
 
 fn fault_color(fault: &Fault) -> RGBAColor {
     match fault.kind {
-        analysis::FaultKind::Crash | analysis::FaultKind::Restart => RED.mix(0.15),
-        analysis::FaultKind::Isolate => BLUE.mix(0.12),
+        analysis::FaultKind::Crash
+        | analysis::FaultKind::Restart
+        | analysis::FaultKind::Amnesia => RED.mix(0.15),
+        analysis::FaultKind::Isolate
+        | analysis::FaultKind::OneWay
+        | analysis::FaultKind::ClientCut
+        | analysis::FaultKind::Partition => BLUE.mix(0.12),
         analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
+        analysis::FaultKind::Loss | analysis::FaultKind::Limit | analysis::FaultKind::Delay => {
+            RGBColor(255, 165, 0).mix(0.15)
+        }
     }
 }
 

@@ -113,10 +113,8 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         std::thread::sleep(wait);
         let (setup, dir, log, step) = (setup.clone(), dir.to_path_buf(), log.clone(), step.clone());
         steps.push(std::thread::spawn(move || {
-            let mut args = vec![step.fault.as_str()];
-            if let Some(host) = &step.host {
-                args.push(host);
-            }
+            let argv = step.argv();
+            let args: Vec<&str> = argv.iter().map(String::as_str).collect();
             let ok = chaos(&setup, &dir, &args, &log);
             (ok, args.join(" "))
         }));
@@ -132,57 +130,46 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
     let status = loadgen.wait().context("waiting for the load generator")?;
     let _ = copier.join();
 
-    // Leave the testbed whole whatever the scenario did.
+    // Leave the testbed whole whatever the scenario did: heal undoes every kind of fault
+    // (rules, qdiscs, pauses, killed acceptors, killed hosts).
     chaos(setup, dir, &["heal"], &log);
-    for (fault, host) in hosts_left_broken(scenario) {
-        let undo = if fault == "pause" { "resume" } else { "start" };
-        chaos(setup, dir, &[undo, &host], &log);
-    }
     Ok(Outcome {
         loadgen_exit: status.code(),
         failed_steps,
     })
 }
 
-/// Hosts killed or paused by the scenario and not started or resumed by it.
-fn hosts_left_broken(scenario: &Scenario) -> Vec<(String, String)> {
-    let mut broken: Vec<(String, String)> = Vec::new();
-    for step in &scenario.steps {
-        let Some(host) = &step.host else { continue };
-        match step.fault.as_str() {
-            "kill" | "pause" => broken.push((step.fault.clone(), host.clone())),
-            "start" | "restart" => broken.retain(|(f, h)| !(f == "kill" && h == host)),
-            "resume" => broken.retain(|(f, h)| !(f == "pause" && h == host)),
-            _ => {}
+/// Whether the hosts' kernel can delay packets (netem): tries `chaos delay HOST 1ms` and heals
+/// it. Ok(false) when chaos reports the missing sch_netem; other failures are errors.
+pub fn kernel_has_netem(setup: &Setup, host: &str) -> Result<bool> {
+    let run = |args: &[&str]| {
+        let mut command = Command::new(&setup.chaos);
+        if let Some(target) = &setup.target {
+            command.arg("--target").arg(target);
         }
+        command
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", setup.chaos.display()))
+    };
+    let out = run(&["delay", host, "1ms"])?;
+    if out.status.success() {
+        let healed = run(&["heal", host])?;
+        if !healed.status.success() {
+            bail!(
+                "chaos heal {host} after the netem probe failed: {}",
+                String::from_utf8_lossy(&healed.stderr)
+            );
+        }
+        return Ok(true);
     }
-    broken
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::Step;
-
-    #[test]
-    fn finds_what_the_scenario_left_broken() {
-        let step = |at: u64, fault: &str, host: &str| Step {
-            at: Duration::from_secs(at),
-            fault: fault.into(),
-            host: Some(host.into()),
-        };
-        let scenario = Scenario {
-            duration: Duration::from_secs(60),
-            steps: vec![
-                step(1, "kill", "a1"),
-                step(2, "start", "a1"),
-                step(3, "pause", "a2"),
-                step(4, "kill", "a3"),
-            ],
-        };
-        assert_eq!(
-            hosts_left_broken(&scenario),
-            vec![("pause".into(), "a2".into()), ("kill".into(), "a3".into())]
-        );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if text.contains("sch_netem") {
+        return Ok(false);
     }
+    bail!("probing netem with chaos delay {host} 1ms failed: {text}")
 }
