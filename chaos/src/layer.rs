@@ -87,7 +87,7 @@ pub async fn start_acceptor(docker: &Docker, acceptor: &Member, wait: Duration) 
         bail!("removing {DOWN_FILE}: {}", out.output);
     }
     let begin = Instant::now();
-    let ping = sh("redis-cli -t 1 ping");
+    let ping = sh("timeout 2 redis-cli ping");
     loop {
         let out = docker::exec(docker, &acceptor.container.id, &ping).await?;
         if out.code == 0 && out.output.contains("PONG") {

@@ -560,39 +560,69 @@ fn running(host: &Host) -> Result<()> {
     Ok(())
 }
 
-/// Undoes every fault on the host: thaws, starts the acceptor and what was killed, removes
-/// every chaos chain and qdisc; says what it found.
+/// Undoes every fault on the host: thaws, starts what was killed, removes every chaos chain
+/// and qdisc, starts a killed acceptor; says what it found. One undo failing does not stop the
+/// others (the error names every failure).
 async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
     let mut done = Vec::new();
+    let mut failed = Vec::new();
     if fault::any_paused(host) {
-        done.push(fault::resume(docker, host).await?);
+        match fault::resume(docker, host).await {
+            Ok(d) => done.push(d),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
     }
     let host = &Host::inspect(docker, host.name, &host.members).await?;
-    if fault::is_down(host) {
-        done.push(fault::start(docker, host, wait).await?);
+    if fault::is_down(host) && !fault::any_paused(host) {
+        match fault::start(docker, host, wait).await {
+            Ok(d) => done.push(d),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
     }
     let host = &Host::inspect(docker, host.name, &host.members).await?;
-    if !docker::is_running(&host.main().info) {
-        bail!(
-            "host {} is not running after start ({})",
+    if docker::is_running(&host.main().info) {
+        let main = &host.main().container.name;
+        match netfault::remove_all(docker, main).await {
+            Ok(chains) if chains.is_empty() => {}
+            Ok(chains) => done.push(format!("removed chain(s) {}", chains.join(", "))),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        match netfault::remove_qdisc(docker, main).await {
+            Ok(Some(q)) => done.push(format!(
+                "removed the {} on {}",
+                q.describe(),
+                netfault::IFACE
+            )),
+            Ok(None) => {}
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        if host.name.system == System::Perseus && host.members.len() > 1 {
+            match layer::acceptor_down(docker, host.main()).await {
+                Ok(true) => match layer::start_acceptor(docker, host.main(), wait).await {
+                    Ok(d) => done.push(d),
+                    Err(e) => failed.push(format!("{e:#}")),
+                },
+                Ok(false) => {}
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+    } else {
+        failed.push(format!(
+            "host {} is not running ({})",
             host.name,
             host.states()
-        );
-    }
-    let main = &host.main().container.name;
-    if host.name.system == System::Perseus && layer::acceptor_down(docker, host.main()).await? {
-        done.push(layer::start_acceptor(docker, host.main(), wait).await?);
-    }
-    let chains = netfault::remove_all(docker, main).await?;
-    if !chains.is_empty() {
-        done.push(format!("removed chain(s) {}", chains.join(", ")));
-    }
-    if let Some(q) = netfault::remove_qdisc(docker, main).await? {
-        done.push(format!(
-            "removed the {} on {}",
-            q.describe(),
-            netfault::IFACE
         ));
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} (undone: {})",
+            failed.join("; "),
+            if done.is_empty() {
+                "nothing".to_string()
+            } else {
+                done.join("; ")
+            }
+        );
     }
     if done.is_empty() {
         Ok("no fault found: nothing to undo".into())
