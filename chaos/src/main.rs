@@ -35,6 +35,7 @@ use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
+use perseus_model::FaultKind;
 
 use events::{Event, Recorder};
 use host::{Cluster, Host, HostArg, HostName, System, Target};
@@ -194,32 +195,22 @@ impl Args {
         if !required.is_empty() && host.is_none() {
             bail!("{} needs a HOST", self.command.name());
         }
-        match self.command {
-            Command::Loss => {
-                parse_percent(&params[0])?;
-            }
-            Command::Limit => netfault::check_rate(&params[0])?,
-            Command::Delay => {
-                for p in &params {
-                    netfault::check_time(p)?;
-                }
-            }
-            _ => {}
-        }
+        // The parameters' values are checked where the kind is defined.
+        self.fault_kind(&params)?;
         Ok((host, params))
     }
-}
 
-/// A loss percentage, 0 < p <= 100.
-fn parse_percent(text: &str) -> Result<f64> {
-    let p: f64 = text
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| anyhow!("{text:?} is not a percentage like 30"))?;
-    if !(p > 0.0 && p <= 100.0) {
-        bail!("loss must be above 0 and at most 100 percent, not {text}");
+    /// The fault kind (with its parameters) the command line asks for; None for status.
+    fn fault_kind(&self, params: &[String]) -> Result<Option<FaultKind>> {
+        if self.command == Command::Status {
+            return Ok(None);
+        }
+        let param = (!params.is_empty()).then(|| params.join(","));
+        Ok(Some(FaultKind::from_parts(
+            self.command.name(),
+            param.as_deref(),
+        )?))
     }
-    Ok(p)
 }
 
 #[tokio::main]
@@ -239,11 +230,12 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool> {
     // Bad input changes nothing: check the operands before touching the engine.
     let (host_arg, params) = args.split()?;
+    let kind = args.fault_kind(&params)?;
     let docker = docker::connect().await?;
     let cluster = Cluster::load(&docker, &args.project).await?;
     let recorder = Recorder::new(args.events.as_deref());
-    if args.command == Command::Partition {
-        return partition_cmd(&docker, &cluster, args, &params[0], &recorder).await;
+    if let Some(FaultKind::Partition(shape)) = &kind {
+        return partition_cmd(&docker, &cluster, args, shape, &recorder).await;
     }
     let targets = match host_arg {
         Some(HostArg::Host(h)) => vec![h],
@@ -253,7 +245,7 @@ async fn run(args: &Args) -> Result<bool> {
                 Ok(hosts) if hosts.is_empty() => {
                     println!(
                         "{} {} leader: no {} host to {} (nothing was hit)",
-                        begin.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        perseus_model::time::rfc3339_ms(begin),
                         args.command.name(),
                         cluster.resolve_target(args.target),
                         args.command.name()
@@ -263,13 +255,17 @@ async fn run(args: &Args) -> Result<bool> {
                 Ok(hosts) => hosts,
                 Err(e) => {
                     let detail = format!("resolving the leader: {e:#}");
-                    recorder.record(&Event::new(
-                        args.command.name(),
-                        "leader",
-                        begin,
-                        false,
-                        detail,
-                    ))?;
+                    if let Some(kind) = kind {
+                        recorder.record(&Event::new(
+                            kind,
+                            HostArg::Leader,
+                            begin,
+                            false,
+                            detail,
+                        ))?;
+                    } else {
+                        eprintln!("chaos: {detail}");
+                    }
                     return Ok(false);
                 }
             }
@@ -290,35 +286,32 @@ async fn run(args: &Args) -> Result<bool> {
             args.target
         );
     }
-    if args.command == Command::Status {
+    let Some(kind) = kind else {
         return status(&docker, &cluster, &targets).await;
-    }
+    };
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let result = act(&docker, &cluster, h, args, &params).await;
+        let result = act(&docker, &cluster, h, &kind, args).await;
         let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
         };
         all_ok &= ok;
         recorder.record(
-            &Event::new(args.command.name(), &h.to_string(), begin, ok, detail)
-                .with_params(event_params(args, &params)),
+            &Event::new(kind.clone(), HostArg::Host(h), begin, ok, detail)
+                .with_params(event_params(args)),
         )?;
     }
     Ok(all_ok)
 }
 
-/// The parameters an event records: the layer, scope and values the command took.
-fn event_params(args: &Args, params: &[String]) -> BTreeMap<String, String> {
+/// How the fault was applied beyond its kind (the kind carries its own values): the layer
+/// and the loss's scope.
+fn event_params(args: &Args) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if args.layer != Layer::Host {
         out.insert("layer".into(), format!("{:?}", args.layer).to_lowercase());
-    }
-    let (required, optional) = args.command.params();
-    for (name, value) in required.iter().chain(optional).zip(params) {
-        out.insert(name.to_lowercase(), value.clone());
     }
     if args.command == Command::Loss {
         out.insert("scope".into(), format!("{:?}", args.scope).to_lowercase());
@@ -420,19 +413,19 @@ async fn act(
     docker: &Docker,
     cluster: &Cluster,
     name: HostName,
+    kind: &FaultKind,
     args: &Args,
-    params: &[String],
 ) -> Result<String> {
     let host = cluster.host(docker, name).await?;
     let wait = Duration::from_secs(args.wait);
     let layer = args.layer;
-    match args.command {
-        Command::Kill => match layer {
+    match kind {
+        FaultKind::Kill => match layer {
             Layer::Host => fault::kill(docker, &host).await,
             Layer::Acceptor => layer::kill_acceptor(docker, layer_member(&host, layer)?).await,
             Layer::Node => fault::kill_members(docker, &host, &[layer_member(&host, layer)?]).await,
         },
-        Command::Start => match layer {
+        FaultKind::Start => match layer {
             Layer::Host => fault::start(docker, &host, wait).await,
             Layer::Acceptor => {
                 layer::start_acceptor(docker, layer_member(&host, layer)?, wait).await
@@ -442,7 +435,7 @@ async fn act(
                 fault::start_member(docker, &host, m, wait).await
             }
         },
-        Command::Restart => {
+        FaultKind::Restart => {
             let killed = match layer {
                 Layer::Host => fault::kill(docker, &host).await?,
                 Layer::Acceptor => {
@@ -466,27 +459,15 @@ async fn act(
             };
             Ok(format!("{killed}; {started}"))
         }
-        Command::Pause => match layer {
+        FaultKind::Pause => match layer {
             Layer::Host => fault::pause(docker, &host).await,
             _ => fault::pause_members(docker, &host, &[layer_member(&host, layer)?]).await,
         },
-        Command::Resume => fault::resume(docker, &host).await,
-        Command::Isolate => {
+        FaultKind::Resume => fault::resume(docker, &host).await,
+        FaultKind::Isolate => {
             let peers = peers_of(docker, cluster, &host).await?;
             match layer {
-                Layer::Host => {
-                    if !docker::is_running(&host.main().info) {
-                        bail!("host {name} is not running ({})", host.states());
-                    }
-                    isolate::apply(docker, &host.main().container.name, &peers).await?;
-                    let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
-                    Ok(format!(
-                        "isolated from {} (chain {} in {})",
-                        list.join(", "),
-                        isolate::CHAIN,
-                        host.main().container.service
-                    ))
-                }
+                Layer::Host => isolate::isolate_host(docker, cluster, &host).await,
                 Layer::Acceptor => {
                     layer_member(&host, layer)?;
                     rules(docker, &host, RuleFault::CutAcceptor { peers }).await
@@ -497,21 +478,21 @@ async fn act(
                 }
             }
         }
-        Command::IsolateInbound => {
+        FaultKind::IsolateInbound => {
             let peers = peers_of(docker, cluster, &host).await?;
             rules(docker, &host, RuleFault::Inbound { peers }).await
         }
-        Command::IsolateOutbound => {
+        FaultKind::IsolateOutbound => {
             let peers = peers_of(docker, cluster, &host).await?;
             rules(docker, &host, RuleFault::Outbound { peers }).await
         }
-        Command::CutClients => {
+        FaultKind::CutClients => {
             let peers = peers_of(docker, cluster, &host).await?;
             let port = name.system.client_port();
             rules(docker, &host, RuleFault::CutClients { port, peers }).await
         }
-        Command::Loss => {
-            let percent = parse_percent(&params[0])?;
+        FaultKind::Loss(percent) => {
+            let percent = f64::from(*percent);
             let peers = peers_of(docker, cluster, &host).await?;
             let own = own_address(&host)?;
             let scope = args.scope;
@@ -527,9 +508,9 @@ async fn act(
             )
             .await
         }
-        Command::Limit => {
+        FaultKind::Limit(rate) => {
             running(&host)?;
-            let cmd = netfault::limit_command(&params[0]);
+            let cmd = netfault::limit_command(rate);
             netfault::add_qdisc(docker, &host.main().container.name, &cmd).await?;
             Ok(format!(
                 "`{}` in {}",
@@ -537,9 +518,9 @@ async fn act(
                 host.main().container.service
             ))
         }
-        Command::Delay => {
+        FaultKind::Delay(delay, jitter) => {
             running(&host)?;
-            let cmd = netfault::delay_command(&params[0], params.get(1).map(String::as_str));
+            let cmd = netfault::delay_command(delay, jitter.as_deref());
             netfault::add_qdisc(docker, &host.main().container.name, &cmd).await?;
             Ok(format!(
                 "`{}` in {}",
@@ -547,9 +528,9 @@ async fn act(
                 host.main().container.service
             ))
         }
-        Command::Amnesia => amnesia::amnesia(docker, &host, wait).await,
-        Command::Heal => heal(docker, &host, wait).await,
-        Command::Partition | Command::Status => unreachable!("handled by run"),
+        FaultKind::Amnesia => amnesia::amnesia(docker, &host, wait).await,
+        FaultKind::Heal => heal(docker, &host, wait).await,
+        FaultKind::Partition(_) => bail!("partition acts on the whole system, not on a host"),
     }
 }
 
@@ -689,10 +670,13 @@ async fn partition_cmd(
             Err(e) => (false, format!("{e:#}")),
         };
         all_ok &= ok;
-        let params = BTreeMap::from([("shape".to_string(), spec.to_string())]);
-        recorder.record(
-            &Event::new("partition", &n.to_string(), begin, ok, detail).with_params(params),
-        )?;
+        recorder.record(&Event::new(
+            FaultKind::Partition(spec.to_string()),
+            HostArg::Host(n),
+            begin,
+            ok,
+            detail,
+        ))?;
     }
     Ok(all_ok)
 }
@@ -905,9 +889,15 @@ mod tests {
         );
         assert_eq!(parse(&["amnesia", "a3"]).unwrap().command, Command::Amnesia);
         let a = parse(&["--scope", "all", "loss", "a1", "30"]).unwrap();
-        let params = event_params(&a, &a.split().unwrap().1);
-        assert_eq!(params["percent"], "30");
-        assert_eq!(params["scope"], "all");
+        let (_, p) = a.split().unwrap();
+        assert_eq!(a.fault_kind(&p).unwrap(), Some(FaultKind::Loss(30)));
+        assert_eq!(event_params(&a)["scope"], "all");
+        let a = parse(&["delay", "a1", "50ms", "10ms"]).unwrap();
+        let (_, p) = a.split().unwrap();
+        assert_eq!(
+            a.fault_kind(&p).unwrap().unwrap().to_string(),
+            "delay:50ms,10ms"
+        );
     }
 
     #[test]
@@ -920,7 +910,7 @@ mod tests {
         assert!(parse(&["start", "a1", "--wait", "-1"]).is_err());
         let err = |argv: &[&str]| format!("{:#}", split(argv).unwrap_err());
         assert!(err(&["loss", "a1"]).contains("usage: chaos loss HOST PERCENT"));
-        assert!(err(&["loss", "a1", "150"]).contains("at most 100"));
+        assert!(err(&["loss", "a1", "150"]).contains("between 1 and 100"));
         assert!(err(&["loss", "a1", "lots"]).contains("percentage"));
         assert!(err(&["loss"]).contains("usage"));
         assert!(err(&["limit", "a1", "fast"]).contains("rate"));

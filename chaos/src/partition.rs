@@ -49,7 +49,7 @@ pub fn parse(spec: &str, hosts: &[HostName]) -> Result<Shape> {
             for part in spec.split('|') {
                 let mut g = Vec::new();
                 for word in part.split_whitespace() {
-                    let h: HostName = word.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                    let h: HostName = word.parse()?;
                     if !hosts.contains(&h) {
                         bail!("{h} is not a host of this system (hosts: {})", names(hosts));
                     }

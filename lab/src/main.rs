@@ -67,7 +67,7 @@ enum Cmd {
         seed: u64,
         /// Hosts faults may hit
         #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
-        hosts: Vec<String>,
+        hosts: Vec<perseus_model::HostName>,
         /// Fault kinds and weights, e.g. `kill=3,loss=1,amnesia=1` (default: every kind but
         /// amnesia; delay is left out, with a note, when the kernel has no netem)
         #[arg(long)]
@@ -135,11 +135,7 @@ fn report(dir: &Path, system: &str) -> Result<u64> {
             println!("# wrote {}/report.md (no plots)", dir.display());
         }
     }
-    Ok(run
-        .summary
-        .as_ref()
-        .and_then(|s| s["violations"].as_u64())
-        .unwrap_or(run.violations.len() as u64))
+    Ok(run.violation_count())
 }
 
 fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> Result<bool> {
@@ -178,7 +174,7 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
 fn soak(
     duration: u64,
     seed: u64,
-    hosts: &[String],
+    hosts: &[perseus_model::HostName],
     mix: Option<&str>,
     out: &Path,
     tools: &Tools,
@@ -190,10 +186,11 @@ fn soak(
     let wants_delay = mix
         .iter()
         .any(|(k, w)| *k == scenario::Kind::Delay && *w > 0);
-    if wants_delay {
-        let probe_host = hosts.first().map(String::as_str).unwrap_or("a1");
-        if !runner::kernel_has_netem(&setup(tools)?, probe_host)? {
-            println!("# soak: delay left out of the mix: this kernel has no sch_netem (see docs/faults.md)");
+    if let (true, Some(probe_host)) = (wants_delay, hosts.first()) {
+        if !runner::kernel_has_netem(&setup(tools)?, &probe_host.to_string())? {
+            println!(
+                "# soak: delay left out of the mix: this kernel has no sch_netem (docs/faults.md)"
+            );
             mix.retain(|(k, _)| *k != scenario::Kind::Delay);
         }
     }
@@ -207,7 +204,11 @@ fn soak(
         "# soak: {} s, seed {seed}, {} fault steps on {}, mix {}",
         duration,
         scenario.steps.len(),
-        hosts.join(","),
+        hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         drawn.join(",")
     );
     run_and_report(tools, &scenario, out)

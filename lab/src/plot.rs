@@ -51,17 +51,20 @@ const NODE_COLORS: [RGBColor; 6] = [
 
 fn fault_color(fault: &Fault) -> RGBAColor {
     match fault.kind {
-        analysis::FaultKind::Crash
-        | analysis::FaultKind::Restart
-        | analysis::FaultKind::Amnesia => RED.mix(0.15),
-        analysis::FaultKind::Isolate
-        | analysis::FaultKind::OneWay
-        | analysis::FaultKind::ClientCut
-        | analysis::FaultKind::Partition => BLUE.mix(0.12),
-        analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
-        analysis::FaultKind::Loss | analysis::FaultKind::Limit | analysis::FaultKind::Delay => {
-            RGBColor(255, 165, 0).mix(0.15)
+        analysis::FaultKind::Kill | analysis::FaultKind::Restart | analysis::FaultKind::Amnesia => {
+            RED.mix(0.15)
         }
+        analysis::FaultKind::Isolate
+        | analysis::FaultKind::IsolateInbound
+        | analysis::FaultKind::IsolateOutbound
+        | analysis::FaultKind::CutClients
+        | analysis::FaultKind::Partition(_) => BLUE.mix(0.12),
+        analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
+        analysis::FaultKind::Loss(_)
+        | analysis::FaultKind::Limit(_)
+        | analysis::FaultKind::Delay(..) => RGBColor(255, 165, 0).mix(0.15),
+        // The undoing actions open no window.
+        _ => RGBColor(128, 128, 128).mix(0.1),
     }
 }
 
@@ -105,7 +108,7 @@ where
             .map_err(|e| anyhow!("drawing: {e}"))?;
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("{} {}", fault.kind.label(), fault.host),
+                format!("{} {}", fault.kind, fault.host),
                 (x0 + 0.2, y_top * 0.97),
                 ("sans-serif", 16).into_font(),
             )))

@@ -6,59 +6,27 @@
 //! at = "10s"
 //! fault = "kill"
 //! host = "a1"
-//! layer = "acceptor"      # optional: host (default), acceptor or node
+//! layer = "acceptor"        # optional (kill/start/restart/pause/resume/isolate): host, acceptor, node
 //! [[step]]
 //! at = "20s"
-//! fault = "loss"
+//! fault = "loss:30"         # parameters after a colon: loss:PERCENT, limit:RATE, delay:D[,JITTER]
 //! host = "a2"
-//! args = ["30"]           # the fault's parameters: loss PERCENT, limit RATE, delay DELAY [JITTER]
-//! scope = "all"           # optional, loss only: peers (default) or all
+//! scope = "all"             # optional, loss only: peers (default) or all
 //! [[step]]
 //! at = "30s"
-//! fault = "partition"
-//! shape = "majorities-ring"
+//! fault = "partition:majorities-ring"   # no host: the shape names them
 //! ```
 //!
 //! and the random schedules of the soak (weighted, seeded, every fault kind), built as the
-//! same structure. Each step becomes one chaos command line (`Step::argv`).
+//! same structure. Each step is one chaos command line (`Step::argv`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use perseus_model::{FaultKind, HostArg, HostName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-
-/// The chaos commands a step may run.
-pub const FAULTS: &[&str] = &[
-    "kill",
-    "start",
-    "restart",
-    "pause",
-    "resume",
-    "isolate",
-    "isolate-inbound",
-    "isolate-outbound",
-    "cut-clients",
-    "loss",
-    "limit",
-    "delay",
-    "partition",
-    "amnesia",
-    "heal",
-];
-
-/// How many parameters a fault takes after its host: (required, optional).
-fn arity(fault: &str) -> (usize, usize) {
-    match fault {
-        "loss" | "limit" => (1, 0),
-        "delay" => (1, 1),
-        _ => (0, 0),
-    }
-}
-
-/// The faults `--layer` applies to.
-const LAYERED: &[&str] = &["kill", "start", "restart", "pause", "resume", "isolate"];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,50 +44,46 @@ struct FileStep {
     #[serde(default)]
     host: Option<String>,
     #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
     layer: Option<String>,
     #[serde(default)]
     scope: Option<String>,
-    #[serde(default)]
-    shape: Option<String>,
 }
 
 /// One timed chaos command.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub at: Duration,
-    pub fault: String,
-    /// `None` only for `heal` (all hosts) and `partition`.
-    pub host: Option<String>,
-    /// Parameters after the host (for partition: the shape).
-    pub args: Vec<String>,
+    pub fault: FaultKind,
+    /// `None` only for kinds that may act on every host (`heal`) and for `partition`.
+    pub host: Option<HostArg>,
     /// chaos options before the command (`--layer acceptor`, `--scope all`).
     pub options: Vec<String>,
 }
 
+/// The kinds `layer` applies to.
+const LAYERED: &[&str] = &["kill", "start", "restart", "pause", "resume", "isolate"];
+
 impl Step {
-    /// A step without parameters or options.
-    pub fn simple(at: Duration, fault: &str, host: Option<&str>) -> Step {
+    /// A step without options.
+    pub fn new(at: Duration, fault: FaultKind, host: Option<HostArg>) -> Step {
         Step {
             at,
-            fault: fault.to_string(),
-            host: host.map(String::from),
-            args: Vec::new(),
+            fault,
+            host,
             options: Vec::new(),
         }
     }
 
-    /// The chaos command line (after the global options).
+    /// The chaos command line (after chaos's global options).
     pub fn argv(&self) -> Vec<String> {
         let mut v = self.options.clone();
-        v.push(self.fault.clone());
-        v.extend(self.host.clone());
-        v.extend(self.args.iter().cloned());
+        v.push(self.fault.name().to_string());
+        v.extend(self.host.map(|h| h.to_string()));
+        v.extend(self.fault.cli_params());
         v
     }
 
-    /// The option value of `--NAME`, if given.
+    /// The value of option `--NAME`, if given.
     #[cfg(test)]
     pub fn option(&self, name: &str) -> Option<&str> {
         let flag = format!("--{name}");
@@ -167,46 +131,29 @@ impl Scenario {
         for (i, step) in file.step.into_iter().enumerate() {
             let n = i + 1;
             let at = parse_duration(&step.at).with_context(|| format!("step {n}: field `at`"))?;
-            if !FAULTS.contains(&step.fault.as_str()) {
-                bail!(
-                    "step {n}: unknown fault {:?} (one of {})",
-                    step.fault,
-                    FAULTS.join(", ")
-                );
-            }
-            let mut args = step.args;
-            let mut options = Vec::new();
-            if step.fault == "partition" {
-                let Some(shape) = step.shape else {
-                    bail!("step {n}: partition needs a `shape` (\"a1 | a2 a3\", halves, bridge, majorities-ring)");
-                };
-                if step.host.is_some() || !args.is_empty() {
-                    bail!("step {n}: partition takes a `shape`, no host or args");
-                }
-                args.push(shape);
-            } else {
-                if step.shape.is_some() {
-                    bail!("step {n}: only partition takes a `shape`");
-                }
-                if step.host.is_none() && step.fault != "heal" {
-                    bail!("step {n}: fault {:?} needs a host", step.fault);
-                }
-                let (required, optional) = arity(&step.fault);
-                if args.len() < required || args.len() > required + optional {
+            let fault: FaultKind = step
+                .fault
+                .parse()
+                .with_context(|| format!("step {n}: field `fault`"))?;
+            let host: Option<HostArg> = step
+                .host
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .with_context(|| format!("step {n}: field `host`"))?;
+            if fault.takes_no_host() {
+                if host.is_some() {
                     bail!(
-                        "step {n}: fault {:?} takes {required}{} value(s) in `args`, not {}",
-                        step.fault,
-                        if optional > 0 {
-                            format!(" to {}", required + optional)
-                        } else {
-                            String::new()
-                        },
-                        args.len()
+                        "step {n}: {} names its hosts in its shape: no `host`",
+                        fault.name()
                     );
                 }
+            } else if host.is_none() && !fault.may_omit_host() {
+                bail!("step {n}: fault {:?} needs a host", step.fault);
             }
+            let mut options = Vec::new();
             if let Some(layer) = step.layer {
-                if !LAYERED.contains(&step.fault.as_str()) {
+                if !LAYERED.contains(&fault.name()) {
                     bail!("step {n}: `layer` applies to {} only", LAYERED.join(", "));
                 }
                 if !["host", "acceptor", "node"].contains(&layer.as_str()) {
@@ -215,7 +162,7 @@ impl Scenario {
                 options.extend(["--layer".to_string(), layer]);
             }
             if let Some(scope) = step.scope {
-                if step.fault != "loss" {
+                if !matches!(fault, FaultKind::Loss(_)) {
                     bail!("step {n}: `scope` applies to loss only");
                 }
                 if !["peers", "all"].contains(&scope.as_str()) {
@@ -232,9 +179,8 @@ impl Scenario {
             }
             steps.push(Step {
                 at,
-                fault: step.fault,
-                host: step.host,
-                args,
+                fault,
+                host,
                 options,
             });
         }
@@ -249,11 +195,11 @@ impl Scenario {
     }
 
     /// A random fault schedule over `duration` for `hosts`, drawn (seeded) from `mix`: one
-    /// fault at a time, each undone before the next (kill/pause of two hosts at once now and
-    /// then, which stops the whole cluster), everything undone 10 s before the end.
+    /// fault at a time, each undone before the next (kill, pause or isolate of two hosts at
+    /// once now and then, which stops the whole cluster), everything undone 10 s before the end.
     pub fn random(
         duration: Duration,
-        hosts: &[String],
+        hosts: &[HostName],
         seed: u64,
         mix: &[(Kind, u32)],
     ) -> Scenario {
@@ -277,10 +223,10 @@ impl Scenario {
                 .map(|(k, _)| *k)
                 .unwrap_or(Kind::Kill);
             let first = rng.random_range(0..hosts.len());
-            let mut victims = vec![hosts[first].clone()];
+            let mut victims = vec![hosts[first]];
             if kind.whole_host() && hosts.len() > 2 && rng.random_bool(0.15) {
                 let second = (first + rng.random_range(1..hosts.len())) % hosts.len();
-                victims.push(hosts[second].clone());
+                victims.push(hosts[second]);
             }
             let hold = rng.random_range(2.0..8.0_f64).min(end - t);
             let (at, until) = (
@@ -292,28 +238,25 @@ impl Scenario {
                 let mut shape = shapes[rng.random_range(0..shapes.len())].to_string();
                 if hosts.len() == 3 && rng.random_bool(0.3) {
                     // An arbitrary two-sided cut: one host against the others.
-                    let alone = &hosts[first];
-                    let rest: Vec<&str> = hosts
+                    let alone = hosts[first];
+                    let rest: Vec<String> = hosts
                         .iter()
-                        .filter(|h| *h != alone)
-                        .map(String::as_str)
+                        .filter(|h| **h != alone)
+                        .map(|h| h.to_string())
                         .collect();
                     shape = format!("{alone} | {}", rest.join(" "));
                 }
-                let mut step = Step::simple(at, "partition", None);
-                step.args.push(shape);
-                steps.push(step);
-                steps.push(Step::simple(until, "heal", None));
+                steps.push(Step::new(at, FaultKind::Partition(shape), None));
+                steps.push(Step::new(until, FaultKind::Heal, None));
             } else {
                 for host in &victims {
-                    let (fault, mut step_undo) = kind.commands(&mut rng);
-                    let mut step = Step::simple(at, fault.0, Some(host));
-                    step.args = fault.1;
-                    step.options = fault.2;
-                    steps.push(step);
-                    step_undo.at = until;
-                    step_undo.host = Some(host.clone());
-                    steps.push(step_undo);
+                    let (mut fault, mut undo) = kind.steps(&mut rng);
+                    fault.at = at;
+                    fault.host = Some(HostArg::Host(*host));
+                    undo.at = until;
+                    undo.host = Some(HostArg::Host(*host));
+                    steps.push(fault);
+                    steps.push(undo);
                 }
             }
             t += hold + rng.random_range(3.0..8.0);
@@ -355,8 +298,19 @@ pub const DEFAULT_MIX: &[(Kind, u32)] = &[
     (Kind::Layer, 2),
 ];
 
-/// (command, args, options) of a fault.
-type Command = (&'static str, Vec<String>, Vec<String>);
+const ALL_KINDS: [Kind; 11] = [
+    Kind::Kill,
+    Kind::Pause,
+    Kind::Isolate,
+    Kind::OneWay,
+    Kind::CutClients,
+    Kind::Loss,
+    Kind::Limit,
+    Kind::Delay,
+    Kind::Partition,
+    Kind::Layer,
+    Kind::Amnesia,
+];
 
 impl Kind {
     pub fn name(self) -> &'static str {
@@ -380,46 +334,46 @@ impl Kind {
         matches!(self, Kind::Kill | Kind::Pause | Kind::Isolate)
     }
 
-    /// The fault's command and the step that undoes it (time and host filled in later).
-    fn commands(self, rng: &mut StdRng) -> (Command, Step) {
-        let undo = |fault: &str, options: Vec<String>| {
-            let mut s = Step::simple(Duration::ZERO, fault, None);
-            s.options = options;
-            s
+    /// The fault's step and the step that undoes it (time and host filled in by the caller).
+    fn steps(self, rng: &mut StdRng) -> (Step, Step) {
+        let step = |fault: FaultKind, options: &[&str]| Step {
+            at: Duration::ZERO,
+            fault,
+            host: None,
+            options: options.iter().map(|s| s.to_string()).collect(),
         };
-        let none = Vec::new;
+        let heal = || step(FaultKind::Heal, &[]);
         match self {
-            Kind::Kill => (("kill", none(), none()), undo("start", none())),
-            Kind::Pause => (("pause", none(), none()), undo("resume", none())),
-            Kind::Isolate => (("isolate", none(), none()), undo("heal", none())),
+            Kind::Kill => (step(FaultKind::Kill, &[]), step(FaultKind::Start, &[])),
+            Kind::Pause => (step(FaultKind::Pause, &[]), step(FaultKind::Resume, &[])),
+            Kind::Isolate => (step(FaultKind::Isolate, &[]), heal()),
             Kind::OneWay => {
                 let f = if rng.random_bool(0.5) {
-                    "isolate-inbound"
+                    FaultKind::IsolateInbound
                 } else {
-                    "isolate-outbound"
+                    FaultKind::IsolateOutbound
                 };
-                ((f, none(), none()), undo("heal", none()))
+                (step(f, &[]), heal())
             }
-            Kind::CutClients => (("cut-clients", none(), none()), undo("heal", none())),
+            Kind::CutClients => (step(FaultKind::CutClients, &[]), heal()),
             Kind::Loss => {
-                let percent = [10, 30, 50][rng.random_range(0..3)].to_string();
+                let percent = [10, 30, 50][rng.random_range(0..3)];
                 let scope = if rng.random_bool(0.25) {
                     "all"
                 } else {
                     "peers"
                 };
-                let options = vec!["--scope".to_string(), scope.to_string()];
-                (("loss", vec![percent], options), undo("heal", none()))
+                (step(FaultKind::Loss(percent), &["--scope", scope]), heal())
             }
             Kind::Limit => {
-                let rate = ["128kbit", "512kbit", "2mbit"][rng.random_range(0..3)].to_string();
-                (("limit", vec![rate], none()), undo("heal", none()))
+                let rate = ["128kbit", "512kbit", "2mbit"][rng.random_range(0..3)];
+                (step(FaultKind::Limit(rate.into()), &[]), heal())
             }
             Kind::Delay => {
-                let d = ["20ms", "100ms"][rng.random_range(0..2)].to_string();
+                let d = ["20ms", "100ms"][rng.random_range(0..2)];
                 (
-                    ("delay", vec![d, "10ms".into()], none()),
-                    undo("heal", none()),
+                    step(FaultKind::Delay(d.into(), Some("10ms".into())), &[]),
+                    heal(),
                 )
             }
             Kind::Layer => {
@@ -428,45 +382,33 @@ impl Kind {
                 } else {
                     "node"
                 };
-                let options = vec!["--layer".to_string(), layer.to_string()];
+                let opts = ["--layer", layer];
                 match rng.random_range(0..3) {
-                    0 => (("kill", none(), options.clone()), undo("start", options)),
-                    1 => (("pause", none(), options), undo("resume", none())),
-                    _ => (("isolate", none(), options), undo("heal", none())),
+                    0 => (step(FaultKind::Kill, &opts), step(FaultKind::Start, &opts)),
+                    1 => (step(FaultKind::Pause, &opts), step(FaultKind::Resume, &[])),
+                    _ => (step(FaultKind::Isolate, &opts), heal()),
                 }
             }
-            Kind::Amnesia => (("amnesia", none(), none()), undo("heal", none())),
-            Kind::Partition => (("partition", none(), none()), undo("heal", none())),
+            Kind::Amnesia => (step(FaultKind::Amnesia, &[]), heal()),
+            // Drawn by `random` itself (no host); kept total for the match.
+            Kind::Partition => (step(FaultKind::Partition("halves".into()), &[]), heal()),
         }
     }
 }
 
 /// Parses a mix like `kill=3,loss=1` (names from `Kind::name`; missing kinds get weight 0).
 pub fn parse_mix(text: &str) -> Result<Vec<(Kind, u32)>> {
-    const ALL: [Kind; 11] = [
-        Kind::Kill,
-        Kind::Pause,
-        Kind::Isolate,
-        Kind::OneWay,
-        Kind::CutClients,
-        Kind::Loss,
-        Kind::Limit,
-        Kind::Delay,
-        Kind::Partition,
-        Kind::Layer,
-        Kind::Amnesia,
-    ];
     let mut mix = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
-        let kind = ALL
+        let kind = ALL_KINDS
             .iter()
             .find(|k| k.name() == name.trim())
             .copied()
             .with_context(|| {
                 format!(
                     "unknown fault kind {name:?} in the mix (one of {})",
-                    ALL.map(Kind::name).join(", ")
+                    ALL_KINDS.map(Kind::name).join(", ")
                 )
             })?;
         let weight: u32 = weight
@@ -505,7 +447,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.duration, Duration::from_secs(30));
-        assert_eq!(s.steps[0].fault, "kill");
+        assert_eq!(s.steps[0].fault, FaultKind::Kill);
         assert_eq!(s.steps[2].host, None);
     }
 
@@ -529,14 +471,14 @@ mod tests {
 
     #[test]
     fn random_schedules_are_seeded_undo_every_fault_and_end_early() {
-        let hosts: Vec<String> = ["a1", "a2", "a3"].iter().map(|s| s.to_string()).collect();
+        let hosts = perseus_model::System::Perseus.hosts();
         let a = Scenario::random(Duration::from_secs(300), &hosts, 7, DEFAULT_MIX);
         let b = Scenario::random(Duration::from_secs(300), &hosts, 7, DEFAULT_MIX);
         assert_eq!(a, b);
         assert!(a.steps.len() >= 10);
         let last = a.steps.last().unwrap().at;
         assert!(last <= Duration::from_secs(290));
-        let count = |f: &str| a.steps.iter().filter(|s| s.fault == f).count();
+        let count = |name: &str| a.steps.iter().filter(|s| s.fault.name() == name).count();
         assert_eq!(count("kill"), count("start"));
         assert_eq!(count("pause"), count("resume"));
         let healed = [
@@ -558,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_long_soak_draws_every_kind_of_the_mix() {
-        let hosts: Vec<String> = ["a1", "a2", "a3"].iter().map(|s| s.to_string()).collect();
+        let hosts = perseus_model::System::Perseus.hosts();
         let s = Scenario::random(Duration::from_secs(3000), &hosts, 3, DEFAULT_MIX);
         for f in [
             "kill",
@@ -570,7 +512,7 @@ mod tests {
             "delay",
             "partition",
         ] {
-            assert!(s.steps.iter().any(|st| st.fault == f), "no {f}");
+            assert!(s.steps.iter().any(|st| st.fault.name() == f), "no {f}");
         }
         assert!(s
             .steps
@@ -582,7 +524,7 @@ mod tests {
         assert!(s
             .steps
             .iter()
-            .all(|st| st.fault == "loss" || st.fault == "heal"));
+            .all(|st| matches!(st.fault, FaultKind::Loss(_) | FaultKind::Heal)));
         assert!(parse_mix("kill=2,quake=1").is_err());
         assert!(parse_mix("kill=0").is_err());
         assert!(parse_mix("kill=x").is_err());
@@ -592,10 +534,10 @@ mod tests {
     fn every_fault_parses_into_a_chaos_command_line() {
         let s = Scenario::parse(
             "duration = \"60s\"\n\
-             [[step]]\nat = \"1s\"\nfault = \"loss\"\nhost = \"a1\"\nargs = [\"30\"]\nscope = \"all\"\n\
-             [[step]]\nat = \"2s\"\nfault = \"partition\"\nshape = \"a1 | a2 a3\"\n\
+             [[step]]\nat = \"1s\"\nfault = \"loss:30\"\nhost = \"a1\"\nscope = \"all\"\n\
+             [[step]]\nat = \"2s\"\nfault = \"partition:a1 | a2 a3\"\n\
              [[step]]\nat = \"3s\"\nfault = \"kill\"\nhost = \"a1\"\nlayer = \"acceptor\"\n\
-             [[step]]\nat = \"4s\"\nfault = \"delay\"\nhost = \"a1\"\nargs = [\"50ms\", \"10ms\"]\n\
+             [[step]]\nat = \"4s\"\nfault = \"delay:50ms,10ms\"\nhost = \"a1\"\n\
              [[step]]\nat = \"5s\"\nfault = \"amnesia\"\nhost = \"a3\"\n",
         )
         .unwrap();
@@ -612,10 +554,10 @@ mod tests {
         );
         let err = |text: &str| format!("{:#}", Scenario::parse(text).unwrap_err());
         let step = |body: &str| format!("duration = \"30s\"\n[[step]]\nat = \"1s\"\n{body}");
-        assert!(err(&step("fault = \"loss\"\nhost = \"a1\"\n")).contains("takes 1 value"));
-        assert!(err(&step("fault = \"partition\"\n")).contains("needs a `shape`"));
+        assert!(err(&step("fault = \"loss\"\nhost = \"a1\"\n")).contains("needs a PERCENT"));
+        assert!(err(&step("fault = \"partition:halves\"\nhost = \"a1\"\n")).contains("no `host`"));
         assert!(err(&step(
-            "fault = \"loss\"\nhost = \"a1\"\nargs = [\"3\"]\nlayer = \"node\"\n"
+            "fault = \"loss:3\"\nhost = \"a1\"\nlayer = \"node\"\n"
         ))
         .contains("`layer` applies"));
         assert!(err(&step(

@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use perseus_model::load::{self, Record, StopReason};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::output::{columns_line, start_line, Output, Summary};
+use crate::output::{columns_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
-use crate::worker::{FinalRead, Worker};
+use crate::worker::{FinalRead, Worker, WorkerReport};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
 const REPORT_GRACE: Duration = Duration::from_millis(20);
@@ -59,8 +61,26 @@ where
     F: Future<Output = ()>,
 {
     let start = Instant::now();
-    let start_wall = chrono::Utc::now();
-    let mut out = Output::new(stdout, cfg.out.as_deref(), start_wall).with_context(|| {
+    let mut out = open_output(&cfg, stdout)?;
+    announce_start(&cfg, &mut out);
+    let recorder = Arc::new(Recorder::new(start, cfg.nodes.len(), cfg.bucket_ms));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = spawn_workers(&cfg, &recorder, stop_rx);
+    let ending = report_seconds(&cfg, start, &recorder, &mut out, &stop_tx, shutdown).await;
+    let _ = stop_tx.send(true);
+    let reports = collect_workers(workers, &cfg).await;
+    let summary = summarize(&cfg, start, &recorder, &mut out, ending, &reports);
+    let exit_code = if summary.total_violations() > 0 && !cfg.allow_violations {
+        1
+    } else {
+        0
+    };
+    Ok(RunResult { summary, exit_code })
+}
+
+/// Opens stdout and the JSON-lines file; the wall-clock start of the run is now.
+fn open_output(cfg: &Config, stdout: Box<dyn Write + Send>) -> anyhow::Result<Output> {
+    Output::new(stdout, cfg.out.as_deref(), chrono::Utc::now()).with_context(|| {
         format!(
             "cannot create the output file {}",
             cfg.out
@@ -68,29 +88,39 @@ where
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         )
-    })?;
-    let nodes = cfg.nodes.len();
-    out.line(&start_line(start_wall, &cfg.run_id));
-    out.line(&columns_line(nodes));
-    out.json(&serde_json::json!({
-        "type": "start",
-        "time": output::rfc3339_ms(start_wall),
-        "unix_ms": start_wall.timestamp_millis(),
-        "run_id": cfg.run_id,
-        "nodes": cfg.nodes,
-        "connections": cfg.connections,
-        "duration_s": cfg.duration.as_secs_f64(),
-        "timeout_ms": cfg.timeout.as_millis() as u64,
-        "bucket_ms": cfg.bucket_ms,
-        "keys": (0..nodes)
+    })
+}
+
+/// Prints the start and column lines and writes (flushed) the `start` record, which tells
+/// whoever waits for the load (lab) that it has begun and when.
+fn announce_start(cfg: &Config, out: &mut Output) {
+    let start_wall = out.start();
+    let record = load::Start {
+        time: start_wall,
+        unix_ms: start_wall.timestamp_millis(),
+        run_id: cfg.run_id.clone(),
+        nodes: cfg.nodes.clone(),
+        connections: cfg.connections,
+        duration_s: cfg.duration.as_secs_f64(),
+        timeout_ms: cfg.timeout.as_millis() as u64,
+        bucket_ms: cfg.bucket_ms,
+        keys: (0..cfg.nodes.len())
             .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
             .map(|(n, c)| key_for(&cfg.run_id, n, c))
-            .collect::<Vec<_>>(),
-    }));
+            .collect(),
+    };
+    out.line(&record.comment_line());
+    out.line(&columns_line(cfg.nodes.len()));
+    out.record(&Record::Start(record));
     out.flush_json();
+}
 
-    let recorder = Arc::new(Recorder::new(start, nodes, cfg.bucket_ms));
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// One task per node and connection slot, each a logical client with its own key.
+fn spawn_workers(
+    cfg: &Config,
+    recorder: &Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<WorkerReport>> {
     let mut workers = Vec::new();
     for (n, url) in cfg.nodes.iter().enumerate() {
         for c in 0..cfg.connections {
@@ -102,10 +132,33 @@ where
                 recorder.clone(),
                 cfg.error_pause,
             );
-            workers.push(tokio::spawn(w.run(stop_rx.clone(), cfg.final_read)));
+            workers.push(tokio::spawn(w.run(stop.clone(), cfg.final_read)));
         }
     }
+    workers
+}
 
+/// How the reporting loop ended.
+struct Ending {
+    reported: u64,
+    stopped_at: Instant,
+    stopped_by: StopReason,
+    first_violations: Vec<ViolationEvent>,
+}
+
+/// Reports each second once it is over, until the duration has passed and its last second
+/// is reported, or until `shutdown` (then at once). Tells the workers to stop at the deadline.
+async fn report_seconds<F>(
+    cfg: &Config,
+    start: Instant,
+    recorder: &Recorder,
+    out: &mut Output,
+    stop_tx: &watch::Sender<bool>,
+    shutdown: F,
+) -> Ending
+where
+    F: Future<Output = ()>,
+{
     let t0 = tokio::time::Instant::from_std(start);
     let mut ticker = tokio::time::interval_at(
         t0 + Duration::from_secs(1) + REPORT_GRACE,
@@ -115,7 +168,7 @@ where
     let total_seconds = cfg.duration.as_secs();
     let mut reported = 0u64;
     let mut stopped_at: Option<Instant> = None;
-    let mut stopped_by = "duration";
+    let mut stopped_by = StopReason::Duration;
     let mut first_violations = Vec::new();
     tokio::pin!(shutdown);
     loop {
@@ -138,17 +191,26 @@ where
             }
             _ = &mut shutdown, if stopped_at.is_none() => {
                 stopped_at = Some(Instant::now());
-                stopped_by = "signal";
+                stopped_by = StopReason::Signal;
                 let _ = stop_tx.send(true);
                 break;
             }
         }
     }
-    let stopped_at = stopped_at.unwrap_or_else(Instant::now);
-    let _ = stop_tx.send(true);
+    Ending {
+        reported,
+        stopped_at: stopped_at.unwrap_or_else(Instant::now),
+        stopped_by,
+        first_violations,
+    }
+}
 
-    // Workers stop at once (an in-flight request is abandoned, its write stays pending in the
-    // checker), then do their bounded final read.
+/// Waits (bounded) for the workers: they stop at once (an in-flight request is abandoned, its
+/// write stays pending in the checker), then do their bounded final read.
+async fn collect_workers(
+    workers: Vec<JoinHandle<WorkerReport>>,
+    cfg: &Config,
+) -> Vec<WorkerReport> {
     let bound = cfg.timeout * 4 + Duration::from_secs(5);
     let mut reports = Vec::new();
     for h in workers {
@@ -162,39 +224,40 @@ where
             }
         }
     }
-    let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
-    let (final_checked, final_unreachable, final_skipped) = (
-        count(FinalRead::Checked),
-        count(FinalRead::Unreachable),
-        count(FinalRead::Skipped),
-    );
+    reports
+}
 
+/// Records the last violations, then prints and writes the summary.
+fn summarize(
+    cfg: &Config,
+    start: Instant,
+    recorder: &Recorder,
+    out: &mut Output,
+    ending: Ending,
+    reports: &[WorkerReport],
+) -> Summary {
+    let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
+    let mut first_violations = ending.first_violations;
     let rest = recorder.drain_violations();
     out.violations(&rest);
     keep_first(&mut first_violations, rest);
-    let totals = recorder.totals();
     let summary = Summary {
         run_id: cfg.run_id.clone(),
         nodes: cfg.nodes.clone(),
         connections: cfg.connections,
-        elapsed: stopped_at.saturating_duration_since(start),
-        stopped_by,
-        seconds_reported: reported,
-        totals,
-        final_checked,
-        final_unreachable,
-        final_skipped,
+        elapsed: ending.stopped_at.saturating_duration_since(start),
+        stopped_by: ending.stopped_by,
+        seconds_reported: ending.reported,
+        totals: recorder.totals(),
+        final_checked: count(FinalRead::Checked),
+        final_unreachable: count(FinalRead::Unreachable),
+        final_skipped: count(FinalRead::Skipped),
         first_violations,
     };
     for l in summary.lines() {
         out.line(&l);
     }
-    out.json(&summary.json());
+    out.record(&Record::Summary(summary.record()));
     out.flush_json();
-    let exit_code = if summary.total_violations() > 0 && !cfg.allow_violations {
-        1
-    } else {
-        0
-    };
-    Ok(RunResult { summary, exit_code })
+    summary
 }

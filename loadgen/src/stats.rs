@@ -23,26 +23,10 @@ use crate::client::ErrorKind;
 /// Error counters, one per [`ErrorKind`].
 pub type ErrorCounts = [u64; ErrorKind::COUNT];
 /// Violation counters, one per [`ViolationKind`].
-pub type ViolationCounts = [u64; 4];
+pub type ViolationCounts = [u64; ViolationKind::COUNT];
 
-/// Request kinds with their own latency histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Get,
-    Create,
-    Cas,
-}
-
-impl Op {
-    pub const ALL: [Op; 3] = [Op::Get, Op::Create, Op::Cas];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::Create => "create",
-            Op::Cas => "cas",
-        }
-    }
-}
+/// Request kinds with their own latency histogram (shared with the records).
+pub use perseus_model::Op;
 
 /// A fresh histogram of microseconds (auto-resizing, 3 significant digits).
 pub fn new_histogram() -> Histogram<u64> {
@@ -97,7 +81,7 @@ impl SecondSlot {
             ok: vec![0; nodes],
             errors: vec![[0; ErrorKind::COUNT]; nodes],
             latency: new_histogram(),
-            violations: [0; 4],
+            violations: [0; ViolationKind::COUNT],
             buckets: vec![vec![BucketNode::default(); nodes]; buckets],
         }
     }
@@ -184,7 +168,7 @@ impl Recorder {
                     errors: vec![[0; ErrorKind::COUNT]; nodes],
                     iteration: new_histogram(),
                     requests: Op::ALL.iter().map(|_| new_histogram()).collect(),
-                    violations: [0; 4],
+                    violations: [0; ViolationKind::COUNT],
                     late: 0,
                 },
                 new_violations: Vec::new(),
