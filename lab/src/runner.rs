@@ -110,12 +110,19 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         }
     };
 
+    // Steps on different hosts run side by side (two hosts killed at once), but the commands
+    // on one host run in their order: a heal that starts while the fault it undoes is still
+    // being installed (chaos takes seconds on a busy machine) would race its rules. A step
+    // without a host (heal of all, a partition) waits for every host.
+    let locks = HostLocks::default();
     let mut steps = Vec::new();
     for step in &scenario.steps {
         let wait = (t0 + step.at).saturating_duration_since(Instant::now());
         std::thread::sleep(wait);
         let (setup, dir, log, step) = (setup.clone(), dir.to_path_buf(), log.clone(), step.clone());
+        let turn = locks.take(step.host.map(|h| h.to_string()));
         steps.push(std::thread::spawn(move || {
+            let _turn = turn.wait();
             let argv = step.argv();
             let args: Vec<&str> = argv.iter().map(String::as_str).collect();
             let ok = chaos(&setup, &dir, &args, &log);
@@ -140,6 +147,87 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         loadgen_exit: status.code(),
         failed_steps,
     })
+}
+
+/// Orders the chaos commands per host: each step takes its place in line when it is due
+/// (in scenario order) and runs once every earlier step on the same host (or any earlier
+/// step, for a step without a host) has finished.
+#[derive(Default)]
+struct HostLocks {
+    /// The completion signal of the latest step per host ("" = the steps without a host).
+    last: Mutex<std::collections::HashMap<String, Arc<Done>>>,
+}
+
+/// Set when a step finished.
+#[derive(Default)]
+struct Done {
+    finished: Mutex<bool>,
+    signal: std::sync::Condvar,
+}
+
+impl Done {
+    fn wait(&self) {
+        let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        while !*finished {
+            finished = self
+                .signal
+                .wait(finished)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A step's place in line: what it waits for, and its own completion signal.
+struct Turn {
+    before: Vec<Arc<Done>>,
+    mine: Arc<Done>,
+}
+
+/// Marks the step finished when dropped (also when its thread panics).
+struct Finished(Arc<Done>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        *self.0.finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.0.signal.notify_all();
+    }
+}
+
+impl Turn {
+    fn wait(self) -> Finished {
+        for d in &self.before {
+            d.wait();
+        }
+        Finished(self.mine)
+    }
+}
+
+impl HostLocks {
+    fn take(&self, host: Option<String>) -> Turn {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = Arc::new(Done::default());
+        let before: Vec<Arc<Done>> = match &host {
+            // A host-less step waits for everything before it.
+            None => last.values().cloned().collect(),
+            // A host step waits for its host and for the last host-less step.
+            Some(h) => [last.get(h).cloned(), last.get("").cloned()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        match host {
+            None => {
+                for v in last.values_mut() {
+                    *v = mine.clone();
+                }
+                last.insert(String::new(), mine.clone());
+            }
+            Some(h) => {
+                last.insert(h, mine.clone());
+            }
+        }
+        Turn { before, mine }
+    }
 }
 
 /// Waits for the `start` record the load generator writes (flushed) before its first
@@ -205,4 +293,41 @@ pub fn kernel_has_netem(setup: &Setup, host: &str) -> Result<bool> {
         return Ok(false);
     }
     bail!("probing netem with chaos delay {host} 1ms failed: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_on_one_host_run_in_order_and_hostless_steps_wait_for_all() {
+        let locks = HostLocks::default();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let slow = locks.take(Some("a1".into()));
+        let other = locks.take(Some("a2".into()));
+        let after = locks.take(Some("a1".into()));
+        let all = locks.take(None);
+        let spawn = |turn: Turn, name: &'static str, ms: u64| {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                let _f = turn.wait();
+                std::thread::sleep(Duration::from_millis(ms));
+                order.lock().unwrap().push(name);
+            })
+        };
+        let handles = vec![
+            spawn(all, "heal all", 0),
+            spawn(after, "heal a1", 0),
+            spawn(slow, "loss a1", 150),
+            spawn(other, "kill a2", 0),
+        ];
+        for h in handles {
+            h.join().unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.last(), Some(&"heal all"));
+        let pos = |n| order.iter().position(|x| *x == n).unwrap();
+        assert!(pos("loss a1") < pos("heal a1"));
+        assert!(pos("kill a2") < pos("loss a1"), "{order:?}");
+    }
 }
