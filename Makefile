@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Compose v2 plugin when present, else docker-compose v1 (1.29).
-COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+# Compose v2 plugin when present, else docker-compose v1 (1.29) (scripts/lib.sh).
+COMPOSE ?= $(shell scripts/lib.sh compose_command)
 CARGO ?= cargo
 IMAGE ?= perseus:latest
 BASE_IMAGE ?= perseus-base:bookworm
@@ -16,12 +16,18 @@ TARGET ?= auto
 ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
+# `make load`: connections per node, and which keys they use: `own` (one key per connection)
+# or `shared:N` (all connections of all nodes race on N keys), e.g. KEYS=shared:1 CONNECTIONS=10
+CONNECTIONS ?= 1
+KEYS ?= own
 BENCH_DURATION ?= 20
 BENCH_CONNECTIONS ?= 1 4 16
 # `make experiment` / `make soak`
 SCENARIO ?= kill-and-isolate
 DURATION ?= 300
 SEED ?= 1
+# `make watch`: the load stops by itself after this many seconds (or on q)
+WATCH_DURATION ?= 3600
 UP_TIMEOUT ?= 90
 # Fault parameters (docs/faults.md): make loss-a1 PERCENT=30 SCOPE=peers|all, make limit-a1
 # RATE=256kbit, make delay-a1 DELAY=50ms JITTER=10ms, make partition SHAPE="a1 | a2 a3".
@@ -36,10 +42,10 @@ export COMPOSE BASE_IMAGE UP_TIMEOUT
 CLUSTER := a1 a2 a3 p1 p2 p3
 ALL_PROFILES := --profile load --profile chaos --profile etcd
 CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
-# The client container, running or not (by label: `compose ps` differs between v1 and v2).
-CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
+# The client container, running or not (by label, see scripts/lib.sh).
+CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak partition \
+.PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
         compare etcd-smoke \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
@@ -52,11 +58,11 @@ help: ## Show this help
 	@echo "  HOST is a1, a2, a3 (Perseus), e1, e2, e3 (etcd, after make up-etcd) or leader"
 	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader TARGET=etcd)."
 
-base: ## Build the base image (debian:bookworm-slim, or debootstrap when no registry answers)
+base: ## Build the base image (debian:bookworm-slim, or debootstrap from this machine's apt mirror when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
 
-binaries: ## cargo build --release of node, loadgen, chaos and lab
-	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab
+binaries: ## cargo build --release of node, loadgen, chaos, lab and watch
+	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab -p perseus-watch
 
 images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
 	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
@@ -71,10 +77,16 @@ up: images ## Build what is missing, start a1..a3 and p1..p3 (repairing a node l
 
 up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait until healthy
 	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
-	NODES="$(ETCD_HOSTS)" scripts/wait-healthy.sh
+	scripts/wait-healthy.sh etcd
 
-load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-second output
-	LOADGEN_DURATION=$(LOADGEN_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
+	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+	@id=$(CLIENT_ID); \
+	  docker logs -f $$id; \
+	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
+
+load-etcd: up-etcd ## The same load against the etcd cluster (LOADGEN_DURATION, CONNECTIONS, KEYS as for load)
+	LOADGEN_NODES=$(ETCD_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
@@ -142,7 +154,8 @@ partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, br
 down: ## Remove all containers, networks and volumes of the testbed
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
 
-test: ## fmt --check, clippy -D warnings, cargo test (node tests need redis-server)
+test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests when missing)
+	scripts/lib.sh need redis-server
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
@@ -151,6 +164,10 @@ experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate)
 	@test -f compose/scenarios/$(SCENARIO).toml || { echo "no scenario compose/scenarios/$(SCENARIO).toml; there are: $$(ls compose/scenarios | sed 's/.toml//' | tr '\n' ' ')" >&2; exit 2; }
 	target/release/lab run compose/scenarios/$(SCENARIO).toml \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)
+
+watch: up ## Live terminal view of the load: charts per node, faults marked, keys act (q quits, writes a report)
+	target/release/watch --duration $(WATCH_DURATION) \
+	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-watch
 
 soak: up ## Random faults of every kind (MIX, default all but amnesia) for DURATION (300) s with SEED, all undone at the end; fails on any violation
 	target/release/lab soak --duration $(DURATION) --seed $(SEED) $(if $(MIX),--mix "$(MIX)") \

@@ -78,6 +78,8 @@ enum Command {
     Heal,
     /// Show each host: containers, shared namespace, health from outside, active faults.
     Status,
+    /// Wait (up to --wait) until every target host answers its health URL.
+    Health,
 }
 
 impl Command {
@@ -99,6 +101,7 @@ impl Command {
             Command::Amnesia => "amnesia",
             Command::Heal => "heal",
             Command::Status => "status",
+            Command::Health => "health",
         }
     }
 
@@ -202,7 +205,7 @@ impl Args {
 
     /// The fault kind (with its parameters) the command line asks for; None for status.
     fn fault_kind(&self, params: &[String]) -> Result<Option<FaultKind>> {
-        if self.command == Command::Status {
+        if matches!(self.command, Command::Status | Command::Health) {
             return Ok(None);
         }
         let param = (!params.is_empty()).then(|| params.join(","));
@@ -287,6 +290,10 @@ async fn run(args: &Args) -> Result<bool> {
         );
     }
     let Some(kind) = kind else {
+        if args.command == Command::Health {
+            wait_healthy(&docker, &cluster, &targets, Duration::from_secs(args.wait)).await?;
+            return Ok(true);
+        }
         return status(&docker, &cluster, &targets).await;
     };
     let mut all_ok = true;
@@ -304,6 +311,28 @@ async fn run(args: &Args) -> Result<bool> {
         )?;
     }
     Ok(all_ok)
+}
+
+/// Waits until every host answers its health URL from outside, all within one `wait`.
+async fn wait_healthy(
+    docker: &Docker,
+    cluster: &Cluster,
+    targets: &[HostName],
+    wait: Duration,
+) -> Result<()> {
+    let begin = std::time::Instant::now();
+    for &name in targets {
+        let host = cluster.host(docker, name).await?;
+        let left = wait.saturating_sub(begin.elapsed());
+        fault::wait_healthy(docker, &host, left.max(Duration::from_secs(1))).await?;
+    }
+    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    println!(
+        "all hosts healthy where their users stand: {} (after {:.1} s)",
+        names.join(" "),
+        begin.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// How the fault was applied beyond its kind (the kind carries its own values): the layer
@@ -834,6 +863,7 @@ mod tests {
         let a = parse(&["start", "a2", "--wait", "5"]).unwrap();
         assert_eq!((a.command, a.wait), (Command::Start, 5));
         assert_eq!(parse(&["status"]).unwrap().command, Command::Status);
+        assert_eq!(parse(&["health"]).unwrap().command, Command::Health);
     }
 
     #[test]

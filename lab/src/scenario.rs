@@ -17,13 +17,16 @@
 //! fault = "partition:majorities-ring"   # no host: the shape names them
 //! ```
 //!
-//! and the random schedules of the soak (weighted, seeded, every fault kind), built as the
-//! same structure. Each step is one chaos command line (`Step::argv`).
+//! plus optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
+//! schedules of the soak (weighted, seeded, every fault kind), built as the same structure.
+//! Each step is one chaos command line (`Step::argv`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use perseus_model::{FaultKind, HostArg, HostName};
+
+use crate::check::Expect;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -34,6 +37,8 @@ struct File {
     duration: String,
     #[serde(default)]
     step: Vec<FileStep>,
+    #[serde(default)]
+    expect: Vec<Expect>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -98,6 +103,8 @@ impl Step {
 pub struct Scenario {
     pub duration: Duration,
     pub steps: Vec<Step>,
+    /// What the run must show (checked after it, see check.rs).
+    pub expect: Vec<Expect>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`.
@@ -185,7 +192,11 @@ impl Scenario {
             });
         }
         steps.sort_by_key(|s| s.at);
-        Ok(Scenario { duration, steps })
+        Ok(Scenario {
+            duration,
+            steps,
+            expect: file.expect,
+        })
     }
 
     pub fn load(path: &std::path::Path) -> Result<Scenario> {
@@ -262,7 +273,11 @@ impl Scenario {
             t += hold + rng.random_range(3.0..8.0);
         }
         steps.sort_by_key(|s| s.at);
-        Scenario { duration, steps }
+        Scenario {
+            duration,
+            steps,
+            expect: vec![Expect::NoViolations, Expect::FaultsUndone],
+        }
     }
 }
 

@@ -22,13 +22,16 @@ pub use perseus_model::ErrorKind;
 pub struct ClientError {
     pub kind: ErrorKind,
     pub detail: String,
+    /// The HTTP status, when the server answered with one.
+    pub status: Option<u16>,
 }
 
 impl ClientError {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         ClientError {
             kind,
             detail: detail.into(),
+            status: None,
         }
     }
 }
@@ -112,7 +115,10 @@ fn status_error(status: u16, body: &[u8]) -> ClientError {
         ErrorKind::HttpUnexpected
     };
     let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    ClientError::new(kind, format!("status {status}: {snippet}"))
+    ClientError {
+        status: Some(status),
+        ..ClientError::new(kind, format!("status {status}: {snippet}"))
+    }
 }
 
 /// A client for one key on one node.
@@ -270,6 +276,7 @@ mod tests {
     #[test]
     fn status_errors_are_classified() {
         assert_eq!(status_error(503, b"{}").kind, ErrorKind::Http5xx);
+        assert_eq!(status_error(503, b"{}").status, Some(503));
         assert_eq!(status_error(400, b"{}").kind, ErrorKind::HttpUnexpected);
     }
 

@@ -8,6 +8,7 @@
 pub mod checker;
 pub mod client;
 pub mod config;
+pub mod contention;
 pub mod output;
 pub mod stats;
 pub mod worker;
@@ -22,10 +23,13 @@ use perseus_model::load::{self, Record, StopReason};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::checker::{KeyChecker, State};
+use crate::client::EtcdClient;
+use crate::config::{Config, KeyMode};
+use crate::contention::{SharedKey, SharedView};
 use crate::output::{columns_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
-use crate::worker::{FinalRead, Worker, WorkerReport};
+use crate::worker::{Checker, FinalRead, Worker, WorkerReport};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
 const REPORT_GRACE: Duration = Duration::from_millis(20);
@@ -50,6 +54,22 @@ pub fn key_for(run_id: &str, node: usize, conn: u32) -> String {
     format!("{run_id}-n{}-c{conn}", node + 1)
 }
 
+/// Key `i` of `--keys shared:N`: `{run_id}-s{i}`.
+pub fn shared_key_for(run_id: &str, i: u32) -> String {
+    format!("{run_id}-s{i}")
+}
+
+/// The keys of the run: one per client (`own`), or the shared ones.
+fn run_keys(cfg: &Config) -> Vec<String> {
+    match cfg.keys {
+        KeyMode::Own => (0..cfg.nodes.len())
+            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
+            .map(|(n, c)| key_for(&cfg.run_id, n, c))
+            .collect(),
+        KeyMode::Shared(k) => (0..k).map(|i| shared_key_for(&cfg.run_id, i)).collect(),
+    }
+}
+
 /// Runs the load until `cfg.duration` passes or `shutdown` completes, writing the table to
 /// `stdout` (and JSON lines to `cfg.out`), then prints the summary.
 pub async fn run<F>(
@@ -65,11 +85,24 @@ where
     announce_start(&cfg, &mut out);
     let recorder = Arc::new(Recorder::new(start, cfg.nodes.len(), cfg.bucket_ms));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = spawn_workers(&cfg, &recorder, stop_rx);
+    let shared: Vec<Arc<SharedKey>> = match cfg.keys {
+        KeyMode::Own => Vec::new(),
+        KeyMode::Shared(_) => run_keys(&cfg).into_iter().map(SharedKey::new).collect(),
+    };
+    let workers = spawn_workers(&cfg, &recorder, stop_rx, &shared);
     let ending = report_seconds(&cfg, start, &recorder, &mut out, &stop_tx, shutdown).await;
     let _ = stop_tx.send(true);
     let reports = collect_workers(workers, &cfg).await;
-    let summary = summarize(&cfg, start, &recorder, &mut out, ending, &reports);
+    let shared_reads = final_read_shared(&cfg, &shared, &recorder).await;
+    let summary = summarize(
+        &cfg,
+        start,
+        &recorder,
+        &mut out,
+        ending,
+        &reports,
+        (&shared, shared_reads),
+    );
     let exit_code = if summary.total_violations() > 0 && !cfg.allow_violations {
         1
     } else {
@@ -104,10 +137,8 @@ fn announce_start(cfg: &Config, out: &mut Output) {
         duration_s: cfg.duration.as_secs_f64(),
         timeout_ms: cfg.timeout.as_millis() as u64,
         bucket_ms: cfg.bucket_ms,
-        keys: (0..cfg.nodes.len())
-            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
-            .map(|(n, c)| key_for(&cfg.run_id, n, c))
-            .collect(),
+        keys: run_keys(cfg),
+        key_mode: cfg.keys.as_string(),
     };
     out.line(&record.comment_line());
     out.line(&columns_line(cfg.nodes.len()));
@@ -115,27 +146,92 @@ fn announce_start(cfg: &Config, out: &mut Output) {
     out.flush_json();
 }
 
-/// One task per node and connection slot, each a logical client with its own key.
+/// One task per node and connection slot, each a logical client with its own key, or
+/// (`shared`) on shared key `c mod N`, so that each shared key is raced on by every node.
 fn spawn_workers(
     cfg: &Config,
     recorder: &Arc<Recorder>,
     stop: watch::Receiver<bool>,
+    shared: &[Arc<SharedKey>],
 ) -> Vec<JoinHandle<WorkerReport>> {
     let mut workers = Vec::new();
     for (n, url) in cfg.nodes.iter().enumerate() {
         for c in 0..cfg.connections {
-            let w = Worker::new(
+            // Shared keys are read once per key after the run, not once per client.
+            let (checker, final_read) = if shared.is_empty() {
+                (
+                    Checker::Own(KeyChecker::new(key_for(&cfg.run_id, n, c))),
+                    cfg.final_read,
+                )
+            } else {
+                let key = shared[c as usize % shared.len()].clone();
+                (Checker::Shared(SharedView::new(key)), false)
+            };
+            let w = Worker::with_checker(
                 n,
                 url,
-                key_for(&cfg.run_id, n, c),
+                checker,
                 cfg.timeout,
                 recorder.clone(),
                 cfg.error_pause,
             );
-            workers.push(tokio::spawn(w.run(stop.clone(), cfg.final_read)));
+            workers.push(tokio::spawn(w.run(stop.clone(), final_read)));
         }
     }
     workers
+}
+
+/// After every worker has stopped: reads each shared key once (any node, up to 3 rounds) and
+/// checks its final count. Returns (checked, unreachable); nothing with own keys.
+async fn final_read_shared(
+    cfg: &Config,
+    shared: &[Arc<SharedKey>],
+    recorder: &Recorder,
+) -> (usize, usize) {
+    let (mut checked, mut unreachable) = (0, 0);
+    if !cfg.final_read {
+        return (0, 0);
+    }
+    for key in shared {
+        let mut read = None;
+        'rounds: for round in 0..3 {
+            for (n, url) in cfg.nodes.iter().enumerate() {
+                let mut client = EtcdClient::new(url, key.key(), cfg.timeout);
+                match client.get().await {
+                    Ok(node) => {
+                        read = Some((n, node));
+                        break 'rounds;
+                    }
+                    Err(e) => log::debug!("final read of {} via {url}: {e}", key.key()),
+                }
+            }
+            if round < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let Some((n, node)) = read else {
+            unreachable += 1;
+            continue;
+        };
+        checked += 1;
+        let state = match node {
+            None => None,
+            Some(k) => match k.value.trim().parse::<i64>() {
+                Ok(v) => Some(State::new(v, k.modified_index)),
+                Err(_) => {
+                    let v = SharedView::new(key.clone()).observe_garbage(&k.value);
+                    log::error!("violation on node {}: {v}", n + 1);
+                    recorder.violation(n, v);
+                    continue;
+                }
+            },
+        };
+        if let Err(v) = key.check_final(state) {
+            log::error!("violation on node {}: {v}", n + 1);
+            recorder.violation(n, v);
+        }
+    }
+    (checked, unreachable)
 }
 
 /// How the reporting loop ended.
@@ -235,8 +331,21 @@ fn summarize(
     out: &mut Output,
     ending: Ending,
     reports: &[WorkerReport],
+    (shared, (shared_checked, shared_unreachable)): (&[Arc<SharedKey>], (usize, usize)),
 ) -> Summary {
     let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
+    // With shared keys the final reads are per key (see final_read_shared).
+    let (final_checked, final_unreachable, final_skipped) = if shared.is_empty() {
+        (
+            count(FinalRead::Checked),
+            count(FinalRead::Unreachable),
+            count(FinalRead::Skipped),
+        )
+    } else if cfg.final_read {
+        (shared_checked, shared_unreachable, 0)
+    } else {
+        (0, 0, shared.len())
+    };
     let mut first_violations = ending.first_violations;
     let rest = recorder.drain_violations();
     out.violations(&rest);
@@ -249,10 +358,12 @@ fn summarize(
         stopped_by: ending.stopped_by,
         seconds_reported: ending.reported,
         totals: recorder.totals(),
-        final_checked: count(FinalRead::Checked),
-        final_unreachable: count(FinalRead::Unreachable),
-        final_skipped: count(FinalRead::Skipped),
+        final_checked,
+        final_unreachable,
+        final_skipped,
         first_violations,
+        keys: cfg.keys.as_string(),
+        contention: shared.iter().map(|k| k.figures()).collect(),
     };
     for l in summary.lines() {
         out.line(&l);

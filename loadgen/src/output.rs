@@ -24,6 +24,7 @@ use hdrhistogram::Histogram;
 use perseus_model::load::{self, Latency, Record, StopReason};
 use perseus_model::{ErrorKind, ViolationKind};
 
+use crate::contention::KeyFigures;
 use crate::stats::{
     error_pairs, sum_errors, violation_pairs, ErrorCounts, Op, SecondSlot, Totals, ViolationEvent,
 };
@@ -87,7 +88,47 @@ pub struct Summary {
     pub final_skipped: usize,
     /// The first violations (details).
     pub first_violations: Vec<ViolationEvent>,
+    /// `own` or `shared:N`.
+    pub keys: String,
+    /// Per shared key (`--keys shared:N`; empty with `own`).
+    pub contention: Vec<KeyFigures>,
 }
+
+/// The figures of all shared keys added up.
+pub fn contention_total(keys: &[KeyFigures]) -> KeyFigures {
+    let mut t = KeyFigures {
+        key: format!("{} keys", keys.len()),
+        ..KeyFigures::default()
+    };
+    for k in keys {
+        t.increments_sent += k.increments_sent;
+        t.acknowledged += k.acknowledged;
+        t.rejected += k.rejected;
+        t.unknown += k.unknown;
+        t.creates_acknowledged += k.creates_acknowledged;
+        t.failed_but_applied += k.failed_but_applied;
+        if let Some(f) = k.final_value {
+            t.final_value = Some(t.final_value.unwrap_or(0) + f);
+        }
+    }
+    t
+}
+
+fn figures_text(f: &KeyFigures) -> String {
+    format!(
+        "increments_sent={} acknowledged={} rejected={} unknown={} failed_but_applied={} final={} creates_acknowledged={}",
+        f.increments_sent,
+        f.acknowledged,
+        f.rejected,
+        f.unknown,
+        f.failed_but_applied,
+        f.final_value.map_or("missing".to_string(), |v| v.to_string()),
+        f.creates_acknowledged
+    )
+}
+
+/// Shared keys detailed one per line in the summary (beyond that, only the total).
+const CONTENTION_KEY_LINES: usize = 10;
 
 impl Summary {
     pub fn total_ok(&self) -> u64 {
@@ -149,6 +190,22 @@ impl Summary {
         }
         let errs: ErrorCounts = sum_errors(&self.totals.errors);
         out.push(format!("# errors {}", pairs_text(&error_pairs(&errs))));
+        out.push(format!(
+            "# requests sent={} answered_5xx={} share_5xx_pct={:.2}",
+            self.totals.sent,
+            self.totals.answered_5xx,
+            self.totals.share_5xx_percent()
+        ));
+        if !self.contention.is_empty() {
+            out.push(format!(
+                "# contention keys={} {}",
+                self.keys,
+                figures_text(&contention_total(&self.contention))
+            ));
+            for k in self.contention.iter().take(CONTENTION_KEY_LINES) {
+                out.push(format!("# contention key={} {}", k.key, figures_text(k)));
+            }
+        }
         out.push(format!(
             "# violations total={} {}",
             self.total_violations(),
@@ -216,6 +273,18 @@ impl Summary {
                 skipped: self.final_skipped as u64,
             },
             late_events: self.totals.late,
+            keys: self.keys.clone(),
+            requests: load::Requests {
+                sent: self.totals.sent,
+                answered_5xx: self.totals.answered_5xx,
+                share_5xx_pct: self.totals.share_5xx_percent(),
+            },
+            contention: (!self.contention.is_empty()).then(|| {
+                Box::new(load::Contention {
+                    total: contention_total(&self.contention),
+                    keys: self.contention.clone(),
+                })
+            }),
         }
     }
 }

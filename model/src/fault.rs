@@ -7,10 +7,10 @@
 //! Which layer of a host a kill/pause/isolate hit (`--layer`) and which packets a loss drops
 //! (`--scope`) travel in the event's `params`, not in the kind.
 //!
-//! Adding a kind: a variant here, its name in [`FaultKind::NAMES`] and [`FaultKind::name`],
-//! its parameters in [`FaultKind::from_parts`] and `Display`, and its place in
-//! [`FaultKind::undo`] (what ends it) — the rest (scenario parsing, events, the analysis's
-//! windows, the undo at the end of a scenario) follows from these.
+//! Adding a kind: a variant here, its names in [`FaultKind::NAMES`], [`FaultKind::name`] and
+//! [`FaultKind::state`], its parameters in [`FaultKind::from_parts`] and `Display`, and its
+//! place in [`FaultKind::undo`] (what ends it) — the rest (scenario parsing, events, the
+//! analysis's windows, the undo at the end of a scenario) follows from these.
 
 use std::fmt;
 use std::str::FromStr;
@@ -126,6 +126,27 @@ impl FaultKind {
             FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
             FaultKind::Partition(shape) => Some(shape.clone()),
             _ => None,
+        }
+    }
+
+    /// What a host under this fault is, for tables (`killed`, `isolated`).
+    pub fn state(&self) -> &'static str {
+        match self {
+            FaultKind::Kill => "killed",
+            FaultKind::Start => "started",
+            FaultKind::Restart => "restarted",
+            FaultKind::Pause => "paused",
+            FaultKind::Resume => "resumed",
+            FaultKind::Isolate => "isolated",
+            FaultKind::Heal => "healed",
+            FaultKind::IsolateInbound => "cut inbound",
+            FaultKind::IsolateOutbound => "cut outbound",
+            FaultKind::CutClients => "clients cut",
+            FaultKind::Loss(_) => "lossy",
+            FaultKind::Limit(_) => "throttled",
+            FaultKind::Delay(..) => "delayed",
+            FaultKind::Partition(_) => "partitioned",
+            FaultKind::Amnesia => "wiped",
         }
     }
 

@@ -211,6 +211,9 @@ pub struct Start {
     /// Every key the run uses.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// `own` (one key per connection) or `shared:N` (all connections race on N keys).
+    #[serde(default)]
+    pub key_mode: String,
 }
 
 impl Start {
@@ -369,6 +372,51 @@ pub struct Summary {
     /// Events recorded after their second was printed (counted in the totals).
     #[serde(default)]
     pub late_events: u64,
+    /// `own` or `shared:N`.
+    #[serde(default)]
+    pub keys: String,
+    /// Every request sent, and how many the nodes answered with a 5xx.
+    #[serde(default)]
+    pub requests: Requests,
+    /// With shared keys: the contention checker's figures.
+    #[serde(default)]
+    pub contention: Option<Box<Contention>>,
+}
+
+/// Requests of a run and their 5xx answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Requests {
+    pub sent: u64,
+    pub answered_5xx: u64,
+    pub share_5xx_pct: f64,
+}
+
+/// What the contention checker counted on shared keys: in total and per key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contention {
+    pub total: KeyFigures,
+    pub keys: Vec<KeyFigures>,
+}
+
+/// The figures of one shared key (or of all, added up).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFigures {
+    pub key: String,
+    /// Increments (CAS) sent.
+    pub increments_sent: u64,
+    /// Increments acknowledged (2xx).
+    pub acknowledged: u64,
+    /// Increments definitely refused (412 compare failed, 404).
+    pub rejected: u64,
+    /// Increments whose outcome the client never learned (timeout, 5xx, cut off by the end).
+    pub unknown: u64,
+    /// Increments that took effect although their client was not told so: the final value
+    /// minus the acknowledged increments.
+    pub failed_but_applied: u64,
+    /// The value read after the run (`None`: not read, or the key missing).
+    pub final_value: Option<i64>,
+    /// Acknowledged creates (1 on a correct store).
+    pub creates_acknowledged: u64,
 }
 
 /// One JSON line of `loadgen --out`.
