@@ -29,6 +29,14 @@ SEED ?= 1
 # `make watch`: the load stops by itself after this many seconds (or on q)
 WATCH_DURATION ?= 3600
 UP_TIMEOUT ?= 90
+# Fault parameters (docs/faults.md): make loss-a1 PERCENT=30 SCOPE=peers|all, make limit-a1
+# RATE=256kbit, make delay-a1 DELAY=50ms JITTER=10ms, make partition SHAPE="a1 | a2 a3".
+PERCENT ?= 30
+SCOPE ?= peers
+RATE ?= 256kbit
+DELAY ?= 50ms
+JITTER ?= 10ms
+SHAPE ?= majorities-ring
 export COMPOSE BASE_IMAGE UP_TIMEOUT
 
 CLUSTER := a1 a2 a3 p1 p2 p3
@@ -37,14 +45,15 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 # The client container, running or not (by label, see scripts/lib.sh).
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch \
+.PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
         compare etcd-smoke amnesia-check accept-loss \
-        $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
+        $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader) \
+        $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
 
 help: ## Show this help
 	@echo "Perseus testbed (compose: $(COMPOSE))"
 	@grep -hE '^[^ #]+:.*## ' $(MAKEFILE_LIST) | \
-	  sed -E 's/^\$$\(HOSTS:%=([a-z]+)-%\).*## /\1-HOST\t/; s/^([^ :]+):[^#]*## /\1\t/' | \
+	  sed -E 's/^\$$\(HOSTS:%=([a-z-]+)-%\).*## /\1-HOST\t/; s/^([^ :]+):[^#]*## /\1\t/' | \
 	  awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  HOST is a1, a2, a3 (Perseus), e1, e2, e3 (etcd, after make up-etcd) or leader"
 	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader TARGET=etcd)."
@@ -58,11 +67,12 @@ binaries: ## cargo build --release of node, loadgen, chaos, lab and watch
 images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
 	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
 	cp target/release/node target/release/loadgen target/release/chaos $(BUILD_DIR)/
-	cp compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
+	cp compose/perseus-acceptor compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f compose/Dockerfile $(BUILD_DIR)
 
-up: images ## Build what is missing, start a1..a3 and p1..p3, wait until all nodes are healthy
+up: images ## Build what is missing, start a1..a3 and p1..p3 (repairing a node left in an old namespace), wait until all answer /health
 	$(COMPOSE) up -d $(CLUSTER)
+	@$(COMPOSE) --profile chaos run --rm -T chaos --target perseus --wait 0 start
 	scripts/wait-healthy.sh
 
 up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait until healthy
@@ -89,7 +99,7 @@ logs: ## Show the load generator's output (follows it while it runs)
 	  if [ -z "$$id" ]; then echo "no client container: run make load" >&2; exit 1; fi; \
 	  docker logs -f $$id
 
-status: ## Hosts, their containers' states, isolation, addresses
+status: ## Hosts: containers' states, shared namespace, health from outside, faults, addresses
 	@$(CHAOS) status
 
 $(HOSTS:%=kill-%) $(ETCD_HOSTS:%=kill-%) kill-leader: kill-%: ## SIGKILL HOST (acceptor and node, or the etcd member)
@@ -100,14 +110,46 @@ $(HOSTS:%=restart-%) $(ETCD_HOSTS:%=restart-%) restart-leader: restart-%: ## kil
 	@$(CHAOS) restart $*
 $(HOSTS:%=partition-%) $(ETCD_HOSTS:%=partition-%) partition-leader: partition-%: ## cut HOST off from the other hosts (clients still reach it)
 	@$(CHAOS) isolate $*
-$(HOSTS:%=heal-%) $(ETCD_HOSTS:%=heal-%) heal-leader: heal-%: ## remove HOST's partition rules
+$(HOSTS:%=heal-%) $(ETCD_HOSTS:%=heal-%) heal-leader: heal-%: ## undo every fault on HOST
 	@$(CHAOS) heal $*
-heal: ## Remove the partition rules of every host (of TARGET)
+heal: ## Undo every fault on every host (of TARGET): rules, qdiscs, pauses, killed acceptors and hosts
 	@$(CHAOS) heal
 $(HOSTS:%=pause-%) $(ETCD_HOSTS:%=pause-%) pause-leader: pause-%: ## freeze HOST (docker pause)
 	@$(CHAOS) pause $*
 $(HOSTS:%=resume-%) $(ETCD_HOSTS:%=resume-%) resume-leader: resume-%: ## thaw HOST
 	@$(CHAOS) resume $*
+$(HOSTS:%=loss-%) $(ETCD_HOSTS:%=loss-%) loss-leader: loss-%: ## drop PERCENT (30) % of HOST's packets to/from its peers (SCOPE=all: every packet)
+	@$(CHAOS) --scope $(SCOPE) loss $* $(PERCENT)
+$(HOSTS:%=limit-%) $(ETCD_HOSTS:%=limit-%) limit-leader: limit-%: ## limit HOST's outgoing bandwidth to RATE (256kbit)
+	@$(CHAOS) limit $* $(RATE)
+$(HOSTS:%=delay-%) $(ETCD_HOSTS:%=delay-%) delay-leader: delay-%: ## delay HOST's packets by DELAY (50ms) ± JITTER (10ms); needs netem
+	@$(CHAOS) delay $* $(DELAY) $(JITTER)
+$(HOSTS:%=isolate-in-%) $(ETCD_HOSTS:%=isolate-in-%) isolate-in-leader: isolate-in-%: ## one way: HOST's peers cannot reach it (it reaches them)
+	@$(CHAOS) isolate-inbound $*
+$(HOSTS:%=isolate-out-%) $(ETCD_HOSTS:%=isolate-out-%) isolate-out-leader: isolate-out-%: ## one way: HOST cannot reach its peers (they reach it)
+	@$(CHAOS) isolate-outbound $*
+$(HOSTS:%=cut-clients-%) $(ETCD_HOSTS:%=cut-clients-%) cut-clients-leader: cut-clients-%: ## HOST's clients cannot reach it (its peers can)
+	@$(CHAOS) cut-clients $*
+$(HOSTS:%=amnesia-%) $(ETCD_HOSTS:%=amnesia-%) amnesia-leader: amnesia-%: ## stop HOST, erase its data volume, start it empty (may lose acknowledged writes)
+	@$(CHAOS) amnesia $*
+$(HOSTS:%=kill-acceptor-%): kill-acceptor-%: ## SIGKILL only HOST's Redis acceptor (the node keeps serving through the others)
+	@$(CHAOS) --layer acceptor kill $*
+$(HOSTS:%=start-acceptor-%): start-acceptor-%: ## start HOST's Redis acceptor again
+	@$(CHAOS) --layer acceptor start $*
+$(HOSTS:%=kill-node-%): kill-node-%: ## SIGKILL only HOST's node pN (its Redis keeps serving the others)
+	@$(CHAOS) --layer node kill $*
+$(HOSTS:%=start-node-%): start-node-%: ## start HOST's node again
+	@$(CHAOS) --layer node start $*
+$(HOSTS:%=pause-acceptor-%): pause-acceptor-%: ## freeze only HOST's Redis acceptor
+	@$(CHAOS) --layer acceptor pause $*
+$(HOSTS:%=pause-node-%): pause-node-%: ## freeze only HOST's node
+	@$(CHAOS) --layer node pause $*
+$(HOSTS:%=cut-acceptor-%): cut-acceptor-%: ## the other nodes cannot reach HOST's Redis (its node still reaches everything)
+	@$(CHAOS) --layer acceptor isolate $*
+$(HOSTS:%=cut-node-%): cut-node-%: ## HOST's node cannot reach the other acceptors (its Redis still serves them)
+	@$(CHAOS) --layer node isolate $*
+partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, bridge, majorities-ring
+	@$(CHAOS) partition "$(SHAPE)"
 
 down: ## Remove all containers, networks and volumes of the testbed
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
@@ -127,8 +169,8 @@ watch: up ## Live terminal view of the load: charts per node, faults marked, key
 	target/release/watch --duration $(WATCH_DURATION) \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-watch
 
-soak: up ## Random faults for DURATION (300) s with SEED, all undone at the end; fails on any violation
-	target/release/lab soak --duration $(DURATION) --seed $(SEED) \
+soak: up ## Random faults of every kind (MIX, default all but amnesia) for DURATION (300) s with SEED, all undone at the end; fails on any violation
+	target/release/lab soak --duration $(DURATION) --seed $(SEED) $(if $(MIX),--mix "$(MIX)") \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-soak-$(SEED)
 
 compare: ## Same scenario (compose/scenarios/compare.toml) on Perseus, then on etcd; one table

@@ -8,7 +8,14 @@
 # iptables rule remains. What the recorded load must show (n1 at 0 while a1 is down, n2/n3
 # always serving, n1 back within 5 s, no consistency violation) is checked by `lab check`
 # against compose/e2e-expect.toml, which also prints the per-second table with the faults
-# marked. Output: results/e2e-*/.
+# marked. Then:
+#   - a2's Redis container restarted on its own (`docker restart`): `make status` must flag p2
+#     as running in a namespace that is no longer a2's, `make up` must repair it, p2 must
+#     answer on its published port and a short load must see all three nodes serving;
+#   - every other fault kind at once (loss, limit, delay or its clear refusal, one-way cut,
+#     client cut, node-only pause, acceptor-only kill, a majorities-ring partition), then
+#     `make heal`: no PERSEUS rule, no shaping qdisc, no paused container and no killed acceptor
+#     may remain. Output: results/e2e-*/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -113,6 +120,54 @@ $LAB check "$out" --expect compose/e2e-expect.toml | tee "$out/table.txt"
 [ "${PIPESTATUS[0]}" = 0 ] && ok "the recorded load meets compose/e2e-expect.toml" ||
   fail "the recorded load does not meet compose/e2e-expect.toml (see check FAIL above)"
 grep '^#' "$log" | tail -15
+
+echo "=== e2e: a2's Redis container restarted on its own (docker restart)"
+docker restart -t 2 "$(cid a2)" >/dev/null || fail "docker restart a2"
+st="$(make -s status 2>&1)"
+echo "$st"
+if grep -q "p2 runs in a network namespace that is no longer a2's (a2 was restarted on its own)" <<<"$st"; then
+  ok "make status flags p2 as detached from a2's namespace"
+else fail "make status did not flag the detached p2"; fi
+make up 2>&1 | tee "$out/up-repair.txt" | tail -5
+grep -q "restarted p2 into a2's current network namespace" "$out/up-repair.txt" &&
+  ok "make up repaired p2" || fail "make up did not say it repaired p2"
+code="$(curl -s -o /dev/null -w '%{http_code}' -m 3 http://127.0.0.1:8082/health)"
+[ "$code" = 200 ] && ok "p2 answers /health on 127.0.0.1:8082 after the repair" ||
+  fail "p2 answered '$code' on 127.0.0.1:8082 after make up"
+LOADGEN_DURATION=8 $COMPOSE --profile load up -d --no-deps --force-recreate client >/dev/null 2>&1
+client="$(cid client)"
+code="$(timeout 60 docker wait "$client" || echo timeout)"
+docker logs "$client" >"$out/loadgen-after-repair.txt" 2>&1
+[ "$code" = 0 ] && ok "load after the repair: exit 0 (no violation)" || fail "load after the repair exited $code"
+awk -F'\t' '/^#/ || NF != 5 { next } $1 >= 3 && ($3 <= 0 || $4 <= 0 || $5 <= 0) { bad++ } $1 >= 3 { n++ }
+  END { exit !(n >= 3 && bad == 0) }' "$out/loadgen-after-repair.txt" &&
+  ok "load after the repair: n1, n2 and n3 all serve in every second from 3 on" ||
+  fail "load after the repair: a node did not serve (see $out/loadgen-after-repair.txt)"
+
+echo "=== e2e: every fault kind at once, then make heal"
+chaos loss a1 30 || fail "chaos loss a1 30"
+chaos limit a2 256kbit || fail "chaos limit a2 256kbit"
+if chaos delay a3 50ms 10ms 2>"$out/delay.err"; then ok "delay applied (this kernel has netem)"
+elif grep -q sch_netem "$out/delay.err"; then ok "delay refused with a clear error naming sch_netem"
+else fail "delay failed without naming sch_netem: $(cat "$out/delay.err")"; fi
+chaos isolate-inbound a3 || fail "chaos isolate-inbound a3"
+chaos cut-clients a1 || fail "chaos cut-clients a1"
+chaos --layer node pause a2 || fail "chaos --layer node pause a2"
+chaos --layer acceptor kill a3 || fail "chaos --layer acceptor kill a3"
+chaos partition majorities-ring || fail "chaos partition majorities-ring"
+make -s status | tee "$out/status-faults.txt"
+make -s heal || fail "make heal"
+for h in a1 a2 a3; do
+  c="$(cid "$h")"
+  n="$(docker exec "$c" sh -c 'iptables -S | grep -c PERSEUS')"
+  [ "$n" = 0 ] && ok "no PERSEUS rule in $h after heal" || fail "$n PERSEUS rule(s) left in $h"
+  q="$(docker exec "$c" tc qdisc show dev eth0)"
+  grep -qE 'tbf|netem|htb' <<<"$q" && fail "shaping qdisc left in $h: $q" || ok "no shaping qdisc in $h after heal"
+  docker exec "$c" test -e /run/perseus-acceptor.down && fail "$h's acceptor still down after heal" ||
+    ok "$h's acceptor runs after heal"
+done
+paused="$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter status=paused)"
+[ -z "$paused" ] && ok "no paused container after heal" || fail "paused containers left: $paused"
 
 teardown
 echo "=== after down: leftovers?"

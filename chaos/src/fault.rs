@@ -1,6 +1,8 @@
 //! Process faults on a whole host: kill (SIGKILL all its containers), start (in order, the
-//! namespace owner first, then wait for the host's health URL), pause and resume (freeze, a
-//! gray failure).
+//! namespace owner first, then wait until the host answers `/health` where its users stand),
+//! pause and resume (freeze, a gray failure). `start` also repairs a host whose later
+//! containers run in a namespace that is no longer the owner's (see netns.rs) by restarting
+//! them into the current one.
 
 use std::time::Duration;
 
@@ -9,10 +11,13 @@ use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use bollard::query_parameters::KillContainerOptionsBuilder;
 use bollard::Docker;
 use futures::future::join_all;
+use futures::StreamExt;
 use tokio::time::{sleep, Instant};
 
 use crate::docker;
-use crate::host::Host;
+use crate::host::{Host, Member};
+use crate::netns::{self, Sharing};
+use crate::probe;
 
 fn status(info: &ContainerInspectResponse) -> Option<ContainerStateStatusEnum> {
     info.state.as_ref().and_then(|s| s.status)
@@ -22,7 +27,7 @@ pub fn is_paused(info: &ContainerInspectResponse) -> bool {
     status(info) == Some(ContainerStateStatusEnum::PAUSED)
 }
 
-fn is_up(info: &ContainerInspectResponse) -> bool {
+pub fn is_up(info: &ContainerInspectResponse) -> bool {
     matches!(
         status(info),
         Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::PAUSED)
@@ -61,7 +66,77 @@ pub async fn kill(docker: &Docker, host: &Host) -> Result<String> {
     Ok(format!("SIGKILL sent to {}", killed.join(", ")))
 }
 
-/// Starts the containers in order, then waits (up to `wait`, zero = no wait) for health.
+/// SIGKILLs only the given members (e.g. the node of a Perseus host).
+pub async fn kill_members(docker: &Docker, host: &Host, members: &[&Member]) -> Result<String> {
+    let mut killed = Vec::new();
+    for m in members {
+        if !is_up(&m.info) {
+            bail!("{} is not running ({})", m.container.service, host.states());
+        }
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("KILL")
+            .build();
+        docker
+            .kill_container(&m.container.id, Some(opts))
+            .await
+            .with_context(|| format!("killing {}", m.container.name))?;
+        killed.push(m.container.service.as_str());
+    }
+    Ok(format!("SIGKILL sent to {} only", killed.join(", ")))
+}
+
+/// Starts one stopped member (it joins the owner's current namespace), waits for health.
+pub async fn start_member(
+    docker: &Docker,
+    host: &Host,
+    member: &Member,
+    wait: Duration,
+) -> Result<String> {
+    if docker::is_running(&member.info) {
+        return Ok(format!("{} already running", member.container.service));
+    }
+    if !docker::is_running(&host.main().info) {
+        bail!(
+            "{} cannot start while {} is {}: start the host",
+            member.container.service,
+            host.main().container.service,
+            docker::state_of(&host.main().info)
+        );
+    }
+    docker
+        .start_container(&member.container.id, None)
+        .await
+        .with_context(|| format!("starting {}", member.container.name))?;
+    let what = format!("started {}", member.container.service);
+    if wait.is_zero() {
+        return Ok(what);
+    }
+    let took = wait_healthy(docker, host, wait).await?;
+    Ok(format!(
+        "{what}; {} healthy after {:.1} s",
+        host.name,
+        took.as_secs_f64()
+    ))
+}
+
+/// Freezes only the given members.
+pub async fn pause_members(docker: &Docker, host: &Host, members: &[&Member]) -> Result<String> {
+    let mut paused = Vec::new();
+    for m in members {
+        if !docker::is_running(&m.info) {
+            bail!("{} is not running ({})", m.container.service, host.states());
+        }
+        docker
+            .pause_container(&m.container.id)
+            .await
+            .with_context(|| format!("pausing {}", m.container.name))?;
+        paused.push(m.container.service.as_str());
+    }
+    Ok(format!("paused {} only", paused.join(", ")))
+}
+
+/// Starts the containers in order, restarts members detached from the owner's namespace into
+/// it, then waits (up to `wait`, zero = no wait) for health seen from outside.
 pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
     if any_paused(host) {
         bail!("host {} is paused: use resume", host.name);
@@ -76,11 +151,17 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
             started.push(m.container.service.as_str());
         }
     }
-    let what = if started.is_empty() {
+    let mut what = if started.is_empty() {
         "already running".to_string()
     } else {
         format!("started {}", started.join(", "))
     };
+    // A member left running while its owner was started (or restarted on its own) sits in
+    // the old namespace: inspect again, then repair.
+    let fresh = Host::inspect(docker, host.name, &host.members).await?;
+    if let Some(repaired) = repair(docker, &fresh).await? {
+        what = format!("{what}; {repaired}");
+    }
     if wait.is_zero() {
         return Ok(what);
     }
@@ -92,25 +173,52 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
     ))
 }
 
-/// Polls the host's health URL from inside it (curl in the namespace owner).
+/// Restarts every member that runs in a namespace no longer the owner's; a start joins the
+/// owner's current namespace. Returns what was done, None when nothing was detached.
+pub async fn repair(docker: &Docker, host: &Host) -> Result<Option<String>> {
+    let sharing = netns::check(docker, host).await;
+    let mut done = Vec::new();
+    for s in netns::detached(&sharing) {
+        let Sharing::Detached { member, owner, .. } = s else {
+            continue;
+        };
+        let Some(m) = host.members.iter().find(|m| &m.container.service == member) else {
+            continue;
+        };
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("KILL")
+            .build();
+        docker
+            .kill_container(&m.container.id, Some(opts))
+            .await
+            .with_context(|| format!("stopping the detached {}", m.container.name))?;
+        // Kill returns before the container is down; start refuses a running container.
+        docker
+            .wait_container(
+                &m.container.id,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            )
+            .next()
+            .await;
+        docker
+            .start_container(&m.container.id, None)
+            .await
+            .with_context(|| format!("starting {} again", m.container.name))?;
+        done.push(format!(
+            "repaired: {}; restarted {member} into {owner}'s current network namespace",
+            s.describe()
+        ));
+    }
+    Ok((!done.is_empty()).then(|| done.join("; ")))
+}
+
+/// Polls the host's `/health` from where its users stand (see probe.rs).
 pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Result<Duration> {
     let begin = Instant::now();
-    let argv: Vec<String> = [
-        "curl",
-        "-fsS",
-        "-o",
-        "/dev/null",
-        "-m",
-        "2",
-        host.name.system.health_url(),
-    ]
-    .map(String::from)
-    .to_vec();
     let mut last = String::new();
     while begin.elapsed() < wait {
-        match docker::exec(docker, &host.main().container.id, &argv).await {
-            Ok(out) if out.code == 0 => return Ok(begin.elapsed()),
-            Ok(out) => last = format!("curl exit {}: {}", out.code, out.output),
+        match probe::healthy(host).await {
+            Ok(()) => return Ok(begin.elapsed()),
             Err(e) => last = format!("{e:#}"),
         }
         for m in &host.members {
@@ -127,9 +235,11 @@ pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Resul
         sleep(Duration::from_millis(250)).await;
     }
     bail!(
-        "{} did not answer {} within {} s (last: {last})",
+        "{} did not answer /health on {} within {} s (last: {last})",
         host.name,
-        host.name.system.health_url(),
+        probe::user_address(host)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|e| format!("{e:#}")),
         wait.as_secs()
     )
 }

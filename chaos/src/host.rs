@@ -54,6 +54,22 @@ impl Host {
             .join(" ")
     }
 
+    /// The same containers, inspected again (their state after an action).
+    pub async fn inspect(docker: &Docker, name: HostName, members: &[Member]) -> Result<Host> {
+        let mut fresh = Vec::new();
+        for m in members {
+            let info = docker.inspect_container(&m.container.id, None).await?;
+            fresh.push(Member {
+                container: m.container.clone(),
+                info,
+            });
+        }
+        Ok(Host {
+            name,
+            members: fresh,
+        })
+    }
+
     /// The namespace owner's address on each network.
     pub fn addresses(&self) -> HashMap<String, String> {
         docker::addresses(&self.main().info)

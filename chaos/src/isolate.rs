@@ -179,22 +179,6 @@ pub async fn isolate_host(docker: &Docker, cluster: &Cluster, host: &Host) -> Re
     ))
 }
 
-/// `heal`: removes the host's isolation, if any (a stopped host has none: the rules died with
-/// its namespace).
-pub async fn heal_host(docker: &Docker, host: &Host) -> Result<String> {
-    if !docker::is_running(&host.main().info) {
-        return Ok(format!(
-            "not running ({}): no rules (they die with the namespace)",
-            host.states()
-        ));
-    }
-    if remove(docker, &host.main().container.name).await? {
-        Ok(format!("removed chain {CHAIN} and its jumps"))
-    } else {
-        Ok("not isolated: nothing to remove".into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

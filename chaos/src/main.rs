@@ -1,71 +1,137 @@
 //! `chaos`: the faults of the Perseus testbed through the Docker Engine API.
 //!
-//! `chaos [--project perseus] [--target auto|perseus|etcd] [--events FILE] [--wait SECS] COMMAND
-//! [HOST]` with COMMAND a fault kind (kill, start, restart, pause, resume, isolate, heal: the
-//! shared `perseus_model::FaultKind`), `status` or `health`, and HOST one of a1, a2, a3
-//! (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when omitted). A Perseus host is the Redis acceptor `aN` with the node `pN` in its network
-//! namespace, an etcd host the member container `eN`; containers are found through their
-//! Compose labels. `leader` is resolved before acting (see leader.rs) and events name the
-//! resolved host.
+//! `chaos [--project perseus] [--target auto|perseus|etcd] [--events FILE] [--wait SECS]
+//! [--layer host|acceptor|node] [--scope peers|all] COMMAND [HOST] [PARAMS]` with HOST one of
+//! a1, a2, a3 (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when omitted),
+//! and COMMAND one of: kill, start, restart, pause, resume, isolate (both ways),
+//! isolate-inbound, isolate-outbound (one way), cut-clients, loss PERCENT, limit RATE,
+//! delay DELAY [JITTER], partition SHAPE (no host: `"a1 | a2 a3"`, halves, bridge,
+//! majorities-ring), amnesia, heal (undoes every kind), status. A Perseus host is the Redis
+//! acceptor `aN` with the node `pN` in its network namespace (`--layer` picks one of them), an
+//! etcd host the member container `eN`; containers are found through their Compose labels.
+//! `leader` is resolved before acting (see leader.rs) and events name the resolved host.
+//! docs/faults.md describes every fault at the iptables/tc level.
 
+mod amnesia;
 mod docker;
 mod events;
 mod fault;
 mod host;
 mod isolate;
+mod layer;
 mod leader;
+mod netfault;
+mod netns;
+mod partition;
+mod probe;
 
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 use chrono::Utc;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use perseus_model::FaultKind;
 
 use events::{Event, Recorder};
-use host::{Cluster, HostArg, HostName, System, Target};
+use host::{Cluster, Host, HostArg, HostName, System, Target};
+use netfault::{Layer, RuleFault, Scope};
 
-/// What chaos is asked to do: act out a fault kind (or its undo) on hosts, or show them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What chaos can do to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Command {
-    Fault(FaultKind),
-    /// Show each host: containers and their state, isolated or not, address.
+    /// SIGKILL the host's containers (--layer acceptor: only Redis; node: only the node).
+    Kill,
+    /// Start what kill stopped (repairing a node left in an old namespace), wait for /health.
+    Start,
+    /// Kill, then start.
+    Restart,
+    /// Freeze the host's containers (docker pause; --layer picks one).
+    Pause,
+    /// Thaw them (docker unpause).
+    Resume,
+    /// Drop all traffic between the host and its peers (clients still reach it);
+    /// --layer acceptor: only the peers' connections to its Redis; node: only its node's
+    /// connections to the peers' Redis.
+    Isolate,
+    /// One way: drop the connections the peers open to the host (it still reaches them).
+    IsolateInbound,
+    /// One way: drop the connections the host opens to its peers (they still reach it).
+    IsolateOutbound,
+    /// Drop the clients' traffic to the host (its peers still reach it).
+    CutClients,
+    /// Drop PERCENT % of the packets to and from the peers (--scope all: every packet).
+    Loss,
+    /// Limit the host's outgoing bandwidth to RATE (tc tbf), e.g. 256kbit.
+    Limit,
+    /// Delay the host's outgoing packets by DELAY [JITTER] (tc netem; needs sch_netem).
+    Delay,
+    /// Partition the target system's hosts: "a1 | a2 a3", halves, bridge, majorities-ring.
+    Partition,
+    /// Stop the host, erase its data volumes, start it empty (breaks durable acceptors).
+    Amnesia,
+    /// Undo every fault chaos made on the host: rules, qdiscs, pauses, kills.
+    Heal,
+    /// Show each host: containers, shared namespace, health from outside, active faults.
     Status,
     /// Wait (up to --wait) until every target host answers its health URL.
     Health,
 }
 
-impl FromStr for Command {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "status" => Ok(Command::Status),
-            "health" => Ok(Command::Health),
-            _ => s
-                .parse()
-                .map(Command::Fault)
-                .map_err(|e| format!("{e}, status or health")),
-        }
-    }
-}
-
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Command {
+    fn name(self) -> &'static str {
         match self {
-            Command::Fault(kind) => kind.fmt(f),
-            Command::Status => f.write_str("status"),
-            Command::Health => f.write_str("health"),
+            Command::Kill => "kill",
+            Command::Start => "start",
+            Command::Restart => "restart",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Isolate => "isolate",
+            Command::IsolateInbound => "isolate-inbound",
+            Command::IsolateOutbound => "isolate-outbound",
+            Command::CutClients => "cut-clients",
+            Command::Loss => "loss",
+            Command::Limit => "limit",
+            Command::Delay => "delay",
+            Command::Partition => "partition",
+            Command::Amnesia => "amnesia",
+            Command::Heal => "heal",
+            Command::Status => "status",
+            Command::Health => "health",
         }
+    }
+
+    /// The parameters after HOST: (required, optional) names.
+    fn params(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Command::Loss => (&["PERCENT"], &[]),
+            Command::Limit => (&["RATE"], &[]),
+            Command::Delay => (&["DELAY"], &["JITTER"]),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// Whether --layer means something for it.
+    fn layered(self) -> bool {
+        matches!(
+            self,
+            Command::Kill
+                | Command::Start
+                | Command::Restart
+                | Command::Pause
+                | Command::Resume
+                | Command::Isolate
+        )
     }
 }
 
-/// Faults for the Perseus testbed: kill, start, pause, isolate and heal hosts a1..a3, e1..e3
-/// or the leader.
+/// Faults for the Perseus testbed: kill, pause, isolate (both ways or one), cut clients,
+/// packet loss, bandwidth, delay, partitions, amnesia and heal of hosts a1..a3, e1..e3 or the
+/// leader.
 #[derive(Debug, Parser)]
 #[command(name = "chaos", version)]
 struct Args {
@@ -75,25 +141,79 @@ struct Args {
     /// Append one JSON line per action to this file.
     #[arg(long, env = "CHAOS_EVENTS")]
     events: Option<PathBuf>,
-    /// How long `start`/`restart`/`health` wait for the node's /health (0 = do not wait).
+    /// How long `start`/`restart`/`amnesia`/`heal` wait for the node's /health (0 = do not wait).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     wait: u64,
-    /// Which system `leader` and a missing HOST refer to (auto: etcd when the project has
-    /// etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto = every host).
+    /// Which system `leader`, a partition and a missing HOST refer to (auto: etcd when the
+    /// project has etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto =
+    /// every host).
     #[arg(long, env = "CHAOS_TARGET", value_enum, default_value = "auto")]
     target: Target,
     /// How long to wait for an etcd leader to be agreed on when resolving `leader`.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     leader_wait: u64,
-    /// What to do: kill (SIGKILL the host's containers), start (acceptor first, then node, and
-    /// wait for its health URL), restart (kill, then start), pause / resume (freeze / thaw),
-    /// isolate (drop traffic with the other hosts; clients still reach it), heal (remove the
-    /// isolation rules; idempotent), status (each host's containers, isolation, address), or
-    /// health (wait up to --wait seconds until every host answers its health URL).
-    #[arg(value_name = "COMMAND")]
+    /// Which part of a Perseus host kill/start/restart/pause/resume/isolate hit.
+    #[arg(long, value_enum, default_value = "host")]
+    layer: Layer,
+    /// Which packets `loss` drops.
+    #[arg(long, value_enum, default_value = "peers")]
+    scope: Scope,
+    /// What to do.
+    #[arg(value_enum)]
     command: Command,
-    /// a1, a2, a3, e1, e2, e3 or leader; all hosts (of the target) when omitted.
-    host: Option<HostArg>,
+    /// HOST (a1, a2, a3, e1, e2, e3 or leader; all hosts of the target when omitted), then the
+    /// command's parameters (loss PERCENT, limit RATE, delay DELAY [JITTER]); for partition the
+    /// SHAPE instead of a host.
+    #[arg(value_name = "HOST [PARAMS]")]
+    operands: Vec<String>,
+}
+
+impl Args {
+    /// HOST and the parameters, checked against the command.
+    fn split(&self) -> Result<(Option<HostArg>, Vec<String>)> {
+        if self.layer != Layer::Host && !self.command.layered() {
+            bail!("--layer applies to kill, start, restart, pause, resume and isolate only");
+        }
+        if self.command == Command::Partition {
+            return match self.operands.as_slice() {
+                [shape] => Ok((None, vec![shape.clone()])),
+                _ => bail!(
+                    "partition takes one SHAPE (quote it): \"a1 | a2 a3\", {}",
+                    partition::NAMED.join(", ")
+                ),
+            };
+        }
+        let (required, optional) = self.command.params();
+        let host = match self.operands.first() {
+            Some(h) => Some(h.parse::<HostArg>().map_err(|e| anyhow!(e))?),
+            None => None,
+        };
+        let params: Vec<String> = self.operands.iter().skip(1).cloned().collect();
+        if params.len() < required.len() || params.len() > required.len() + optional.len() {
+            let mut usage = vec!["HOST".to_string()];
+            usage.extend(required.iter().map(|s| s.to_string()));
+            usage.extend(optional.iter().map(|s| format!("[{s}]")));
+            bail!("usage: chaos {} {}", self.command.name(), usage.join(" "));
+        }
+        if !required.is_empty() && host.is_none() {
+            bail!("{} needs a HOST", self.command.name());
+        }
+        // The parameters' values are checked where the kind is defined.
+        self.fault_kind(&params)?;
+        Ok((host, params))
+    }
+
+    /// The fault kind (with its parameters) the command line asks for; None for status.
+    fn fault_kind(&self, params: &[String]) -> Result<Option<FaultKind>> {
+        if matches!(self.command, Command::Status | Command::Health) {
+            return Ok(None);
+        }
+        let param = (!params.is_empty()).then(|| params.join(","));
+        Ok(Some(FaultKind::from_parts(
+            self.command.name(),
+            param.as_deref(),
+        )?))
+    }
 }
 
 #[tokio::main]
@@ -109,55 +229,51 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Runs the command; Ok(false) if any action failed.
+/// Runs the command on each target host; Ok(false) if any action failed.
 async fn run(args: &Args) -> Result<bool> {
+    // Bad input changes nothing: check the operands before touching the engine.
+    let (host_arg, params) = args.split()?;
+    let kind = args.fault_kind(&params)?;
     let docker = docker::connect().await?;
     let cluster = Cluster::load(&docker, &args.project).await?;
-    match &args.command {
-        Command::Status => {
-            let targets = match args.host {
-                Some(HostArg::Leader) => resolve_leader(&docker, &cluster, args, None).await?,
-                _ => named_hosts(&cluster, args)?,
-            };
-            status(&docker, &cluster, &targets).await?;
-            Ok(true)
-        }
-        Command::Health => {
-            let targets = named_hosts(&cluster, args)?;
-            wait_healthy(&docker, &cluster, &targets, Duration::from_secs(args.wait)).await?;
-            Ok(true)
-        }
-        Command::Fault(kind) => act_on_hosts(&docker, &cluster, kind, args).await,
+    let recorder = Recorder::new(args.events.as_deref());
+    if let Some(FaultKind::Partition(shape)) = &kind {
+        return partition_cmd(&docker, &cluster, args, shape, &recorder).await;
     }
-}
-
-/// Waits until every host answers its health URL, all within one `wait`.
-async fn wait_healthy(
-    docker: &Docker,
-    cluster: &Cluster,
-    targets: &[HostName],
-    wait: Duration,
-) -> Result<()> {
-    let begin = std::time::Instant::now();
-    for &name in targets {
-        let host = cluster.host(docker, name).await?;
-        let left = wait.saturating_sub(begin.elapsed());
-        fault::wait_healthy(docker, &host, left.max(Duration::from_secs(1))).await?;
-    }
-    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
-    println!(
-        "all hosts healthy: {} (after {:.1} s)",
-        names.join(" "),
-        begin.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// The hosts a command names without `leader`: the one given, or every host of the target.
-fn named_hosts(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
-    let targets = match args.host {
+    let targets = match host_arg {
         Some(HostArg::Host(h)) => vec![h],
-        _ => match args.target {
+        Some(HostArg::Leader) => {
+            let begin = Utc::now();
+            match resolve_leader(&docker, &cluster, args).await {
+                Ok(hosts) if hosts.is_empty() => {
+                    println!(
+                        "{} {} leader: no {} host to {} (nothing was hit)",
+                        perseus_model::time::rfc3339_ms(begin),
+                        args.command.name(),
+                        cluster.resolve_target(args.target),
+                        args.command.name()
+                    );
+                    return Ok(true);
+                }
+                Ok(hosts) => hosts,
+                Err(e) => {
+                    let detail = format!("resolving the leader: {e:#}");
+                    if let Some(kind) = kind {
+                        recorder.record(&Event::new(
+                            kind,
+                            HostArg::Leader,
+                            begin,
+                            false,
+                            detail,
+                        ))?;
+                    } else {
+                        eprintln!("chaos: {detail}");
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        None => match args.target {
             Target::Auto => cluster
                 .systems()
                 .into_iter()
@@ -173,72 +289,68 @@ fn named_hosts(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
             args.target
         );
     }
-    Ok(targets)
-}
-
-/// Acts out `kind` on each target host, recording an event per host.
-async fn act_on_hosts(
-    docker: &Docker,
-    cluster: &Cluster,
-    kind: &FaultKind,
-    args: &Args,
-) -> Result<bool> {
-    let recorder = Recorder::new(args.events.as_deref());
-    let targets = match args.host {
-        Some(HostArg::Leader) => {
-            let begin = Utc::now();
-            match resolve_leader(docker, cluster, args, Some(kind)).await {
-                Ok(hosts) if hosts.is_empty() => {
-                    println!(
-                        "{} {kind} leader: no {} host to {kind} (nothing was hit)",
-                        perseus_model::time::rfc3339_ms(begin),
-                        cluster.resolve_target(args.target),
-                    );
-                    return Ok(true);
-                }
-                Ok(hosts) => hosts,
-                Err(e) => {
-                    let detail = format!("resolving the leader: {e:#}");
-                    recorder.record(&Event::new(
-                        kind.clone(),
-                        HostArg::Leader,
-                        begin,
-                        false,
-                        detail,
-                    ))?;
-                    return Ok(false);
-                }
-            }
+    let Some(kind) = kind else {
+        if args.command == Command::Health {
+            wait_healthy(&docker, &cluster, &targets, Duration::from_secs(args.wait)).await?;
+            return Ok(true);
         }
-        _ => named_hosts(cluster, args)?,
+        return status(&docker, &cluster, &targets).await;
     };
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let (ok, detail) = match act(docker, cluster, h, kind, args).await {
+        let result = act(&docker, &cluster, h, &kind, args).await;
+        let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
         };
         all_ok &= ok;
-        recorder.record(&Event::new(
-            kind.clone(),
-            HostArg::Host(h),
-            begin,
-            ok,
-            detail,
-        ))?;
+        recorder.record(
+            &Event::new(kind.clone(), HostArg::Host(h), begin, ok, detail)
+                .with_params(event_params(args)),
+        )?;
     }
     Ok(all_ok)
 }
 
-/// The host(s) `leader` stands for, for this fault kind (see leader.rs; `None`: for
-/// `status`). For the undoing kinds the answer may be empty (nothing to undo).
-async fn resolve_leader(
+/// Waits until every host answers its health URL from outside, all within one `wait`.
+async fn wait_healthy(
     docker: &Docker,
     cluster: &Cluster,
-    args: &Args,
-    kind: Option<&FaultKind>,
-) -> Result<Vec<HostName>> {
+    targets: &[HostName],
+    wait: Duration,
+) -> Result<()> {
+    let begin = std::time::Instant::now();
+    for &name in targets {
+        let host = cluster.host(docker, name).await?;
+        let left = wait.saturating_sub(begin.elapsed());
+        fault::wait_healthy(docker, &host, left.max(Duration::from_secs(1))).await?;
+    }
+    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    println!(
+        "all hosts healthy where their users stand: {} (after {:.1} s)",
+        names.join(" "),
+        begin.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// How the fault was applied beyond its kind (the kind carries its own values): the layer
+/// and the loss's scope.
+fn event_params(args: &Args) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if args.layer != Layer::Host {
+        out.insert("layer".into(), format!("{:?}", args.layer).to_lowercase());
+    }
+    if args.command == Command::Loss {
+        out.insert("scope".into(), format!("{:?}", args.scope).to_lowercase());
+    }
+    out
+}
+
+/// The host(s) `leader` stands for, for this command (see leader.rs). For the undoing
+/// commands the answer may be empty (nothing to undo).
+async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
     let system = cluster.resolve_target(args.target);
     if system == System::Perseus {
         return Ok(vec![HostName::perseus(1)]);
@@ -247,28 +359,82 @@ async fn resolve_leader(
     if names.is_empty() {
         bail!("project {:?} has no {system} hosts", cluster.project);
     }
-    let Some(undo) = kind.filter(|k| k.is_undo()) else {
-        let wait = Duration::from_secs(args.leader_wait);
-        return Ok(vec![leader::etcd_leader(docker, cluster, wait).await?]);
-    };
-    // Undoing `leader`: the hosts that have the fault this action undoes.
     let mut hit = Vec::new();
-    for name in names {
-        let host = cluster.host(docker, name).await?;
-        let broken = match undo {
-            FaultKind::Start => fault::is_down(&host),
-            FaultKind::Resume => fault::any_paused(&host),
-            FaultKind::Heal => {
-                docker::is_running(&host.main().info)
-                    && isolate::is_isolated(docker, &host.main().container.name).await?
+    match args.command {
+        Command::Start | Command::Resume | Command::Heal => {
+            for name in names {
+                let host = cluster.host(docker, name).await?;
+                let broken = match args.command {
+                    Command::Start => fault::is_down(&host),
+                    Command::Resume => fault::any_paused(&host),
+                    _ => !active_faults(docker, &host, &HashMap::new())
+                        .await?
+                        .is_empty(),
+                };
+                if broken {
+                    hit.push(name);
+                }
             }
-            _ => false,
-        };
-        if broken {
-            hit.push(name);
         }
+        _ => hit.push(
+            leader::etcd_leader(docker, cluster, Duration::from_secs(args.leader_wait)).await?,
+        ),
     }
     Ok(hit)
+}
+
+/// The other hosts' addresses on a network this host is on.
+async fn peers_of(docker: &Docker, cluster: &Cluster, host: &Host) -> Result<Vec<Ipv4Addr>> {
+    let mut others = Vec::new();
+    for other in cluster
+        .host_names(host.name.system)
+        .into_iter()
+        .filter(|o| *o != host.name)
+    {
+        let o = cluster.host(docker, other).await?;
+        others.push((other.to_string(), o.addresses()));
+    }
+    isolate::peer_addresses(&host.addresses(), &others)
+}
+
+/// The host's own address (the first network's, in name order).
+fn own_address(host: &Host) -> Result<Ipv4Addr> {
+    let mut addrs: Vec<(String, String)> = host.addresses().into_iter().collect();
+    addrs.sort();
+    let (_, a) = addrs
+        .first()
+        .ok_or_else(|| anyhow!("host {} has no network address", host.name))?;
+    a.parse()
+        .map_err(|_| anyhow!("host {} has a bad address {a:?}", host.name))
+}
+
+/// The member a layer names; an error for systems without layers.
+fn layer_member(host: &Host, layer: Layer) -> Result<&host::Member> {
+    if host.name.system != System::Perseus || host.members.len() < 2 {
+        bail!(
+            "--layer {layer:?} needs a Perseus host (acceptor + node); {} has one container",
+            host.name
+        );
+    }
+    Ok(match layer {
+        Layer::Node => &host.members[1],
+        _ => host.main(),
+    })
+}
+
+/// Installs a rule fault in the host's namespace.
+async fn rules(docker: &Docker, host: &Host, fault: RuleFault) -> Result<String> {
+    if !docker::is_running(&host.main().info) {
+        bail!("host {} is not running ({})", host.name, host.states());
+    }
+    let plan = netfault::apply(docker, &host.main().container.name, &fault).await?;
+    Ok(format!(
+        "{} rule(s) in chain {} (from {}) in {}",
+        plan.rules.len(),
+        plan.chain,
+        plan.hooks.join(", "),
+        host.main().container.service
+    ))
 }
 
 /// One action on one host; returns what was done.
@@ -281,50 +447,360 @@ async fn act(
 ) -> Result<String> {
     let host = cluster.host(docker, name).await?;
     let wait = Duration::from_secs(args.wait);
+    let layer = args.layer;
     match kind {
-        FaultKind::Kill => fault::kill(docker, &host).await,
-        FaultKind::Start => fault::start(docker, &host, wait).await,
+        FaultKind::Kill => match layer {
+            Layer::Host => fault::kill(docker, &host).await,
+            Layer::Acceptor => layer::kill_acceptor(docker, layer_member(&host, layer)?).await,
+            Layer::Node => fault::kill_members(docker, &host, &[layer_member(&host, layer)?]).await,
+        },
+        FaultKind::Start => match layer {
+            Layer::Host => fault::start(docker, &host, wait).await,
+            Layer::Acceptor => {
+                layer::start_acceptor(docker, layer_member(&host, layer)?, wait).await
+            }
+            Layer::Node => {
+                let m = layer_member(&host, layer)?;
+                fault::start_member(docker, &host, m, wait).await
+            }
+        },
         FaultKind::Restart => {
-            let killed = fault::kill(docker, &host).await?;
+            let killed = match layer {
+                Layer::Host => fault::kill(docker, &host).await?,
+                Layer::Acceptor => {
+                    layer::kill_acceptor(docker, layer_member(&host, layer)?).await?
+                }
+                Layer::Node => {
+                    fault::kill_members(docker, &host, &[layer_member(&host, layer)?]).await?
+                }
+            };
             // Inspect again: the start must see the stopped state.
             let host = cluster.host(docker, name).await?;
-            let started = fault::start(docker, &host, wait).await?;
+            let started = match layer {
+                Layer::Host => fault::start(docker, &host, wait).await?,
+                Layer::Acceptor => {
+                    layer::start_acceptor(docker, layer_member(&host, layer)?, wait).await?
+                }
+                Layer::Node => {
+                    let m = layer_member(&host, layer)?;
+                    fault::start_member(docker, &host, m, wait).await?
+                }
+            };
             Ok(format!("{killed}; {started}"))
         }
-        FaultKind::Pause => fault::pause(docker, &host).await,
+        FaultKind::Pause => match layer {
+            Layer::Host => fault::pause(docker, &host).await,
+            _ => fault::pause_members(docker, &host, &[layer_member(&host, layer)?]).await,
+        },
         FaultKind::Resume => fault::resume(docker, &host).await,
-        FaultKind::Isolate => isolate::isolate_host(docker, cluster, &host).await,
-        FaultKind::Heal => isolate::heal_host(docker, &host).await,
+        FaultKind::Isolate => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            match layer {
+                Layer::Host => isolate::isolate_host(docker, cluster, &host).await,
+                Layer::Acceptor => {
+                    layer_member(&host, layer)?;
+                    rules(docker, &host, RuleFault::CutAcceptor { peers }).await
+                }
+                Layer::Node => {
+                    layer_member(&host, layer)?;
+                    rules(docker, &host, RuleFault::CutNode { peers }).await
+                }
+            }
+        }
+        FaultKind::IsolateInbound => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            rules(docker, &host, RuleFault::Inbound { peers }).await
+        }
+        FaultKind::IsolateOutbound => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            rules(docker, &host, RuleFault::Outbound { peers }).await
+        }
+        FaultKind::CutClients => {
+            let peers = peers_of(docker, cluster, &host).await?;
+            let port = name.system.client_port();
+            rules(docker, &host, RuleFault::CutClients { port, peers }).await
+        }
+        FaultKind::Loss(percent) => {
+            let percent = f64::from(*percent);
+            let peers = peers_of(docker, cluster, &host).await?;
+            let own = own_address(&host)?;
+            let scope = args.scope;
+            rules(
+                docker,
+                &host,
+                RuleFault::Loss {
+                    percent,
+                    scope,
+                    own,
+                    peers,
+                },
+            )
+            .await
+        }
+        FaultKind::Limit(rate) => {
+            running(&host)?;
+            let cmd = netfault::limit_command(rate);
+            netfault::add_qdisc(docker, &host.main().container.name, &cmd).await?;
+            Ok(format!(
+                "`{}` in {}",
+                cmd.join(" "),
+                host.main().container.service
+            ))
+        }
+        FaultKind::Delay(delay, jitter) => {
+            running(&host)?;
+            let cmd = netfault::delay_command(delay, jitter.as_deref());
+            netfault::add_qdisc(docker, &host.main().container.name, &cmd).await?;
+            Ok(format!(
+                "`{}` in {}",
+                cmd.join(" "),
+                host.main().container.service
+            ))
+        }
+        FaultKind::Amnesia => amnesia::amnesia(docker, &host, wait).await,
+        FaultKind::Heal => heal(docker, &host, wait).await,
+        FaultKind::Partition(_) => bail!("partition acts on the whole system, not on a host"),
     }
 }
 
-/// Prints the status table.
-async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Result<()> {
-    println!(
-        "{:<5} {:<40} {:<9} ADDRESS",
-        "HOST", "CONTAINERS", "ISOLATED"
-    );
+fn running(host: &Host) -> Result<()> {
+    if !docker::is_running(&host.main().info) {
+        bail!("host {} is not running ({})", host.name, host.states());
+    }
+    Ok(())
+}
+
+/// Undoes every fault on the host: thaws, starts what was killed, removes every chaos chain
+/// and qdisc, starts a killed acceptor; says what it found. One undo failing does not stop the
+/// others (the error names every failure).
+async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    if fault::any_paused(host) {
+        match fault::resume(docker, host).await {
+            Ok(d) => done.push(d),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    let host = &Host::inspect(docker, host.name, &host.members).await?;
+    if fault::is_down(host) && !fault::any_paused(host) {
+        match fault::start(docker, host, wait).await {
+            Ok(d) => done.push(d),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    let host = &Host::inspect(docker, host.name, &host.members).await?;
+    if docker::is_running(&host.main().info) {
+        let main = &host.main().container.name;
+        match netfault::remove_all(docker, main).await {
+            Ok(chains) if chains.is_empty() => {}
+            Ok(chains) => done.push(format!("removed chain(s) {}", chains.join(", "))),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        match netfault::remove_qdisc(docker, main).await {
+            Ok(Some(q)) => done.push(format!(
+                "removed the {} on {}",
+                q.describe(),
+                netfault::IFACE
+            )),
+            Ok(None) => {}
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        if host.name.system == System::Perseus && host.members.len() > 1 {
+            match layer::acceptor_down(docker, host.main()).await {
+                Ok(true) => match layer::start_acceptor(docker, host.main(), wait).await {
+                    Ok(d) => done.push(d),
+                    Err(e) => failed.push(format!("{e:#}")),
+                },
+                Ok(false) => {}
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+    } else {
+        failed.push(format!(
+            "host {} is not running ({})",
+            host.name,
+            host.states()
+        ));
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} (undone: {})",
+            failed.join("; "),
+            if done.is_empty() {
+                "nothing".to_string()
+            } else {
+                done.join("; ")
+            }
+        );
+    }
+    if done.is_empty() {
+        Ok("no fault found: nothing to undo".into())
+    } else {
+        Ok(done.join("; "))
+    }
+}
+
+/// `partition SHAPE`: every host of the target system gets its grudge (earlier partition
+/// rules replaced); hosts without one have their partition chain removed.
+async fn partition_cmd(
+    docker: &Docker,
+    cluster: &Cluster,
+    args: &Args,
+    spec: &str,
+    recorder: &Recorder,
+) -> Result<bool> {
+    let system = cluster.resolve_target(args.target);
+    let names = cluster.host_names(system);
+    let shape = partition::parse(spec, &names)?;
+    let mut hosts = HashMap::new();
+    for &n in &names {
+        let h = cluster.host(docker, n).await?;
+        if !docker::is_running(&h.main().info) {
+            bail!(
+                "host {n} is not running ({}): a partition needs every host up",
+                h.states()
+            );
+        }
+        hosts.insert(n, h);
+    }
+    let addr = |n: &HostName| own_address(&hosts[n]);
+    let mut all_ok = true;
+    for &n in &names {
+        let begin = Utc::now();
+        let grudge = shape.get(&n).cloned().unwrap_or_default();
+        let result = async {
+            let main = &hosts[&n].main().container.name;
+            if grudge.cut.is_empty() && grudge.refuse.is_empty() {
+                netfault::remove_chain(docker, main, "PERSEUS-PARTITION").await?;
+                return Ok(None);
+            }
+            let cut = grudge.cut.iter().map(addr).collect::<Result<Vec<_>>>()?;
+            let refuse = grudge.refuse.iter().map(addr).collect::<Result<Vec<_>>>()?;
+            netfault::apply(docker, main, &RuleFault::Partition { cut, refuse }).await?;
+            let list = |v: &[HostName]| {
+                v.iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            Ok::<_, anyhow::Error>(Some(format!(
+                "partition {spec:?}: drops everything from [{}], refuses connections from [{}]; \
+                 reaches [{}]",
+                list(&grudge.cut),
+                list(&grudge.refuse),
+                list(&partition::reaches(&shape, &names, n))
+            )))
+        }
+        .await;
+        let (ok, detail) = match result {
+            Ok(Some(d)) => (true, d),
+            Ok(None) => continue,
+            Err(e) => (false, format!("{e:#}")),
+        };
+        all_ok &= ok;
+        recorder.record(&Event::new(
+            FaultKind::Partition(spec.to_string()),
+            HostArg::Host(n),
+            begin,
+            ok,
+            detail,
+        ))?;
+    }
+    Ok(all_ok)
+}
+
+/// Every fault present on the host, read from the engine and the namespace.
+async fn active_faults(
+    docker: &Docker,
+    host: &Host,
+    names: &HashMap<Ipv4Addr, String>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for m in &host.members {
+        if fault::is_paused(&m.info) {
+            out.push(format!("{} paused", m.container.service));
+        }
+    }
+    if !docker::is_running(&host.main().info) {
+        return Ok(out);
+    }
+    let main = &host.main().container.name;
+    if host.name.system == System::Perseus
+        && host.members.len() > 1
+        && layer::acceptor_down(docker, host.main()).await?
+    {
+        out.push("acceptor (redis-server) killed".into());
+    }
+    let present = netfault::present(docker, main).await?;
+    out.extend(netfault::describe(&present, names));
+    if let Some(q) = netfault::qdisc(docker, main).await? {
+        out.push(q.describe());
+    }
+    Ok(out)
+}
+
+/// Prints the status table, then one line per problem found; Ok(false) when a host's
+/// containers no longer share its network namespace (a broken testbed, not a fault chaos made).
+async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
+    // Addresses → host names, so faults read "isolated from a2,a3".
+    let mut names: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut hosts = Vec::new();
     for &name in targets {
-        let host = match cluster.host(docker, name).await {
+        let host = cluster.host(docker, name).await;
+        if let Ok(h) = &host {
+            for a in h.addresses().values() {
+                if let Ok(ip) = a.parse() {
+                    names.insert(ip, name.to_string());
+                }
+            }
+        }
+        hosts.push((name, host));
+    }
+    println!(
+        "{:<5} {:<28} {:<9} {:<7} {:<12} FAULTS",
+        "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS"
+    );
+    let mut problems = Vec::new();
+    let mut detached_any = false;
+    for (name, host) in hosts {
+        let host = match host {
             Ok(h) => h,
             Err(e) => {
-                println!(
-                    "{:<5} {:<40} {:<9} -",
-                    name.to_string(),
-                    format!("error: {e:#}"),
-                    "-"
-                );
+                println!("{:<5} error: {e:#}", name.to_string());
                 continue;
             }
         };
-        let isolated = if docker::is_running(&host.main().info) {
-            match isolate::is_isolated(docker, &host.main().container.name).await {
-                Ok(true) => "yes".to_string(),
-                Ok(false) => "no".to_string(),
-                Err(_) => "?".to_string(),
-            }
+        let sharing = netns::check(docker, &host).await;
+        let netns_col = if host.members.len() < 2 {
+            "-"
+        } else if netns::detached(&sharing).next().is_some() {
+            "DETACHED"
+        } else if sharing.iter().all(|s| *s == netns::Sharing::Shared) {
+            "shared"
         } else {
-            "-".to_string()
+            "?"
+        };
+        for s in netns::detached(&sharing) {
+            detached_any = true;
+            problems.push(format!(
+                "{name}: {}: `make up` or `chaos start {name}` restarts it into the current one",
+                s.describe()
+            ));
+        }
+        let health = match probe::healthy(&host).await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                if host.running() {
+                    problems.push(format!("{name}: unhealthy where its users stand: {e:#}"));
+                }
+                "NO".to_string()
+            }
+        };
+        let faults = match active_faults(docker, &host, &names).await {
+            Ok(f) if f.is_empty() => "-".to_string(),
+            Ok(f) => f.join("; "),
+            Err(e) => format!("? ({e:#})"),
         };
         let mut addrs: Vec<String> = host.addresses().into_values().collect();
         addrs.sort();
@@ -334,12 +810,15 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<40} {isolated:<9} {addr}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {faults}",
             name.to_string(),
             host.states()
         );
     }
-    Ok(())
+    for p in &problems {
+        println!("! {p}");
+    }
+    Ok(!detached_any)
 }
 
 #[cfg(test)]
@@ -350,15 +829,22 @@ mod tests {
         Args::try_parse_from(std::iter::once("chaos").chain(argv.iter().copied()))
     }
 
+    fn split(argv: &[&str]) -> Result<(Option<HostArg>, Vec<String>)> {
+        parse(argv).map_err(|e| anyhow!("{e}"))?.split()
+    }
+
     #[test]
     fn parses_commands() {
         let a = parse(&["kill", "a1"]).unwrap();
-        assert_eq!(a.command, Command::Fault(FaultKind::Kill));
-        assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(1))));
+        assert_eq!(a.command, Command::Kill);
+        assert_eq!(
+            a.split().unwrap().0,
+            Some(HostArg::Host(HostName::perseus(1)))
+        );
         assert_eq!(a.target, Target::Auto);
         let a = parse(&["heal"]).unwrap();
-        assert_eq!(a.command, Command::Fault(FaultKind::Heal));
-        assert_eq!(a.host, None);
+        assert_eq!(a.command, Command::Heal);
+        assert_eq!(a.split().unwrap().0, None);
         let a = parse(&[
             "--events",
             "/tmp/e.jsonl",
@@ -370,9 +856,12 @@ mod tests {
         .unwrap();
         assert_eq!(a.project, "x");
         assert_eq!(a.events, Some(PathBuf::from("/tmp/e.jsonl")));
-        assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(3))));
+        assert_eq!(
+            a.split().unwrap().0,
+            Some(HostArg::Host(HostName::perseus(3)))
+        );
         let a = parse(&["start", "a2", "--wait", "5"]).unwrap();
-        assert_eq!((a.command, a.wait), (Command::Fault(FaultKind::Start), 5));
+        assert_eq!((a.command, a.wait), (Command::Start, 5));
         assert_eq!(parse(&["status"]).unwrap().command, Command::Status);
         assert_eq!(parse(&["health"]).unwrap().command, Command::Health);
     }
@@ -382,28 +871,84 @@ mod tests {
         let a = parse(&["--target", "etcd", "kill", "leader"]).unwrap();
         assert_eq!(a.target, Target::Etcd);
         assert_eq!(
-            (a.command, a.host),
-            (Command::Fault(FaultKind::Kill), Some(HostArg::Leader))
+            (a.command, a.split().unwrap().0),
+            (Command::Kill, Some(HostArg::Leader))
         );
-        let a = parse(&["isolate", "e2"]).unwrap();
-        assert_eq!(a.host, Some(HostArg::Host(HostName::etcd(2))));
+        assert_eq!(
+            split(&["isolate", "e2"]).unwrap().0,
+            Some(HostArg::Host(HostName::etcd(2)))
+        );
         let a = parse(&["--target", "perseus", "heal"]).unwrap();
-        assert_eq!((a.target, a.host), (Target::Perseus, None));
+        assert_eq!((a.target, a.split().unwrap().0), (Target::Perseus, None));
         let a = parse(&["start", "leader", "--leader-wait", "3"]).unwrap();
         assert_eq!(a.leader_wait, 3);
         assert!(parse(&["--target", "consul", "kill", "leader"]).is_err());
-        assert!(parse(&["kill", "e4"]).is_err());
-        assert!(parse(&["kill", "LEADER"]).is_err());
+        assert!(split(&["kill", "e4"]).is_err());
+        assert!(split(&["kill", "LEADER"]).is_err());
+    }
+
+    #[test]
+    fn parses_the_new_faults_and_their_parameters() {
+        let (h, p) = split(&["loss", "a1", "30"]).unwrap();
+        assert_eq!(
+            (h, p),
+            (Some(HostArg::Host(HostName::perseus(1))), vec!["30".into()])
+        );
+        assert_eq!(
+            parse(&["--scope", "all", "loss", "a1", "5"]).unwrap().scope,
+            Scope::All
+        );
+        assert!(split(&["limit", "a2", "256kbit"]).is_ok());
+        assert_eq!(split(&["delay", "a2", "50ms", "10ms"]).unwrap().1.len(), 2);
+        assert!(split(&["delay", "a2", "50ms"]).is_ok());
+        assert_eq!(
+            split(&["partition", "a1 | a2 a3"]).unwrap(),
+            (None, vec!["a1 | a2 a3".to_string()])
+        );
+        assert!(split(&["partition", "majorities-ring"]).is_ok());
+        let a = parse(&["--layer", "acceptor", "kill", "a1"]).unwrap();
+        assert_eq!(a.layer, Layer::Acceptor);
+        assert!(a.split().is_ok());
+        assert_eq!(
+            parse(&["isolate-inbound", "a1"]).unwrap().command,
+            Command::IsolateInbound
+        );
+        assert_eq!(
+            parse(&["cut-clients", "a1"]).unwrap().command,
+            Command::CutClients
+        );
+        assert_eq!(parse(&["amnesia", "a3"]).unwrap().command, Command::Amnesia);
+        let a = parse(&["--scope", "all", "loss", "a1", "30"]).unwrap();
+        let (_, p) = a.split().unwrap();
+        assert_eq!(a.fault_kind(&p).unwrap(), Some(FaultKind::Loss(30)));
+        assert_eq!(event_params(&a)["scope"], "all");
+        let a = parse(&["delay", "a1", "50ms", "10ms"]).unwrap();
+        let (_, p) = a.split().unwrap();
+        assert_eq!(
+            a.fault_kind(&p).unwrap().unwrap().to_string(),
+            "delay:50ms,10ms"
+        );
     }
 
     #[test]
     fn rejects_bad_input() {
         assert!(parse(&[]).is_err());
         assert!(parse(&["explode", "a1"]).is_err());
-        assert!(parse(&["kill", "a4"]).is_err());
-        assert!(parse(&["kill", "p1"]).is_err());
-        assert!(parse(&["kill", "a1", "a2"]).is_err());
+        assert!(split(&["kill", "a4"]).is_err());
+        assert!(split(&["kill", "p1"]).is_err());
+        assert!(split(&["kill", "a1", "a2"]).is_err());
         assert!(parse(&["start", "a1", "--wait", "-1"]).is_err());
+        let err = |argv: &[&str]| format!("{:#}", split(argv).unwrap_err());
+        assert!(err(&["loss", "a1"]).contains("usage: chaos loss HOST PERCENT"));
+        assert!(err(&["loss", "a1", "150"]).contains("between 1 and 100"));
+        assert!(err(&["loss", "a1", "lots"]).contains("percentage"));
+        assert!(err(&["loss"]).contains("usage"));
+        assert!(err(&["limit", "a1", "fast"]).contains("rate"));
+        assert!(err(&["delay", "a1", "50ms", "10ms", "5ms"]).contains("usage"));
+        assert!(err(&["delay", "a1", "soon"]).contains("time"));
+        assert!(err(&["partition"]).contains("SHAPE"));
+        assert!(err(&["--layer", "node", "loss", "a1", "3"]).contains("--layer"));
+        assert!(parse(&["--layer", "redis", "kill", "a1"]).is_err());
     }
 
     #[test]

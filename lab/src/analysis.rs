@@ -349,6 +349,7 @@ mod tests {
             host: host.parse().unwrap(),
             ok: true,
             detail: String::new(),
+            params: Default::default(),
         }
     }
 

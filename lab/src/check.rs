@@ -372,6 +372,7 @@ mod tests {
             host: host.parse().unwrap(),
             ok: true,
             detail: String::new(),
+            params: Default::default(),
         }
     }
 

@@ -27,6 +27,11 @@ pub struct Row {
     pub isolate_host: Option<String>,
     pub isolate_cluster_ms: Option<f64>,
     pub isolate_survivors_ms: Option<f64>,
+    /// The first partition's shape (e.g. majorities-ring) and its windows in ms: the cluster's,
+    /// and the worst node's (a partition hits every node).
+    pub partition_shape: Option<String>,
+    pub partition_cluster_ms: Option<f64>,
+    pub partition_worst_node_ms: Option<f64>,
     /// Cluster iterations/s over the whole seconds after warm-up and before the first fault.
     pub baseline_per_s: Option<f64>,
     /// Median of the per-second p99 latencies over the same seconds, ms.
@@ -65,6 +70,9 @@ pub fn row(system: &str, run: &Run) -> Row {
         .filter_map(|s| s.latency_us.p99.map(|us| us as f64 / 1000.0))
         .collect();
     let summary = run.summary.as_ref();
+    let partition = reports
+        .iter()
+        .find(|r| matches!(r.fault.kind, FaultKind::Partition(_)));
     Row {
         system: system.to_string(),
         crash_host: crash.map(|r| r.fault.host.to_string()),
@@ -73,6 +81,15 @@ pub fn row(system: &str, run: &Run) -> Row {
         isolate_host: isolate.map(|r| r.fault.host.to_string()),
         isolate_cluster_ms: isolate.and_then(report::cluster_ms),
         isolate_survivors_ms: isolate.and_then(report::survivors_worst_ms),
+        partition_shape: partition.and_then(|r| r.fault.kind.param()),
+        partition_cluster_ms: partition.and_then(report::cluster_ms),
+        partition_worst_node_ms: partition.and_then(|r| {
+            r.impacts
+                .iter()
+                .filter(|i| matches!(i.subject, Subject::Node(_)))
+                .map(|i| i.unavailability_ms)
+                .reduce(f64::max)
+        }),
         baseline_per_s: analysis::rate(run, Subject::Cluster, from, first_fault),
         baseline_p99_ms: median(baseline_p99),
         run_p99_ms: summary
@@ -97,18 +114,24 @@ pub fn markdown(rows: &[Row]) -> String {
         out,
         "| system | crashed leader: cluster unavailable (ms) | crashed leader: survivors unavailable (ms) \
          | isolated leader: cluster unavailable (ms) | isolated leader: survivors unavailable (ms) \
+         | partition: cluster unavailable (ms) | partition: worst node unavailable (ms) \
          | iterations/s, no faults | p99 ms, no faults | p99 ms, whole run | violations |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
             num(r.crash_cluster_ms),
             num(r.crash_survivors_ms),
             num(r.isolate_cluster_ms),
             num(r.isolate_survivors_ms),
+            num(r.partition_cluster_ms),
+            num(r.partition_worst_node_ms),
             num(r.baseline_per_s),
             num1(r.baseline_p99_ms),
             num1(r.run_p99_ms),
@@ -119,10 +142,11 @@ pub fn markdown(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "- {}: the crash hit {}, the isolation hit {}.",
+            "- {}: the crash hit {}, the isolation hit {}, the partition was {}.",
             r.system,
             r.crash_host.as_deref().unwrap_or("nothing"),
-            r.isolate_host.as_deref().unwrap_or("nothing")
+            r.isolate_host.as_deref().unwrap_or("nothing"),
+            r.partition_shape.as_deref().unwrap_or("none")
         );
     }
     let _ = writeln!(
@@ -214,6 +238,7 @@ mod tests {
             host: host.parse().unwrap(),
             ok: true,
             detail: String::new(),
+            params: Default::default(),
         }
     }
 
@@ -249,7 +274,7 @@ mod tests {
         assert_eq!(r.violations, 0);
         let md = markdown(&[r]);
         assert!(
-            md.contains("| etcd | 1510 | 1510 | 1210 | 1210 | 300 | 4.5 | 7.5 | 0 |"),
+            md.contains("| etcd | 1510 | 1510 | 1210 | 1210 | – | – | 300 | 4.5 | 7.5 | 0 |"),
             "{md}"
         );
         assert!(md.contains("the crash hit e2, the isolation hit e3"));
@@ -261,7 +286,7 @@ mod tests {
         let r = row("quiet", &run);
         assert_eq!(r.crash_cluster_ms, None);
         assert_eq!(r.baseline_per_s, Some(300.0));
-        assert!(markdown(&[r]).contains("| quiet | – | – | – | – | 300 |"));
+        assert!(markdown(&[r]).contains("| quiet | – | – | – | – | – | – | 300 |"));
     }
 
     #[test]

@@ -51,9 +51,18 @@ const NODE_COLORS: [RGBColor; 6] = [
 
 fn fault_color(fault: &Fault) -> RGBAColor {
     match fault.kind {
-        analysis::FaultKind::Kill | analysis::FaultKind::Restart => RED.mix(0.15),
-        analysis::FaultKind::Isolate => BLUE.mix(0.12),
+        analysis::FaultKind::Kill | analysis::FaultKind::Restart | analysis::FaultKind::Amnesia => {
+            RED.mix(0.15)
+        }
+        analysis::FaultKind::Isolate
+        | analysis::FaultKind::IsolateInbound
+        | analysis::FaultKind::IsolateOutbound
+        | analysis::FaultKind::CutClients
+        | analysis::FaultKind::Partition(_) => BLUE.mix(0.12),
         analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
+        analysis::FaultKind::Loss(_)
+        | analysis::FaultKind::Limit(_)
+        | analysis::FaultKind::Delay(..) => RGBColor(255, 165, 0).mix(0.15),
         // The undoing actions open no window.
         _ => RGBColor(128, 128, 128).mix(0.1),
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use perseus_model::load::{Record, Start};
-use perseus_model::{FaultKind, HostArg};
+use perseus_model::FaultKind;
 
 use crate::scenario::Scenario;
 
@@ -110,15 +110,21 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         }
     };
 
+    // Steps on different hosts run side by side (two hosts killed at once), but the commands
+    // on one host run in their order: a heal that starts while the fault it undoes is still
+    // being installed (chaos takes seconds on a busy machine) would race its rules. A step
+    // without a host (heal of all, a partition) waits for every host.
+    let locks = HostLocks::default();
     let mut steps = Vec::new();
     for step in &scenario.steps {
         let wait = (t0 + step.at).saturating_duration_since(Instant::now());
         std::thread::sleep(wait);
         let (setup, dir, log, step) = (setup.clone(), dir.to_path_buf(), log.clone(), step.clone());
+        let turn = locks.take(step.host.map(|h| h.to_string()));
         steps.push(std::thread::spawn(move || {
-            let mut args = vec![step.fault.to_string()];
-            args.extend(step.host.map(|h| h.to_string()));
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _turn = turn.wait();
+            let argv = step.argv();
+            let args: Vec<&str> = argv.iter().map(String::as_str).collect();
             let ok = chaos(&setup, &dir, &args, &log);
             (ok, args.join(" "))
         }));
@@ -134,18 +140,94 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
     let status = loadgen.wait().context("waiting for the load generator")?;
     let _ = copier.join();
 
-    // Leave the testbed whole whatever the scenario did: heal everything, then undo each
-    // other fault still open.
+    // Leave the testbed whole whatever the scenario did: heal undoes every kind of fault
+    // (rules, qdiscs, pauses, killed acceptors, killed hosts).
     chaos(setup, dir, &[FaultKind::Heal.name()], &log);
-    for (fault, host) in hosts_left_broken(scenario) {
-        if let Some(undo) = fault.undo().filter(|u| *u != FaultKind::Heal) {
-            chaos(setup, dir, &[&undo.to_string(), &host.to_string()], &log);
-        }
-    }
     Ok(Outcome {
         loadgen_exit: status.code(),
         failed_steps,
     })
+}
+
+/// Orders the chaos commands per host: each step takes its place in line when it is due
+/// (in scenario order) and runs once every earlier step on the same host (or any earlier
+/// step, for a step without a host) has finished.
+#[derive(Default)]
+struct HostLocks {
+    /// The completion signal of the latest step per host ("" = the steps without a host).
+    last: Mutex<std::collections::HashMap<String, Arc<Done>>>,
+}
+
+/// Set when a step finished.
+#[derive(Default)]
+struct Done {
+    finished: Mutex<bool>,
+    signal: std::sync::Condvar,
+}
+
+impl Done {
+    fn wait(&self) {
+        let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        while !*finished {
+            finished = self
+                .signal
+                .wait(finished)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A step's place in line: what it waits for, and its own completion signal.
+struct Turn {
+    before: Vec<Arc<Done>>,
+    mine: Arc<Done>,
+}
+
+/// Marks the step finished when dropped (also when its thread panics).
+struct Finished(Arc<Done>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        *self.0.finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.0.signal.notify_all();
+    }
+}
+
+impl Turn {
+    fn wait(self) -> Finished {
+        for d in &self.before {
+            d.wait();
+        }
+        Finished(self.mine)
+    }
+}
+
+impl HostLocks {
+    fn take(&self, host: Option<String>) -> Turn {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = Arc::new(Done::default());
+        let before: Vec<Arc<Done>> = match &host {
+            // A host-less step waits for everything before it.
+            None => last.values().cloned().collect(),
+            // A host step waits for its host and for the last host-less step.
+            Some(h) => [last.get(h).cloned(), last.get("").cloned()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        match host {
+            None => {
+                for v in last.values_mut() {
+                    *v = mine.clone();
+                }
+                last.insert(String::new(), mine.clone());
+            }
+            Some(h) => {
+                last.insert(h, mine.clone());
+            }
+        }
+        Turn { before, mine }
+    }
 }
 
 /// Waits for the `start` record the load generator writes (flushed) before its first
@@ -192,51 +274,74 @@ pub fn wait_for_start_record(
     )
 }
 
-/// Faults the scenario opened and did not undo, per host (a `restart` also brings a killed
-/// host back).
-fn hosts_left_broken(scenario: &Scenario) -> Vec<(FaultKind, HostArg)> {
-    let mut broken: Vec<(FaultKind, HostArg)> = Vec::new();
-    for step in &scenario.steps {
-        let Some(host) = step.host else { continue };
-        if step.fault.undo().is_some() {
-            broken.push((step.fault.clone(), host));
-        } else {
-            broken.retain(|(f, h)| {
-                let undone = step.fault.undoes(f)
-                    || (step.fault == FaultKind::Restart && *f == FaultKind::Kill);
-                !(undone && *h == host)
-            });
+/// Whether the hosts' kernel can delay packets (netem): tries `chaos delay HOST 1ms` and heals
+/// it. Ok(false) when chaos reports the missing sch_netem; other failures are errors.
+pub fn kernel_has_netem(setup: &Setup, host: &str) -> Result<bool> {
+    let run = |args: &[&str]| {
+        let mut command = Command::new(&setup.chaos);
+        if let Some(target) = &setup.target {
+            command.arg("--target").arg(target);
         }
+        command
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", setup.chaos.display()))
+    };
+    let out = run(&["delay", host, "1ms"])?;
+    if out.status.success() {
+        let healed = run(&["heal", host])?;
+        if !healed.status.success() {
+            bail!(
+                "chaos heal {host} after the netem probe failed: {}",
+                String::from_utf8_lossy(&healed.stderr)
+            );
+        }
+        return Ok(true);
     }
-    broken
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if text.contains("sch_netem") {
+        return Ok(false);
+    }
+    bail!("probing netem with chaos delay {host} 1ms failed: {text}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Step;
 
     #[test]
-    fn finds_what_the_scenario_left_broken() {
-        let step = |at: u64, fault: &str, host: &str| Step {
-            at: Duration::from_secs(at),
-            fault: fault.parse().unwrap(),
-            host: Some(host.parse().unwrap()),
+    fn steps_on_one_host_run_in_order_and_hostless_steps_wait_for_all() {
+        let locks = HostLocks::default();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let slow = locks.take(Some("a1".into()));
+        let other = locks.take(Some("a2".into()));
+        let after = locks.take(Some("a1".into()));
+        let all = locks.take(None);
+        let spawn = |turn: Turn, name: &'static str, ms: u64| {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                let _f = turn.wait();
+                std::thread::sleep(Duration::from_millis(ms));
+                order.lock().unwrap().push(name);
+            })
         };
-        let scenario = Scenario {
-            expect: vec![],
-            duration: Duration::from_secs(60),
-            steps: vec![
-                step(1, "kill", "a1"),
-                step(2, "start", "a1"),
-                step(3, "pause", "a2"),
-                step(4, "kill", "a3"),
-            ],
-        };
-        let a = |n| HostArg::Host(perseus_model::HostName::perseus(n));
-        assert_eq!(
-            hosts_left_broken(&scenario),
-            vec![(FaultKind::Pause, a(2)), (FaultKind::Kill, a(3))]
-        );
+        let handles = vec![
+            spawn(all, "heal all", 0),
+            spawn(after, "heal a1", 0),
+            spawn(slow, "loss a1", 150),
+            spawn(other, "kill a2", 0),
+        ];
+        for h in handles {
+            h.join().unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.last(), Some(&"heal all"));
+        let pos = |n| order.iter().position(|x| *x == n).unwrap();
+        assert!(pos("loss a1") < pos("heal a1"));
+        assert!(pos("kill a2") < pos("loss a1"), "{order:?}");
     }
 }

@@ -2,6 +2,8 @@
 //! (`<RFC3339 ms UTC> <command> <host>: <detail>`) and, with `chaos --events FILE`, appended
 //! to FILE as a JSON line so a report can line faults up with the load generator's seconds.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,10 @@ pub struct ChaosEvent {
     pub ok: bool,
     #[serde(default)]
     pub detail: String,
+    /// How the fault was applied beyond its kind: `layer` (acceptor/node of a Perseus host),
+    /// `scope` (which packets a loss drops), `shape` (a partition's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
 }
 
 impl ChaosEvent {
@@ -44,7 +50,14 @@ impl ChaosEvent {
             host,
             ok,
             detail,
+            params: BTreeMap::new(),
         }
+    }
+
+    /// The same event with how the fault was applied.
+    pub fn with_params(mut self, params: BTreeMap<String, String>) -> Self {
+        self.params = params;
+        self
     }
 
     /// The human line.

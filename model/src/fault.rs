@@ -3,7 +3,9 @@
 //! file, lab's scenario steps and lab's analysis.
 //!
 //! Text form: the kind's name, then its parameters after a colon when it has any
-//! (`kill`, `heal`; a kind with a parameter would read e.g. `loss:30`).
+//! (`kill`, `heal`, `loss:30`, `limit:256kbit`, `delay:50ms,10ms`, `partition:a1 | a2 a3`).
+//! Which layer of a host a kill/pause/isolate hit (`--layer`) and which packets a loss drops
+//! (`--scope`) travel in the event's `params`, not in the kind.
 //!
 //! Adding a kind: a variant here, its names in [`FaultKind::NAMES`], [`FaultKind::name`] and
 //! [`FaultKind::state`], its parameters in [`FaultKind::from_parts`] and `Display`, and its
@@ -31,8 +33,25 @@ pub enum FaultKind {
     Resume,
     /// Drop all traffic between the host and its peers; clients still reach it.
     Isolate,
-    /// Remove every network rule chaos added (undoes `isolate`).
+    /// Undo every fault chaos made on the host: rules, qdiscs, pauses, killed acceptors and
+    /// killed hosts (ends every kind below, and kill, pause and isolate too).
     Heal,
+    /// One way: drop the connections the peers open to the host.
+    IsolateInbound,
+    /// One way: drop the connections the host opens to its peers.
+    IsolateOutbound,
+    /// Drop the clients' traffic to the host; its peers still reach it.
+    CutClients,
+    /// Drop this percentage (1..=100) of the packets to and from the peers.
+    Loss(u8),
+    /// Limit the host's outgoing bandwidth (tc rate, e.g. `256kbit`).
+    Limit(String),
+    /// Delay the host's outgoing packets (netem): delay and optional jitter (`50ms`, `10ms`).
+    Delay(String, Option<String>),
+    /// Partition the system's hosts by a shape (`a1 | a2 a3`, halves, bridge, majorities-ring).
+    Partition(String),
+    /// Stop the host, erase its data volumes, start it empty (over when it returns).
+    Amnesia,
 }
 
 /// A text that is not a fault kind (or has wrong parameters).
@@ -42,12 +61,30 @@ pub enum ParseFaultError {
     Unknown(String),
     #[error("fault {kind:?} takes no parameter (got {param:?})")]
     UnexpectedParameter { kind: String, param: String },
+    #[error("fault {kind:?} needs {what}")]
+    MissingParameter { kind: String, what: &'static str },
+    #[error("fault {kind:?}: {why}")]
+    BadParameter { kind: String, why: String },
 }
 
 impl FaultKind {
     /// Every kind's name, for help texts and error messages.
     pub const NAMES: &'static [&'static str] = &[
-        "kill", "start", "restart", "pause", "resume", "isolate", "heal",
+        "kill",
+        "start",
+        "restart",
+        "pause",
+        "resume",
+        "isolate",
+        "heal",
+        "isolate-inbound",
+        "isolate-outbound",
+        "cut-clients",
+        "loss",
+        "limit",
+        "delay",
+        "partition",
+        "amnesia",
     ];
 
     /// The kind's name without its parameters.
@@ -60,6 +97,35 @@ impl FaultKind {
             FaultKind::Resume => "resume",
             FaultKind::Isolate => "isolate",
             FaultKind::Heal => "heal",
+            FaultKind::IsolateInbound => "isolate-inbound",
+            FaultKind::IsolateOutbound => "isolate-outbound",
+            FaultKind::CutClients => "cut-clients",
+            FaultKind::Loss(_) => "loss",
+            FaultKind::Limit(_) => "limit",
+            FaultKind::Delay(..) => "delay",
+            FaultKind::Partition(_) => "partition",
+            FaultKind::Amnesia => "amnesia",
+        }
+    }
+
+    /// The parameters as chaos's command line takes them after the host (`loss a1 30`,
+    /// `delay a1 50ms 10ms`; for partition, the shape in place of a host).
+    pub fn cli_params(&self) -> Vec<String> {
+        match self {
+            FaultKind::Delay(d, j) => std::iter::once(d.clone()).chain(j.clone()).collect(),
+            _ => self.param().into_iter().collect(),
+        }
+    }
+
+    /// The parameter text after the colon, if the kind has parameters.
+    pub fn param(&self) -> Option<String> {
+        match self {
+            FaultKind::Loss(p) => Some(p.to_string()),
+            FaultKind::Limit(r) => Some(r.clone()),
+            FaultKind::Delay(d, None) => Some(d.clone()),
+            FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
+            FaultKind::Partition(shape) => Some(shape.clone()),
+            _ => None,
         }
     }
 
@@ -73,6 +139,14 @@ impl FaultKind {
             FaultKind::Resume => "resumed",
             FaultKind::Isolate => "isolated",
             FaultKind::Heal => "healed",
+            FaultKind::IsolateInbound => "cut inbound",
+            FaultKind::IsolateOutbound => "cut outbound",
+            FaultKind::CutClients => "clients cut",
+            FaultKind::Loss(_) => "lossy",
+            FaultKind::Limit(_) => "throttled",
+            FaultKind::Delay(..) => "delayed",
+            FaultKind::Partition(_) => "partitioned",
+            FaultKind::Amnesia => "wiped",
         }
     }
 
@@ -93,6 +167,59 @@ impl FaultKind {
             "resume" => plain(FaultKind::Resume),
             "isolate" => plain(FaultKind::Isolate),
             "heal" => plain(FaultKind::Heal),
+            "isolate-inbound" => plain(FaultKind::IsolateInbound),
+            "isolate-outbound" => plain(FaultKind::IsolateOutbound),
+            "cut-clients" => plain(FaultKind::CutClients),
+            "amnesia" => plain(FaultKind::Amnesia),
+            "loss" | "limit" | "delay" | "partition" => {
+                let missing = |what| ParseFaultError::MissingParameter {
+                    kind: name.to_string(),
+                    what,
+                };
+                let bad = |why: String| ParseFaultError::BadParameter {
+                    kind: name.to_string(),
+                    why,
+                };
+                match name {
+                    "loss" => {
+                        let p = param.ok_or_else(|| missing("a PERCENT (loss:30)"))?;
+                        let n: u8 = p
+                            .trim_end_matches('%')
+                            .parse()
+                            .map_err(|_| bad(format!("{p:?} is not a whole percentage")))?;
+                        if n == 0 || n > 100 {
+                            return Err(bad(format!("{n} % is not between 1 and 100")));
+                        }
+                        Ok(FaultKind::Loss(n))
+                    }
+                    "limit" => {
+                        let r = param.ok_or_else(|| missing("a RATE (limit:256kbit)"))?;
+                        check_rate(r).map_err(bad)?;
+                        Ok(FaultKind::Limit(r.to_string()))
+                    }
+                    "delay" => {
+                        let p = param
+                            .ok_or_else(|| missing("a DELAY (delay:50ms or delay:50ms,10ms)"))?;
+                        let (d, j) = match p.split_once(',') {
+                            Some((d, j)) => (d.trim(), Some(j.trim())),
+                            None => (p.trim(), None),
+                        };
+                        check_time(d).map_err(bad)?;
+                        if let Some(j) = j {
+                            check_time(j).map_err(bad)?;
+                        }
+                        Ok(FaultKind::Delay(d.to_string(), j.map(String::from)))
+                    }
+                    _ => {
+                        let shape =
+                            param.ok_or_else(|| missing("a SHAPE (partition:majorities-ring)"))?;
+                        if shape.trim().is_empty() {
+                            return Err(missing("a SHAPE (partition:majorities-ring)"));
+                        }
+                        Ok(FaultKind::Partition(shape.trim().to_string()))
+                    }
+                }
+            }
             _ => Err(ParseFaultError::Unknown(name.to_string())),
         }
     }
@@ -103,14 +230,26 @@ impl FaultKind {
         match self {
             FaultKind::Kill => Some(FaultKind::Start),
             FaultKind::Pause => Some(FaultKind::Resume),
-            FaultKind::Isolate => Some(FaultKind::Heal),
-            FaultKind::Start | FaultKind::Restart | FaultKind::Resume | FaultKind::Heal => None,
+            FaultKind::Isolate
+            | FaultKind::IsolateInbound
+            | FaultKind::IsolateOutbound
+            | FaultKind::CutClients
+            | FaultKind::Loss(_)
+            | FaultKind::Limit(_)
+            | FaultKind::Delay(..)
+            | FaultKind::Partition(_) => Some(FaultKind::Heal),
+            FaultKind::Start
+            | FaultKind::Restart
+            | FaultKind::Resume
+            | FaultKind::Heal
+            | FaultKind::Amnesia => None,
         }
     }
 
-    /// Whether this action ends a fault of kind `fault`.
+    /// Whether this action ends a fault of kind `fault` (heal ends every lasting fault).
     pub fn undoes(&self, fault: &FaultKind) -> bool {
-        fault.undo().as_ref() == Some(self)
+        let own = fault.undo();
+        own.as_ref() == Some(self) || (*self == FaultKind::Heal && own.is_some())
     }
 
     /// Whether the action ends some fault (start, resume, heal).
@@ -123,7 +262,7 @@ impl FaultKind {
 
     /// A fault over when the action returns (its window is the action itself): `restart`.
     pub fn is_instant(&self) -> bool {
-        matches!(self, FaultKind::Restart)
+        matches!(self, FaultKind::Restart | FaultKind::Amnesia)
     }
 
     /// Whether the action may run without naming a host (then it acts on every host):
@@ -131,12 +270,19 @@ impl FaultKind {
     pub fn may_omit_host(&self) -> bool {
         matches!(self, FaultKind::Heal)
     }
+
+    /// Whether the action names no host at all (it acts on the whole system): `partition`.
+    pub fn takes_no_host(&self) -> bool {
+        matches!(self, FaultKind::Partition(_))
+    }
 }
 
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Kinds with parameters write `name:param` here.
-        f.write_str(self.name())
+        match self.param() {
+            Some(p) => write!(f, "{}:{p}", self.name()),
+            None => f.write_str(self.name()),
+        }
     }
 }
 
@@ -164,13 +310,83 @@ impl TryFrom<String> for FaultKind {
     }
 }
 
+/// Checks a rate like `256kbit`, `10mbit` (tc's units).
+fn check_rate(rate: &str) -> Result<(), String> {
+    let digits = rate.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &rate[digits.len()..];
+    let number: f64 = digits
+        .parse()
+        .map_err(|_| format!("{rate:?} is not a rate like 256kbit or 10mbit"))?;
+    if !(number > 0.0 && number.is_finite()) {
+        return Err(format!("{rate:?}: the rate must be above zero"));
+    }
+    if !["bit", "kbit", "mbit", "gbit", "bps", "kbps", "mbps"].contains(&unit) {
+        return Err(format!(
+            "{rate:?}: unit must be bit, kbit, mbit, gbit, bps, kbps or mbps"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a time like `50ms`, `1s`, `200us` (tc's units).
+fn check_time(text: &str) -> Result<(), String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let ok = digits
+        .parse::<f64>()
+        .is_ok_and(|n| n >= 0.0 && n.is_finite())
+        && ["us", "ms", "s"].contains(&unit);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{text:?} is not a time like 50ms, 1s or 200us"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn parameters_round_trip_and_are_checked() {
+        for text in [
+            "loss:30",
+            "limit:256kbit",
+            "delay:50ms",
+            "delay:50ms,10ms",
+            "partition:a1 | a2 a3",
+            "partition:majorities-ring",
+        ] {
+            let f: FaultKind = text.parse().unwrap();
+            assert_eq!(f.to_string(), text);
+            let json = serde_json::to_string(&f).unwrap();
+            assert_eq!(serde_json::from_str::<FaultKind>(&json).unwrap(), f);
+        }
+        assert_eq!("loss:30".parse::<FaultKind>().unwrap(), FaultKind::Loss(30));
+        for bad in [
+            "loss",
+            "loss:0",
+            "loss:101",
+            "loss:lots",
+            "limit:fast",
+            "limit:10furlongs",
+            "delay:soon",
+            "delay:5ms,x",
+            "partition:",
+            "amnesia:3",
+        ] {
+            assert!(bad.parse::<FaultKind>().is_err(), "{bad}");
+        }
+        assert!(FaultKind::Heal.undoes(&FaultKind::Loss(30)));
+        assert!(FaultKind::Heal.undoes(&FaultKind::Kill));
+        assert!(!FaultKind::Heal.undoes(&FaultKind::Amnesia));
+        assert!(FaultKind::Amnesia.is_instant());
+    }
+
+    #[test]
     fn every_name_round_trips() {
-        for name in FaultKind::NAMES {
+        let with_param = ["loss", "limit", "delay", "partition"];
+        for name in FaultKind::NAMES.iter().filter(|n| !with_param.contains(n)) {
             let f: FaultKind = name.parse().unwrap();
             assert_eq!(f.name(), *name);
             assert_eq!(f.to_string(), *name);

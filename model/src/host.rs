@@ -43,11 +43,12 @@ impl System {
         [1, 2, 3].map(|n| HostName { system: self, n })
     }
 
-    /// What a host answers when it is healthy, from inside the host's first container.
-    pub fn health_url(self) -> &'static str {
+    /// The port clients use (and `/health` answers on), on the host's network address. chaos
+    /// probes health there, from where the users stand, never from inside the host.
+    pub fn client_port(self) -> u16 {
         match self {
-            System::Perseus => "http://127.0.0.1:8080/health",
-            System::Etcd => "http://127.0.0.1:2379/health",
+            System::Perseus => 8080,
+            System::Etcd => 2379,
         }
     }
 }

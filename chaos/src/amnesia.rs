@@ -1,0 +1,141 @@
+//! Amnesia: stop a host, erase its data volumes, start it empty. A process that crashes and
+//! comes back without what it promised: on Perseus this breaks CASPaxos's assumption that
+//! acceptors never forget (their `appendfsync always` is what normally keeps it true), so
+//! acknowledged writes may be lost; docs/faults.md explains it.
+//!
+//! The erase runs in a short-lived helper container (the host's own image, no network) that
+//! mounts the host's named volumes; every entry under each mount is deleted, the volume
+//! itself stays (Compose owns it and `make down` removes it).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use bollard::Docker;
+use futures::StreamExt;
+
+use crate::fault;
+use crate::host::Host;
+
+/// The named volumes of the host's containers: (volume name, where it is mounted).
+pub fn volumes(host: &Host) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in &host.members {
+        for mount in m.info.mounts.iter().flatten() {
+            if mount.typ.as_deref() != Some("volume") {
+                continue;
+            }
+            if let (Some(name), Some(dest)) = (&mount.name, &mount.destination) {
+                if !out.iter().any(|(n, _)| n == name) {
+                    out.push((name.clone(), dest.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The helper's command: delete everything inside each mount point.
+pub fn erase_command(destinations: &[String]) -> Vec<String> {
+    let script = destinations
+        .iter()
+        .map(|d| format!("find '{d}' -mindepth 1 -delete"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    vec!["sh".into(), "-c".into(), script]
+}
+
+async fn erase(docker: &Docker, host: &Host, vols: &[(String, String)]) -> Result<()> {
+    let image = host
+        .main()
+        .info
+        .image
+        .clone()
+        .ok_or_else(|| anyhow!("{} has no image id", host.main().container.name))?;
+    let binds: Vec<String> = vols.iter().map(|(n, d)| format!("{n}:{d}")).collect();
+    let dests: Vec<String> = vols.iter().map(|(_, d)| d.clone()).collect();
+    let body = ContainerCreateBody {
+        image: Some(image),
+        cmd: Some(erase_command(&dests)),
+        entrypoint: Some(vec![]),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(None, body)
+        .await
+        .context("creating the eraser container")?;
+    let result = async {
+        docker.start_container(&created.id, None).await?;
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            docker
+                .wait_container(
+                    &created.id,
+                    None::<bollard::query_parameters::WaitContainerOptions>,
+                )
+                .next(),
+        )
+        .await
+        .map_err(|_| anyhow!("erasing took over 60 s"))?;
+        match waited {
+            Some(Ok(r)) if r.status_code == 0 => Ok(()),
+            Some(Ok(r)) => bail!("the eraser exited with {}", r.status_code),
+            Some(Err(e)) => Err(anyhow!("the eraser failed: {e}")),
+            None => bail!("the eraser vanished"),
+        }
+    }
+    .await;
+    let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+    let removed = docker.remove_container(&created.id, Some(rm)).await;
+    result?;
+    removed.context("removing the eraser container")?;
+    Ok(())
+}
+
+/// Kill, erase, start (waiting up to `wait` for health).
+pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
+    let vols = volumes(host);
+    if vols.is_empty() {
+        bail!("host {} has no data volume to erase", host.name);
+    }
+    let killed = if host.members.iter().any(|m| fault::is_up(&m.info)) {
+        fault::kill(docker, host).await?
+    } else {
+        "already stopped".to_string()
+    };
+    for m in &host.members {
+        // Kill returns before the containers are down; the erase must not race Redis.
+        let _ = docker
+            .wait_container(
+                &m.container.id,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            )
+            .next()
+            .await;
+    }
+    erase(docker, host, &vols).await?;
+    let fresh = Host::inspect(docker, host.name, &host.members).await?;
+    let started = fault::start(docker, &fresh, wait).await?;
+    let names: Vec<String> = vols.iter().map(|(n, d)| format!("{n} ({d})")).collect();
+    Ok(format!("{killed}; erased {}; {started}", names.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erases_inside_each_mount() {
+        assert_eq!(
+            erase_command(&["/data".into()]).join(" "),
+            "sh -c find '/data' -mindepth 1 -delete"
+        );
+    }
+}
