@@ -23,6 +23,10 @@ SCENARIO ?= kill-and-isolate
 DURATION ?= 300
 SEED ?= 1
 UP_TIMEOUT ?= 90
+# `make matrix`: systems, faults (each hits the leader) and runs per combination
+SYSTEMS ?= perseus etcd
+FAULTS ?= kill isolate pause
+RUNS ?= 10
 export COMPOSE BASE_IMAGE UP_TIMEOUT
 
 CLUSTER := a1 a2 a3 p1 p2 p3
@@ -32,7 +36,7 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
 
 .PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak \
-        compare etcd-smoke \
+        compare matrix etcd-smoke \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
 
 help: ## Show this help
@@ -116,6 +120,9 @@ soak: up ## Random faults for DURATION (300) s with SEED, all undone at the end;
 
 compare: ## Same scenario (compose/scenarios/compare.toml) on Perseus, then on etcd; one table
 	scripts/compare.sh
+
+matrix: images ## SYSTEMS × FAULTS × RUNS fresh-cluster runs; the six measures as distributions in results/UTC-matrix/matrix.md
+	SYSTEMS="$(SYSTEMS)" FAULTS="$(FAULTS)" RUNS="$(RUNS)" SEED="$(SEED)" scripts/matrix.sh
 
 etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
 	scripts/etcd-smoke.sh

@@ -5,6 +5,8 @@
 mod analysis;
 mod compare;
 mod data;
+mod matrix;
+mod measures;
 mod plot;
 mod report;
 mod runner;
@@ -83,6 +85,9 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The distributions of a matrix (scripts/matrix.sh): matrix.md, matrix.json and
+    /// matrix.png from the finished runs under DIR/runs
+    Matrix { dir: PathBuf },
     /// (Re)write report.md and the plots of a results folder
     Report {
         dir: PathBuf,
@@ -196,6 +201,7 @@ fn main() -> ExitCode {
         }
         Cmd::Report { dir, system } => report(&dir, &system).map(|v| v == 0),
         Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
+        Cmd::Matrix { dir } => matrix::run(&dir),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
