@@ -343,6 +343,7 @@ pub fn distributions(path: &Path, runs: &[crate::matrix::RunFigures]) -> Result<
                 }
             })
             .y_desc("ms")
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(|e| anyhow!("drawing: {e}"))?;
