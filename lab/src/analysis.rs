@@ -34,6 +34,8 @@ impl FaultKind {
 pub struct Fault {
     pub kind: FaultKind,
     pub host: String,
+    /// When the command that applied the fault began (the nodes may feel it from then on).
+    pub begin_ms: i64,
     /// When the fault was applied.
     pub start_ms: i64,
     /// When the recovery (start/heal/resume) began, if it did during the run.
@@ -65,6 +67,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind,
                 host: event.host.clone(),
+                begin_ms: begin,
                 start_ms: end,
                 recover_ms: None,
                 recovered_ms: None,
@@ -90,6 +93,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             "restart" => faults.push(Fault {
                 kind: FaultKind::Restart,
                 host: event.host.clone(),
+                begin_ms: begin,
                 start_ms: begin,
                 recover_ms: Some(begin),
                 recovered_ms: Some(end),

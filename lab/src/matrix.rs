@@ -40,6 +40,11 @@ pub struct RunFigures {
     /// `lab run`'s exit code as the script saw it.
     pub exit: Option<i32>,
     pub measures: Option<Measures>,
+    /// The same downtime and partial downtime over the fault-free seconds before the fault's
+    /// command began (measures::quiet_window): the floor the load itself leaves on this
+    /// machine, to read the measures against.
+    pub quiet_downtime_ms: Option<f64>,
+    pub quiet_partial_downtime_ms: Option<f64>,
     /// Cluster iterations/s in the 5 s before the fault, during it, and in the 5 s after the
     /// recovery.
     pub baseline_per_s: Option<f64>,
@@ -94,6 +99,9 @@ pub struct Group {
     /// Cluster throughput during / after the fault relative to the baseline, %.
     pub during_pct: Stats,
     pub after_pct: Stats,
+    /// The fault-free floor of the downtime and partial downtime (see RunFigures).
+    pub quiet_downtime: Stats,
+    pub quiet_partial_downtime: Stats,
     pub violations: u64,
     pub failed_runs: usize,
 }
@@ -120,7 +128,13 @@ pub fn figures(matrix_dir: &Path, dir: &Path) -> Result<RunFigures> {
         .as_ref()
         .and_then(|s| s["violations"].as_u64())
         .unwrap_or(run.violations.len() as u64);
+    let quiet = report.map(|r| {
+        let (from, to) = measures::quiet_window(r.fault.begin_ms);
+        measures::downtimes(&run, from, to)
+    });
     Ok(RunFigures {
+        quiet_downtime_ms: quiet.map(|q| q.0),
+        quiet_partial_downtime_ms: quiet.map(|q| q.1),
         dir: dir
             .strip_prefix(matrix_dir)
             .unwrap_or(dir)
@@ -178,7 +192,12 @@ pub fn groups(runs: &[RunFigures]) -> Vec<Group> {
                 .iter()
                 .map(|r| pct(r.after_per_s, r.baseline_per_s))
                 .collect();
+            let quiet = |f: fn(&RunFigures) -> Option<f64>| -> Stats {
+                Stats::of(&mine.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
             Group {
+                quiet_downtime: quiet(|r| r.quiet_downtime_ms),
+                quiet_partial_downtime: quiet(|r| r.quiet_partial_downtime_ms),
                 runs: mine.len(),
                 measures,
                 during_pct: Stats::of(&during),
@@ -210,7 +229,7 @@ pub fn markdown(groups: &[Group]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| system | fault | N | {} | throughput during (%) | after (%) | violations |",
+        "| system | fault | N | {} | throughput during (%) | after (%) | without faults: downtime / partial (ms, median) | violations |",
         measures::NAMES
             .iter()
             .map(|n| format!("{n} (ms)"))
@@ -219,20 +238,22 @@ pub fn markdown(groups: &[Group]) -> String {
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|{}---:|---:|---:|",
+        "|---|---|---:|{}---:|---:|---:|---:|",
         "---:|".repeat(measures::NAMES.len())
     );
     for g in groups {
         let cells: Vec<String> = g.measures.iter().map(|(_, s)| cell(s)).collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} / {} | {} |",
             g.system,
             g.fault,
             g.runs,
             cells.join(" | "),
             cell(&g.during_pct),
             cell(&g.after_pct),
+            report::opt_ms(g.quiet_downtime.median),
+            report::opt_ms(g.quiet_partial_downtime.median),
             g.violations
         );
     }
@@ -242,7 +263,8 @@ pub fn markdown(groups: &[Group]) -> String {
          runs it is the max); \"k never\": runs where the measure does not exist (the nodes never \
          became steady before the run ended). Definitions: docs/matrix.md. Throughput: cluster \
          iterations/s during the fault and in the 5 s after the recovery, relative to the 5 s \
-         before the fault."
+         before the fault. Without faults: the downtime and partial downtime measured the same \
+         way over those 5 s before the fault, the floor the load leaves on this machine."
     );
     let failed: Vec<String> = groups
         .iter()
@@ -370,7 +392,10 @@ mod tests {
                 recovery_downtime_ms: Some(0.0),
                 recovery_partial_downtime_ms: Some(0.0),
                 recovery_time_ms: recovery,
+                outage_gap_ms: 100.0,
             }),
+            quiet_downtime_ms: Some(10.0),
+            quiet_partial_downtime_ms: Some(20.0),
             baseline_per_s: Some(300.0),
             during_per_s: Some(150.0),
             after_per_s: Some(300.0),
@@ -414,5 +439,9 @@ mod tests {
         );
         assert!(md.contains("2500 / 3000 / 3000 (1 never)"), "{md}");
         assert!(md.contains("| perseus | kill | 1 | 12 / 12 / 12 |"), "{md}");
+        assert!(
+            md.contains("| 50 / 50 / 50 | 100 / 100 / 100 | 10 / 20 | 0 |"),
+            "{md}"
+        );
     }
 }

@@ -12,17 +12,22 @@
 //! - disturbance: from the fault until n-1 nodes are steady;
 //! - recovery time: from the recovery until all n nodes are steady.
 //!
-//! A node is *down* inside every stretch between two of its successes longer than
-//! [`STEADY_GAP_MS`] (or from its last success to the end of the run, when that is longer); it
-//! is *steady* from instant t when none of its down stretches meets `[t, t + STEADY_HOLD_MS]`
-//! and that interval ends inside the run. Stretches that long always cross a bucket border, so
-//! they are located exactly.
+//! A node is *down* inside every stretch between two of its successes longer than the outage
+//! gap (or from its last success to the end of the run, when that is longer); it is *steady*
+//! from instant t when none of its down stretches meets `[t, t + STEADY_HOLD_MS]` and that
+//! interval ends inside the run. The outage gap is [`STEADY_GAP_MS`], or the longest stretch
+//! any single node showed in the fault-free seconds before the fault when that is longer (a
+//! loaded machine's slow iterations are not outages). Stretches that long always cross a
+//! bucket border, so they are located exactly.
 
 use crate::analysis::{self, Fault, Stretch};
 use crate::data::Run;
 
-/// A gap between two successes of a node longer than this is an outage, not load noise.
+/// A gap between two successes of a node longer than this is an outage, not load noise (unless
+/// the nodes showed longer ones before the fault).
 pub const STEADY_GAP_MS: i64 = 100;
+/// How far before a fault its fault-free reference reaches (not before the warm-up's end).
+pub const QUIET_MS: i64 = 5000;
 /// How long a node must serve without such a gap to count as steady.
 pub const STEADY_HOLD_MS: i64 = 1000;
 
@@ -36,6 +41,8 @@ pub struct Measures {
     pub recovery_downtime_ms: Option<f64>,
     pub recovery_partial_downtime_ms: Option<f64>,
     pub recovery_time_ms: Option<f64>,
+    /// The outage gap steadiness was judged with, ms (not one of the six).
+    pub outage_gap_ms: f64,
 }
 
 /// The names of the measures, in the order of [`Measures::values`].
@@ -73,7 +80,7 @@ fn all_but_one(n: usize) -> Vec<Vec<usize>> {
 }
 
 /// Downtime and partial downtime inside `[from_ms, to_ms]`.
-fn downtimes(run: &Run, from_ms: i64, to_ms: i64) -> (f64, f64) {
+pub fn downtimes(run: &Run, from_ms: i64, to_ms: i64) -> (f64, f64) {
     let all: Vec<usize> = (0..run.node_count()).collect();
     let downtime = analysis::longest_within_ms(run, &all, from_ms, to_ms);
     let partial = all_but_one(run.node_count())
@@ -85,8 +92,8 @@ fn downtimes(run: &Run, from_ms: i64, to_ms: i64) -> (f64, f64) {
 
 /// A node's down stretches as open intervals (µs); `u64::MAX` as the end when it never
 /// succeeded again before the run ended.
-fn down_spans(run: &Run, node: usize) -> Vec<(u64, u64)> {
-    let gap_us = STEADY_GAP_MS as u64 * 1000;
+fn down_spans(run: &Run, node: usize, gap_ms: f64) -> Vec<(u64, u64)> {
+    let gap_us = (gap_ms * 1000.0) as u64;
     let end_us = analysis::run_end_ms(run).max(0) as u64 * 1000;
     analysis::stretches(run, &[node])
         .iter()
@@ -98,13 +105,33 @@ fn down_spans(run: &Run, node: usize) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The earliest instant at or after `from_ms` from which at least `count` nodes are steady,
-/// as ms after `from_ms`; `None` when that does not happen inside the run.
-pub fn steady_after_ms(run: &Run, count: usize, from_ms: i64) -> Option<f64> {
+/// The outage gap for a fault whose command began at `begin_ms`: [`STEADY_GAP_MS`], or the
+/// longest stretch of a single node in the fault-free time before it when that is longer.
+pub fn outage_gap_ms(run: &Run, begin_ms: i64) -> f64 {
+    let (from, to) = quiet_window(begin_ms);
+    (0..run.node_count())
+        .filter(|_| from < to)
+        .map(|i| analysis::longest_within_ms(run, &[i], from, to))
+        .fold(STEADY_GAP_MS as f64, f64::max)
+}
+
+/// The fault-free reference before a fault whose command began at `begin_ms`: at most
+/// [`QUIET_MS`], not before the warm-up's end (empty when the fault came earlier).
+pub fn quiet_window(begin_ms: i64) -> (i64, i64) {
+    let from = (begin_ms - QUIET_MS).max(analysis::WARM_UP_MS);
+    (from, begin_ms.max(from))
+}
+
+/// The earliest instant at or after `from_ms` from which at least `count` nodes are steady
+/// (judged with `gap_ms`), as ms after `from_ms`; `None` when that does not happen inside the
+/// run.
+pub fn steady_after_ms(run: &Run, count: usize, from_ms: i64, gap_ms: f64) -> Option<f64> {
     let from_us = from_ms.max(0) as u64 * 1000;
     let end_us = analysis::run_end_ms(run).max(0) as u64 * 1000;
     let hold_us = STEADY_HOLD_MS as u64 * 1000;
-    let downs: Vec<Vec<(u64, u64)>> = (0..run.node_count()).map(|i| down_spans(run, i)).collect();
+    let downs: Vec<Vec<(u64, u64)>> = (0..run.node_count())
+        .map(|i| down_spans(run, i, gap_ms))
+        .collect();
     // Steadiness only begins where a down stretch ends (or at `from` itself).
     let mut candidates: Vec<u64> = downs
         .iter()
@@ -137,11 +164,13 @@ pub fn of(run: &Run, fault: &Fault, faults: &[Fault]) -> Measures {
     let n = run.node_count();
     let fault_end = fault.end_ms(end);
     let (downtime_ms, partial_downtime_ms) = downtimes(run, fault.start_ms, fault_end);
-    let disturbance_ms = steady_after_ms(run, n.saturating_sub(1).max(1), fault.start_ms);
+    let gap = outage_gap_ms(run, fault.begin_ms);
+    let disturbance_ms = steady_after_ms(run, n.saturating_sub(1).max(1), fault.start_ms, gap);
     let mut measures = Measures {
         downtime_ms,
         partial_downtime_ms,
         disturbance_ms,
+        outage_gap_ms: gap,
         ..Default::default()
     };
     if let Some(recover) = fault.recover_ms {
@@ -155,7 +184,7 @@ pub fn of(run: &Run, fault: &Fault, faults: &[Fault]) -> Measures {
         let (down, partial) = downtimes(run, recover, phase_end);
         measures.recovery_downtime_ms = Some(down);
         measures.recovery_partial_downtime_ms = Some(partial);
-        measures.recovery_time_ms = steady_after_ms(run, n, recover);
+        measures.recovery_time_ms = steady_after_ms(run, n, recover, gap);
     }
     measures
 }
@@ -301,17 +330,37 @@ mod tests {
     }
 
     #[test]
+    fn slow_iterations_before_the_fault_raise_the_outage_gap() {
+        // Every node stalls 300 ms once a second (t % 1000 in 500..800) before the fault at
+        // 8 s: those stalls are the load, not outages. n1 is then killed for good.
+        let mut run = synthetic(20, 3, |i, t| {
+            (t < 8000 && (500..800).contains(&(t % 1000))) || (i == 0 && t >= 8000)
+        });
+        run.events = vec![event(&run, "kill", "a1", 8000)];
+        // From 7.495 s to 7.805 s: 310 ms.
+        assert_eq!(outage_gap_ms(&run, 8000), 310.0);
+        let m = &measures(&run)[0];
+        assert_eq!(m.outage_gap_ms, 310.0);
+        assert_eq!(m.disturbance_ms, Some(0.0));
+        // With the fixed 100 ms the stall would count until 8 s… and n2, n3 are steady at once.
+        assert_eq!(steady_after_ms(&run, 2, 7600, 100.0), Some(205.0));
+        assert_eq!(steady_after_ms(&run, 2, 7600, 310.0), Some(0.0));
+        // Nothing fault-free before a fault at 1 s: the fixed 100 ms.
+        assert_eq!(outage_gap_ms(&run, 1000), 100.0);
+    }
+
+    #[test]
     fn steadiness_needs_the_whole_hold_inside_the_run() {
         // Everyone stops from 1 s until 9.5 s of a 10 s run: only 0.5 s left to be steady in.
         let run = synthetic(10, 3, |_, t| (1000..9500).contains(&t));
-        assert_eq!(steady_after_ms(&run, 2, 1000), None);
+        assert_eq!(steady_after_ms(&run, 2, 1000, 100.0), None);
         // The stop at 1 s falls inside the hold that would begin at 0.
-        assert_eq!(steady_after_ms(&run, 3, 0), None);
+        assert_eq!(steady_after_ms(&run, 3, 0, 100.0), None);
         let run = synthetic(10, 3, |_, t| (2000..3000).contains(&t));
         // Steady for the 1 s from 0 already; from 1.5 s only once the stop is over.
-        assert_eq!(steady_after_ms(&run, 3, 0), Some(0.0));
-        assert_eq!(steady_after_ms(&run, 3, 1500), Some(1505.0));
-        assert_eq!(steady_after_ms(&run, 3, 4000), Some(0.0));
+        assert_eq!(steady_after_ms(&run, 3, 0, 100.0), Some(0.0));
+        assert_eq!(steady_after_ms(&run, 3, 1500, 100.0), Some(1505.0));
+        assert_eq!(steady_after_ms(&run, 3, 4000, 100.0), Some(0.0));
     }
 
     #[test]

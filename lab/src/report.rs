@@ -69,12 +69,19 @@ As in the original Perseus's 2018 round, at ms resolution (docs/matrix.md): \
          downtime = no node succeeding; partial downtime = at most one node succeeding; disturbance = \
          from the fault until all nodes but one are steady; the same two downtimes after the \
          recovery began; recovery time = from the recovery until every node is steady (steady: no \
-         gap over {} ms for {} ms). –: no recovery in the run, or never steady before it ended.\n",
+         gap over the outage gap for {} ms; the outage gap is {} ms, or the longest gap of a node \
+         in the {} s before the fault when longer). –: no recovery in the run, or never steady \
+         before it ended.\n",
+        measures::STEADY_HOLD_MS,
         measures::STEADY_GAP_MS,
-        measures::STEADY_HOLD_MS
+        measures::QUIET_MS / 1000
     );
-    let _ = writeln!(out, "| fault | {} |", measures::NAMES.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---:|".repeat(measures::NAMES.len()));
+    let _ = writeln!(
+        out,
+        "| fault | {} | outage gap |",
+        measures::NAMES.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(measures::NAMES.len() + 1));
     for report in reports {
         let cells: Vec<String> = report
             .measures
@@ -84,11 +91,12 @@ As in the original Perseus's 2018 round, at ms resolution (docs/matrix.md): \
             .collect();
         let _ = writeln!(
             out,
-            "| {} {} at {:.1} s | {} |",
+            "| {} {} at {:.1} s | {} | {} |",
             report.fault.kind.label(),
             report.fault.host,
             report.fault.start_ms as f64 / 1000.0,
-            cells.join(" | ")
+            cells.join(" | "),
+            ms(report.measures.outage_gap_ms)
         );
     }
     let _ = writeln!(out);
