@@ -212,6 +212,12 @@ pub fn groups(runs: &[RunFigures]) -> Vec<Group> {
 }
 
 fn cell(s: &Stats) -> String {
+    cell_with(s, "never")
+}
+
+/// A cell whose missing runs are called `missing` (a measure "never" happened; a throughput
+/// window did not fit in the run).
+fn cell_with(s: &Stats, missing: &str) -> String {
     let v = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.0}"));
     let mut text = if s.n == 0 {
         "–".to_string()
@@ -219,7 +225,7 @@ fn cell(s: &Stats) -> String {
         format!("{} / {} / {}", v(s.median), v(s.p95), v(s.max))
     };
     if s.missing > 0 {
-        let _ = write!(text, " ({} never)", s.missing);
+        let _ = write!(text, " ({} {missing})", s.missing);
     }
     text
 }
@@ -250,8 +256,8 @@ pub fn markdown(groups: &[Group]) -> String {
             g.fault,
             g.runs,
             cells.join(" | "),
-            cell(&g.during_pct),
-            cell(&g.after_pct),
+            cell_with(&g.during_pct, "n/a"),
+            cell_with(&g.after_pct, "n/a"),
             report::opt_ms(g.quiet_downtime.median),
             report::opt_ms(g.quiet_partial_downtime.median),
             g.violations
@@ -261,7 +267,8 @@ pub fn markdown(groups: &[Group]) -> String {
         out,
         "\nEach cell: median / p95 / max over the N runs (p95 by nearest rank: with fewer than 20 \
          runs it is the max); \"k never\": runs where the measure does not exist (the nodes never \
-         became steady before the run ended). Definitions: docs/matrix.md. Throughput: cluster \
+         became steady before the run ended; \"k n/a\": runs whose throughput window did not fit \
+         in the run). Definitions: docs/matrix.md. Throughput: cluster \
          iterations/s during the fault and in the 5 s after the recovery, relative to the 5 s \
          before the fault. Without faults: the downtime and partial downtime measured the same \
          way over those 5 s before the fault, the floor the load leaves on this machine."
