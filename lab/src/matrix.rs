@@ -267,8 +267,8 @@ pub fn markdown(groups: &[Group]) -> String {
         out,
         "\nEach cell: median / p95 / max over the N runs (p95 by nearest rank: with fewer than 20 \
          runs it is the max); \"k never\": runs where the measure does not exist (the nodes never \
-         became steady before the run ended; \"k n/a\": runs whose throughput window did not fit \
-         in the run). Definitions: docs/matrix.md. Throughput: cluster \
+         became steady before the run ended); \"k n/a\": runs whose throughput window did not \
+         fit in the run. Definitions: docs/matrix.md. Throughput: cluster \
          iterations/s during the fault and in the 5 s after the recovery, relative to the 5 s \
          before the fault. Without faults: the downtime and partial downtime measured the same \
          way over those 5 s before the fault, the floor the load leaves on this machine."
