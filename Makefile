@@ -16,12 +16,18 @@ TARGET ?= auto
 ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
+# `make load`: connections per node, and which keys they use: `own` (one key per connection)
+# or `shared:N` (all connections of all nodes race on N keys), e.g. KEYS=shared:1 CONNECTIONS=10
+CONNECTIONS ?= 1
+KEYS ?= own
 BENCH_DURATION ?= 20
 BENCH_CONNECTIONS ?= 1 4 16
 # `make experiment` / `make soak`
 SCENARIO ?= kill-and-isolate
 DURATION ?= 300
 SEED ?= 1
+# `make watch`: the load stops by itself after this many seconds (or on q)
+WATCH_DURATION ?= 3600
 UP_TIMEOUT ?= 90
 # `make matrix`: systems, faults (each hits the leader) and runs per combination
 SYSTEMS ?= perseus etcd
@@ -35,7 +41,7 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 # The client container, running or not (by label: `compose ps` differs between v1 and v2).
 CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
 
-.PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak \
+.PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak watch \
         compare matrix etcd-smoke \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
 
@@ -50,8 +56,8 @@ help: ## Show this help
 base: ## Build the base image (debian:bookworm-slim, or debootstrap when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
 
-binaries: ## cargo build --release of node, loadgen, chaos and lab
-	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab
+binaries: ## cargo build --release of node, loadgen, chaos, lab and watch
+	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab -p perseus-watch
 
 images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
 	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
@@ -67,8 +73,8 @@ up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait un
 	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
 	NODES="$(ETCD_HOSTS)" scripts/wait-healthy.sh
 
-load: up ## Run the load generator (LOADGEN_DURATION=300 s) and follow its per-second output
-	LOADGEN_DURATION=$(LOADGEN_DURATION) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
+	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
@@ -113,6 +119,10 @@ experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate)
 	@test -f compose/scenarios/$(SCENARIO).toml || { echo "no scenario compose/scenarios/$(SCENARIO).toml; there are: $$(ls compose/scenarios | sed 's/.toml//' | tr '\n' ' ')" >&2; exit 2; }
 	target/release/lab run compose/scenarios/$(SCENARIO).toml \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)
+
+watch: up ## Live terminal view of the load: charts per node, faults marked, keys act (q quits, writes a report)
+	target/release/watch --duration $(WATCH_DURATION) \
+	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-watch
 
 soak: up ## Random faults for DURATION (300) s with SEED, all undone at the end; fails on any violation
 	target/release/lab soak --duration $(DURATION) --seed $(SEED) \

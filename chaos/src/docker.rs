@@ -52,14 +52,35 @@ pub async fn connect() -> Result<Docker> {
 
 /// Turns a connection error into a message that says what to do.
 fn explain(path: &str, e: bollard::errors::Error) -> anyhow::Error {
-    let text = format!("{e:?}");
-    if text.contains("PermissionDenied") || text.contains("os error 13") {
+    if is_permission_denied(&e) {
         anyhow!(
             "permission denied on the Docker socket {path}: run as root or join the docker group"
         )
     } else {
         anyhow!("cannot talk to the Docker engine at {path}: {e}")
     }
+}
+
+/// Whether an I/O error somewhere in the error's chain of causes is a refused permission
+/// (connecting to a socket the user may not open).
+fn is_permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::PermissionDenied {
+                return true;
+            }
+        }
+        if let Some(bollard::errors::Error::IOError { err }) =
+            c.downcast_ref::<bollard::errors::Error>()
+        {
+            if err.kind() == std::io::ErrorKind::PermissionDenied {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// One container of the Compose project, found by its labels.
@@ -191,4 +212,21 @@ pub async fn exec(docker: &Docker, container: &str, argv: &[String]) -> Result<E
         code,
         output: output.trim().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_is_found_in_the_chain_of_causes() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = bollard::errors::Error::IOError { err: denied };
+        assert!(is_permission_denied(&e));
+        assert!(explain("/s", e).to_string().contains("permission denied"));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = bollard::errors::Error::IOError { err: refused };
+        assert!(!is_permission_denied(&e));
+        assert!(explain("/s", e).to_string().contains("cannot talk"));
+    }
 }

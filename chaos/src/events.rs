@@ -1,53 +1,14 @@
-//! The record of what chaos did: one printed line per action
-//! (`<RFC3339 ms UTC> <command> <host>: <detail>`) and, with `--events FILE`, the same as a
-//! JSON line appended to FILE so a report can line faults up with the loadgen's seconds.
+//! The record of what chaos did: one printed line per action and, with `--events FILE`, the
+//! same as a JSON line appended to FILE (the record is `perseus_model::ChaosEvent`, which lab
+//! reads back).
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 
-/// One action, successful or not.
-#[derive(Debug, Serialize)]
-pub struct Event {
-    /// When the action finished, RFC 3339 with milliseconds, UTC.
-    pub time: String,
-    /// The same instant in Unix milliseconds.
-    pub unix_ms: i64,
-    /// When the action began (for `start`, before the wait for /health).
-    pub begin_unix_ms: i64,
-    pub command: String,
-    pub host: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-impl Event {
-    pub fn new(command: &str, host: &str, begin: DateTime<Utc>, ok: bool, detail: String) -> Self {
-        let now = Utc::now();
-        Event {
-            time: now.to_rfc3339_opts(SecondsFormat::Millis, true),
-            unix_ms: now.timestamp_millis(),
-            begin_unix_ms: begin.timestamp_millis(),
-            command: command.to_string(),
-            host: host.to_string(),
-            ok,
-            detail,
-        }
-    }
-
-    /// The human line.
-    pub fn line(&self) -> String {
-        let status = if self.ok { "" } else { "FAILED: " };
-        format!(
-            "{} {} {}: {}{}",
-            self.time, self.command, self.host, status, self.detail
-        )
-    }
-}
+pub use perseus_model::ChaosEvent as Event;
 
 /// Prints events and appends them to the events file.
 pub struct Recorder {
@@ -85,16 +46,28 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
+    use perseus_model::{FaultKind, HostArg, HostName};
 
     #[test]
-    fn line_and_json() {
-        let e = Event::new("kill", "a1", Utc::now(), true, "killed a1, p1".into());
-        let line = e.line();
-        assert!(line.ends_with(" kill a1: killed a1, p1"), "{line}");
-        assert!(line.contains('T') && line.contains('Z'));
-        let json: serde_json::Value = serde_json::to_value(&e).unwrap();
-        assert_eq!(json["command"], "kill");
-        assert_eq!(json["ok"], true);
-        assert!(json["unix_ms"].as_i64().unwrap() >= json["begin_unix_ms"].as_i64().unwrap());
+    fn appends_one_json_line_per_event() {
+        let dir = std::env::temp_dir().join(format!("chaos-events-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let recorder = Recorder::new(Some(&dir));
+        for host in [1, 2] {
+            let e = Event::new(
+                FaultKind::Kill,
+                HostArg::Host(HostName::perseus(host)),
+                Utc::now(),
+                true,
+                "killed".into(),
+            );
+            recorder.record(&e).unwrap();
+        }
+        let text = std::fs::read_to_string(&dir).unwrap();
+        let events = Event::parse_lines(&text).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].host, HostArg::Host(HostName::perseus(2)));
     }
 }

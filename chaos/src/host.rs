@@ -1,15 +1,8 @@
-//! The host model. Two systems share the testbed's network:
-//!
-//! - Perseus: a host `aN` is the Redis acceptor container `aN` plus the node container `pN`
-//!   that shares its network namespace;
-//! - etcd: a host `eN` is the single etcd member container `eN`.
-//!
-//! Faults act on the host as a whole. The first container of a host owns the network
-//! namespace (isolation rules go there, health checks run there).
+//! The hosts as found in the Docker engine: which containers make up a host (the host and
+//! system names themselves are shared with the other tools, see `perseus_model::host`), and
+//! which system `--target` means.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 
 use anyhow::{anyhow, Result};
 use bollard::models::ContainerInspectResponse;
@@ -17,117 +10,7 @@ use bollard::Docker;
 
 use crate::docker::{self, Container};
 
-/// Which cluster a host belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum System {
-    Perseus,
-    Etcd,
-}
-
-impl System {
-    pub const ALL: [System; 2] = [System::Perseus, System::Etcd];
-
-    /// The letter of its host names (`a1`, `e1`).
-    fn prefix(self) -> char {
-        match self {
-            System::Perseus => 'a',
-            System::Etcd => 'e',
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            System::Perseus => "perseus",
-            System::Etcd => "etcd",
-        }
-    }
-
-    /// The hosts of the system, in order.
-    pub fn hosts(self) -> [HostName; 3] {
-        [1, 2, 3].map(|n| HostName { system: self, n })
-    }
-
-    /// What `start` waits for, from inside the host's first container.
-    pub fn health_url(self) -> &'static str {
-        match self {
-            System::Perseus => "http://127.0.0.1:8080/health",
-            System::Etcd => "http://127.0.0.1:2379/health",
-        }
-    }
-}
-
-impl fmt::Display for System {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A host name, `a1`..`a3` or `e1`..`e3`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HostName {
-    pub system: System,
-    pub n: u8,
-}
-
-impl HostName {
-    pub const fn perseus(n: u8) -> Self {
-        HostName {
-            system: System::Perseus,
-            n,
-        }
-    }
-
-    #[cfg(test)]
-    pub const fn etcd(n: u8) -> Self {
-        HostName {
-            system: System::Etcd,
-            n,
-        }
-    }
-
-    /// The Compose services of the host; the first owns the network namespace.
-    pub fn services(self) -> Vec<String> {
-        match self.system {
-            System::Perseus => vec![format!("a{}", self.n), format!("p{}", self.n)],
-            System::Etcd => vec![format!("e{}", self.n)],
-        }
-    }
-}
-
-impl fmt::Display for HostName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.system.prefix(), self.n)
-    }
-}
-
-impl FromStr for HostName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        System::ALL
-            .iter()
-            .flat_map(|sys| sys.hosts())
-            .find(|h| h.to_string() == s)
-            .ok_or_else(|| format!("unknown host {s:?}: expected a1, a2, a3, e1, e2, e3 or leader"))
-    }
-}
-
-/// What the command line names: a host, or `leader` (resolved against a system).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostArg {
-    Host(HostName),
-    Leader,
-}
-
-impl FromStr for HostArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "leader" {
-            Ok(HostArg::Leader)
-        } else {
-            s.parse().map(HostArg::Host)
-        }
-    }
-}
+pub use perseus_model::{HostArg, HostName, System};
 
 /// `--target`: which system `leader` and "all hosts" refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -255,37 +138,6 @@ pub fn pick_system(target: Target, present: &[System]) -> System {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_hosts() {
-        assert_eq!("a1".parse::<HostName>(), Ok(HostName::perseus(1)));
-        assert_eq!(
-            "a3".parse::<HostName>().map(|h| h.services()),
-            Ok(vec!["a3".into(), "p3".into()])
-        );
-        assert_eq!("e2".parse::<HostName>(), Ok(HostName::etcd(2)));
-        assert_eq!(
-            "e3".parse::<HostName>().map(|h| h.services()),
-            Ok(vec!["e3".into()])
-        );
-        assert_eq!(HostName::etcd(2).to_string(), "e2");
-        assert!("a4".parse::<HostName>().is_err());
-        assert!("e0".parse::<HostName>().is_err());
-        assert!("p1".parse::<HostName>().is_err());
-        assert!("".parse::<HostName>().is_err());
-        assert!("leader".parse::<HostName>().is_err());
-    }
-
-    #[test]
-    fn parses_host_args() {
-        assert_eq!("leader".parse::<HostArg>(), Ok(HostArg::Leader));
-        assert_eq!(
-            "e1".parse::<HostArg>(),
-            Ok(HostArg::Host(HostName::etcd(1)))
-        );
-        assert!("Leader".parse::<HostArg>().is_err());
-        assert!("leaders".parse::<HostArg>().is_err());
-    }
 
     #[test]
     fn target_resolution() {

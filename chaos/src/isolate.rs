@@ -4,7 +4,8 @@
 //! from INPUT and OUTPUT; heal removes the jumps and the chain and nothing else.
 //!
 //! Rule construction is pure (and unit tested); `apply`/`remove` run it through docker exec,
-//! check every exit code and roll back an isolation that fails half-way.
+//! check every exit code and roll back an isolation that fails half-way; `isolate_host` and
+//! `heal_host` are the `isolate` and `heal` actions on a whole host.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -13,6 +14,7 @@ use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 
 use crate::docker;
+use crate::host::{Cluster, Host};
 
 /// The chain that holds every rule chaos adds.
 pub const CHAIN: &str = "PERSEUS-ISOLATE";
@@ -150,6 +152,47 @@ pub async fn apply(docker: &Docker, container: &str, peers: &[Ipv4Addr]) -> Resu
         }
     }
     Ok(())
+}
+
+/// `isolate`: drops the host's traffic with every other host of its system.
+pub async fn isolate_host(docker: &Docker, cluster: &Cluster, host: &Host) -> Result<String> {
+    let name = host.name;
+    if !docker::is_running(&host.main().info) {
+        bail!("host {name} is not running ({})", host.states());
+    }
+    let mut others = Vec::new();
+    for other in cluster
+        .host_names(name.system)
+        .into_iter()
+        .filter(|o| *o != name)
+    {
+        let o = cluster.host(docker, other).await?;
+        others.push((other.to_string(), o.addresses()));
+    }
+    let peers = peer_addresses(&host.addresses(), &others)?;
+    apply(docker, &host.main().container.name, &peers).await?;
+    let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+    Ok(format!(
+        "isolated from {} (chain {CHAIN} in {})",
+        list.join(", "),
+        host.main().container.service
+    ))
+}
+
+/// `heal`: removes the host's isolation, if any (a stopped host has none: the rules died with
+/// its namespace).
+pub async fn heal_host(docker: &Docker, host: &Host) -> Result<String> {
+    if !docker::is_running(&host.main().info) {
+        return Ok(format!(
+            "not running ({}): no rules (they die with the namespace)",
+            host.states()
+        ));
+    }
+    if remove(docker, &host.main().container.name).await? {
+        Ok(format!("removed chain {CHAIN} and its jumps"))
+    } else {
+        Ok("not isolated: nothing to remove".into())
+    }
 }
 
 #[cfg(test)]

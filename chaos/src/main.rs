@@ -15,50 +15,46 @@ mod host;
 mod isolate;
 mod leader;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bollard::Docker;
 use chrono::Utc;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use perseus_model::FaultKind;
 
 use events::{Event, Recorder};
 use host::{Cluster, HostArg, HostName, System, Target};
 
-/// What chaos can do to a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// What chaos is asked to do: act out a fault kind (or its undo) on hosts, or show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Command {
-    /// SIGKILL every container of the host (acceptor and node; the etcd member).
-    Kill,
-    /// Start the host (acceptor first, then node) and wait until it answers its health URL.
-    Start,
-    /// Kill, then start.
-    Restart,
-    /// Freeze both containers (docker pause).
-    Pause,
-    /// Thaw both containers (docker unpause).
-    Resume,
-    /// Drop all traffic between the host and the other hosts (clients still reach it).
-    Isolate,
-    /// Remove the isolation rules chaos added (idempotent).
-    Heal,
+    Fault(FaultKind),
     /// Show each host: containers and their state, isolated or not, address.
     Status,
 }
 
-impl Command {
-    fn name(self) -> &'static str {
+impl FromStr for Command {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "status" {
+            return Ok(Command::Status);
+        }
+        s.parse()
+            .map(Command::Fault)
+            .map_err(|e| format!("{e} or status"))
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Kill => "kill",
-            Command::Start => "start",
-            Command::Restart => "restart",
-            Command::Pause => "pause",
-            Command::Resume => "resume",
-            Command::Isolate => "isolate",
-            Command::Heal => "heal",
-            Command::Status => "status",
+            Command::Fault(kind) => kind.fmt(f),
+            Command::Status => f.write_str("status"),
         }
     }
 }
@@ -84,8 +80,11 @@ struct Args {
     /// How long to wait for an etcd leader to be agreed on when resolving `leader`.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     leader_wait: u64,
-    /// What to do.
-    #[arg(value_enum)]
+    /// What to do: kill (SIGKILL the host's containers), start (acceptor first, then node, and
+    /// wait for its health URL), restart (kill, then start), pause / resume (freeze / thaw),
+    /// isolate (drop traffic with the other hosts; clients still reach it), heal (remove the
+    /// isolation rules; idempotent), or status (each host's containers, isolation, address).
+    #[arg(value_name = "COMMAND")]
     command: Command,
     /// a1, a2, a3, e1, e2, e3 or leader; all hosts (of the target) when omitted.
     host: Option<HostArg>,
@@ -104,41 +103,28 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Runs the command on each target host; Ok(false) if any action failed.
+/// Runs the command; Ok(false) if any action failed.
 async fn run(args: &Args) -> Result<bool> {
     let docker = docker::connect().await?;
     let cluster = Cluster::load(&docker, &args.project).await?;
-    let recorder = Recorder::new(args.events.as_deref());
+    match &args.command {
+        Command::Status => {
+            let targets = match args.host {
+                Some(HostArg::Leader) => resolve_leader(&docker, &cluster, args, None).await?,
+                _ => named_hosts(&cluster, args)?,
+            };
+            status(&docker, &cluster, &targets).await?;
+            Ok(true)
+        }
+        Command::Fault(kind) => act_on_hosts(&docker, &cluster, kind, args).await,
+    }
+}
+
+/// The hosts a command names without `leader`: the one given, or every host of the target.
+fn named_hosts(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
     let targets = match args.host {
         Some(HostArg::Host(h)) => vec![h],
-        Some(HostArg::Leader) => {
-            let begin = Utc::now();
-            match resolve_leader(&docker, &cluster, args).await {
-                Ok(hosts) if hosts.is_empty() => {
-                    println!(
-                        "{} {} leader: no {} host to {} (nothing was hit)",
-                        begin.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        args.command.name(),
-                        cluster.resolve_target(args.target),
-                        args.command.name()
-                    );
-                    return Ok(true);
-                }
-                Ok(hosts) => hosts,
-                Err(e) => {
-                    let detail = format!("resolving the leader: {e:#}");
-                    recorder.record(&Event::new(
-                        args.command.name(),
-                        "leader",
-                        begin,
-                        false,
-                        detail,
-                    ))?;
-                    return Ok(false);
-                }
-            }
-        }
-        None => match args.target {
+        _ => match args.target {
             Target::Auto => cluster
                 .systems()
                 .into_iter()
@@ -154,22 +140,56 @@ async fn run(args: &Args) -> Result<bool> {
             args.target
         );
     }
-    if args.command == Command::Status {
-        status(&docker, &cluster, &targets).await?;
-        return Ok(true);
-    }
+    Ok(targets)
+}
+
+/// Acts out `kind` on each target host, recording an event per host.
+async fn act_on_hosts(
+    docker: &Docker,
+    cluster: &Cluster,
+    kind: &FaultKind,
+    args: &Args,
+) -> Result<bool> {
+    let recorder = Recorder::new(args.events.as_deref());
+    let targets = match args.host {
+        Some(HostArg::Leader) => {
+            let begin = Utc::now();
+            match resolve_leader(docker, cluster, args, Some(kind)).await {
+                Ok(hosts) if hosts.is_empty() => {
+                    println!(
+                        "{} {kind} leader: no {} host to {kind} (nothing was hit)",
+                        perseus_model::time::rfc3339_ms(begin),
+                        cluster.resolve_target(args.target),
+                    );
+                    return Ok(true);
+                }
+                Ok(hosts) => hosts,
+                Err(e) => {
+                    let detail = format!("resolving the leader: {e:#}");
+                    recorder.record(&Event::new(
+                        kind.clone(),
+                        HostArg::Leader,
+                        begin,
+                        false,
+                        detail,
+                    ))?;
+                    return Ok(false);
+                }
+            }
+        }
+        _ => named_hosts(cluster, args)?,
+    };
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let result = act(&docker, &cluster, h, args).await;
-        let (ok, detail) = match result {
+        let (ok, detail) = match act(docker, cluster, h, kind, args).await {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
         };
         all_ok &= ok;
         recorder.record(&Event::new(
-            args.command.name(),
-            &h.to_string(),
+            kind.clone(),
+            HostArg::Host(h),
             begin,
             ok,
             detail,
@@ -178,9 +198,14 @@ async fn run(args: &Args) -> Result<bool> {
     Ok(all_ok)
 }
 
-/// The host(s) `leader` stands for, for this command (see leader.rs). For the undoing
-/// commands the answer may be empty (nothing to undo).
-async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
+/// The host(s) `leader` stands for, for this fault kind (see leader.rs; `None`: for
+/// `status`). For the undoing kinds the answer may be empty (nothing to undo).
+async fn resolve_leader(
+    docker: &Docker,
+    cluster: &Cluster,
+    args: &Args,
+    kind: Option<&FaultKind>,
+) -> Result<Vec<HostName>> {
     let system = cluster.resolve_target(args.target);
     if system == System::Perseus {
         return Ok(vec![HostName::perseus(1)]);
@@ -189,84 +214,54 @@ async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Resu
     if names.is_empty() {
         bail!("project {:?} has no {system} hosts", cluster.project);
     }
+    let Some(undo) = kind.filter(|k| k.is_undo()) else {
+        let wait = Duration::from_secs(args.leader_wait);
+        return Ok(vec![leader::etcd_leader(docker, cluster, wait).await?]);
+    };
+    // Undoing `leader`: the hosts that have the fault this action undoes.
     let mut hit = Vec::new();
-    match args.command {
-        Command::Start | Command::Resume | Command::Heal => {
-            for name in names {
-                let host = cluster.host(docker, name).await?;
-                let broken = match args.command {
-                    Command::Start => fault::is_down(&host),
-                    Command::Resume => fault::any_paused(&host),
-                    _ => {
-                        docker::is_running(&host.main().info)
-                            && isolate::is_isolated(docker, &host.main().container.name).await?
-                    }
-                };
-                if broken {
-                    hit.push(name);
-                }
+    for name in names {
+        let host = cluster.host(docker, name).await?;
+        let broken = match undo {
+            FaultKind::Start => fault::is_down(&host),
+            FaultKind::Resume => fault::any_paused(&host),
+            FaultKind::Heal => {
+                docker::is_running(&host.main().info)
+                    && isolate::is_isolated(docker, &host.main().container.name).await?
             }
+            _ => false,
+        };
+        if broken {
+            hit.push(name);
         }
-        _ => hit.push(
-            leader::etcd_leader(docker, cluster, Duration::from_secs(args.leader_wait)).await?,
-        ),
     }
     Ok(hit)
 }
 
 /// One action on one host; returns what was done.
-async fn act(docker: &Docker, cluster: &Cluster, name: HostName, args: &Args) -> Result<String> {
+async fn act(
+    docker: &Docker,
+    cluster: &Cluster,
+    name: HostName,
+    kind: &FaultKind,
+    args: &Args,
+) -> Result<String> {
     let host = cluster.host(docker, name).await?;
     let wait = Duration::from_secs(args.wait);
-    match args.command {
-        Command::Kill => fault::kill(docker, &host).await,
-        Command::Start => fault::start(docker, &host, wait).await,
-        Command::Restart => {
+    match kind {
+        FaultKind::Kill => fault::kill(docker, &host).await,
+        FaultKind::Start => fault::start(docker, &host, wait).await,
+        FaultKind::Restart => {
             let killed = fault::kill(docker, &host).await?;
             // Inspect again: the start must see the stopped state.
             let host = cluster.host(docker, name).await?;
             let started = fault::start(docker, &host, wait).await?;
             Ok(format!("{killed}; {started}"))
         }
-        Command::Pause => fault::pause(docker, &host).await,
-        Command::Resume => fault::resume(docker, &host).await,
-        Command::Isolate => {
-            if !docker::is_running(&host.main().info) {
-                bail!("host {name} is not running ({})", host.states());
-            }
-            let mut others = Vec::new();
-            for other in cluster
-                .host_names(name.system)
-                .into_iter()
-                .filter(|o| *o != name)
-            {
-                let o = cluster.host(docker, other).await?;
-                others.push((other.to_string(), o.addresses()));
-            }
-            let peers = isolate::peer_addresses(&host.addresses(), &others)?;
-            isolate::apply(docker, &host.main().container.name, &peers).await?;
-            let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
-            Ok(format!(
-                "isolated from {} (chain {} in {})",
-                list.join(", "),
-                isolate::CHAIN,
-                host.main().container.service
-            ))
-        }
-        Command::Heal => {
-            if !docker::is_running(&host.main().info) {
-                return Ok(format!(
-                    "not running ({}): no rules (they die with the namespace)",
-                    host.states()
-                ));
-            }
-            if isolate::remove(docker, &host.main().container.name).await? {
-                Ok(format!("removed chain {} and its jumps", isolate::CHAIN))
-            } else {
-                Ok("not isolated: nothing to remove".into())
-            }
-        }
-        Command::Status => unreachable!("status is handled by run"),
+        FaultKind::Pause => fault::pause(docker, &host).await,
+        FaultKind::Resume => fault::resume(docker, &host).await,
+        FaultKind::Isolate => isolate::isolate_host(docker, cluster, &host).await,
+        FaultKind::Heal => isolate::heal_host(docker, &host).await,
     }
 }
 
@@ -325,11 +320,11 @@ mod tests {
     #[test]
     fn parses_commands() {
         let a = parse(&["kill", "a1"]).unwrap();
-        assert_eq!(a.command, Command::Kill);
+        assert_eq!(a.command, Command::Fault(FaultKind::Kill));
         assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(1))));
         assert_eq!(a.target, Target::Auto);
         let a = parse(&["heal"]).unwrap();
-        assert_eq!(a.command, Command::Heal);
+        assert_eq!(a.command, Command::Fault(FaultKind::Heal));
         assert_eq!(a.host, None);
         let a = parse(&[
             "--events",
@@ -344,7 +339,7 @@ mod tests {
         assert_eq!(a.events, Some(PathBuf::from("/tmp/e.jsonl")));
         assert_eq!(a.host, Some(HostArg::Host(HostName::perseus(3))));
         let a = parse(&["start", "a2", "--wait", "5"]).unwrap();
-        assert_eq!((a.command, a.wait), (Command::Start, 5));
+        assert_eq!((a.command, a.wait), (Command::Fault(FaultKind::Start), 5));
         assert_eq!(parse(&["status"]).unwrap().command, Command::Status);
     }
 
@@ -352,7 +347,10 @@ mod tests {
     fn parses_etcd_hosts_leader_and_target() {
         let a = parse(&["--target", "etcd", "kill", "leader"]).unwrap();
         assert_eq!(a.target, Target::Etcd);
-        assert_eq!((a.command, a.host), (Command::Kill, Some(HostArg::Leader)));
+        assert_eq!(
+            (a.command, a.host),
+            (Command::Fault(FaultKind::Kill), Some(HostArg::Leader))
+        );
         let a = parse(&["isolate", "e2"]).unwrap();
         assert_eq!(a.host, Some(HostArg::Host(HostName::etcd(2))));
         let a = parse(&["--target", "perseus", "heal"]).unwrap();

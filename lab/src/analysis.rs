@@ -6,34 +6,19 @@
 //! gap is exact to the microsecond for a single node; for the cluster (any node succeeding)
 //! gaps that cross a bucket border are exact and gaps inside one bucket are not counted.
 
+use perseus_model::HostArg;
+
 use crate::data::{Run, Second};
 use crate::measures::{self, Measures};
 
-/// The kinds of fault a report distinguishes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    Crash,
-    Isolate,
-    Pause,
-    Restart,
-}
-
-impl FaultKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            FaultKind::Crash => "kill",
-            FaultKind::Isolate => "isolate",
-            FaultKind::Pause => "pause",
-            FaultKind::Restart => "restart",
-        }
-    }
-}
+/// The kinds of fault a report distinguishes: those that open a window (see [`faults`]).
+pub use perseus_model::FaultKind;
 
 /// One fault of one host, as ms offsets from the run start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
     pub kind: FaultKind,
-    pub host: String,
+    pub host: HostArg,
     /// When the command that applied the fault began (the nodes may feel it from then on).
     pub begin_ms: i64,
     /// When the fault was applied.
@@ -51,10 +36,9 @@ impl Fault {
     }
 }
 
-/// The node index (0-based) a host name stands for: `a1`/`e1`/`p1` → 0.
-pub fn node_index(host: &str) -> Option<usize> {
-    let digits: String = host.chars().filter(char::is_ascii_digit).collect();
-    digits.parse::<usize>().ok().and_then(|n| n.checked_sub(1))
+/// The node index (0-based) a host stands for: `a1`/`e1` → 0; none for `leader`.
+pub fn node_index(host: HostArg) -> Option<usize> {
+    host.host().map(|h| h.node_index())
 }
 
 /// Pairs fault events with their recoveries. Failed chaos commands are ignored.
@@ -63,42 +47,33 @@ pub fn faults(run: &Run) -> Vec<Fault> {
     for event in run.events.iter().filter(|e| e.ok) {
         let begin = run.offset_ms(event.begin_unix_ms);
         let end = run.offset_ms(event.unix_ms);
-        let open = |faults: &mut Vec<Fault>, kind: FaultKind| {
+        let kind = &event.command;
+        if kind.is_instant() {
             faults.push(Fault {
-                kind,
-                host: event.host.clone(),
-                begin_ms: begin,
-                start_ms: end,
-                recover_ms: None,
-                recovered_ms: None,
-            })
-        };
-        let close = |faults: &mut Vec<Fault>, kinds: &[FaultKind]| {
-            for fault in faults.iter_mut().filter(|f| {
-                f.recover_ms.is_none()
-                    && kinds.contains(&f.kind)
-                    && (event.host == f.host || event.host == "all" || event.host.is_empty())
-            }) {
-                fault.recover_ms = Some(begin);
-                fault.recovered_ms = Some(end);
-            }
-        };
-        match event.command.as_str() {
-            "kill" => open(&mut faults, FaultKind::Crash),
-            "isolate" => open(&mut faults, FaultKind::Isolate),
-            "pause" => open(&mut faults, FaultKind::Pause),
-            "start" => close(&mut faults, &[FaultKind::Crash]),
-            "heal" => close(&mut faults, &[FaultKind::Isolate]),
-            "resume" => close(&mut faults, &[FaultKind::Pause]),
-            "restart" => faults.push(Fault {
-                kind: FaultKind::Restart,
-                host: event.host.clone(),
+                kind: kind.clone(),
+                host: event.host,
                 begin_ms: begin,
                 start_ms: begin,
                 recover_ms: Some(begin),
                 recovered_ms: Some(end),
-            }),
-            _ => {}
+            });
+        } else if kind.undo().is_some() {
+            faults.push(Fault {
+                kind: kind.clone(),
+                host: event.host,
+                begin_ms: begin,
+                start_ms: end,
+                recover_ms: None,
+                recovered_ms: None,
+            });
+        } else {
+            for fault in faults
+                .iter_mut()
+                .filter(|f| f.recover_ms.is_none() && f.host == event.host && kind.undoes(&f.kind))
+            {
+                fault.recover_ms = Some(begin);
+                fault.recovered_ms = Some(end);
+            }
         }
     }
     faults
@@ -354,7 +329,7 @@ pub fn analyse(run: &Run) -> Vec<FaultReport> {
                     after_per_s: rate(run, subject, after_from, after_from + WINDOW_MS),
                 })
                 .collect();
-            let recovery_ms = match (fault.recover_ms, node_index(&fault.host)) {
+            let recovery_ms = match (fault.recover_ms, node_index(fault.host)) {
                 (Some(from), Some(i)) if i < run.node_count() => {
                     first_success_after_ms(run, Subject::Node(i), from)
                 }
@@ -364,8 +339,8 @@ pub fn analyse(run: &Run) -> Vec<FaultReport> {
                 .violations
                 .iter()
                 .filter(|v| {
-                    let at = v["unix_ms"].as_i64().map(|t| run.offset_ms(t));
-                    at.is_some_and(|t| t >= fault.start_ms && t <= fault_end + WINDOW_MS)
+                    let at = run.offset_ms(v.unix_ms);
+                    at >= fault.start_ms && at <= fault_end + WINDOW_MS
                 })
                 .count();
             FaultReport {
@@ -383,7 +358,8 @@ pub fn analyse(run: &Run) -> Vec<FaultReport> {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use crate::data::{Bucket, Latency, Second};
+    use crate::data::{Bucket, Second};
+    use perseus_model::load::Latency;
 
     /// A run of `secs` seconds with 100 ms buckets where node `i` succeeds every 10 ms except
     /// while `down(i, t_ms)` is true.
@@ -403,6 +379,7 @@ pub(crate) mod fixtures {
                 first_us: vec![None; nodes],
                 last_us: vec![None; nodes],
                 max_gap_us: vec![0; nodes],
+                ..Default::default()
             };
             for i in 0..nodes {
                 let mut last: Option<u64> = None;
@@ -440,8 +417,9 @@ pub(crate) mod fixtures {
                     p50: Some(1000),
                     p99: Some(1000 * s),
                     max: Some(50_000),
+                    ..Default::default()
                 },
-                violations: 0,
+                ..Default::default()
             });
         }
         run
@@ -456,10 +434,11 @@ mod tests {
 
     fn event(run: &Run, command: &str, host: &str, begin_ms: i64, end_ms: i64) -> Event {
         Event {
+            time: chrono::DateTime::default(),
             unix_ms: run.start_unix_ms + end_ms,
             begin_unix_ms: run.start_unix_ms + begin_ms,
-            command: command.into(),
-            host: host.into(),
+            command: command.parse().unwrap(),
+            host: host.parse().unwrap(),
             ok: true,
             detail: String::new(),
         }
@@ -467,9 +446,9 @@ mod tests {
 
     #[test]
     fn node_index_from_host_names() {
-        assert_eq!(node_index("a1"), Some(0));
-        assert_eq!(node_index("e3"), Some(2));
-        assert_eq!(node_index("leader"), None);
+        assert_eq!(node_index("a1".parse().unwrap()), Some(0));
+        assert_eq!(node_index("e3".parse().unwrap()), Some(2));
+        assert_eq!(node_index(HostArg::Leader), None);
     }
 
     #[test]
@@ -483,7 +462,7 @@ mod tests {
         let reports = analyse(&run);
         assert_eq!(reports.len(), 1);
         let report = &reports[0];
-        assert_eq!(report.fault.kind, FaultKind::Crash);
+        assert_eq!(report.fault.kind, FaultKind::Kill);
         assert_eq!(report.fault.start_ms, 3000);
         assert_eq!(report.fault.recover_ms, Some(6000));
         // Last success 2.995 s, next 6.505 s.

@@ -54,7 +54,7 @@ pub fn row(system: &str, run: &Run) -> Row {
     let reports = analysis::analyse(run);
     let end = analysis::run_end_ms(run);
     let first = |kind: FaultKind| analysis::first_lone(&reports, kind, end);
-    let (crash, isolate) = (first(FaultKind::Crash), first(FaultKind::Isolate));
+    let (crash, isolate) = (first(FaultKind::Kill), first(FaultKind::Isolate));
     let first_fault = analysis::faults(run)
         .iter()
         .map(|f| f.start_ms)
@@ -67,20 +67,18 @@ pub fn row(system: &str, run: &Run) -> Row {
     let summary = run.summary.as_ref();
     Row {
         system: system.to_string(),
-        crash_host: crash.map(|r| r.fault.host.clone()),
+        crash_host: crash.map(|r| r.fault.host.to_string()),
         crash_cluster_ms: crash.and_then(report::cluster_ms),
         crash_survivors_ms: crash.and_then(report::survivors_worst_ms),
-        isolate_host: isolate.map(|r| r.fault.host.clone()),
+        isolate_host: isolate.map(|r| r.fault.host.to_string()),
         isolate_cluster_ms: isolate.and_then(report::cluster_ms),
         isolate_survivors_ms: isolate.and_then(report::survivors_worst_ms),
         baseline_per_s: analysis::rate(run, Subject::Cluster, from, first_fault),
         baseline_p99_ms: median(baseline_p99),
         run_p99_ms: summary
-            .and_then(|s| s["latency_us"]["p99"].as_f64())
-            .map(|us| us / 1000.0),
-        violations: summary
-            .and_then(|s| s["violations"].as_u64())
-            .unwrap_or(run.violations.len() as u64),
+            .and_then(|s| s.latency_us.p99)
+            .map(|us| us as f64 / 1000.0),
+        violations: run.violation_count(),
     }
 }
 
@@ -197,16 +195,23 @@ mod tests {
     /// 20 s, 3 nodes, each succeeding every 10 ms unless `down(i, t_ms)`.
     fn synthetic(down: impl Fn(usize, u64) -> bool) -> Run {
         let mut run = crate::analysis::fixtures::synthetic(20, 3, down);
-        run.summary = Some(serde_json::json!({"violations": 0, "latency_us": {"p99": 7500}}));
+        run.summary = Some(crate::data::Summary {
+            latency_us: perseus_model::load::Latency {
+                p99: Some(7500),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
         run
     }
 
     fn event(run: &Run, command: &str, host: &str, at_ms: i64) -> Event {
         Event {
+            time: chrono::DateTime::default(),
             unix_ms: run.start_unix_ms + at_ms,
             begin_unix_ms: run.start_unix_ms + at_ms - 5,
-            command: command.into(),
-            host: host.into(),
+            command: command.parse().unwrap(),
+            host: host.parse().unwrap(),
             ok: true,
             detail: String::new(),
         }

@@ -1,54 +1,13 @@
-//! Reading a run's recorded data: the loadgen's JSON lines and chaos's events file.
+//! Reading a run's recorded data: the loadgen's JSON lines and chaos's events file, as the
+//! shared record types of `perseus_model`.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
-use serde_json::Value;
+use perseus_model::load::{self, Record};
 
-/// One `bucket` line: per node, successes and the offsets (µs from the run start) of the
-/// first and last success in the bucket, and the longest gap between successes inside it.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Bucket {
-    pub t_ms: u64,
-    pub ms: u64,
-    pub ok: Vec<u64>,
-    pub err: Vec<u64>,
-    pub first_us: Vec<Option<u64>>,
-    pub last_us: Vec<Option<u64>>,
-    pub max_gap_us: Vec<u64>,
-}
-
-/// One `second` line.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Second {
-    pub second: u64,
-    pub cluster: u64,
-    pub nodes: Vec<u64>,
-    #[serde(default)]
-    pub latency_us: Latency,
-    #[serde(default)]
-    pub violations: u64,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct Latency {
-    pub p50: Option<u64>,
-    pub p99: Option<u64>,
-    pub max: Option<u64>,
-}
-
-/// One chaos event (see chaos/src/events.rs).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Event {
-    pub unix_ms: i64,
-    pub begin_unix_ms: i64,
-    pub command: String,
-    pub host: String,
-    pub ok: bool,
-    #[serde(default)]
-    pub detail: String,
-}
+pub use perseus_model::load::{Bucket, Second, Summary, ViolationRecord};
+pub use perseus_model::ChaosEvent as Event;
 
 /// Everything recorded in one run.
 #[derive(Clone, Debug, Default)]
@@ -58,8 +17,8 @@ pub struct Run {
     pub nodes: Vec<String>,
     pub seconds: Vec<Second>,
     pub buckets: Vec<Bucket>,
-    pub violations: Vec<Value>,
-    pub summary: Option<Value>,
+    pub violations: Vec<ViolationRecord>,
+    pub summary: Option<Summary>,
     pub events: Vec<Event>,
 }
 
@@ -73,42 +32,31 @@ impl Run {
         unix_ms - self.start_unix_ms
     }
 
+    /// The number of consistency violations: the loadgen's total, or the violation records
+    /// when the run has no summary (it was cut short).
+    pub fn violation_count(&self) -> u64 {
+        self.summary
+            .as_ref()
+            .map_or(self.violations.len() as u64, |s| s.violations)
+    }
+
     /// Parses the loadgen's JSON lines and the events (either may come from files).
     pub fn parse(load: &str, events: &str) -> Result<Run> {
         let mut run = Run::default();
         let mut started = false;
-        for (n, line) in load.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let value: Value = serde_json::from_str(line)
-                .with_context(|| format!("load data line {}: not JSON", n + 1))?;
-            match value["type"].as_str() {
-                Some("start") => {
-                    run.start_unix_ms = value["unix_ms"]
-                        .as_i64()
-                        .context("the start line has no unix_ms")?;
-                    run.nodes = value["nodes"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|v| v.as_str().unwrap_or_default().to_string())
-                                .collect()
-                        })
-                        .unwrap_or_default();
+        let records: Vec<Record> = load::parse_lines(load).context("load data")?;
+        for record in records {
+            match record {
+                Record::Start(start) => {
+                    run.start_unix_ms = start.unix_ms;
+                    run.nodes = start.nodes;
                     started = true;
                 }
-                Some("second") => run.seconds.push(
-                    serde_json::from_value(value)
-                        .with_context(|| format!("load data line {}", n + 1))?,
-                ),
-                Some("bucket") => run.buckets.push(
-                    serde_json::from_value(value)
-                        .with_context(|| format!("load data line {}", n + 1))?,
-                ),
-                Some("violation") => run.violations.push(value),
-                Some("summary") => run.summary = Some(value),
-                _ => {}
+                Record::Second(s) => run.seconds.push(s),
+                Record::Bucket(b) => run.buckets.push(b),
+                Record::Violation(v) => run.violations.push(v),
+                Record::Summary(s) => run.summary = Some(s),
+                Record::Op(_) | Record::Other => {}
             }
         }
         if !started {
@@ -118,14 +66,7 @@ impl Run {
             let width = run.seconds.first().map_or(0, |s| s.nodes.len());
             run.nodes = (1..=width).map(|i| format!("n{i}")).collect();
         }
-        for (n, line) in events.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            run.events.push(
-                serde_json::from_str(line).with_context(|| format!("events line {}", n + 1))?,
-            );
-        }
+        run.events = Event::parse_lines(events).context("events")?;
         Ok(run)
     }
 
@@ -136,5 +77,31 @@ impl Run {
             .with_context(|| format!("reading {}", load_path.display()))?;
         let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
         Run::parse(&load, &events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_committed_run() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kill-and-isolate");
+        let run = Run::load(&dir).unwrap();
+        assert_eq!(run.nodes.len(), 3);
+        assert_eq!(run.seconds.len(), 55);
+        assert_eq!(run.buckets.len(), 550);
+        assert_eq!(run.events.len(), 7);
+        assert_eq!(run.violation_count(), 0);
+        assert_eq!(run.summary.as_ref().map(|s| s.iterations), Some(40222));
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let err = Run::parse("{\"type\":\"start\"}\n", "").unwrap_err();
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+        let err = Run::parse("{\"type\":\"second\",\"second\":1}\n", "").unwrap_err();
+        assert!(format!("{err:#}").contains("load data"), "{err:#}");
+        assert!(Run::parse("", "").is_err());
     }
 }

@@ -69,7 +69,7 @@ enum Cmd {
         seed: u64,
         /// Hosts faults may hit
         #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
-        hosts: Vec<String>,
+        hosts: Vec<perseus_model::HostName>,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -136,11 +136,7 @@ fn report(dir: &Path, system: &str) -> Result<u64> {
             println!("# wrote {}/report.md (no plots)", dir.display());
         }
     }
-    Ok(run
-        .summary
-        .as_ref()
-        .and_then(|s| s["violations"].as_u64())
-        .unwrap_or(run.violations.len() as u64))
+    Ok(run.violation_count())
 }
 
 fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> Result<bool> {
@@ -195,7 +191,11 @@ fn main() -> ExitCode {
                 "# soak: {} s, seed {seed}, {} fault steps on {}",
                 duration,
                 scenario.steps.len(),
-                hosts.join(",")
+                hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
             run_and_report(&tools, &scenario, &out)
         }

@@ -121,13 +121,11 @@ pub fn figures(matrix_dir: &Path, dir: &Path) -> Result<RunFigures> {
         .and_then(|s| s.trim().parse().ok());
     let run = Run::load(dir)?;
     let reports = analysis::analyse(&run);
-    let report = reports.iter().find(|r| r.fault.kind.label() == plan.fault);
+    let report = reports
+        .iter()
+        .find(|r| r.fault.kind.to_string() == plan.fault);
     let cluster = report.and_then(|r| r.impacts.iter().find(|i| i.subject == Subject::Cluster));
-    let violations = run
-        .summary
-        .as_ref()
-        .and_then(|s| s["violations"].as_u64())
-        .unwrap_or(run.violations.len() as u64);
+    let violations = run.violation_count();
     let quiet = report.map(|r| {
         let (from, to) = measures::quiet_window(r.fault.begin_ms);
         measures::downtimes(&run, from, to)
@@ -140,7 +138,7 @@ pub fn figures(matrix_dir: &Path, dir: &Path) -> Result<RunFigures> {
             .unwrap_or(dir)
             .display()
             .to_string(),
-        host: report.map(|r| r.fault.host.clone()),
+        host: report.map(|r| r.fault.host.to_string()),
         exit,
         measures: report.map(|r| r.measures.clone()),
         baseline_per_s: cluster.and_then(|c| c.baseline_per_s),

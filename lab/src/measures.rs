@@ -199,10 +199,11 @@ mod tests {
     /// A chaos event whose command begins and ends at `at_ms`.
     fn event(run: &Run, command: &str, host: &str, at_ms: i64) -> Event {
         Event {
+            time: chrono::DateTime::default(),
             unix_ms: run.start_unix_ms + at_ms,
             begin_unix_ms: run.start_unix_ms + at_ms,
-            command: command.into(),
-            host: host.into(),
+            command: command.parse().expect("a fault kind"),
+            host: host.parse().expect("a host"),
             ok: true,
             detail: String::new(),
         }
@@ -289,7 +290,7 @@ mod tests {
             event(&run, "start", "a1", 8000),
         ];
         let all = faults(&run);
-        assert_eq!(all[0].kind, FaultKind::Crash);
+        assert_eq!(all[0].kind, FaultKind::Kill);
         assert_eq!((all[0].start_ms, all[0].recover_ms), (2000, Some(8000)));
         assert_eq!((all[1].start_ms, all[1].recover_ms), (4000, Some(6000)));
         let m = measures(&run);

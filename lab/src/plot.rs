@@ -51,9 +51,11 @@ const NODE_COLORS: [RGBColor; 6] = [
 
 fn fault_color(fault: &Fault) -> RGBAColor {
     match fault.kind {
-        analysis::FaultKind::Crash | analysis::FaultKind::Restart => RED.mix(0.15),
+        analysis::FaultKind::Kill | analysis::FaultKind::Restart => RED.mix(0.15),
         analysis::FaultKind::Isolate => BLUE.mix(0.12),
         analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
+        // The undoing actions open no window.
+        _ => RGBColor(128, 128, 128).mix(0.1),
     }
 }
 
@@ -97,7 +99,7 @@ where
             .map_err(|e| anyhow!("drawing: {e}"))?;
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("{} {}", fault.kind.label(), fault.host),
+                format!("{} {}", fault.kind, fault.host),
                 (x0 + 0.2, y_top * 0.97),
                 ("sans-serif", 16).into_font(),
             )))

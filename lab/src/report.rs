@@ -34,7 +34,7 @@ fn subject_name(run: &Run, subject: Subject) -> String {
 
 /// The worst window among the nodes other than the faulted one.
 pub fn survivors_worst_ms(report: &FaultReport) -> Option<f64> {
-    let faulted = analysis::node_index(&report.fault.host);
+    let faulted = analysis::node_index(report.fault.host);
     report
         .impacts
         .iter()
@@ -92,7 +92,7 @@ As in the original Perseus's 2018 round, at ms resolution (docs/matrix.md): \
         let _ = writeln!(
             out,
             "| {} {} at {:.1} s | {} | {} |",
-            report.fault.kind.label(),
+            report.fault.kind,
             report.fault.host,
             report.fault.start_ms as f64 / 1000.0,
             cells.join(" | "),
@@ -108,11 +108,7 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
     let _ = writeln!(out, "# {title}\n");
     let seconds = run.seconds.len();
     let total: u64 = run.seconds.iter().map(|s| s.cluster).sum();
-    let violations = run
-        .summary
-        .as_ref()
-        .and_then(|s| s["violations"].as_u64())
-        .unwrap_or(run.violations.len() as u64);
+    let violations = run.violation_count();
     let _ = writeln!(
         out,
         "System: {system}. {seconds} s of load on {} nodes, {total} iterations ({:.0}/s), {violations} consistency violations.\n",
@@ -128,7 +124,7 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
 
     // The summary speaks of one host failing alone: faults that overlap another are left out.
     let end = analysis::run_end_ms(run);
-    let crash = analysis::first_lone(reports, FaultKind::Crash, end);
+    let crash = analysis::first_lone(reports, FaultKind::Kill, end);
     let isolate = analysis::first_lone(reports, FaultKind::Isolate, end);
     let cell = |r: Option<&FaultReport>, f: fn(&FaultReport) -> Option<f64>| {
         r.and_then(f).map_or("–".to_string(), ms)
@@ -168,7 +164,7 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
         let _ = writeln!(
             out,
             "## {} {} at {:.1} s, until {}\n",
-            f.kind.label(),
+            f.kind,
             f.host,
             f.start_ms as f64 / 1000.0,
             end
@@ -215,7 +211,7 @@ mod tests {
         let reports = analysis::analyse(&run);
         assert_eq!(reports.len(), 2);
         let (kill, isolate) = (&reports[0], &reports[1]);
-        assert_eq!(kill.fault.kind, FaultKind::Crash);
+        assert_eq!(kill.fault.kind, FaultKind::Kill);
         assert_eq!(isolate.fault.kind, FaultKind::Isolate);
         // The faulted node is down for the whole fault; the survivors and the cluster never
         // stop for more than a few tens of milliseconds.

@@ -1,4 +1,5 @@
-//! Runs a scenario against a running testbed: starts a fresh load generator run, applies
+//! Runs a scenario against a running testbed: starts a fresh load generator run, waits for its
+//! `start` record (the first line of `load.jsonl`, which says when the load began), applies
 //! the faults on time through the chaos command, undoes whatever is still broken at the end,
 //! and leaves the data in the results folder (`load.jsonl`, `load.tsv`, `events.jsonl`,
 //! `chaos.log`, `scenario.txt`).
@@ -11,8 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use perseus_model::load::Record;
+use perseus_model::{FaultKind, HostArg};
 
 use crate::scenario::Scenario;
+
+/// How long the load generator may take to write its `start` record.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the tools are and what to load.
 #[derive(Clone, Debug)]
@@ -84,26 +90,23 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         .with_context(|| format!("starting {}", setup.loadgen.display()))?;
     let stdout = loadgen.stdout.take().context("loadgen stdout")?;
 
-    // Copy the per-second table to load.tsv and to our stdout; note when the run starts.
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<Instant>();
+    // Copy the per-second table to load.tsv and to our stdout.
     let tsv_path = dir.join("load.tsv");
     let copier = std::thread::spawn(move || -> Result<()> {
         let mut tsv = File::create(&tsv_path)?;
         for line in BufReader::new(stdout).lines() {
             let line = line?;
-            if line.starts_with("# start=") {
-                let _ = started_tx.send(Instant::now());
-            }
             writeln!(tsv, "{line}")?;
             println!("{line}");
         }
         Ok(())
     });
-    let t0 = match started_rx.recv_timeout(Duration::from_secs(30)) {
+    let t0 = match wait_for_start(&dir.join("load.jsonl"), &mut loadgen) {
         Ok(t0) => t0,
-        Err(_) => {
+        Err(e) => {
             let _ = loadgen.kill();
-            bail!("the load generator did not start within 30 s");
+            let _ = loadgen.wait();
+            return Err(e);
         }
     };
 
@@ -113,10 +116,9 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         std::thread::sleep(wait);
         let (setup, dir, log, step) = (setup.clone(), dir.to_path_buf(), log.clone(), step.clone());
         steps.push(std::thread::spawn(move || {
-            let mut args = vec![step.fault.as_str()];
-            if let Some(host) = &step.host {
-                args.push(host);
-            }
+            let mut args = vec![step.fault.to_string()];
+            args.extend(step.host.map(|h| h.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let ok = chaos(&setup, &dir, &args, &log);
             (ok, args.join(" "))
         }));
@@ -132,11 +134,13 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
     let status = loadgen.wait().context("waiting for the load generator")?;
     let _ = copier.join();
 
-    // Leave the testbed whole whatever the scenario did.
-    chaos(setup, dir, &["heal"], &log);
+    // Leave the testbed whole whatever the scenario did: heal everything, then undo each
+    // other fault still open.
+    chaos(setup, dir, &[FaultKind::Heal.name()], &log);
     for (fault, host) in hosts_left_broken(scenario) {
-        let undo = if fault == "pause" { "resume" } else { "start" };
-        chaos(setup, dir, &[undo, &host], &log);
+        if let Some(undo) = fault.undo().filter(|u| *u != FaultKind::Heal) {
+            chaos(setup, dir, &[&undo.to_string(), &host.to_string()], &log);
+        }
     }
     Ok(Outcome {
         loadgen_exit: status.code(),
@@ -144,16 +148,50 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
     })
 }
 
-/// Hosts killed or paused by the scenario and not started or resumed by it.
-fn hosts_left_broken(scenario: &Scenario) -> Vec<(String, String)> {
-    let mut broken: Vec<(String, String)> = Vec::new();
+/// Waits for the `start` record the load generator writes (flushed) before its first
+/// request; returns the instant the load began, from the record's wall-clock time.
+fn wait_for_start(load_jsonl: &Path, loadgen: &mut std::process::Child) -> Result<Instant> {
+    let begin = Instant::now();
+    while begin.elapsed() < START_TIMEOUT {
+        let first = std::fs::read_to_string(load_jsonl)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_string))
+            .and_then(|line| serde_json::from_str::<Record>(&line).ok());
+        if let Some(Record::Start(start)) = first {
+            // How long ago the load began, by the wall clock (never in the future).
+            let ago_ms = (chrono::Utc::now().timestamp_millis() - start.unix_ms).max(0);
+            let ago = Duration::from_millis(ago_ms as u64);
+            return Ok(Instant::now().checked_sub(ago).unwrap_or_else(Instant::now));
+        }
+        if let Some(status) = loadgen
+            .try_wait()
+            .context("waiting for the load generator")?
+        {
+            bail!("the load generator exited ({status}) before it started");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!(
+        "the load generator wrote no start record to {} within {} s",
+        load_jsonl.display(),
+        START_TIMEOUT.as_secs()
+    )
+}
+
+/// Faults the scenario opened and did not undo, per host (a `restart` also brings a killed
+/// host back).
+fn hosts_left_broken(scenario: &Scenario) -> Vec<(FaultKind, HostArg)> {
+    let mut broken: Vec<(FaultKind, HostArg)> = Vec::new();
     for step in &scenario.steps {
-        let Some(host) = &step.host else { continue };
-        match step.fault.as_str() {
-            "kill" | "pause" => broken.push((step.fault.clone(), host.clone())),
-            "start" | "restart" => broken.retain(|(f, h)| !(f == "kill" && h == host)),
-            "resume" => broken.retain(|(f, h)| !(f == "pause" && h == host)),
-            _ => {}
+        let Some(host) = step.host else { continue };
+        if step.fault.undo().is_some() {
+            broken.push((step.fault.clone(), host));
+        } else {
+            broken.retain(|(f, h)| {
+                let undone = step.fault.undoes(f)
+                    || (step.fault == FaultKind::Restart && *f == FaultKind::Kill);
+                !(undone && *h == host)
+            });
         }
     }
     broken
@@ -168,8 +206,8 @@ mod tests {
     fn finds_what_the_scenario_left_broken() {
         let step = |at: u64, fault: &str, host: &str| Step {
             at: Duration::from_secs(at),
-            fault: fault.into(),
-            host: Some(host.into()),
+            fault: fault.parse().unwrap(),
+            host: Some(host.parse().unwrap()),
         };
         let scenario = Scenario {
             duration: Duration::from_secs(60),
@@ -180,9 +218,10 @@ mod tests {
                 step(4, "kill", "a3"),
             ],
         };
+        let a = |n| HostArg::Host(perseus_model::HostName::perseus(n));
         assert_eq!(
             hosts_left_broken(&scenario),
-            vec![("pause".into(), "a2".into()), ("kill".into(), "a3".into())]
+            vec![(FaultKind::Pause, a(2)), (FaultKind::Kill, a(3))]
         );
     }
 }

@@ -13,14 +13,10 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use perseus_model::{FaultKind, HostArg, HostName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-
-/// The chaos commands a step may run.
-pub const FAULTS: &[&str] = &[
-    "kill", "start", "restart", "pause", "resume", "isolate", "heal",
-];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,9 +39,9 @@ struct FileStep {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub at: Duration,
-    pub fault: String,
-    /// `None` only for `heal` (all hosts).
-    pub host: Option<String>,
+    pub fault: FaultKind,
+    /// `None` only for kinds that may act on every host (`heal`).
+    pub host: Option<HostArg>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -85,14 +81,17 @@ impl Scenario {
         for (i, step) in file.step.into_iter().enumerate() {
             let n = i + 1;
             let at = parse_duration(&step.at).with_context(|| format!("step {n}: field `at`"))?;
-            if !FAULTS.contains(&step.fault.as_str()) {
-                bail!(
-                    "step {n}: unknown fault {:?} (one of {})",
-                    step.fault,
-                    FAULTS.join(", ")
-                );
-            }
-            if step.host.is_none() && step.fault != "heal" {
+            let fault: FaultKind = step
+                .fault
+                .parse()
+                .with_context(|| format!("step {n}: field `fault`"))?;
+            let host: Option<HostArg> = step
+                .host
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .with_context(|| format!("step {n}: field `host`"))?;
+            if host.is_none() && !fault.may_omit_host() {
                 bail!("step {n}: fault {:?} needs a host", step.fault);
             }
             if at >= duration {
@@ -102,11 +101,7 @@ impl Scenario {
                     duration
                 );
             }
-            steps.push(Step {
-                at,
-                fault: step.fault,
-                host: step.host,
-            });
+            steps.push(Step { at, fault, host });
         }
         steps.sort_by_key(|s| s.at);
         Ok(Scenario { duration, steps })
@@ -121,34 +116,34 @@ impl Scenario {
     /// A random fault schedule over `duration` for `hosts`: one fault at a time (kill,
     /// pause or isolate of one host, sometimes of two hosts at once, which stops the whole
     /// cluster), each undone before the next, everything undone 10 s before the end.
-    pub fn random(duration: Duration, hosts: &[String], seed: u64) -> Scenario {
+    pub fn random(duration: Duration, hosts: &[HostName], seed: u64) -> Scenario {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut steps = Vec::new();
         let end = duration.as_secs_f64() - 10.0;
         let mut t = 5.0 + rng.random_range(0.0..3.0);
         while t + 3.0 < end && !hosts.is_empty() {
             let (fault, undo) = match rng.random_range(0..3) {
-                0 => ("kill", "start"),
-                1 => ("pause", "resume"),
-                _ => ("isolate", "heal"),
+                0 => (FaultKind::Kill, FaultKind::Start),
+                1 => (FaultKind::Pause, FaultKind::Resume),
+                _ => (FaultKind::Isolate, FaultKind::Heal),
             };
             let first = rng.random_range(0..hosts.len());
-            let mut victims = vec![hosts[first].clone()];
+            let mut victims = vec![hosts[first]];
             if hosts.len() > 2 && rng.random_bool(0.15) {
                 let second = (first + rng.random_range(1..hosts.len())) % hosts.len();
-                victims.push(hosts[second].clone());
+                victims.push(hosts[second]);
             }
             let hold = rng.random_range(2.0..8.0_f64).min(end - t);
             for host in &victims {
                 steps.push(Step {
                     at: Duration::from_secs_f64(t),
-                    fault: fault.into(),
-                    host: Some(host.clone()),
+                    fault: fault.clone(),
+                    host: Some(HostArg::Host(*host)),
                 });
                 steps.push(Step {
                     at: Duration::from_secs_f64(t + hold),
-                    fault: undo.into(),
-                    host: Some(host.clone()),
+                    fault: undo.clone(),
+                    host: Some(HostArg::Host(*host)),
                 });
             }
             t += hold + rng.random_range(3.0..8.0);
@@ -182,7 +177,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.duration, Duration::from_secs(30));
-        assert_eq!(s.steps[0].fault, "kill");
+        assert_eq!(s.steps[0].fault, FaultKind::Kill);
         assert_eq!(s.steps[2].host, None);
     }
 
@@ -206,16 +201,16 @@ mod tests {
 
     #[test]
     fn random_schedules_are_seeded_undo_every_fault_and_end_early() {
-        let hosts: Vec<String> = ["a1", "a2", "a3"].iter().map(|s| s.to_string()).collect();
+        let hosts = perseus_model::System::Perseus.hosts();
         let a = Scenario::random(Duration::from_secs(300), &hosts, 7);
         let b = Scenario::random(Duration::from_secs(300), &hosts, 7);
         assert_eq!(a, b);
         assert!(a.steps.len() >= 10);
         let last = a.steps.last().unwrap().at;
         assert!(last <= Duration::from_secs(290));
-        let count = |f: &str| a.steps.iter().filter(|s| s.fault == f).count();
-        assert_eq!(count("kill"), count("start"));
-        assert_eq!(count("pause"), count("resume"));
-        assert_eq!(count("isolate"), count("heal"));
+        let count = |f: FaultKind| a.steps.iter().filter(|s| s.fault == f).count();
+        assert_eq!(count(FaultKind::Kill), count(FaultKind::Start));
+        assert_eq!(count(FaultKind::Pause), count(FaultKind::Resume));
+        assert_eq!(count(FaultKind::Isolate), count(FaultKind::Heal));
     }
 }

@@ -24,8 +24,6 @@
 //! ([`ViolationKind::UnexpectedValue`]). After a violation the checker adopts what it read, so
 //! one fault is reported once rather than on every following read.
 
-use std::fmt;
-
 /// A state of the key: its integer value and its modifiedIndex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
@@ -47,61 +45,8 @@ pub fn describe(s: Option<State>) -> String {
     }
 }
 
-/// The kind of a consistency violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ViolationKind {
-    LostWrite,
-    StaleRead,
-    IndexBackwards,
-    UnexpectedValue,
-}
-
-impl ViolationKind {
-    pub const ALL: [ViolationKind; 4] = [
-        ViolationKind::LostWrite,
-        ViolationKind::StaleRead,
-        ViolationKind::IndexBackwards,
-        ViolationKind::UnexpectedValue,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ViolationKind::LostWrite => "lost-write",
-            ViolationKind::StaleRead => "stale-read",
-            ViolationKind::IndexBackwards => "index-backwards",
-            ViolationKind::UnexpectedValue => "unexpected-value",
-        }
-    }
-
-    pub fn idx(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for ViolationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One violation: which key, what the checker allowed, what the store answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub key: String,
-    pub kind: ViolationKind,
-    pub expected: String,
-    pub got: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} key={} expected=[{}] got=[{}]",
-            self.kind, self.key, self.expected, self.got
-        )
-    }
-}
+/// The kind of a consistency violation and the violation itself (shared with the records).
+pub use perseus_model::{Violation, ViolationKind};
 
 /// A write whose outcome is not known (yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,68 +14,24 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Why a request did not produce an answer the loop can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ErrorKind {
-    /// Could not connect, or the connection broke before a response arrived.
-    Connect,
-    /// No complete response within the timeout.
-    Timeout,
-    /// The server answered 5xx (e.g. 503 no quorum).
-    Http5xx,
-    /// A status the protocol does not expect here.
-    HttpUnexpected,
-    /// The response body could not be read or parsed.
-    Body,
-    /// A definite rejection: 412 compare failed / key exists, 404 on CAS.
-    Conflict,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::Connect,
-        ErrorKind::Timeout,
-        ErrorKind::Http5xx,
-        ErrorKind::HttpUnexpected,
-        ErrorKind::Body,
-        ErrorKind::Conflict,
-    ];
-    pub const COUNT: usize = 6;
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Http5xx => "http-5xx",
-            ErrorKind::HttpUnexpected => "http-unexpected",
-            ErrorKind::Body => "body",
-            ErrorKind::Conflict => "conflict",
-        }
-    }
-
-    pub fn idx(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Why a request did not produce an answer the loop can use (shared with the records).
+pub use perseus_model::ErrorKind;
 
 /// A failed request: its kind and a short detail for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientError {
     pub kind: ErrorKind,
     pub detail: String,
+    /// The HTTP status, when the server answered with one.
+    pub status: Option<u16>,
 }
 
 impl ClientError {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         ClientError {
             kind,
             detail: detail.into(),
+            status: None,
         }
     }
 }
@@ -159,7 +115,10 @@ fn status_error(status: u16, body: &[u8]) -> ClientError {
         ErrorKind::HttpUnexpected
     };
     let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    ClientError::new(kind, format!("status {status}: {snippet}"))
+    ClientError {
+        status: Some(status),
+        ..ClientError::new(kind, format!("status {status}: {snippet}"))
+    }
 }
 
 /// A client for one key on one node.
@@ -317,6 +276,7 @@ mod tests {
     #[test]
     fn status_errors_are_classified() {
         assert_eq!(status_error(503, b"{}").kind, ErrorKind::Http5xx);
+        assert_eq!(status_error(503, b"{}").status, Some(503));
         assert_eq!(status_error(400, b"{}").kind, ErrorKind::HttpUnexpected);
     }
 

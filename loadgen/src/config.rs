@@ -50,6 +50,48 @@ pub struct Cli {
     /// Skip the final read of every key after the run
     #[arg(long, env = "LOADGEN_NO_FINAL_READ")]
     pub no_final_read: bool,
+
+    /// Which keys the clients use: `own` (each connection its own key) or `shared:N` (the
+    /// connections of all nodes race on N shared keys, checked by the contention checker)
+    #[arg(long, env = "LOADGEN_KEYS", default_value = "own")]
+    pub keys: String,
+}
+
+/// Which keys the logical clients work on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    /// Every connection owns its key (single writer, checked by [`crate::checker`]).
+    Own,
+    /// All connections of all nodes race on this many shared keys ([`crate::contention`]).
+    Shared(u32),
+}
+
+impl KeyMode {
+    /// `own` or `shared:N` (1 ≤ N ≤ 10000).
+    pub fn parse(s: &str) -> Result<KeyMode, String> {
+        let bad = || format!("--keys {s:?}: use `own` or `shared:N` with N from 1 to 10000");
+        match s.trim() {
+            "own" => Ok(KeyMode::Own),
+            other => {
+                let n = other
+                    .strip_prefix("shared:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .ok_or_else(bad)?;
+                if n == 0 || n > 10_000 {
+                    return Err(bad());
+                }
+                Ok(KeyMode::Shared(n))
+            }
+        }
+    }
+
+    /// `own` or `shared:N`, as parsed.
+    pub fn as_string(self) -> String {
+        match self {
+            KeyMode::Own => "own".into(),
+            KeyMode::Shared(n) => format!("shared:{n}"),
+        }
+    }
 }
 
 /// Validated configuration.
@@ -66,6 +108,7 @@ pub struct Config {
     pub bucket_ms: u64,
     pub error_pause: Duration,
     pub final_read: bool,
+    pub keys: KeyMode,
 }
 
 impl Config {
@@ -82,6 +125,7 @@ impl Config {
             bucket_ms: 100,
             error_pause: Duration::from_millis(10),
             final_read: true,
+            keys: KeyMode::Own,
         }
     }
 }
@@ -137,6 +181,14 @@ impl TryFrom<Cli> for Config {
         if c.bucket_ms == 0 || 1000 % c.bucket_ms != 0 {
             return Err("--bucket-ms must divide 1000 (e.g. 10, 50, 100, 250)".into());
         }
+        let keys = KeyMode::parse(&c.keys)?;
+        if let KeyMode::Shared(n) = keys {
+            if c.connections < n {
+                return Err(format!(
+                    "--keys shared:{n} needs --connections {n} or more: connection i of every node works on shared key i mod {n}, so fewer connections would leave keys unused"
+                ));
+            }
+        }
         let run_id = match c.run_id {
             Some(r) if valid_run_id(&r) => r,
             Some(r) => {
@@ -157,6 +209,7 @@ impl TryFrom<Cli> for Config {
             bucket_ms: c.bucket_ms,
             error_pause: Duration::from_millis(c.error_pause_ms),
             final_read: !c.no_final_read,
+            keys,
         })
     }
 }
@@ -200,6 +253,27 @@ mod tests {
         assert!(parse(&["loadgen", "--nodes", "http://x:1", "--run-id", "a/b"]).is_err());
         assert!(parse(&["loadgen", "--nodes", "http://x:1", "--duration", "0"]).is_err());
         assert!(parse(&["loadgen", "--nodes", "http://x:1", "--connections", "x"]).is_err());
+        for keys in ["shared", "shared:0", "shared:x", "mine", "shared:2"] {
+            assert!(parse(&["loadgen", "--nodes", "http://x:1", "--keys", keys]).is_err());
+        }
+    }
+
+    #[test]
+    fn key_modes() {
+        let c = parse(&["loadgen", "--nodes", "http://x:1"]).unwrap();
+        assert_eq!(c.keys, KeyMode::Own);
+        let c = parse(&[
+            "loadgen",
+            "--nodes",
+            "http://x:1",
+            "--keys",
+            "shared:3",
+            "--connections",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.keys, KeyMode::Shared(3));
+        assert_eq!(c.keys.as_string(), "shared:3");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod checker;
 pub mod client;
 pub mod config;
+pub mod contention;
 pub mod output;
 pub mod stats;
 pub mod worker;
@@ -18,12 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use perseus_model::load::{self, Record, StopReason};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::output::{columns_line, start_line, Output, Summary};
+use crate::checker::{KeyChecker, State};
+use crate::client::EtcdClient;
+use crate::config::{Config, KeyMode};
+use crate::contention::{SharedKey, SharedView};
+use crate::output::{columns_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
-use crate::worker::{FinalRead, Worker};
+use crate::worker::{Checker, FinalRead, Worker, WorkerReport};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
 const REPORT_GRACE: Duration = Duration::from_millis(20);
@@ -48,6 +54,22 @@ pub fn key_for(run_id: &str, node: usize, conn: u32) -> String {
     format!("{run_id}-n{}-c{conn}", node + 1)
 }
 
+/// Key `i` of `--keys shared:N`: `{run_id}-s{i}`.
+pub fn shared_key_for(run_id: &str, i: u32) -> String {
+    format!("{run_id}-s{i}")
+}
+
+/// The keys of the run: one per client (`own`), or the shared ones.
+fn run_keys(cfg: &Config) -> Vec<String> {
+    match cfg.keys {
+        KeyMode::Own => (0..cfg.nodes.len())
+            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
+            .map(|(n, c)| key_for(&cfg.run_id, n, c))
+            .collect(),
+        KeyMode::Shared(k) => (0..k).map(|i| shared_key_for(&cfg.run_id, i)).collect(),
+    }
+}
+
 /// Runs the load until `cfg.duration` passes or `shutdown` completes, writing the table to
 /// `stdout` (and JSON lines to `cfg.out`), then prints the summary.
 pub async fn run<F>(
@@ -59,8 +81,39 @@ where
     F: Future<Output = ()>,
 {
     let start = Instant::now();
-    let start_wall = chrono::Utc::now();
-    let mut out = Output::new(stdout, cfg.out.as_deref(), start_wall).with_context(|| {
+    let mut out = open_output(&cfg, stdout)?;
+    announce_start(&cfg, &mut out);
+    let recorder = Arc::new(Recorder::new(start, cfg.nodes.len(), cfg.bucket_ms));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared: Vec<Arc<SharedKey>> = match cfg.keys {
+        KeyMode::Own => Vec::new(),
+        KeyMode::Shared(_) => run_keys(&cfg).into_iter().map(SharedKey::new).collect(),
+    };
+    let workers = spawn_workers(&cfg, &recorder, stop_rx, &shared);
+    let ending = report_seconds(&cfg, start, &recorder, &mut out, &stop_tx, shutdown).await;
+    let _ = stop_tx.send(true);
+    let reports = collect_workers(workers, &cfg).await;
+    let shared_reads = final_read_shared(&cfg, &shared, &recorder).await;
+    let summary = summarize(
+        &cfg,
+        start,
+        &recorder,
+        &mut out,
+        ending,
+        &reports,
+        (&shared, shared_reads),
+    );
+    let exit_code = if summary.total_violations() > 0 && !cfg.allow_violations {
+        1
+    } else {
+        0
+    };
+    Ok(RunResult { summary, exit_code })
+}
+
+/// Opens stdout and the JSON-lines file; the wall-clock start of the run is now.
+fn open_output(cfg: &Config, stdout: Box<dyn Write + Send>) -> anyhow::Result<Output> {
+    Output::new(stdout, cfg.out.as_deref(), chrono::Utc::now()).with_context(|| {
         format!(
             "cannot create the output file {}",
             cfg.out
@@ -68,44 +121,140 @@ where
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         )
-    })?;
-    let nodes = cfg.nodes.len();
-    out.line(&start_line(start_wall, &cfg.run_id));
-    out.line(&columns_line(nodes));
-    out.json(&serde_json::json!({
-        "type": "start",
-        "time": output::rfc3339_ms(start_wall),
-        "unix_ms": start_wall.timestamp_millis(),
-        "run_id": cfg.run_id,
-        "nodes": cfg.nodes,
-        "connections": cfg.connections,
-        "duration_s": cfg.duration.as_secs_f64(),
-        "timeout_ms": cfg.timeout.as_millis() as u64,
-        "bucket_ms": cfg.bucket_ms,
-        "keys": (0..nodes)
-            .flat_map(|n| (0..cfg.connections).map(move |c| (n, c)))
-            .map(|(n, c)| key_for(&cfg.run_id, n, c))
-            .collect::<Vec<_>>(),
-    }));
-    out.flush_json();
+    })
+}
 
-    let recorder = Arc::new(Recorder::new(start, nodes, cfg.bucket_ms));
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// Prints the start and column lines and writes (flushed) the `start` record, which tells
+/// whoever waits for the load (lab) that it has begun and when.
+fn announce_start(cfg: &Config, out: &mut Output) {
+    let start_wall = out.start();
+    let record = load::Start {
+        time: start_wall,
+        unix_ms: start_wall.timestamp_millis(),
+        run_id: cfg.run_id.clone(),
+        nodes: cfg.nodes.clone(),
+        connections: cfg.connections,
+        duration_s: cfg.duration.as_secs_f64(),
+        timeout_ms: cfg.timeout.as_millis() as u64,
+        bucket_ms: cfg.bucket_ms,
+        keys: run_keys(cfg),
+        key_mode: cfg.keys.as_string(),
+    };
+    out.line(&record.comment_line());
+    out.line(&columns_line(cfg.nodes.len()));
+    out.record(&Record::Start(record));
+    out.flush_json();
+}
+
+/// One task per node and connection slot, each a logical client with its own key, or
+/// (`shared`) on shared key `c mod N`, so that each shared key is raced on by every node.
+fn spawn_workers(
+    cfg: &Config,
+    recorder: &Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+    shared: &[Arc<SharedKey>],
+) -> Vec<JoinHandle<WorkerReport>> {
     let mut workers = Vec::new();
     for (n, url) in cfg.nodes.iter().enumerate() {
         for c in 0..cfg.connections {
-            let w = Worker::new(
+            // Shared keys are read once per key after the run, not once per client.
+            let (checker, final_read) = if shared.is_empty() {
+                (
+                    Checker::Own(KeyChecker::new(key_for(&cfg.run_id, n, c))),
+                    cfg.final_read,
+                )
+            } else {
+                let key = shared[c as usize % shared.len()].clone();
+                (Checker::Shared(SharedView::new(key)), false)
+            };
+            let w = Worker::with_checker(
                 n,
                 url,
-                key_for(&cfg.run_id, n, c),
+                checker,
                 cfg.timeout,
                 recorder.clone(),
                 cfg.error_pause,
             );
-            workers.push(tokio::spawn(w.run(stop_rx.clone(), cfg.final_read)));
+            workers.push(tokio::spawn(w.run(stop.clone(), final_read)));
         }
     }
+    workers
+}
 
+/// After every worker has stopped: reads each shared key once (any node, up to 3 rounds) and
+/// checks its final count. Returns (checked, unreachable); nothing with own keys.
+async fn final_read_shared(
+    cfg: &Config,
+    shared: &[Arc<SharedKey>],
+    recorder: &Recorder,
+) -> (usize, usize) {
+    let (mut checked, mut unreachable) = (0, 0);
+    if !cfg.final_read {
+        return (0, 0);
+    }
+    for key in shared {
+        let mut read = None;
+        'rounds: for round in 0..3 {
+            for (n, url) in cfg.nodes.iter().enumerate() {
+                let mut client = EtcdClient::new(url, key.key(), cfg.timeout);
+                match client.get().await {
+                    Ok(node) => {
+                        read = Some((n, node));
+                        break 'rounds;
+                    }
+                    Err(e) => log::debug!("final read of {} via {url}: {e}", key.key()),
+                }
+            }
+            if round < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let Some((n, node)) = read else {
+            unreachable += 1;
+            continue;
+        };
+        checked += 1;
+        let state = match node {
+            None => None,
+            Some(k) => match k.value.trim().parse::<i64>() {
+                Ok(v) => Some(State::new(v, k.modified_index)),
+                Err(_) => {
+                    let v = SharedView::new(key.clone()).observe_garbage(&k.value);
+                    log::error!("violation on node {}: {v}", n + 1);
+                    recorder.violation(n, v);
+                    continue;
+                }
+            },
+        };
+        if let Err(v) = key.check_final(state) {
+            log::error!("violation on node {}: {v}", n + 1);
+            recorder.violation(n, v);
+        }
+    }
+    (checked, unreachable)
+}
+
+/// How the reporting loop ended.
+struct Ending {
+    reported: u64,
+    stopped_at: Instant,
+    stopped_by: StopReason,
+    first_violations: Vec<ViolationEvent>,
+}
+
+/// Reports each second once it is over, until the duration has passed and its last second
+/// is reported, or until `shutdown` (then at once). Tells the workers to stop at the deadline.
+async fn report_seconds<F>(
+    cfg: &Config,
+    start: Instant,
+    recorder: &Recorder,
+    out: &mut Output,
+    stop_tx: &watch::Sender<bool>,
+    shutdown: F,
+) -> Ending
+where
+    F: Future<Output = ()>,
+{
     let t0 = tokio::time::Instant::from_std(start);
     let mut ticker = tokio::time::interval_at(
         t0 + Duration::from_secs(1) + REPORT_GRACE,
@@ -115,7 +264,7 @@ where
     let total_seconds = cfg.duration.as_secs();
     let mut reported = 0u64;
     let mut stopped_at: Option<Instant> = None;
-    let mut stopped_by = "duration";
+    let mut stopped_by = StopReason::Duration;
     let mut first_violations = Vec::new();
     tokio::pin!(shutdown);
     loop {
@@ -138,17 +287,26 @@ where
             }
             _ = &mut shutdown, if stopped_at.is_none() => {
                 stopped_at = Some(Instant::now());
-                stopped_by = "signal";
+                stopped_by = StopReason::Signal;
                 let _ = stop_tx.send(true);
                 break;
             }
         }
     }
-    let stopped_at = stopped_at.unwrap_or_else(Instant::now);
-    let _ = stop_tx.send(true);
+    Ending {
+        reported,
+        stopped_at: stopped_at.unwrap_or_else(Instant::now),
+        stopped_by,
+        first_violations,
+    }
+}
 
-    // Workers stop at once (an in-flight request is abandoned, its write stays pending in the
-    // checker), then do their bounded final read.
+/// Waits (bounded) for the workers: they stop at once (an in-flight request is abandoned, its
+/// write stays pending in the checker), then do their bounded final read.
+async fn collect_workers(
+    workers: Vec<JoinHandle<WorkerReport>>,
+    cfg: &Config,
+) -> Vec<WorkerReport> {
     let bound = cfg.timeout * 4 + Duration::from_secs(5);
     let mut reports = Vec::new();
     for h in workers {
@@ -162,39 +320,55 @@ where
             }
         }
     }
-    let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
-    let (final_checked, final_unreachable, final_skipped) = (
-        count(FinalRead::Checked),
-        count(FinalRead::Unreachable),
-        count(FinalRead::Skipped),
-    );
+    reports
+}
 
+/// Records the last violations, then prints and writes the summary.
+fn summarize(
+    cfg: &Config,
+    start: Instant,
+    recorder: &Recorder,
+    out: &mut Output,
+    ending: Ending,
+    reports: &[WorkerReport],
+    (shared, (shared_checked, shared_unreachable)): (&[Arc<SharedKey>], (usize, usize)),
+) -> Summary {
+    let count = |f: FinalRead| reports.iter().filter(|r| r.final_read == f).count();
+    // With shared keys the final reads are per key (see final_read_shared).
+    let (final_checked, final_unreachable, final_skipped) = if shared.is_empty() {
+        (
+            count(FinalRead::Checked),
+            count(FinalRead::Unreachable),
+            count(FinalRead::Skipped),
+        )
+    } else if cfg.final_read {
+        (shared_checked, shared_unreachable, 0)
+    } else {
+        (0, 0, shared.len())
+    };
+    let mut first_violations = ending.first_violations;
     let rest = recorder.drain_violations();
     out.violations(&rest);
     keep_first(&mut first_violations, rest);
-    let totals = recorder.totals();
     let summary = Summary {
         run_id: cfg.run_id.clone(),
         nodes: cfg.nodes.clone(),
         connections: cfg.connections,
-        elapsed: stopped_at.saturating_duration_since(start),
-        stopped_by,
-        seconds_reported: reported,
-        totals,
+        elapsed: ending.stopped_at.saturating_duration_since(start),
+        stopped_by: ending.stopped_by,
+        seconds_reported: ending.reported,
+        totals: recorder.totals(),
         final_checked,
         final_unreachable,
         final_skipped,
         first_violations,
+        keys: cfg.keys.as_string(),
+        contention: shared.iter().map(|k| k.figures()).collect(),
     };
     for l in summary.lines() {
         out.line(&l);
     }
-    out.json(&summary.json());
+    out.record(&Record::Summary(summary.record()));
     out.flush_json();
-    let exit_code = if summary.total_violations() > 0 && !cfg.allow_violations {
-        1
-    } else {
-        0
-    };
-    Ok(RunResult { summary, exit_code })
+    summary
 }

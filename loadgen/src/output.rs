@@ -10,85 +10,40 @@
 //! ```
 //! Second N counts the successful iterations in `[start + N-1 s, start + N s)`.
 //!
-//! JSON lines (`--out FILE`), one object per line, each with `"type"`; times are wall-clock
-//! RFC 3339 with milliseconds (UTC) plus `unix_ms`; offsets from the run start in `t_ms`/`_us`:
-//! - `start`: run id, nodes, settings;
-//! - `second`: `second`, `time` (start of that second), `cluster`, `nodes` (per node counts),
-//!   `errors` (by kind), `errors_by_node`, `latency_us` (p50/p90/p99/max of the iterations that
-//!   ended in that second), `violations` and `violations_by_kind`;
-//! - `bucket`: one per `bucket_ms` slice: `second`, `index`, `t_ms`, `time`, and per node arrays
-//!   `ok`, `err`, `first_us`, `last_us` (offsets of the first/last success, null if none) and
-//!   `max_gap_us` (longest gap between successes inside the bucket);
-//! - `violation`: `t_us`, `node` (1-based), `key`, `kind`, `expected`, `got`;
-//! - `summary`: the totals printed at the end.
+//! JSON lines (`--out FILE`): one `perseus_model::load::Record` per line (start, second,
+//! bucket, violation, summary; the fields are described there). This module builds the records
+//! from the run's counters and writes both sinks.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
-use serde_json::{json, Map, Value};
+use perseus_model::load::{self, Latency, Record, StopReason};
+use perseus_model::{ErrorKind, ViolationKind};
 
+use crate::contention::KeyFigures;
 use crate::stats::{
     error_pairs, sum_errors, violation_pairs, ErrorCounts, Op, SecondSlot, Totals, ViolationEvent,
 };
 
-/// RFC 3339 with milliseconds, UTC (`2025-01-01T10:00:00.000Z`).
-pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The first stdout line.
-pub fn start_line(start: DateTime<Utc>, run_id: &str) -> String {
-    format!(
-        "# start={} unix_ms={} run_id={}",
-        rfc3339_ms(start),
-        start.timestamp_millis(),
-        run_id
-    )
-}
-
-/// The column header comment: `# second<TAB>cluster<TAB>n1...`.
-pub fn columns_line(nodes: usize) -> String {
-    let mut s = String::from("# second\tcluster");
-    for i in 1..=nodes {
-        s.push_str(&format!("\tn{i}"));
-    }
-    s
-}
-
-/// A data line: `second<TAB>cluster<TAB>n1<TAB>n2...`.
-pub fn second_line(second: u64, per_node: &[u64]) -> String {
-    let mut s = format!("{}\t{}", second, per_node.iter().sum::<u64>());
-    for n in per_node {
-        s.push('\t');
-        s.push_str(&n.to_string());
-    }
-    s
-}
-
-fn counts_obj(pairs: Vec<(&'static str, u64)>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        m.insert(k.to_string(), json!(v));
-    }
-    Value::Object(m)
-}
+pub use perseus_model::load::tsv::{columns_line, second_line};
+pub use perseus_model::time::rfc3339_ms;
 
 /// p50/p90/p99/max of a histogram in µs (nulls if empty).
-pub fn latency_obj(h: &Histogram<u64>) -> Value {
+pub fn latency(h: &Histogram<u64>) -> Latency {
     if h.is_empty() {
-        return json!({"count": 0, "p50": null, "p90": null, "p99": null, "max": null});
+        return Latency::default();
     }
-    json!({
-        "count": h.len(),
-        "p50": h.value_at_quantile(0.5),
-        "p90": h.value_at_quantile(0.9),
-        "p99": h.value_at_quantile(0.99),
-        "max": h.max(),
-    })
+    Latency {
+        count: h.len(),
+        p50: Some(h.value_at_quantile(0.5)),
+        p90: Some(h.value_at_quantile(0.9)),
+        p99: Some(h.value_at_quantile(0.99)),
+        max: Some(h.max()),
+    }
 }
 
 fn ms(us: u64) -> String {
@@ -125,7 +80,7 @@ pub struct Summary {
     pub nodes: Vec<String>,
     pub connections: u32,
     pub elapsed: Duration,
-    pub stopped_by: &'static str,
+    pub stopped_by: StopReason,
     pub seconds_reported: u64,
     pub totals: Totals,
     pub final_checked: usize,
@@ -133,7 +88,47 @@ pub struct Summary {
     pub final_skipped: usize,
     /// The first violations (details).
     pub first_violations: Vec<ViolationEvent>,
+    /// `own` or `shared:N`.
+    pub keys: String,
+    /// Per shared key (`--keys shared:N`; empty with `own`).
+    pub contention: Vec<KeyFigures>,
 }
+
+/// The figures of all shared keys added up.
+pub fn contention_total(keys: &[KeyFigures]) -> KeyFigures {
+    let mut t = KeyFigures {
+        key: format!("{} keys", keys.len()),
+        ..KeyFigures::default()
+    };
+    for k in keys {
+        t.increments_sent += k.increments_sent;
+        t.acknowledged += k.acknowledged;
+        t.rejected += k.rejected;
+        t.unknown += k.unknown;
+        t.creates_acknowledged += k.creates_acknowledged;
+        t.failed_but_applied += k.failed_but_applied;
+        if let Some(f) = k.final_value {
+            t.final_value = Some(t.final_value.unwrap_or(0) + f);
+        }
+    }
+    t
+}
+
+fn figures_text(f: &KeyFigures) -> String {
+    format!(
+        "increments_sent={} acknowledged={} rejected={} unknown={} failed_but_applied={} final={} creates_acknowledged={}",
+        f.increments_sent,
+        f.acknowledged,
+        f.rejected,
+        f.unknown,
+        f.failed_but_applied,
+        f.final_value.map_or("missing".to_string(), |v| v.to_string()),
+        f.creates_acknowledged
+    )
+}
+
+/// Shared keys detailed one per line in the summary (beyond that, only the total).
+const CONTENTION_KEY_LINES: usize = 10;
 
 impl Summary {
     pub fn total_ok(&self) -> u64 {
@@ -196,6 +191,22 @@ impl Summary {
         let errs: ErrorCounts = sum_errors(&self.totals.errors);
         out.push(format!("# errors {}", pairs_text(&error_pairs(&errs))));
         out.push(format!(
+            "# requests sent={} answered_5xx={} share_5xx_pct={:.2}",
+            self.totals.sent,
+            self.totals.answered_5xx,
+            self.totals.share_5xx_percent()
+        ));
+        if !self.contention.is_empty() {
+            out.push(format!(
+                "# contention keys={} {}",
+                self.keys,
+                figures_text(&contention_total(&self.contention))
+            ));
+            for k in self.contention.iter().take(CONTENTION_KEY_LINES) {
+                out.push(format!("# contention key={} {}", k.key, figures_text(k)));
+            }
+        }
+        out.push(format!(
             "# violations total={} {}",
             self.total_violations(),
             pairs_text(&violation_pairs(&self.totals.violations))
@@ -233,99 +244,108 @@ impl Summary {
         self.totals.late > 0
     }
 
-    /// The summary as a JSON object (`"type":"summary"`).
-    pub fn json(&self) -> Value {
+    /// The `summary` record.
+    pub fn record(&self) -> load::Summary {
         let errs = sum_errors(&self.totals.errors);
-        let mut req = Map::new();
-        for (op, h) in Op::ALL.iter().zip(self.totals.requests.iter()) {
-            req.insert(op.as_str().to_string(), latency_obj(h));
+        let now = Utc::now();
+        load::Summary {
+            time: now,
+            unix_ms: now.timestamp_millis(),
+            run_id: self.run_id.clone(),
+            elapsed_s: self.elapsed.as_secs_f64(),
+            stopped_by: self.stopped_by,
+            seconds: self.seconds_reported,
+            iterations: self.total_ok(),
+            mean_per_s: self.mean(self.total_ok()),
+            nodes: self.totals.ok.clone(),
+            errors: ErrorKind::counts(&errs),
+            errors_by_node: self.totals.errors.iter().map(ErrorKind::counts).collect(),
+            latency_us: latency(&self.totals.iteration),
+            request_latency_us: Op::ALL
+                .into_iter()
+                .zip(self.totals.requests.iter().map(latency))
+                .collect(),
+            violations: self.total_violations(),
+            violations_by_kind: ViolationKind::counts(&self.totals.violations),
+            final_read: load::FinalRead {
+                checked: self.final_checked as u64,
+                unreachable: self.final_unreachable as u64,
+                skipped: self.final_skipped as u64,
+            },
+            late_events: self.totals.late,
+            keys: self.keys.clone(),
+            requests: load::Requests {
+                sent: self.totals.sent,
+                answered_5xx: self.totals.answered_5xx,
+                share_5xx_pct: self.totals.share_5xx_percent(),
+            },
+            contention: (!self.contention.is_empty()).then(|| {
+                Box::new(load::Contention {
+                    total: contention_total(&self.contention),
+                    keys: self.contention.clone(),
+                })
+            }),
         }
-        json!({
-            "type": "summary",
-            "time": rfc3339_ms(Utc::now()),
-            "unix_ms": Utc::now().timestamp_millis(),
-            "run_id": self.run_id,
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "stopped_by": self.stopped_by,
-            "seconds": self.seconds_reported,
-            "iterations": self.total_ok(),
-            "mean_per_s": self.mean(self.total_ok()),
-            "nodes": self.totals.ok,
-            "errors": counts_obj(error_pairs(&errs)),
-            "errors_by_node": self.totals.errors.iter().map(|e| counts_obj(error_pairs(e))).collect::<Vec<_>>(),
-            "latency_us": latency_obj(&self.totals.iteration),
-            "request_latency_us": Value::Object(req),
-            "violations": self.total_violations(),
-            "violations_by_kind": counts_obj(violation_pairs(&self.totals.violations)),
-            "final_read": {"checked": self.final_checked, "unreachable": self.final_unreachable, "skipped": self.final_skipped},
-            "late_events": self.totals.late,
-        })
     }
 }
 
-/// The `second` JSON object.
-pub fn second_json(second: u64, start: DateTime<Utc>, slot: &SecondSlot) -> Value {
+/// The `second` record.
+pub fn second_record(second: u64, start: DateTime<Utc>, slot: &SecondSlot) -> load::Second {
     let t = start + chrono::Duration::seconds(second as i64 - 1);
-    json!({
-        "type": "second",
-        "second": second,
-        "time": rfc3339_ms(t),
-        "unix_ms": t.timestamp_millis(),
-        "cluster": slot.total_ok(),
-        "nodes": slot.ok,
-        "errors": counts_obj(error_pairs(&slot.errors_by_kind())),
-        "errors_by_node": slot.errors.iter().map(|e| counts_obj(error_pairs(e))).collect::<Vec<_>>(),
-        "latency_us": latency_obj(&slot.latency),
-        "violations": slot.total_violations(),
-        "violations_by_kind": counts_obj(violation_pairs(&slot.violations)),
-    })
+    load::Second {
+        second,
+        time: t,
+        unix_ms: t.timestamp_millis(),
+        cluster: slot.total_ok(),
+        nodes: slot.ok.clone(),
+        errors: ErrorKind::counts(&slot.errors_by_kind()),
+        errors_by_node: slot.errors.iter().map(ErrorKind::counts).collect(),
+        latency_us: latency(&slot.latency),
+        violations: slot.total_violations(),
+        violations_by_kind: ViolationKind::counts(&slot.violations),
+    }
 }
 
-/// The `bucket` JSON objects of one second.
-pub fn bucket_jsons(
+/// The `bucket` records of one second.
+pub fn bucket_records(
     second: u64,
     start: DateTime<Utc>,
     bucket_ms: u64,
     slot: &SecondSlot,
-) -> Vec<Value> {
+) -> Vec<load::Bucket> {
     slot.buckets
         .iter()
         .enumerate()
         .map(|(i, b)| {
             let t_ms = (second - 1) * 1000 + i as u64 * bucket_ms;
             let t = start + chrono::Duration::milliseconds(t_ms as i64);
-            json!({
-                "type": "bucket",
-                "second": second,
-                "index": i,
-                "t_ms": t_ms,
-                "ms": bucket_ms,
-                "time": rfc3339_ms(t),
-                "unix_ms": t.timestamp_millis(),
-                "ok": b.iter().map(|n| n.ok).collect::<Vec<_>>(),
-                "err": b.iter().map(|n| n.err).collect::<Vec<_>>(),
-                "first_us": b.iter().map(|n| n.first_us).collect::<Vec<_>>(),
-                "last_us": b.iter().map(|n| n.last_us).collect::<Vec<_>>(),
-                "max_gap_us": b.iter().map(|n| n.max_gap_us).collect::<Vec<_>>(),
-            })
+            load::Bucket {
+                second,
+                index: i as u64,
+                t_ms,
+                ms: bucket_ms,
+                time: t,
+                unix_ms: t.timestamp_millis(),
+                ok: b.iter().map(|n| n.ok).collect(),
+                err: b.iter().map(|n| n.err).collect(),
+                first_us: b.iter().map(|n| n.first_us).collect(),
+                last_us: b.iter().map(|n| n.last_us).collect(),
+                max_gap_us: b.iter().map(|n| n.max_gap_us).collect(),
+            }
         })
         .collect()
 }
 
-/// The `violation` JSON object.
-pub fn violation_json(start: DateTime<Utc>, v: &ViolationEvent) -> Value {
+/// The `violation` record.
+pub fn violation_record(start: DateTime<Utc>, v: &ViolationEvent) -> load::ViolationRecord {
     let t = start + chrono::Duration::microseconds(v.at_us as i64);
-    json!({
-        "type": "violation",
-        "time": rfc3339_ms(t),
-        "unix_ms": t.timestamp_millis(),
-        "t_us": v.at_us,
-        "node": v.node + 1,
-        "key": v.violation.key,
-        "kind": v.violation.kind.as_str(),
-        "expected": v.violation.expected,
-        "got": v.violation.got,
-    })
+    load::ViolationRecord {
+        time: t,
+        unix_ms: t.timestamp_millis(),
+        t_us: v.at_us,
+        node: v.node + 1,
+        violation: v.violation.clone(),
+    }
 }
 
 /// The two sinks. Write errors on stdout (e.g. a closed pipe) are ignored so the run goes on;
@@ -366,9 +386,12 @@ impl Output {
     }
 
     /// One JSON line (buffered; see [`Output::flush_json`]).
-    pub fn json(&mut self, v: &Value) {
+    pub fn record(&mut self, r: &Record) {
         if let Some(w) = &mut self.json {
-            if let Err(e) = writeln!(w, "{v}") {
+            let written = serde_json::to_string(r)
+                .map_err(std::io::Error::from)
+                .and_then(|line| writeln!(w, "{line}"));
+            if let Err(e) = written {
                 if !self.json_failed {
                     log::error!("writing the JSON output failed: {e}");
                     self.json_failed = true;
@@ -392,10 +415,9 @@ impl Output {
     pub fn second(&mut self, n: u64, slot: &SecondSlot, bucket_ms: u64) {
         self.line(&second_line(n, &slot.ok));
         if self.json.is_some() {
-            let s = second_json(n, self.start, slot);
-            self.json(&s);
-            for b in bucket_jsons(n, self.start, bucket_ms, slot) {
-                self.json(&b);
+            self.record(&Record::Second(second_record(n, self.start, slot)));
+            for b in bucket_records(n, self.start, bucket_ms, slot) {
+                self.record(&Record::Bucket(b));
             }
         }
     }
@@ -403,8 +425,7 @@ impl Output {
     pub fn violations(&mut self, evs: &[ViolationEvent]) {
         if self.json.is_some() {
             for v in evs {
-                let j = violation_json(self.start, v);
-                self.json(&j);
+                self.record(&Record::Violation(violation_record(self.start, v)));
             }
         }
     }
@@ -424,18 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn start_line_has_ms_and_unix_ms() {
-        let t = DateTime::parse_from_rfc3339("2025-01-02T03:04:05.678Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            start_line(t, "r1"),
-            "# start=2025-01-02T03:04:05.678Z unix_ms=1735787045678 run_id=r1"
-        );
-    }
-
-    #[test]
-    fn bucket_and_second_json() {
+    fn bucket_and_second_records() {
         let start = DateTime::parse_from_rfc3339("2025-01-02T03:04:05.000Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -445,7 +455,7 @@ mod tests {
             ok: vec![3, 0],
             errors: vec![[0; 6], [0, 2, 0, 0, 0, 0]],
             latency: h,
-            violations: [0; 4],
+            violations: [0; ViolationKind::COUNT],
             buckets: vec![
                 vec![
                     BucketNode {
@@ -464,18 +474,25 @@ mod tests {
                 10
             ],
         };
-        let s = second_json(3, start, &slot);
-        assert_eq!(s["time"], "2025-01-02T03:04:07.000Z");
-        assert_eq!(s["cluster"], 3);
-        assert_eq!(s["nodes"], json!([3, 0]));
-        assert_eq!(s["errors"]["timeout"], 2);
-        assert_eq!(s["errors_by_node"][1]["timeout"], 2);
-        assert_eq!(s["latency_us"]["count"], 1);
-        let b = bucket_jsons(3, start, 100, &slot);
+        let s = second_record(3, start, &slot);
+        assert_eq!(rfc3339_ms(s.time), "2025-01-02T03:04:07.000Z");
+        assert_eq!(s.cluster, 3);
+        assert_eq!(s.nodes, vec![3, 0]);
+        assert_eq!(s.errors[&ErrorKind::Timeout], 2);
+        assert_eq!(s.errors_by_node[1][&ErrorKind::Timeout], 2);
+        assert_eq!(s.latency_us.count, 1);
+        let json = serde_json::to_string(&Record::Second(s)).unwrap();
+        assert!(
+            json.starts_with(r#"{"type":"second","second":3,"time":"2025-01-02T03:04:07.000Z""#),
+            "{json}"
+        );
+        let b = bucket_records(3, start, 100, &slot);
         assert_eq!(b.len(), 10);
-        assert_eq!(b[4]["t_ms"], 2400);
-        assert_eq!(b[4]["time"], "2025-01-02T03:04:07.400Z");
-        assert_eq!(b[4]["first_us"], json!([2_000_100, null]));
-        assert_eq!(b[4]["err"], json!([0, 2]));
+        assert_eq!(b[4].t_ms, 2400);
+        assert_eq!(rfc3339_ms(b[4].time), "2025-01-02T03:04:07.400Z");
+        assert_eq!(b[4].first_us, vec![Some(2_000_100), None]);
+        assert_eq!(b[4].err, vec![0, 2]);
+        let json = serde_json::to_string(&Record::Bucket(b[4].clone())).unwrap();
+        assert!(json.contains(r#""first_us":[2000100,null]"#), "{json}");
     }
 }

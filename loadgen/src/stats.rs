@@ -23,26 +23,10 @@ use crate::client::ErrorKind;
 /// Error counters, one per [`ErrorKind`].
 pub type ErrorCounts = [u64; ErrorKind::COUNT];
 /// Violation counters, one per [`ViolationKind`].
-pub type ViolationCounts = [u64; 4];
+pub type ViolationCounts = [u64; ViolationKind::COUNT];
 
-/// Request kinds with their own latency histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Get,
-    Create,
-    Cas,
-}
-
-impl Op {
-    pub const ALL: [Op; 3] = [Op::Get, Op::Create, Op::Cas];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::Create => "create",
-            Op::Cas => "cas",
-        }
-    }
-}
+/// Request kinds with their own latency histogram (shared with the records).
+pub use perseus_model::Op;
 
 /// A fresh histogram of microseconds (auto-resizing, 3 significant digits).
 pub fn new_histogram() -> Histogram<u64> {
@@ -97,7 +81,7 @@ impl SecondSlot {
             ok: vec![0; nodes],
             errors: vec![[0; ErrorKind::COUNT]; nodes],
             latency: new_histogram(),
-            violations: [0; 4],
+            violations: [0; ViolationKind::COUNT],
             buckets: vec![vec![BucketNode::default(); nodes]; buckets],
         }
     }
@@ -138,6 +122,21 @@ pub struct Totals {
     pub violations: ViolationCounts,
     /// Events recorded after their second had been reported.
     pub late: u64,
+    /// Requests sent (every read, create and CAS, answered or not).
+    pub sent: u64,
+    /// Requests the node answered with a 5xx (503: no quorum, conflict, outcome unknown).
+    pub answered_5xx: u64,
+}
+
+impl Totals {
+    /// The share of requests answered with a 5xx, in percent (0 when nothing was sent).
+    pub fn share_5xx_percent(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.answered_5xx as f64 * 100.0 / self.sent as f64
+        }
+    }
 }
 
 /// A violation with when and where it was seen.
@@ -184,8 +183,10 @@ impl Recorder {
                     errors: vec![[0; ErrorKind::COUNT]; nodes],
                     iteration: new_histogram(),
                     requests: Op::ALL.iter().map(|_| new_histogram()).collect(),
-                    violations: [0; 4],
+                    violations: [0; ViolationKind::COUNT],
                     late: 0,
+                    sent: 0,
+                    answered_5xx: 0,
                 },
                 new_violations: Vec::new(),
             }),
@@ -274,6 +275,15 @@ impl Recorder {
     pub fn request(&self, op: Op, latency: Duration) {
         let i = Op::ALL.iter().position(|o| *o == op).unwrap_or(0);
         record(&mut self.lock().totals.requests[i], micros(latency));
+    }
+
+    /// One request sent; `answered_5xx` if the node answered it with a 5xx.
+    pub fn sent(&self, answered_5xx: bool) {
+        let mut g = self.lock();
+        g.totals.sent += 1;
+        if answered_5xx {
+            g.totals.answered_5xx += 1;
+        }
     }
 
     /// A consistency violation seen by a worker of `node`; timestamped now. Returns the number

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::checker::{KeyChecker, State, Violation};
+use crate::checker::{KeyChecker, State, Violation, WriteToken};
 use crate::client::{ClientError, ErrorKind, EtcdClient, KeyNode, WriteResult};
+use crate::contention::{SharedToken, SharedView};
 use crate::stats::{Op, Recorder};
 
 /// Violations logged to stderr as they happen; the rest only count (and go to --out).
@@ -30,12 +31,81 @@ pub enum FinalRead {
     Unreachable,
 }
 
+/// The checker a client reports to: its own key's, or its view of a shared key.
+#[derive(Debug)]
+pub enum Checker {
+    Own(KeyChecker),
+    Shared(SharedView),
+}
+
+/// A write announced to a [`Checker`].
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    Own(WriteToken),
+    Shared(SharedToken),
+}
+
+impl Checker {
+    pub fn key(&self) -> &str {
+        match self {
+            Checker::Own(c) => c.key(),
+            Checker::Shared(c) => c.key(),
+        }
+    }
+
+    fn observe_read(&mut self, read: Option<State>) -> Result<(), Violation> {
+        match self {
+            Checker::Own(c) => c.observe_read(read),
+            Checker::Shared(c) => c.observe_read(read),
+        }
+    }
+
+    fn observe_garbage(&mut self, raw: &str) -> Violation {
+        match self {
+            Checker::Own(c) => c.observe_garbage(raw),
+            Checker::Shared(c) => c.observe_garbage(raw),
+        }
+    }
+
+    fn begin_write(&mut self, prev: Option<u64>, value: i64) -> Token {
+        match self {
+            Checker::Own(c) => Token::Own(c.begin_write(prev, value)),
+            Checker::Shared(c) => Token::Shared(c.begin_write(prev, value)),
+        }
+    }
+
+    fn write_rejected(&mut self, t: Token) {
+        match (self, t) {
+            (Checker::Own(c), Token::Own(t)) => c.write_rejected(t),
+            (Checker::Shared(c), Token::Shared(t)) => c.write_rejected(t),
+            _ => {}
+        }
+    }
+
+    fn write_unknown(&mut self, t: Token) {
+        match (self, t) {
+            (Checker::Own(c), Token::Own(t)) => c.write_unknown(t),
+            (Checker::Shared(c), Token::Shared(t)) => c.write_unknown(t),
+            _ => {}
+        }
+    }
+
+    fn write_acked(&mut self, t: Token, resp: State) -> Result<(), Violation> {
+        match (self, t) {
+            (Checker::Own(c), Token::Own(t)) => c.write_acked(t, resp),
+            (Checker::Shared(c), Token::Shared(t)) => c.write_acked(t, resp),
+            // a token always comes from the same checker
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a worker hands back when it stops.
 #[derive(Debug)]
 pub struct WorkerReport {
     pub node: usize,
     pub key: String,
-    pub checker: KeyChecker,
+    pub checker: Checker,
     pub final_read: FinalRead,
 }
 
@@ -43,7 +113,7 @@ pub struct WorkerReport {
 pub struct Worker {
     node: usize,
     client: EtcdClient,
-    checker: KeyChecker,
+    checker: Checker,
     recorder: Arc<Recorder>,
     error_pause: Duration,
 }
@@ -57,6 +127,7 @@ fn to_state(n: &KeyNode) -> Option<State> {
 }
 
 impl Worker {
+    /// A client of its own key.
     pub fn new(
         node: usize,
         base_url: &str,
@@ -65,13 +136,38 @@ impl Worker {
         recorder: Arc<Recorder>,
         error_pause: Duration,
     ) -> Self {
+        Self::with_checker(
+            node,
+            base_url,
+            Checker::Own(KeyChecker::new(key)),
+            timeout,
+            recorder,
+            error_pause,
+        )
+    }
+
+    /// A client that reports to `checker` (own or shared key).
+    pub fn with_checker(
+        node: usize,
+        base_url: &str,
+        checker: Checker,
+        timeout: Duration,
+        recorder: Arc<Recorder>,
+        error_pause: Duration,
+    ) -> Self {
         Worker {
             node,
-            client: EtcdClient::new(base_url, &key, timeout),
-            checker: KeyChecker::new(key),
+            client: EtcdClient::new(base_url, checker.key(), timeout),
+            checker,
             recorder,
             error_pause,
         }
+    }
+
+    /// Counts one request and whether the node answered it with a 5xx.
+    fn count_request<T>(&self, r: &Result<T, ClientError>) {
+        let unavailable = matches!(r, Err(e) if e.kind == ErrorKind::Http5xx);
+        self.recorder.sent(unavailable);
     }
 
     fn report_violation(&self, v: Violation) {
@@ -88,6 +184,7 @@ impl Worker {
     async fn read(&mut self) -> Result<Option<State>, ClientError> {
         let t = Instant::now();
         let r = self.client.get().await;
+        self.count_request(&r);
         if r.is_ok() {
             self.recorder.request(Op::Get, t.elapsed());
         }
@@ -98,10 +195,10 @@ impl Worker {
                 None => {
                     let v = self.checker.observe_garbage(&n.value);
                     self.report_violation(v);
-                    return Err(ClientError {
-                        kind: ErrorKind::Body,
-                        detail: format!("value is not an integer: {:?}", n.value),
-                    });
+                    return Err(ClientError::new(
+                        ErrorKind::Body,
+                        format!("value is not an integer: {:?}", n.value),
+                    ));
                 }
             },
         };
@@ -119,16 +216,17 @@ impl Worker {
             None => (self.client.create(value).await, Op::Create),
             Some(p) => (self.client.cas(p, value).await, Op::Cas),
         };
+        self.count_request(&r);
         match r {
             Ok(WriteResult::Applied(n)) => {
                 self.recorder.request(op, t.elapsed());
                 let Some(s) = to_state(&n) else {
                     // acknowledged, but with a body we cannot check: outcome stays open
                     self.checker.write_unknown(token);
-                    return Err(ClientError {
-                        kind: ErrorKind::Body,
-                        detail: format!("acknowledged value is not an integer: {:?}", n.value),
-                    });
+                    return Err(ClientError::new(
+                        ErrorKind::Body,
+                        format!("acknowledged value is not an integer: {:?}", n.value),
+                    ));
                 };
                 if let Err(v) = self.checker.write_acked(token, s) {
                     self.report_violation(v);
@@ -138,10 +236,10 @@ impl Worker {
             Ok(WriteResult::Rejected(code)) => {
                 self.recorder.request(op, t.elapsed());
                 self.checker.write_rejected(token);
-                Err(ClientError {
-                    kind: ErrorKind::Conflict,
-                    detail: format!("{} rejected (errorCode {:?})", op.as_str(), code),
-                })
+                Err(ClientError::new(
+                    ErrorKind::Conflict,
+                    format!("{} rejected (errorCode {:?})", op.as_str(), code),
+                ))
             }
             Err(e) => {
                 self.checker.write_unknown(token);
@@ -156,10 +254,10 @@ impl Worker {
             Some(s) => s,
             None => self.write(None, 0).await?,
         };
-        let next = cur.value.checked_add(1).ok_or_else(|| ClientError {
-            kind: ErrorKind::Body,
-            detail: "value overflow".into(),
-        })?;
+        let next = cur
+            .value
+            .checked_add(1)
+            .ok_or_else(|| ClientError::new(ErrorKind::Body, "value overflow"))?;
         self.write(Some(cur.index), next).await?;
         Ok(())
     }

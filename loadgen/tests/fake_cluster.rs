@@ -19,10 +19,14 @@ fn config(urls: &[String], secs: u64, tag: &str) -> Config {
     c
 }
 
+/// The `--out` file as JSON values (to check the wire form itself), after checking that every
+/// line is a record the other tools read.
 fn json_lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read --out file")
-        .lines()
+    let text = std::fs::read_to_string(path).expect("read --out file");
+    let records: Vec<perseus_model::load::Record> =
+        perseus_model::load::parse_lines(&text).expect("every line is a record");
+    assert!(!records.contains(&perseus_model::load::Record::Other));
+    text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
 }
@@ -215,7 +219,10 @@ async fn shutdown_stops_early_and_dead_node_shows_zero() {
     let data = data_lines(&text, 3);
     assert_eq!(data.len(), 2, "{text}");
     assert!(data.iter().all(|d| d[4] == 0 && d[2] > 0), "{text}");
-    assert_eq!(res.summary.stopped_by, "signal");
+    assert_eq!(
+        res.summary.stopped_by,
+        perseus_model::load::StopReason::Signal
+    );
     assert!(text.contains("stopped_by=signal"));
     assert!(text.contains("# final-read checked=0 unreachable=0 skipped=6"));
     let errs = loadgen::stats::sum_errors(&res.summary.totals.errors[2..]);

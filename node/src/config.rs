@@ -1,9 +1,39 @@
-//! Node configuration: a TOML file layered with `PERSEUS_*` environment variables.
+//! Node configuration: a TOML file layered with `PERSEUS_*` environment variables, checked
+//! into [`Settings`] or a [`ConfigError`] that names the field.
 
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("bad configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("bad configuration: field `acceptors` is empty")]
+    NoAcceptors,
+    #[error("bad configuration: field `quorum` is {quorum}, must be a majority of the {acceptors} acceptors ({}..={acceptors}), or two proposers could choose different values", acceptors / 2 + 1)]
+    MinorityQuorum { quorum: usize, acceptors: usize },
+    #[error("bad configuration: field `acceptor_timeout_ms` must be above 0")]
+    ZeroTimeout,
+    #[error("bad configuration: fields `max_key_bytes` and `max_value_bytes` must be above 0")]
+    ZeroLimit,
+    #[error("bad configuration: field `id` is {id}, the largest id is {max} (ballots are compared as Lua numbers)")]
+    IdTooLarge { id: u64, max: u64 },
+    #[error("bad configuration: field `acceptors` lists {0} twice: a quorum would not be a majority of distinct acceptors")]
+    RepeatedAcceptor(String),
+    #[error("bad configuration: field `acceptors`: {0:?} is not a redis:// URL")]
+    NotRedisUrl(String),
+    #[error("bad configuration: field `acceptors`: {url}: {reason}")]
+    BadAcceptor { url: String, reason: String },
+    #[error("bad configuration: field `listen`: {0:?} is not an address like 0.0.0.0:8080")]
+    Listen(String),
+    #[error("bad configuration: field `{field}`: {url:?} is not an http:// URL with a host")]
+    NotHttpUrl { field: &'static str, url: String },
+    #[error("bad configuration: field `members`: {0}")]
+    Members(String),
+}
 
 /// Every key of the node's configuration, with its default.
 #[derive(Clone, Debug, Deserialize)]
@@ -30,6 +60,33 @@ pub struct Settings {
     /// Longest value accepted, in bytes.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
+    /// The URLs clients reach this node at (etcd's `--advertise-client-urls`); shown by
+    /// `/v2/members` and `/v2/machines` when `members` is empty. Default: `http://` + `listen`.
+    #[serde(default)]
+    pub advertise_client_urls: Vec<String>,
+    /// Every node of the cluster as `/v2/members` and `/v2/machines` show it, this one
+    /// included. etcd's clients switch to these URLs, so they must be reachable from where the
+    /// clients run. Empty: this node alone.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// A node of the cluster as the etcd members API shows it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    /// The node's proposer id (shown in hex, like etcd's member ids).
+    pub id: u64,
+    /// Its name (etcd's `--name`); default `p{id}`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The URLs clients reach it at.
+    pub client_urls: Vec<String>,
+}
+
+impl Member {
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("p{}", self.id))
+    }
 }
 
 fn default_listen() -> String {
@@ -50,7 +107,7 @@ fn default_max_value_bytes() -> usize {
 
 impl Settings {
     /// Loads the file (if given) and the environment, and checks the result.
-    pub fn load(file: Option<&str>) -> Result<Settings, String> {
+    pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
         let mut builder = Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(File::new(path, FileFormat::Toml));
@@ -59,12 +116,10 @@ impl Settings {
             Environment::with_prefix("PERSEUS")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("acceptors"),
+                .with_list_parse_key("acceptors")
+                .with_list_parse_key("advertise_client_urls"),
         );
-        let settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| format!("bad configuration: {e}"))?;
+        let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -78,52 +133,105 @@ impl Settings {
         Duration::from_millis(self.acceptor_timeout_ms)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    /// This node's client URLs: `advertise_client_urls`, or `http://` + `listen`.
+    pub fn client_urls(&self) -> Vec<String> {
+        if self.advertise_client_urls.is_empty() {
+            vec![format!("http://{}", self.listen)]
+        } else {
+            self.advertise_client_urls.clone()
+        }
+    }
+
+    /// The cluster's members: `members`, or this node alone.
+    pub fn cluster_members(&self) -> Vec<Member> {
+        if self.members.is_empty() {
+            vec![Member {
+                id: self.id,
+                name: None,
+                client_urls: self.client_urls(),
+            }]
+        } else {
+            self.members.clone()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let n = self.acceptors.len();
         if n == 0 {
-            return Err("bad configuration: field `acceptors` is empty".into());
+            return Err(ConfigError::NoAcceptors);
         }
         let quorum = self.quorum();
         if quorum <= n / 2 || quorum > n {
-            return Err(format!(
-                "bad configuration: field `quorum` is {quorum}, must be a majority of the {n} acceptors ({}..={n}), or two proposers could choose different values",
-                n / 2 + 1
-            ));
+            return Err(ConfigError::MinorityQuorum {
+                quorum,
+                acceptors: n,
+            });
         }
         if self.acceptor_timeout_ms == 0 {
-            return Err("bad configuration: field `acceptor_timeout_ms` must be above 0".into());
+            return Err(ConfigError::ZeroTimeout);
         }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
-            return Err(
-                "bad configuration: fields `max_key_bytes` and `max_value_bytes` must be above 0"
-                    .into(),
-            );
+            return Err(ConfigError::ZeroLimit);
         }
         if self.id > crate::ballot::MAX_COUNTER {
-            return Err(format!(
-                "bad configuration: field `id` is {}, the largest id is {} (ballots are compared as Lua numbers)",
-                self.id,
-                crate::ballot::MAX_COUNTER
-            ));
+            return Err(ConfigError::IdTooLarge {
+                id: self.id,
+                max: crate::ballot::MAX_COUNTER,
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for url in &self.acceptors {
             if !seen.insert(url.trim_end_matches('/')) {
-                return Err(format!(
-                    "bad configuration: field `acceptors` lists {url} twice: a quorum would not be a majority of distinct acceptors"
-                ));
+                return Err(ConfigError::RepeatedAcceptor(url.clone()));
             }
             if !url.starts_with("redis://") {
-                return Err(format!(
-                    "bad configuration: field `acceptors`: {url:?} is not a redis:// URL"
-                ));
+                return Err(ConfigError::NotRedisUrl(url.clone()));
             }
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "bad configuration: field `listen`: {:?} is not an address like 0.0.0.0:8080",
-                self.listen
-            ));
+            return Err(ConfigError::Listen(self.listen.clone()));
+        }
+        self.validate_members()
+    }
+
+    fn validate_members(&self) -> Result<(), ConfigError> {
+        let http_url = |field: &'static str, url: &String| {
+            let rest = url.strip_prefix("http://").unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') {
+                Err(ConfigError::NotHttpUrl {
+                    field,
+                    url: url.clone(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        for url in &self.advertise_client_urls {
+            http_url("advertise_client_urls", url)?;
+        }
+        let mut ids = std::collections::HashSet::new();
+        for member in &self.members {
+            if !ids.insert(member.id) {
+                return Err(ConfigError::Members(format!(
+                    "id {} is listed twice",
+                    member.id
+                )));
+            }
+            if member.client_urls.is_empty() {
+                return Err(ConfigError::Members(format!(
+                    "member {} has no client_urls",
+                    member.id
+                )));
+            }
+            for url in &member.client_urls {
+                http_url("members", url)?;
+            }
+        }
+        if !self.members.is_empty() && !ids.contains(&self.id) {
+            return Err(ConfigError::Members(format!(
+                "this node (id {}) is not listed",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -170,12 +278,48 @@ mod tests {
         assert_eq!(settings.quorum(), 2);
         assert_eq!(settings.listen, "0.0.0.0:8080");
         assert_eq!(settings.acceptor_timeout_ms, 300);
+        assert_eq!(settings.client_urls(), vec!["http://0.0.0.0:8080"]);
+        assert_eq!(settings.cluster_members().len(), 1);
+        assert_eq!(settings.cluster_members()[0].name(), "p2");
+    }
+
+    #[test]
+    fn members_are_read_and_checked() {
+        let acceptors = "acceptors = [\"redis://a:1\"]\n";
+        let member = |id: u64, port: u16| {
+            format!("[[members]]\nid = {id}\nclient_urls = [\"http://127.0.0.1:{port}\"]\n")
+        };
+        let file = write(&format!(
+            "id = 1\n{acceptors}{}{}",
+            member(1, 8081),
+            member(2, 8082)
+        ));
+        let settings = Settings::load(Some(file.as_str())).unwrap();
+        assert_eq!(settings.cluster_members().len(), 2);
+        assert_eq!(
+            settings.cluster_members()[1].client_urls,
+            vec!["http://127.0.0.1:8082"]
+        );
+        let file = write(&format!("id = 3\n{acceptors}{}", member(1, 8081)));
+        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        assert!(matches!(error, ConfigError::Members(_)), "{error}");
+        let file = write(&format!(
+            "id = 1\n{acceptors}{}{}",
+            member(1, 8081),
+            member(1, 8082)
+        ));
+        assert!(Settings::load(Some(file.as_str())).is_err());
+        let file = write(&format!(
+            "id = 1\n{acceptors}advertise_client_urls = [\"https://x:1\"]\n"
+        ));
+        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        assert!(matches!(error, ConfigError::NotHttpUrl { .. }), "{error}");
     }
 
     #[test]
     fn missing_field_is_named() {
         let file = write("acceptors = [\"redis://a:1\"]\n");
-        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
         assert!(error.contains("id"), "{error}");
     }
 
@@ -184,7 +328,7 @@ mod tests {
         let file = write(
             "id = 1\nquorum = 1\nacceptors = [\"redis://a:1\", \"redis://b:1\", \"redis://c:1\"]\n",
         );
-        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
         assert!(error.contains("quorum"), "{error}");
     }
 
@@ -194,7 +338,7 @@ mod tests {
             "id = {}\nacceptors = [\"redis://a:1\"]\n",
             1u64 << 53
         ));
-        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
         assert!(error.contains("`id`"), "{error}");
     }
 
@@ -202,14 +346,14 @@ mod tests {
     fn a_repeated_acceptor_is_refused() {
         let file =
             write("id = 1\nacceptors = [\"redis://a:1\", \"redis://a:1\", \"redis://b:1\"]\n");
-        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
         assert!(error.contains("twice"), "{error}");
     }
 
     #[test]
     fn bad_acceptor_url_is_named() {
         let file = write("id = 1\nacceptors = [\"10.0.0.1:6379\"]\n");
-        let error = Settings::load(Some(file.as_str())).unwrap_err();
+        let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
         assert!(error.contains("acceptors"), "{error}");
     }
 }

@@ -1,24 +1,29 @@
-//! The etcd-v2-style keys API over HTTP (warp): routes, request parsing and JSON replies.
+//! The etcd-v2 HTTP API (warp): routes, request parsing and JSON replies.
 //!
-//! `GET /v2/keys/{key}`, `PUT /v2/keys/{key}` (form body `value=…`, with `prevExist`,
-//! `prevIndex` or `prevValue`), and `GET /health`. Every error is a JSON body in etcd's shape
-//! (`errorCode`, `message`, `cause`, `index`); nothing a client sends can panic the node.
-
-// Request parsers return the finished error reply in `Err`; it is only built on the error
-// path, so its size does not matter.
-#![allow(clippy::result_large_err)]
+//! Keys: `GET`, `PUT` (form body `value=…`, with `prevExist`, `prevIndex` or `prevValue`) and
+//! `DELETE` (with `prevIndex` or `prevValue`) on `/v2/keys/{key}`. Cluster: `GET /v2/members`,
+//! `/v2/members/leader`, `/v2/machines`, `/version`, and `/health` (200 `{"health":"true"}`
+//! while a quorum of acceptors answers a probe, else 503). Every reply carries
+//! `X-Etcd-Index` (see [`App::index`]); every error is an [`ApiError`], a JSON body in etcd's
+//! shape (`errorCode`, `message`, `cause`, `index`); nothing a client sends can panic the node.
+//! The errors hyper answers itself, before any route runs, are rewritten in
+//! [`crate::wire`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, Method, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::path::Tail;
 use warp::reply::{self, Response};
 use warp::{Filter, Rejection, Reply};
 
+use crate::acceptor::AcceptorError;
+use crate::config::Member;
 use crate::proposer::{Proposer, ProposerError};
 use crate::record::{self, Record, Refusal, Write};
 
@@ -33,6 +38,51 @@ pub struct Limits {
 pub struct App {
     pub proposer: Proposer,
     pub limits: Limits,
+    /// The cluster as `/v2/members` and `/v2/machines` show it (this node included).
+    pub members: Vec<Member>,
+    /// How long `/health` waits for each acceptor's answer.
+    pub probe_timeout: Duration,
+    /// See [`App::index`].
+    index: AtomicU64,
+}
+
+/// The versions `/version` reports: the etcd release whose v2 API this node speaks.
+pub const ETCD_SERVER_VERSION: &str = "2.3.8";
+pub const ETCD_CLUSTER_VERSION: &str = "2.3.0";
+
+impl App {
+    pub fn new(
+        proposer: Proposer,
+        limits: Limits,
+        members: Vec<Member>,
+        probe_timeout: Duration,
+    ) -> Self {
+        App {
+            proposer,
+            limits,
+            members,
+            probe_timeout,
+            index: AtomicU64::new(0),
+        }
+    }
+
+    /// The `X-Etcd-Index` of every reply: the highest modifiedIndex this node has read or
+    /// written since it started (tombstones of deleted keys included). etcd's index is one
+    /// counter for the whole cluster; here every key counts its own writes, so this is only a
+    /// lower bound of the index of the next write this node makes, never a cluster-wide
+    /// position (0 until the node has touched a key).
+    pub fn index(&self) -> u64 {
+        self.index.load(Ordering::Relaxed)
+    }
+
+    fn saw_index(&self, index: u64) {
+        self.index.fetch_max(index, Ordering::Relaxed);
+    }
+
+    /// This node's entry in [`App::members`].
+    fn me(&self) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == self.proposer.id())
+    }
 }
 
 /// etcd v2 error codes used here.
@@ -40,6 +90,7 @@ mod code {
     pub const KEY_NOT_FOUND: u32 = 100;
     pub const COMPARE_FAILED: u32 = 101;
     pub const NODE_EXIST: u32 = 105;
+    pub const ROOT_READ_ONLY: u32 = 107;
     pub const VALUE_REQUIRED: u32 = 200;
     pub const PREV_VALUE_REQUIRED: u32 = 201;
     pub const INDEX_NAN: u32 = 203;
@@ -49,16 +100,175 @@ mod code {
     pub const INTERNAL: u32 = 400;
 }
 
-fn error(status: StatusCode, code: u32, message: &str, cause: &str, index: u64) -> Response {
-    let body = json!({"errorCode": code, "message": message, "cause": cause, "index": index});
-    reply::with_status(reply::json(&body), status).into_response()
+/// An error reply in etcd's JSON shape. `code` is etcd's errorCode; errors etcd answers
+/// without one (an unknown path, a wrong method, a request hyper cannot parse) leave it out,
+/// as etcd does, rather than claim a code that means something else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: Option<u32>,
+    pub message: String,
+    pub cause: String,
+    pub index: u64,
+    /// 503 only: `(reason, outcome)`, e.g. `("conflict", "not applied")`.
+    pub unavailable: Option<(&'static str, &'static str)>,
+    /// 405 only: the methods the path takes.
+    pub allow: Option<&'static str>,
 }
 
-fn bad_request(code: u32, message: &str, cause: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, code, message, cause, 0)
+impl ApiError {
+    pub fn new(status: StatusCode, code: u32, message: impl Into<String>, cause: &str) -> Self {
+        ApiError {
+            status,
+            code: Some(code),
+            message: message.into(),
+            cause: cause.to_string(),
+            index: 0,
+            unavailable: None,
+            allow: None,
+        }
+    }
+
+    fn bad_request(code: u32, message: impl Into<String>, cause: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message, cause)
+    }
+
+    fn with_index(mut self, index: u64) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// An error etcd answers without an errorCode (its body is plain text there).
+    pub fn without_code(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code: None,
+            ..Self::new(status, 0, message, "")
+        }
+    }
+
+    fn method_not_allowed(allow: &'static str) -> Self {
+        ApiError {
+            allow: Some(allow),
+            ..Self::without_code(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        }
+    }
+
+    fn key_not_found(key: &str, index: u64) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            code::KEY_NOT_FOUND,
+            "Key not found",
+            key,
+        )
+        .with_index(index)
+    }
+
+    fn internal(key: &str, message: &str) -> Self {
+        log::error!("{key}: {message}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL,
+            message,
+            key,
+        )
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = json!({"message": self.message, "cause": self.cause, "index": self.index});
+        if let Some(code) = self.code {
+            body["errorCode"] = json!(code);
+        }
+        if let Some((reason, outcome)) = self.unavailable {
+            body["reason"] = json!(reason);
+            body["outcome"] = json!(outcome);
+        }
+        body
+    }
 }
 
-/// All routes, with rejections turned into JSON errors.
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            reply::with_status(reply::json(&self.body()), self.status).into_response();
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert("allow", HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            // the key's index is not known here; the handler adds the node's
+            Refusal::NotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                code::KEY_NOT_FOUND,
+                "Key not found",
+                "",
+            ),
+            Refusal::AlreadyExists { index } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                code::NODE_EXIST,
+                "Key already exists",
+                "",
+            )
+            .with_index(index),
+            Refusal::CompareFailed { cause, index } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                code::COMPARE_FAILED,
+                "Compare failed",
+                &cause,
+            )
+            .with_index(index),
+            Refusal::Corrupt(why) => {
+                Self::internal("", &format!("stored state is not a record: {why}"))
+            }
+        }
+    }
+}
+
+/// A refusal about `key`: the cause names the key unless etcd names the comparison.
+fn refused(key: &str, refusal: Refusal, index: u64) -> ApiError {
+    let mut e = ApiError::from(refusal);
+    if e.cause.is_empty() {
+        e.cause = key.to_string();
+    }
+    if e.code == Some(code::KEY_NOT_FOUND) {
+        e.index = index;
+    }
+    e
+}
+
+/// 503: no quorum, timeouts or a lost ballot race, saying which and whether the write may
+/// still have happened.
+fn unavailable(key: &str, e: &ProposerError) -> ApiError {
+    ApiError {
+        unavailable: Some((
+            if e.lost_race() {
+                "conflict"
+            } else {
+                "no quorum"
+            },
+            if e.outcome_unknown() {
+                "unknown"
+            } else {
+                "not applied"
+            },
+        )),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::UNAVAILABLE,
+            e.to_string(),
+            key,
+        )
+    }
+}
+
+/// All routes, with rejections turned into JSON errors and `X-Etcd-Index` on every reply.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // The form body carries the value percent-encoded (up to 3 bytes per byte) and a few
     // short fields; anything longer is refused before it is read.
@@ -67,46 +277,138 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .max_value_bytes
         .saturating_mul(3)
         .saturating_add(4096);
-    let with_app = warp::any().map(move || app.clone());
+    let with_app = {
+        let app = app.clone();
+        warp::any().map(move || app.clone())
+    };
 
-    // Path before method, so an unknown path is a 404 and a wrong method a 405.
-    let get = warp::path!("v2" / "keys" / ..)
-        .and(warp::get())
-        .and(warp::path::tail())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(with_app.clone())
-        .then(get_key);
+    // Path, then the method inside the handler: an unknown path is a 404 and a wrong method
+    // a 405 naming the methods the path takes.
+    let keys =
+        warp::path!("v2" / "keys" / ..)
+            .and(warp::method())
+            .and(warp::path::tail())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::body::stream())
+            .and(with_app.clone())
+            .then(
+                move |method: Method,
+                      tail: Tail,
+                      query: String,
+                      content_type,
+                      body,
+                      app: Arc<App>| async move {
+                    let result = match method {
+                        Method::GET => get_key(&tail, &query, &app).await,
+                        Method::PUT => match read_limited(body, body_limit).await {
+                            Ok(body) => put_key(&tail, &query, content_type, body, &app).await,
+                            Err(e) => Err(e),
+                        },
+                        Method::DELETE => delete_key(&tail, &query, &app).await,
+                        _ => Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
+                    };
+                    result.unwrap_or_else(Reply::into_response)
+                },
+            );
 
-    let put = warp::path!("v2" / "keys" / ..)
-        .and(warp::put())
-        .and(warp::path::tail())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::stream())
+    let members = get_route(warp::path!("v2" / "members"), with_app.clone(), |app| {
+        let list: Vec<Value> = app.members.iter().map(member_json).collect();
+        reply::json(&json!({ "members": list })).into_response()
+    });
+    let leader = get_route(
+        warp::path!("v2" / "members" / "leader"),
+        with_app.clone(),
+        |app| match app.me() {
+            // No leader in CASPaxos: every node proposes. The node asked answers with itself,
+            // so a client that goes to "the leader" stays where it is.
+            Some(me) => reply::json(&member_json(me)).into_response(),
+            None => ApiError::internal("/v2/members/leader", "this node is not in `members`")
+                .into_response(),
+        },
+    );
+    let machines = get_route(warp::path!("v2" / "machines"), with_app.clone(), |app| {
+        let urls: Vec<&str> = app
+            .members
+            .iter()
+            .flat_map(|m| m.client_urls.iter().map(String::as_str))
+            .collect();
+        reply::with_header(urls.join(", "), "content-type", "text/plain; charset=utf-8")
+            .into_response()
+    });
+    let version = get_route(warp::path!("version"), with_app.clone(), |_| {
+        reply::json(&json!({
+            "etcdserver": ETCD_SERVER_VERSION,
+            "etcdcluster": ETCD_CLUSTER_VERSION,
+            "perseus": env!("CARGO_PKG_VERSION"),
+        }))
+        .into_response()
+    });
+    let health = warp::path!("health")
+        .and(warp::method())
         .and(with_app.clone())
-        .then(move |tail, query, content_type, body, app| async move {
-            match read_limited(body, body_limit).await {
-                Ok(body) => put_key(tail, query, content_type, body, app).await,
-                Err(response) => response,
+        .then(|method: Method, app: Arc<App>| async move {
+            if method != Method::GET {
+                return ApiError::method_not_allowed("GET").into_response();
             }
+            health(&app).await
         });
 
-    let health = warp::path!("health")
-        .and(warp::get())
-        .and(with_app)
-        .map(|app: Arc<App>| health(&app));
-
-    get.or(put)
+    keys.or(members)
+        .unify()
+        .or(leader)
+        .unify()
+        .or(machines)
+        .unify()
+        .or(version)
         .unify()
         .or(health)
         .unify()
         .recover(rejection)
         .unify()
+        .and(with_app)
+        .map(|mut response: Response, app: Arc<App>| {
+            response
+                .headers_mut()
+                .insert("x-etcd-index", HeaderValue::from(app.index()));
+            response
+        })
+}
+
+/// A GET-only route answering from the app alone (405 for any other method).
+fn get_route<P>(
+    path: P,
+    with_app: impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    answer: fn(&App) -> Response,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+{
+    path.and(warp::method())
+        .and(with_app)
+        .map(move |method: Method, app: Arc<App>| {
+            if method == Method::GET {
+                answer(&app)
+            } else {
+                ApiError::method_not_allowed("GET").into_response()
+            }
+        })
+}
+
+/// A member as etcd's members API shows it (ids in hex; no peer URLs: nodes do not talk to
+/// each other, only to the acceptors).
+fn member_json(member: &Member) -> Value {
+    json!({
+        "id": format!("{:x}", member.id),
+        "name": member.name(),
+        "peerURLs": [],
+        "clientURLs": member.client_urls,
+    })
 }
 
 /// Reads a request body of at most `limit` bytes (413 beyond), with or without a
 /// Content-Length header.
-async fn read_limited<S, B>(body: S, limit: usize) -> Result<Bytes, Response>
+async fn read_limited<S, B>(body: S, limit: usize) -> Result<Bytes, ApiError>
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: warp::Buf,
@@ -116,19 +418,14 @@ where
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| {
-            bad_request(
-                code::INVALID_FORM,
-                &format!("cannot read the body: {e}"),
-                "",
-            )
+            ApiError::bad_request(code::INVALID_FORM, format!("cannot read the body: {e}"), "")
         })?;
         if bytes.len() + chunk.remaining() > limit {
-            return Err(error(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code::INVALID_FIELD,
-                &format!("request body over {limit} bytes"),
+                format!("request body over {limit} bytes"),
                 "",
-                0,
             ));
         }
         while chunk.has_remaining() {
@@ -141,25 +438,42 @@ where
     Ok(Bytes::from(bytes))
 }
 
-/// `GET /health`: the HTTP side is up; how many acceptors are reachable right now.
-fn health(app: &App) -> Response {
-    let acceptors = app.proposer.acceptors();
-    let reachable = app.proposer.reachable();
-    let detail: Vec<Value> = acceptors
+/// `GET /health`: etcd's `{"health":"true"}` while a quorum of acceptors answers a probe
+/// right now (each bounded by the acceptor timeout), else 503 `{"health":"false"}`; with the
+/// probe's answer per acceptor.
+async fn health(app: &App) -> Response {
+    let timeout = app.probe_timeout;
+    let probes = app.proposer.acceptors().iter().map(|a| async move {
+        let answer = match tokio::time::timeout(timeout, a.ping()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(AcceptorError::Timeout),
+        };
+        (a.name().to_string(), answer)
+    });
+    let answers = futures::future::join_all(probes).await;
+    let answering = answers.iter().filter(|(_, a)| a.is_ok()).count();
+    let healthy = answering >= app.proposer.quorum();
+    let detail: Vec<Value> = answers
         .iter()
-        .map(|a| json!({"name": a.name(), "connected": a.is_connected()}))
+        .map(|(name, answer)| match answer {
+            Ok(()) => json!({"name": name, "answers": true}),
+            Err(e) => json!({"name": name, "answers": false, "error": e.to_string()}),
+        })
         .collect();
-    reply::json(&json!({
-        "status": "ok",
+    let body = json!({
+        "health": if healthy { "true" } else { "false" },
         "id": app.proposer.id(),
         "incarnation": app.proposer.incarnation(),
-        "acceptors": acceptors.len(),
-        "reachable": reachable,
         "quorum": app.proposer.quorum(),
-        "quorum_reachable": reachable >= app.proposer.quorum(),
-        "detail": detail,
-    }))
-    .into_response()
+        "answering": answering,
+        "acceptors": detail,
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    reply::with_status(reply::json(&body), status).into_response()
 }
 
 /// Parses `a=1&b=2` into a map; a repeated field keeps its first value. Like etcd (Go's
@@ -222,15 +536,15 @@ fn percent_decode(raw: &[u8], plus_as_space: bool) -> Vec<u8> {
     out
 }
 
-fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, Response> {
+fn parse_bool(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
     // The spellings Go's strconv.ParseBool (and so etcd) accepts.
     match params.get(name).map(String::as_str) {
         None => Ok(None),
         Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(Some(true)),
         Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(Some(false)),
-        Some(other) => Err(bad_request(
+        Some(other) => Err(ApiError::bad_request(
             code::INVALID_FIELD,
-            &format!("Invalid field: {name} must be true or false, got {other:?}"),
+            format!("Invalid field: {name} must be true or false, got {other:?}"),
             name,
         )),
     }
@@ -256,20 +570,21 @@ fn clean_key(raw: &str) -> Result<String, String> {
 }
 
 /// The key from the path tail, as etcd shows it (`/k`), checked against the limits.
-fn parse_key(tail: &Tail, limits: Limits) -> Result<String, Response> {
-    let key = clean_key(tail.as_str())
-        .map_err(|e| bad_request(code::INVALID_FIELD, &format!("Invalid field: {e}"), "key"))?;
+fn parse_key(tail: &Tail, limits: Limits) -> Result<String, ApiError> {
+    let key = clean_key(tail.as_str()).map_err(|e| {
+        ApiError::bad_request(code::INVALID_FIELD, format!("Invalid field: {e}"), "key")
+    })?;
     if key == "/" {
-        return Err(bad_request(
+        return Err(ApiError::bad_request(
             code::INVALID_FIELD,
             "Invalid field: a key is required (/v2/keys/{key}); directories are not supported",
             "/",
         ));
     }
     if key.len() > limits.max_key_bytes {
-        return Err(bad_request(
+        return Err(ApiError::bad_request(
             code::INVALID_FIELD,
-            &format!(
+            format!(
                 "Invalid field: key is {} bytes, the limit is {}",
                 key.len(),
                 limits.max_key_bytes
@@ -280,15 +595,21 @@ fn parse_key(tail: &Tail, limits: Limits) -> Result<String, Response> {
     Ok(key)
 }
 
+/// Parses the query string.
+fn parse_query(query: &str, key: &str) -> Result<HashMap<String, String>, ApiError> {
+    parse_form(query.as_bytes())
+        .map_err(|e| ApiError::bad_request(code::INVALID_FORM, format!("Invalid query: {e}"), key))
+}
+
 /// Options etcd accepts on a GET that a single-key store cannot honour are refused, the
 /// harmless ones are checked for well-formedness and otherwise ignored (reads here are
 /// always linearizable, as `quorum=true`).
-fn check_get_params(params: &HashMap<String, String>) -> Result<(), Response> {
+fn check_get_params(params: &HashMap<String, String>) -> Result<(), ApiError> {
     for name in ["quorum", "recursive", "sorted", "stream"] {
         parse_bool(params, name)?;
     }
     if parse_bool(params, "wait")? == Some(true) {
-        return Err(bad_request(
+        return Err(ApiError::bad_request(
             code::INVALID_FIELD,
             "Invalid field: wait=true (watches) is not supported",
             "wait",
@@ -297,35 +618,67 @@ fn check_get_params(params: &HashMap<String, String>) -> Result<(), Response> {
     Ok(())
 }
 
-async fn get_key(tail: Tail, query: String, app: Arc<App>) -> Response {
-    let key = match parse_key(&tail, app.limits) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let params = match parse_form(query.as_bytes()) {
-        Ok(params) => params,
-        Err(e) => return bad_request(code::INVALID_FORM, &format!("Invalid query: {e}"), &key),
-    };
-    if let Err(response) = check_get_params(&params) {
-        return response;
+async fn get_key(tail: &Tail, query: &str, app: &App) -> Result<Response, ApiError> {
+    let key = parse_key(tail, app.limits)?;
+    check_get_params(&parse_query(query, &key)?)?;
+    let state = app
+        .proposer
+        .read(&key)
+        .await
+        .map_err(|e| unavailable(&key, &e))?;
+    app.saw_index(record::index_of(state.as_deref()));
+    match record::current(state.as_deref()) {
+        Err(refusal) => Err(refused(&key, refusal, app.index())),
+        Ok(None) => Err(ApiError::key_not_found(&key, app.index())),
+        Ok(Some(record)) => Ok(reply::json(
+            &json!({"action": "get", "node": node_json(&key, &record)}),
+        )
+        .into_response()),
     }
-    match app.proposer.read(&key).await {
-        Err(e) => unavailable(&key, &e),
-        Ok(state) => match record::current(state.as_deref()) {
-            Err(refusal) => refused(&key, refusal),
-            Ok(None) => error(
-                StatusCode::NOT_FOUND,
-                code::KEY_NOT_FOUND,
-                "Key not found",
-                &key,
-                0,
-            ),
-            Ok(Some(record)) => {
-                reply::json(&json!({"action": "get", "node": node_json(&key, &record)}))
-                    .into_response()
+}
+
+/// `prevIndex` (0 = no condition, as etcd reads it) and `prevValue` (never empty).
+fn parse_conditions(
+    key: &str,
+    params: &HashMap<String, String>,
+) -> Result<(Option<u64>, Option<String>), ApiError> {
+    let prev_index = match params.get("prevIndex") {
+        None => None,
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    code::INDEX_NAN,
+                    format!("The given index in POST form is not a number: prevIndex={raw:?}"),
+                    "prevIndex",
+                ))
             }
         },
+    };
+    let prev_value = params.get("prevValue").cloned();
+    if prev_value.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            code::PREV_VALUE_REQUIRED,
+            "PrevValue is Required in POST form",
+            key,
+        ));
     }
+    Ok((prev_index, prev_value))
+}
+
+/// Refuses the options of directories and TTLs (out of scope) wherever they appear.
+fn refuse_unsupported(params: &[&HashMap<String, String>], names: &[&str]) -> Result<(), ApiError> {
+    for name in names {
+        if params.iter().any(|p| p.contains_key(*name)) {
+            return Err(ApiError::bad_request(
+                code::INVALID_FIELD,
+                format!("Invalid field: {name} is not supported by this store"),
+                name,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Turns a PUT's query and form into a [`Write`], or a 4xx reply.
@@ -334,63 +687,32 @@ fn parse_write(
     query: &HashMap<String, String>,
     form: &HashMap<String, String>,
     limits: Limits,
-) -> Result<Write, Response> {
-    for name in ["ttl", "dir", "refresh"] {
-        if query.contains_key(name) || form.contains_key(name) {
-            return Err(bad_request(
-                code::INVALID_FIELD,
-                &format!("Invalid field: {name} is not supported by this store"),
-                name,
-            ));
-        }
-    }
+) -> Result<Write, ApiError> {
+    refuse_unsupported(&[query, form], &["ttl", "dir", "refresh"])?;
     let field = |name: &str| form.get(name).or_else(|| query.get(name)).cloned();
     let Some(value) = field("value") else {
-        return Err(bad_request(
+        return Err(ApiError::bad_request(
             code::VALUE_REQUIRED,
             "Value is Required in POST form",
             key,
         ));
     };
     if value.len() > limits.max_value_bytes {
-        return Err(error(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             code::INVALID_FIELD,
-            &format!(
+            format!(
                 "Invalid field: value is {} bytes, the limit is {}",
                 value.len(),
                 limits.max_value_bytes
             ),
             key,
-            0,
         ));
     }
     let mut both = query.clone();
     both.extend(form.iter().map(|(k, v)| (k.clone(), v.clone())));
     let prev_exist = parse_bool(&both, "prevExist")?;
-    let prev_index = match both.get("prevIndex") {
-        None => None,
-        // etcd reads prevIndex=0 as no condition.
-        Some(raw) => match raw.parse::<u64>() {
-            Ok(0) => None,
-            Ok(n) => Some(n),
-            Err(_) => {
-                return Err(bad_request(
-                    code::INDEX_NAN,
-                    &format!("The given index in POST form is not a number: prevIndex={raw:?}"),
-                    "prevIndex",
-                ))
-            }
-        },
-    };
-    let prev_value = both.get("prevValue").cloned();
-    if prev_value.as_deref() == Some("") {
-        return Err(bad_request(
-            code::PREV_VALUE_REQUIRED,
-            "PrevValue is Required in POST form",
-            key,
-        ));
-    }
+    let (prev_index, prev_value) = parse_conditions(key, &both)?;
     let conditional = prev_index.is_some() || prev_value.is_some();
     // As etcd decides: prevExist=false creates whatever else is given.
     match (prev_exist, conditional) {
@@ -405,6 +727,19 @@ fn parse_write(
     }
 }
 
+/// Turns a DELETE's query into a [`Write::Delete`]. `prevExist` and `recursive` are checked
+/// and, as etcd does for a single key, change nothing; `dir` is refused.
+fn parse_delete(key: &str, query: &HashMap<String, String>) -> Result<Write, ApiError> {
+    refuse_unsupported(&[query], &["dir"])?;
+    parse_bool(query, "prevExist")?;
+    parse_bool(query, "recursive")?;
+    let (prev_index, prev_value) = parse_conditions(key, query)?;
+    Ok(Write::Delete {
+        prev_index,
+        prev_value,
+    })
+}
+
 fn is_form(content_type: Option<&str>) -> bool {
     content_type.is_none_or(|ct| {
         ct.split(';').next().is_some_and(|t| {
@@ -415,149 +750,115 @@ fn is_form(content_type: Option<&str>) -> bool {
 }
 
 async fn put_key(
-    tail: Tail,
-    query: String,
+    tail: &Tail,
+    query: &str,
     content_type: Option<String>,
     body: Bytes,
-    app: Arc<App>,
-) -> Response {
-    let key = match parse_key(&tail, app.limits) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
+    app: &App,
+) -> Result<Response, ApiError> {
+    let key = parse_key(tail, app.limits)?;
     if !body.is_empty() && !is_form(content_type.as_deref()) {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code::INVALID_FORM,
             "the body must be a form: Content-Type: application/x-www-form-urlencoded, value=...",
             &key,
-            0,
-        );
+        ));
     }
-    let (query, form) = match (parse_form(query.as_bytes()), parse_form(&body)) {
-        (Ok(q), Ok(f)) => (q, f),
-        (Err(e), _) | (_, Err(e)) => {
-            return bad_request(code::INVALID_FORM, &format!("Invalid form: {e}"), &key)
-        }
-    };
-    let write = match parse_write(&key, &query, &form, app.limits) {
-        Ok(write) => write,
-        Err(response) => return response,
-    };
-    let result = app
+    let query = parse_query(query, &key)?;
+    let form = parse_form(&body).map_err(|e| {
+        ApiError::bad_request(code::INVALID_FORM, format!("Invalid form: {e}"), &key)
+    })?;
+    let write = parse_write(&key, &query, &form, app.limits)?;
+    change(&key, &write, app).await
+}
+
+async fn delete_key(tail: &Tail, query: &str, app: &App) -> Result<Response, ApiError> {
+    if clean_key(tail.as_str()).as_deref() == Ok("/") {
+        return Err(ApiError::bad_request(
+            code::ROOT_READ_ONLY,
+            "Root is read only",
+            "/",
+        ));
+    }
+    let key = parse_key(tail, app.limits)?;
+    let write = parse_delete(&key, &parse_query(query, &key)?)?;
+    change(&key, &write, app).await
+}
+
+/// Runs `write` as one CASPaxos change of `key` and answers as etcd does: the new node (201
+/// when the key did not exist before, else 200) and the previous one as `prevNode`.
+async fn change(key: &str, write: &Write, app: &App) -> Result<Response, ApiError> {
+    let change = app
         .proposer
-        .change(&key, |state| {
-            record::apply(&write, state).map(|record| Some(record.encode()))
+        .change(key, |state| {
+            record::apply(write, state).map(|record| Some(record.encode()))
         })
-        .await;
-    let change = match result {
-        Ok(change) => change,
-        Err(e) => return unavailable(&key, &e),
-    };
+        .await
+        .map_err(|e| unavailable(key, &e))?;
+    app.saw_index(record::index_of(change.before.as_deref()));
     let after = match change.outcome {
         Ok(Some(after)) => after,
-        Ok(None) => return internal(&key, "a write produced no record"),
-        Err(refusal) => return refused(&key, refusal),
+        Ok(None) => return Err(ApiError::internal(key, "a write produced no record")),
+        Err(refusal) => return Err(refused(key, refusal, app.index())),
     };
     let (Ok(after), Ok(before)) = (
         Record::decode(&after),
         record::current(change.before.as_deref()),
     ) else {
-        return internal(&key, "a stored record could not be decoded");
+        return Err(ApiError::internal(
+            key,
+            "a stored record could not be decoded",
+        ));
     };
-    let mut body = json!({"action": write.action(), "node": node_json(&key, &after)});
+    app.saw_index(after.modified);
+    let mut body = json!({"action": write.action(), "node": node_json(key, &after)});
     if let Some(before) = &before {
-        body["prevNode"] = node_json(&key, before);
+        body["prevNode"] = node_json(key, before);
     }
     let status = if before.is_none() {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    reply::with_status(reply::json(&body), status).into_response()
+    Ok(reply::with_status(reply::json(&body), status).into_response())
 }
 
+/// A node as etcd shows it; a deleted one (the `node` of a delete) has no value.
 fn node_json(key: &str, record: &Record) -> Value {
-    json!({
+    let mut node = json!({
         "key": key,
-        "value": record.value,
         "modifiedIndex": record.modified,
         "createdIndex": record.created,
-    })
-}
-
-fn refused(key: &str, refusal: Refusal) -> Response {
-    match refusal {
-        Refusal::NotFound => error(
-            StatusCode::NOT_FOUND,
-            code::KEY_NOT_FOUND,
-            "Key not found",
-            key,
-            0,
-        ),
-        Refusal::AlreadyExists { index } => error(
-            StatusCode::PRECONDITION_FAILED,
-            code::NODE_EXIST,
-            "Key already exists",
-            key,
-            index,
-        ),
-        Refusal::CompareFailed { cause, index } => error(
-            StatusCode::PRECONDITION_FAILED,
-            code::COMPARE_FAILED,
-            "Compare failed",
-            &cause,
-            index,
-        ),
-        Refusal::Corrupt(why) => internal(key, &format!("stored state is not a record: {why}")),
-    }
-}
-
-fn internal(key: &str, message: &str) -> Response {
-    log::error!("{key}: {message}");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        code::INTERNAL,
-        message,
-        key,
-        0,
-    )
-}
-
-/// 503: no quorum, timeouts or a lost ballot race, saying which and whether the write may
-/// still have happened.
-fn unavailable(key: &str, e: &ProposerError) -> Response {
-    let ProposerError::NoQuorum { failure, .. } = e;
-    let body = json!({
-        "errorCode": code::UNAVAILABLE,
-        "message": e.to_string(),
-        "cause": key,
-        "index": 0,
-        "reason": if failure.conflict.is_some() { "conflict" } else { "no quorum" },
-        "outcome": if e.outcome_unknown() { "unknown" } else { "not applied" },
     });
-    reply::with_status(reply::json(&body), StatusCode::SERVICE_UNAVAILABLE).into_response()
+    if !record.deleted {
+        node["value"] = json!(record.value);
+    }
+    node
 }
 
-/// Rejections (no route, wrong method, body too large, …) as JSON errors.
+/// Rejections that no route turned into a reply: an unknown path (etcd's 404 page), and
+/// whatever warp refuses before a handler runs (a header it cannot read, …) as a 400.
 async fn rejection(rejection: Rejection) -> Result<Response, Infallible> {
-    let (status, message) = if rejection.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            "no such endpoint: use /v2/keys/{key} or /health".to_string(),
-        )
+    let error = if rejection.is_not_found() {
+        ApiError::without_code(StatusCode::NOT_FOUND, "404 page not found")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: GET or PUT /v2/keys/{key}, GET /health".to_string(),
+        ApiError::method_not_allowed("GET, PUT, DELETE")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::INVALID_FIELD,
+            "request body too large",
+            "",
         )
     } else {
-        (
-            StatusCode::BAD_REQUEST,
+        ApiError::bad_request(
+            code::INVALID_FORM,
             format!("bad request: {rejection:?}"),
+            "",
         )
     };
-    Ok(error(status, code::INVALID_FIELD, &message, "", 0))
+    Ok(error.into_response())
 }
 
 #[cfg(test)]
@@ -596,7 +897,7 @@ mod tests {
             max_key_bytes: 10,
             max_value_bytes: 10,
         };
-        parse_write("/k", &query, &form, limits).map_err(|r| r.status().as_u16())
+        parse_write("/k", &query, &form, limits).map_err(|e| e.status.as_u16())
     }
 
     #[test]

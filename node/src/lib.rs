@@ -11,3 +11,4 @@ pub mod record;
 pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wire;

@@ -43,7 +43,14 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let settings = match config_path().and_then(|path| Settings::load(path.as_deref())) {
+    let path = match config_path() {
+        Ok(path) => path,
+        Err(usage) => {
+            eprintln!("node: {usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::load(path.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("node: {e}");
@@ -51,7 +58,7 @@ async fn main() -> ExitCode {
         }
     };
     let run = async {
-        let app = server::app(&settings)?;
+        let app = server::app(&settings).map_err(|e| e.to_string())?;
         // Serve once a quorum of acceptors is connected (bounded: a node whose acceptors are
         // down still comes up and answers 503), so a restarted node does not greet its first
         // clients with "not connected".
@@ -65,7 +72,8 @@ async fn main() -> ExitCode {
             .listen
             .parse()
             .map_err(|e| format!("bad configuration: field `listen`: {e}"))?;
-        let (bound, server) = server::serve(app, addr, shutdown_signal())?;
+        let (bound, server) =
+            server::serve(app, addr, shutdown_signal()).map_err(|e| e.to_string())?;
         log::info!(
             "node {} listening on {bound}, acceptors {:?}, quorum {}, acceptor timeout {} ms",
             settings.id,

@@ -1,5 +1,11 @@
 //! The etcd-v2 view of a key: the record stored as the CASPaxos state, and the write
 //! operations as pure functions from the current record to the next one (or a refusal).
+//!
+//! A deleted key is not removed from the acceptors: a DELETE is a CASPaxos change like any
+//! write, and it stores a tombstone (`"deleted": true`, no value) that keeps the key's
+//! modifiedIndex. Reads show a tombstone as "key not found"; a create after a delete starts
+//! from the tombstone's index, so a key's modifiedIndex never repeats and a stale `prevIndex`
+//! held from before the delete can never match the new key.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +17,9 @@ pub struct Record {
     pub modified: u64,
     /// The `modified` index at which the key was created.
     pub created: u64,
+    /// A tombstone: the key was deleted at index `modified` (`value` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl Record {
@@ -39,6 +48,11 @@ pub enum Write {
     },
     /// `PUT` with no condition: overwrite (or create).
     Set { value: String },
+    /// `DELETE`, with `?prevIndex=N` and/or `?prevValue=V` a compare-and-delete.
+    Delete {
+        prev_index: Option<u64>,
+        prev_value: Option<String>,
+    },
 }
 
 impl Write {
@@ -49,6 +63,11 @@ impl Write {
             Write::Update { .. } => "update",
             Write::CompareAndSwap { .. } => "compareAndSwap",
             Write::Set { .. } => "set",
+            Write::Delete {
+                prev_index: None,
+                prev_value: None,
+            } => "delete",
+            Write::Delete { .. } => "compareAndDelete",
         }
     }
 }
@@ -66,27 +85,69 @@ pub enum Refusal {
     Corrupt(String),
 }
 
-/// Decodes a stored state.
-pub fn current(state: Option<&str>) -> Result<Option<Record>, Refusal> {
+/// Decodes a stored state, tombstones included.
+pub fn stored(state: Option<&str>) -> Result<Option<Record>, Refusal> {
     state.map(Record::decode).transpose()
 }
 
-/// Applies `write` to the current state: the new record, or why not.
+/// Decodes a stored state as clients see it: a tombstone is a missing key.
+pub fn current(state: Option<&str>) -> Result<Option<Record>, Refusal> {
+    Ok(stored(state)?.filter(|r| !r.deleted))
+}
+
+/// The highest modifiedIndex a stored state shows (tombstones included; 0 if none).
+pub fn index_of(state: Option<&str>) -> u64 {
+    stored(state).ok().flatten().map_or(0, |r| r.modified)
+}
+
+/// `prevValue` / `prevIndex` against the live record: `Ok` or the etcd-style cause.
+fn compare(
+    existing: &Record,
+    prev_index: &Option<u64>,
+    prev_value: &Option<String>,
+) -> Result<(), Refusal> {
+    let mut failed = Vec::new();
+    if let Some(expected) = prev_value {
+        if *expected != existing.value {
+            failed.push(format!("{expected} != {}", existing.value));
+        }
+    }
+    if let Some(expected) = prev_index {
+        if *expected != existing.modified {
+            failed.push(format!("{expected} != {}", existing.modified));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::CompareFailed {
+            cause: format!("[{}]", failed.join("] [")),
+            index: existing.modified,
+        })
+    }
+}
+
+/// Applies `write` to the current state: the new record (a tombstone for a delete), or why
+/// not.
 pub fn apply(write: &Write, state: Option<&str>) -> Result<Record, Refusal> {
-    let current = current(state)?;
+    let stored = stored(state)?;
+    // Indices continue past a tombstone; `created` restarts with a new key.
+    let index = stored.as_ref().map_or(0, |r| r.modified) + 1;
+    let live = stored.filter(|r| !r.deleted);
     let next = |value: &str| Record {
         value: value.to_string(),
-        modified: current.as_ref().map_or(1, |r| r.modified + 1),
-        created: current.as_ref().map_or(1, |r| r.created),
+        modified: index,
+        created: live.as_ref().map_or(index, |r| r.created),
+        deleted: false,
     };
-    match (write, &current) {
+    match (write, &live) {
         (Write::Create { .. }, Some(existing)) => Err(Refusal::AlreadyExists {
             index: existing.modified,
         }),
         (Write::Create { value }, None) | (Write::Set { value }, _) => Ok(next(value)),
-        (Write::Update { .. }, None) | (Write::CompareAndSwap { .. }, None) => {
-            Err(Refusal::NotFound)
-        }
+        (Write::Update { .. }, None)
+        | (Write::CompareAndSwap { .. }, None)
+        | (Write::Delete { .. }, None) => Err(Refusal::NotFound),
         (Write::Update { value }, Some(_)) => Ok(next(value)),
         (
             Write::CompareAndSwap {
@@ -95,27 +156,19 @@ pub fn apply(write: &Write, state: Option<&str>) -> Result<Record, Refusal> {
                 prev_value,
             },
             Some(existing),
-        ) => {
-            let mut failed = Vec::new();
-            if let Some(expected) = prev_value {
-                if *expected != existing.value {
-                    failed.push(format!("{expected} != {}", existing.value));
-                }
-            }
-            if let Some(expected) = prev_index {
-                if *expected != existing.modified {
-                    failed.push(format!("{expected} != {}", existing.modified));
-                }
-            }
-            if failed.is_empty() {
-                Ok(next(value))
-            } else {
-                Err(Refusal::CompareFailed {
-                    cause: format!("[{}]", failed.join("] [")),
-                    index: existing.modified,
-                })
-            }
-        }
+        ) => compare(existing, prev_index, prev_value).map(|()| next(value)),
+        (
+            Write::Delete {
+                prev_index,
+                prev_value,
+            },
+            Some(existing),
+        ) => compare(existing, prev_index, prev_value).map(|()| Record {
+            value: String::new(),
+            modified: index,
+            created: existing.created,
+            deleted: true,
+        }),
     }
 }
 
@@ -128,8 +181,54 @@ mod tests {
             value: value.into(),
             modified,
             created,
+            deleted: false,
         }
         .encode()
+    }
+
+    #[test]
+    fn delete_leaves_a_tombstone_and_indices_keep_growing() {
+        let state = stored("a", 3, 1);
+        let delete = |prev_index, prev_value: Option<&str>| Write::Delete {
+            prev_index,
+            prev_value: prev_value.map(str::to_string),
+        };
+        assert_eq!(delete(None, None).action(), "delete");
+        assert_eq!(delete(Some(3), None).action(), "compareAndDelete");
+        assert!(matches!(
+            apply(&delete(Some(2), None), Some(&state)),
+            Err(Refusal::CompareFailed { index: 3, .. })
+        ));
+        assert!(matches!(
+            apply(&delete(None, Some("b")), Some(&state)),
+            Err(Refusal::CompareFailed { .. })
+        ));
+        let tomb = apply(&delete(Some(3), Some("a")), Some(&state)).unwrap();
+        assert_eq!((tomb.modified, tomb.created, tomb.deleted), (4, 1, true));
+        let tomb = tomb.encode();
+        assert_eq!(current(Some(&tomb)), Ok(None));
+        assert_eq!(index_of(Some(&tomb)), 4);
+        // deleted keys are missing to every write that needs the key
+        assert_eq!(
+            apply(&delete(None, None), Some(&tomb)),
+            Err(Refusal::NotFound)
+        );
+        assert_eq!(
+            apply(&Write::Update { value: "x".into() }, Some(&tomb)),
+            Err(Refusal::NotFound)
+        );
+        // a create after the delete continues the index
+        let again = apply(&Write::Create { value: "b".into() }, Some(&tomb)).unwrap();
+        assert_eq!(
+            (again.modified, again.created, again.deleted),
+            (5, 5, false)
+        );
+        // old records (no `deleted` field) still decode
+        assert_eq!(
+            Record::decode(r#"{"value":"v","modified":2,"created":1}"#).map(|r| r.deleted),
+            Ok(false)
+        );
+        assert!(!again.encode().contains("deleted"));
     }
 
     #[test]

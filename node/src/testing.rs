@@ -152,6 +152,8 @@ pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
         cache_capacity: 1000,
         max_key_bytes: 512,
         max_value_bytes: 1024,
+        advertise_client_urls: Vec::new(),
+        members: Vec::new(),
     }
 }
 

@@ -245,6 +245,7 @@ mod checker {
             value: tag.to_string(),
             modified: index,
             created: 1,
+            deleted: false,
         }
     }
 

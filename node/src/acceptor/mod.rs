@@ -35,6 +35,16 @@ pub trait Acceptor: Send + Sync + 'static {
     /// Whether the acceptor is believed reachable right now (for `/health`).
     fn is_connected(&self) -> bool;
 
+    /// A cheap round trip proving the acceptor answers right now (for `/health`); changes
+    /// nothing. The default trusts [`Acceptor::is_connected`].
+    async fn ping(&self) -> Result<(), AcceptorError> {
+        if self.is_connected() {
+            Ok(())
+        } else {
+            Err(AcceptorError::NotConnected)
+        }
+    }
+
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError>;
 
     async fn accept(

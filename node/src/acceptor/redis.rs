@@ -249,6 +249,21 @@ impl Acceptor for RedisAcceptor {
         self.inner.current().is_some()
     }
 
+    /// PING on the live connection, bounded by the timeout. Passive: a failed probe does not
+    /// drop the connection (the calls of real requests decide that).
+    async fn ping(&self) -> Result<(), AcceptorError> {
+        let Some((_, mut connection)) = self.inner.current() else {
+            return Err(AcceptorError::NotConnected);
+        };
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(self.inner.timeout, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(AcceptorError::Io(e.to_string())),
+            Err(_) => Err(AcceptorError::Timeout),
+        }
+    }
+
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
         let mut invocation = self.inner.prepare.key(redis_key(key));
         invocation

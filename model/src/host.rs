@@ -1,0 +1,229 @@
+//! The hosts of the testbed. Each system runs three hosts on the `perseus` network:
+//!
+//! - Perseus: a host `aN` is the Redis acceptor container `aN` plus the node container `pN`
+//!   that shares its network namespace;
+//! - etcd: a host `eN` is the single etcd member container `eN`.
+//!
+//! Faults act on a host as a whole. The first container of a host owns the network namespace
+//! (isolation rules go there, health checks run there). A host name's number is also the
+//! load generator's node column (`a1` and `e1` are `n1`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which cluster a host belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum System {
+    Perseus,
+    Etcd,
+}
+
+impl System {
+    pub const ALL: [System; 2] = [System::Perseus, System::Etcd];
+
+    /// The letter of its host names (`a1`, `e1`).
+    fn prefix(self) -> char {
+        match self {
+            System::Perseus => 'a',
+            System::Etcd => 'e',
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Perseus => "perseus",
+            System::Etcd => "etcd",
+        }
+    }
+
+    /// The hosts of the system, in order.
+    pub fn hosts(self) -> [HostName; 3] {
+        [1, 2, 3].map(|n| HostName { system: self, n })
+    }
+
+    /// What a host answers when it is healthy, from inside the host's first container.
+    pub fn health_url(self) -> &'static str {
+        match self {
+            System::Perseus => "http://127.0.0.1:8080/health",
+            System::Etcd => "http://127.0.0.1:2379/health",
+        }
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A text that names no host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown host {0:?}: expected a1, a2, a3, e1, e2, e3 or leader")]
+pub struct ParseHostError(pub String);
+
+/// A host name, `a1`..`a3` or `e1`..`e3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct HostName {
+    pub system: System,
+    /// 1-based.
+    pub n: u8,
+}
+
+impl HostName {
+    pub const fn perseus(n: u8) -> Self {
+        HostName {
+            system: System::Perseus,
+            n,
+        }
+    }
+
+    pub const fn etcd(n: u8) -> Self {
+        HostName {
+            system: System::Etcd,
+            n,
+        }
+    }
+
+    /// The Compose services of the host; the first owns the network namespace.
+    pub fn services(self) -> Vec<String> {
+        match self.system {
+            System::Perseus => vec![format!("a{}", self.n), format!("p{}", self.n)],
+            System::Etcd => vec![format!("e{}", self.n)],
+        }
+    }
+
+    /// The load generator's node (0-based column index) this host serves.
+    pub fn node_index(self) -> usize {
+        usize::from(self.n).saturating_sub(1)
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.system.prefix(), self.n)
+    }
+}
+
+impl FromStr for HostName {
+    type Err = ParseHostError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        System::ALL
+            .iter()
+            .flat_map(|sys| sys.hosts())
+            .find(|h| h.to_string() == s)
+            .ok_or_else(|| ParseHostError(s.to_string()))
+    }
+}
+
+impl From<HostName> for String {
+    fn from(h: HostName) -> String {
+        h.to_string()
+    }
+}
+
+impl TryFrom<String> for HostName {
+    type Error = ParseHostError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// What a command or a scenario step names: a host, or `leader` (resolved against a system
+/// when the action runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum HostArg {
+    Host(HostName),
+    Leader,
+}
+
+impl HostArg {
+    /// The host, when this names one.
+    pub fn host(self) -> Option<HostName> {
+        match self {
+            HostArg::Host(h) => Some(h),
+            HostArg::Leader => None,
+        }
+    }
+}
+
+impl fmt::Display for HostArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostArg::Host(h) => h.fmt(f),
+            HostArg::Leader => f.write_str("leader"),
+        }
+    }
+}
+
+impl FromStr for HostArg {
+    type Err = ParseHostError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "leader" {
+            Ok(HostArg::Leader)
+        } else {
+            s.parse().map(HostArg::Host)
+        }
+    }
+}
+
+impl From<HostArg> for String {
+    fn from(h: HostArg) -> String {
+        h.to_string()
+    }
+}
+
+impl TryFrom<String> for HostArg {
+    type Error = ParseHostError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hosts() {
+        assert_eq!("a1".parse::<HostName>(), Ok(HostName::perseus(1)));
+        assert_eq!(
+            "a3".parse::<HostName>().map(|h| h.services()),
+            Ok(vec!["a3".into(), "p3".into()])
+        );
+        assert_eq!("e2".parse::<HostName>(), Ok(HostName::etcd(2)));
+        assert_eq!(
+            "e3".parse::<HostName>().map(|h| h.services()),
+            Ok(vec!["e3".into()])
+        );
+        assert_eq!(HostName::etcd(2).to_string(), "e2");
+        assert_eq!(HostName::etcd(3).node_index(), 2);
+        assert!("a4".parse::<HostName>().is_err());
+        assert!("e0".parse::<HostName>().is_err());
+        assert!("p1".parse::<HostName>().is_err());
+        assert!("".parse::<HostName>().is_err());
+        assert!("leader".parse::<HostName>().is_err());
+    }
+
+    #[test]
+    fn parses_host_args() {
+        assert_eq!("leader".parse::<HostArg>(), Ok(HostArg::Leader));
+        assert_eq!(
+            "e1".parse::<HostArg>(),
+            Ok(HostArg::Host(HostName::etcd(1)))
+        );
+        assert!("Leader".parse::<HostArg>().is_err());
+        assert!("leaders".parse::<HostArg>().is_err());
+        assert_eq!(
+            serde_json::to_string(&HostArg::Host(HostName::perseus(2))).unwrap(),
+            "\"a2\""
+        );
+        assert_eq!(
+            serde_json::from_str::<HostArg>("\"leader\"").unwrap(),
+            HostArg::Leader
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! The vocabulary the Perseus tools share, defined once: the fault kinds chaos acts out and
+//! lab schedules ([`FaultKind`]), the hosts and systems of the testbed ([`HostName`],
+//! [`System`]), the chaos event record ([`ChaosEvent`]), and the load generator's records
+//! ([`load::Record`]: start, second, bucket, violation, summary, and the per-operation record).
+//! chaos and loadgen write these types, lab reads them back; nobody passes fault names or JSON
+//! objects around as untyped strings.
+//!
+//! The serialized forms are the files the tools have always written (JSON lines with a
+//! `type` field, the events file, the `second cluster n1 n2 n3` table), so recorded runs keep
+//! parsing.
+
+pub mod event;
+pub mod fault;
+pub mod host;
+pub mod load;
+pub mod time;
+
+pub use event::ChaosEvent;
+pub use fault::{FaultKind, ParseFaultError};
+pub use host::{HostArg, HostName, ParseHostError, System};
+pub use load::{ErrorKind, Op, Violation, ViolationKind};
