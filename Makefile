@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Compose v2 plugin when present, else docker-compose v1 (1.29).
-COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+# Compose v2 plugin when present, else docker-compose v1 (1.29) (scripts/lib.sh).
+COMPOSE ?= $(shell scripts/lib.sh compose_command)
 CARGO ?= cargo
 IMAGE ?= perseus:latest
 BASE_IMAGE ?= perseus-base:bookworm
@@ -38,10 +38,10 @@ export COMPOSE BASE_IMAGE UP_TIMEOUT
 CLUSTER := a1 a2 a3 p1 p2 p3
 ALL_PROFILES := --profile load --profile chaos --profile etcd
 CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
-# The client container, running or not (by label: `compose ps` differs between v1 and v2).
-CLIENT_ID = $$(docker ps -aq --filter label=com.docker.compose.project=$${COMPOSE_PROJECT_NAME:-perseus} --filter label=com.docker.compose.service=client)
+# The client container, running or not (by label, see scripts/lib.sh).
+CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help up up-etcd load bench status logs down test e2e base binaries images ci heal experiment soak watch \
+.PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch \
         compare matrix etcd-smoke \
         $(foreach v,kill start restart partition heal pause resume,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader)
 
@@ -53,7 +53,7 @@ help: ## Show this help
 	@echo "  HOST is a1, a2, a3 (Perseus), e1, e2, e3 (etcd, after make up-etcd) or leader"
 	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader TARGET=etcd)."
 
-base: ## Build the base image (debian:bookworm-slim, or debootstrap when no registry answers)
+base: ## Build the base image (debian:bookworm-slim, or debootstrap from this machine's apt mirror when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
 
 binaries: ## cargo build --release of node, loadgen, chaos, lab and watch
@@ -71,10 +71,16 @@ up: images ## Build what is missing, start a1..a3 and p1..p3, wait until all nod
 
 up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait until healthy
 	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
-	NODES="$(ETCD_HOSTS)" scripts/wait-healthy.sh
+	scripts/wait-healthy.sh etcd
 
 load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
 	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+	@id=$(CLIENT_ID); \
+	  docker logs -f $$id; \
+	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
+
+load-etcd: up-etcd ## The same load against the etcd cluster (LOADGEN_DURATION, CONNECTIONS, KEYS as for load)
+	LOADGEN_NODES=$(ETCD_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
@@ -110,7 +116,8 @@ $(HOSTS:%=resume-%) $(ETCD_HOSTS:%=resume-%) resume-leader: resume-%: ## thaw HO
 down: ## Remove all containers, networks and volumes of the testbed
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
 
-test: ## fmt --check, clippy -D warnings, cargo test (node tests need redis-server)
+test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests when missing)
+	scripts/lib.sh need redis-server
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace

@@ -1,9 +1,9 @@
 //! `chaos`: the faults of the Perseus testbed through the Docker Engine API.
 //!
 //! `chaos [--project perseus] [--target auto|perseus|etcd] [--events FILE] [--wait SECS] COMMAND
-//! [HOST]` with COMMAND one of kill, start, restart, pause, resume, isolate, heal, status and HOST
-//! one of a1, a2, a3 (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when
-//! omitted). A Perseus host is the Redis acceptor `aN` with the node `pN` in its network
+//! [HOST]` with COMMAND a fault kind (kill, start, restart, pause, resume, isolate, heal: the
+//! shared `perseus_model::FaultKind`), `status` or `health`, and HOST one of a1, a2, a3
+//! (Perseus), e1, e2, e3 (etcd) or `leader` (all hosts of the target when omitted). A Perseus host is the Redis acceptor `aN` with the node `pN` in its network
 //! namespace, an etcd host the member container `eN`; containers are found through their
 //! Compose labels. `leader` is resolved before acting (see leader.rs) and events name the
 //! resolved host.
@@ -36,17 +36,21 @@ enum Command {
     Fault(FaultKind),
     /// Show each host: containers and their state, isolated or not, address.
     Status,
+    /// Wait (up to --wait) until every target host answers its health URL.
+    Health,
 }
 
 impl FromStr for Command {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "status" {
-            return Ok(Command::Status);
+        match s {
+            "status" => Ok(Command::Status),
+            "health" => Ok(Command::Health),
+            _ => s
+                .parse()
+                .map(Command::Fault)
+                .map_err(|e| format!("{e}, status or health")),
         }
-        s.parse()
-            .map(Command::Fault)
-            .map_err(|e| format!("{e} or status"))
     }
 }
 
@@ -55,6 +59,7 @@ impl fmt::Display for Command {
         match self {
             Command::Fault(kind) => kind.fmt(f),
             Command::Status => f.write_str("status"),
+            Command::Health => f.write_str("health"),
         }
     }
 }
@@ -70,7 +75,7 @@ struct Args {
     /// Append one JSON line per action to this file.
     #[arg(long, env = "CHAOS_EVENTS")]
     events: Option<PathBuf>,
-    /// How long `start`/`restart` wait for the node's /health (0 = do not wait).
+    /// How long `start`/`restart`/`health` wait for the node's /health (0 = do not wait).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     wait: u64,
     /// Which system `leader` and a missing HOST refer to (auto: etcd when the project has
@@ -83,7 +88,8 @@ struct Args {
     /// What to do: kill (SIGKILL the host's containers), start (acceptor first, then node, and
     /// wait for its health URL), restart (kill, then start), pause / resume (freeze / thaw),
     /// isolate (drop traffic with the other hosts; clients still reach it), heal (remove the
-    /// isolation rules; idempotent), or status (each host's containers, isolation, address).
+    /// isolation rules; idempotent), status (each host's containers, isolation, address), or
+    /// health (wait up to --wait seconds until every host answers its health URL).
     #[arg(value_name = "COMMAND")]
     command: Command,
     /// a1, a2, a3, e1, e2, e3 or leader; all hosts (of the target) when omitted.
@@ -116,8 +122,35 @@ async fn run(args: &Args) -> Result<bool> {
             status(&docker, &cluster, &targets).await?;
             Ok(true)
         }
+        Command::Health => {
+            let targets = named_hosts(&cluster, args)?;
+            wait_healthy(&docker, &cluster, &targets, Duration::from_secs(args.wait)).await?;
+            Ok(true)
+        }
         Command::Fault(kind) => act_on_hosts(&docker, &cluster, kind, args).await,
     }
+}
+
+/// Waits until every host answers its health URL, all within one `wait`.
+async fn wait_healthy(
+    docker: &Docker,
+    cluster: &Cluster,
+    targets: &[HostName],
+    wait: Duration,
+) -> Result<()> {
+    let begin = std::time::Instant::now();
+    for &name in targets {
+        let host = cluster.host(docker, name).await?;
+        let left = wait.saturating_sub(begin.elapsed());
+        fault::wait_healthy(docker, &host, left.max(Duration::from_secs(1))).await?;
+    }
+    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    println!(
+        "all hosts healthy: {} (after {:.1} s)",
+        names.join(" "),
+        begin.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The hosts a command names without `leader`: the one given, or every host of the target.
@@ -341,6 +374,7 @@ mod tests {
         let a = parse(&["start", "a2", "--wait", "5"]).unwrap();
         assert_eq!((a.command, a.wait), (Command::Fault(FaultKind::Start), 5));
         assert_eq!(parse(&["status"]).unwrap().command, Command::Status);
+        assert_eq!(parse(&["health"]).unwrap().command, Command::Health);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! (`report.md`) and plots (`throughput.png`, `latency.png`).
 
 mod analysis;
+mod bench;
+mod check;
 mod compare;
 mod data;
 mod matrix;
@@ -88,6 +90,28 @@ enum Cmd {
     /// The distributions of a matrix (scripts/matrix.sh): matrix.md, matrix.json and
     /// matrix.png from the finished runs under DIR/runs
     Matrix { dir: PathBuf },
+    /// Check a results folder against expectations ([[expect]] blocks; default: no
+    /// violations) and print the per-second table with the faults marked; exit 1 if one fails
+    Check {
+        dir: PathBuf,
+        /// A file with [[expect]] blocks (a scenario file or one of its own)
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Do not print the per-second table
+        #[arg(long)]
+        no_table: bool,
+    },
+    /// Wait until a loadgen `--out` file has its start record; print the load's start (Unix ms)
+    WaitStart {
+        file: PathBuf,
+        #[arg(long, default_value_t = 30, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// The `make bench` table from loadgen `--out` files (one per load level, in order)
+    Bench {
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+    },
     /// (Re)write report.md and the plots of a results folder
     Report {
         dir: PathBuf,
@@ -139,6 +163,21 @@ fn report(dir: &Path, system: &str) -> Result<u64> {
     Ok(run.violation_count())
 }
 
+/// `lab check`: the table, then one verdict line per expectation.
+fn check_dir(dir: &Path, expect: Option<&Path>, no_table: bool) -> Result<bool> {
+    let run = data::Run::load(dir)?;
+    let expectations = match expect {
+        Some(path) => check::Expectations::load(path)?.expect,
+        None => vec![check::Expect::NoViolations],
+    };
+    if !no_table {
+        print!("{}", check::table(&run));
+    }
+    let (ok, text) = check::report(&run, &expectations);
+    print!("{text}");
+    Ok(ok)
+}
+
 fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> Result<bool> {
     let outcome = runner::run(&setup(tools)?, scenario, out)?;
     std::fs::write(
@@ -147,6 +186,11 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
     )?;
     let violations = report(out, &tools.system)?;
     let mut ok = true;
+    if !scenario.expect.is_empty() {
+        let (held, text) = check::report(&data::Run::load(out)?, &scenario.expect);
+        print!("{text}");
+        ok &= held;
+    }
     if violations > 0 {
         eprintln!(
             "lab: {violations} consistency violations (see {}/load.tsv)",
@@ -200,6 +244,27 @@ fn main() -> ExitCode {
             run_and_report(&tools, &scenario, &out)
         }
         Cmd::Report { dir, system } => report(&dir, &system).map(|v| v == 0),
+        Cmd::Check {
+            dir,
+            expect,
+            no_table,
+        } => check_dir(&dir, expect.as_deref(), no_table),
+        Cmd::WaitStart { file, timeout } => {
+            runner::wait_for_start_record(&file, Duration::from_secs(timeout), || Ok(())).map(
+                |start| {
+                    println!("{}", start.unix_ms);
+                    true
+                },
+            )
+        }
+        Cmd::Bench { files } => files
+            .iter()
+            .map(bench::Level::load)
+            .collect::<Result<Vec<_>>>()
+            .map(|levels| {
+                print!("{}", bench::table(&levels));
+                true
+            }),
         Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
         Cmd::Matrix { dir } => matrix::run(&dir),
     };

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use perseus_model::load::Record;
+use perseus_model::load::{Record, Start};
 use perseus_model::{FaultKind, HostArg};
 
 use crate::scenario::Scenario;
@@ -151,30 +151,44 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
 /// Waits for the `start` record the load generator writes (flushed) before its first
 /// request; returns the instant the load began, from the record's wall-clock time.
 fn wait_for_start(load_jsonl: &Path, loadgen: &mut std::process::Child) -> Result<Instant> {
+    let start = wait_for_start_record(load_jsonl, START_TIMEOUT, || {
+        match loadgen
+            .try_wait()
+            .context("waiting for the load generator")?
+        {
+            Some(status) => bail!("the load generator exited ({status}) before it started"),
+            None => Ok(()),
+        }
+    })?;
+    // How long ago the load began, by the wall clock (never in the future).
+    let ago_ms = (chrono::Utc::now().timestamp_millis() - start.unix_ms).max(0);
+    let ago = Duration::from_millis(ago_ms as u64);
+    Ok(Instant::now().checked_sub(ago).unwrap_or_else(Instant::now))
+}
+
+/// Polls `load_jsonl` until its first line is a `start` record (or `timeout` passes, or
+/// `alive` fails: the writer is gone).
+pub fn wait_for_start_record(
+    load_jsonl: &Path,
+    timeout: Duration,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<Start> {
     let begin = Instant::now();
-    while begin.elapsed() < START_TIMEOUT {
+    while begin.elapsed() < timeout {
         let first = std::fs::read_to_string(load_jsonl)
             .ok()
             .and_then(|text| text.lines().next().map(str::to_string))
             .and_then(|line| serde_json::from_str::<Record>(&line).ok());
         if let Some(Record::Start(start)) = first {
-            // How long ago the load began, by the wall clock (never in the future).
-            let ago_ms = (chrono::Utc::now().timestamp_millis() - start.unix_ms).max(0);
-            let ago = Duration::from_millis(ago_ms as u64);
-            return Ok(Instant::now().checked_sub(ago).unwrap_or_else(Instant::now));
+            return Ok(start);
         }
-        if let Some(status) = loadgen
-            .try_wait()
-            .context("waiting for the load generator")?
-        {
-            bail!("the load generator exited ({status}) before it started");
-        }
+        alive()?;
         std::thread::sleep(Duration::from_millis(10));
     }
     bail!(
-        "the load generator wrote no start record to {} within {} s",
+        "no start record in {} within {} s",
         load_jsonl.display(),
-        START_TIMEOUT.as_secs()
+        timeout.as_secs()
     )
 }
 
@@ -210,6 +224,7 @@ mod tests {
             host: Some(host.parse().unwrap()),
         };
         let scenario = Scenario {
+            expect: vec![],
             duration: Duration::from_secs(60),
             steps: vec![
                 step(1, "kill", "a1"),

@@ -8,12 +8,15 @@
 //! host = "a1"
 //! ```
 //!
-//! and the random schedules of the soak, built as the same structure.
+//! plus optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
+//! schedules of the soak, built as the same structure.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use perseus_model::{FaultKind, HostArg, HostName};
+
+use crate::check::Expect;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -24,6 +27,8 @@ struct File {
     duration: String,
     #[serde(default)]
     step: Vec<FileStep>,
+    #[serde(default)]
+    expect: Vec<Expect>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -48,6 +53,8 @@ pub struct Step {
 pub struct Scenario {
     pub duration: Duration,
     pub steps: Vec<Step>,
+    /// What the run must show (checked after it, see check.rs).
+    pub expect: Vec<Expect>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`.
@@ -104,7 +111,11 @@ impl Scenario {
             steps.push(Step { at, fault, host });
         }
         steps.sort_by_key(|s| s.at);
-        Ok(Scenario { duration, steps })
+        Ok(Scenario {
+            duration,
+            steps,
+            expect: file.expect,
+        })
     }
 
     pub fn load(path: &std::path::Path) -> Result<Scenario> {
@@ -149,7 +160,11 @@ impl Scenario {
             t += hold + rng.random_range(3.0..8.0);
         }
         steps.sort_by_key(|s| s.at);
-        Scenario { duration, steps }
+        Scenario {
+            duration,
+            steps,
+            expect: vec![Expect::NoViolations, Expect::FaultsUndone],
+        }
     }
 }
 

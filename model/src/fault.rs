@@ -5,10 +5,10 @@
 //! Text form: the kind's name, then its parameters after a colon when it has any
 //! (`kill`, `heal`; a kind with a parameter would read e.g. `loss:30`).
 //!
-//! Adding a kind: a variant here, its name in [`FaultKind::NAMES`] and [`FaultKind::name`],
-//! its parameters in [`FaultKind::from_parts`] and `Display`, and its place in
-//! [`FaultKind::undo`] (what ends it) — the rest (scenario parsing, events, the analysis's
-//! windows, the undo at the end of a scenario) follows from these.
+//! Adding a kind: a variant here, its names in [`FaultKind::NAMES`], [`FaultKind::name`] and
+//! [`FaultKind::state`], its parameters in [`FaultKind::from_parts`] and `Display`, and its
+//! place in [`FaultKind::undo`] (what ends it) — the rest (scenario parsing, events, the
+//! analysis's windows, the undo at the end of a scenario) follows from these.
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,6 +60,19 @@ impl FaultKind {
             FaultKind::Resume => "resume",
             FaultKind::Isolate => "isolate",
             FaultKind::Heal => "heal",
+        }
+    }
+
+    /// What a host under this fault is, for tables (`killed`, `isolated`).
+    pub fn state(&self) -> &'static str {
+        match self {
+            FaultKind::Kill => "killed",
+            FaultKind::Start => "started",
+            FaultKind::Restart => "restarted",
+            FaultKind::Pause => "paused",
+            FaultKind::Resume => "resumed",
+            FaultKind::Isolate => "isolated",
+            FaultKind::Heal => "healed",
         }
     }
 

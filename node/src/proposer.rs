@@ -6,7 +6,7 @@
 //! proposer's next ballot; after a successful accept the proposer caches that ballot and the
 //! new state, and the next change of the key skips prepare (one round trip).
 //!
-//! Safety rules kept here (see NOTES.md): a cached ballot is used for exactly one accept and
+//! Safety rules kept here (see docs/design.md): a cached ballot is used for exactly one accept and
 //! any accept that does not reach a quorum (conflict, error or timeout) drops the cache, so
 //! two values are never sent under one ballot; ballots carry the incarnation, so a restarted
 //! proposer never reuses one; every acceptor call has a timeout; the cache is bounded (LRU).

@@ -1,5 +1,5 @@
 //! A deterministic, seeded simulation proving the CASPaxos proposer safe under lost, late,
-//! duplicated and reordered messages, partitions and proposer crashes (issue 8).
+//! duplicated and reordered messages, partitions and proposer crashes.
 //!
 //! Each seed is a whole run on virtual time (see `sim/mod.rs`): several proposers, three
 //! acceptors, concurrent clients doing increments, compare-and-swaps and reads, a network that

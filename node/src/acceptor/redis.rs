@@ -249,18 +249,34 @@ impl Acceptor for RedisAcceptor {
         self.inner.current().is_some()
     }
 
-    /// PING on the live connection, bounded by the timeout. Passive: a failed probe does not
-    /// drop the connection (the calls of real requests decide that).
+    /// PING on the live connection, bounded by the timeout. A broken connection found this
+    /// way is replaced, and a timeout counts like one of a call, exactly as for the scripts:
+    /// otherwise a node nobody sends requests to would report a Redis that came back as
+    /// still gone.
     async fn ping(&self) -> Result<(), AcceptorError> {
-        let Some((_, mut connection)) = self.inner.current() else {
+        let inner = &self.inner;
+        let Some((generation, mut connection)) = inner.current() else {
             return Err(AcceptorError::NotConnected);
         };
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(self.inner.timeout, ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(AcceptorError::Io(e.to_string())),
-            Err(_) => Err(AcceptorError::Timeout),
+        match tokio::time::timeout(inner.timeout, ping).await {
+            Ok(Ok(_)) => {
+                inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
+                Ok(())
+            }
+            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
+            Ok(Err(e)) => {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error()
+                {
+                    Inner::reconnect(inner, Some(generation));
+                }
+                Err(AcceptorError::Io(e.to_string()))
+            }
+            Err(_) => Err(self.timed_out(generation)),
         }
     }
 

@@ -1,0 +1,464 @@
+//! Checks of a recorded run against stated expectations, in the spirit of Jepsen's checkers:
+//! each expectation is a checker `check(run) -> Verdict { valid, figures, problems }`, and a run
+//! passes when every verdict is valid. Expectations are `[[expect]]` blocks in a scenario file
+//! (checked by `lab run` after the run) or in a file of their own (`lab check DIR --expect
+//! FILE`, used by the end-to-end test on the data it recorded):
+//!
+//! ```toml
+//! [[expect]]
+//! check = "faulted-node-down"   # whole seconds inside a kill/isolate/pause: that node at 0
+//! min_seconds = 3               # ... and each such fault lasts at least 3 whole seconds
+//! [[expect]]
+//! check = "recovers"            # after start/heal/resume the node serves again within 5 s
+//! within = "5s"
+//! ```
+//!
+//! Every window comes from the analysis (`analysis::faults`); nothing here recomputes one.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Deserializer};
+
+use crate::analysis::{self, Subject};
+use crate::data::Run;
+use crate::scenario::parse_duration;
+
+/// A span of time written like the scenario durations (`5s`, `500ms`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Span(pub Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Span)
+            .map_err(|e| serde::de::Error::custom(format!("{e:#}")))
+    }
+}
+
+impl Span {
+    fn ms(self) -> i64 {
+        self.0.as_millis() as i64
+    }
+}
+
+fn zero() -> Span {
+    Span(Duration::ZERO)
+}
+
+/// One expectation.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "check", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Expect {
+    /// The load generator found no consistency violation.
+    NoViolations,
+    /// In every whole second inside a fault that takes a node away (kill, isolate, pause),
+    /// that node had no success; each such fault lasted at least `min_seconds` whole seconds.
+    FaultedNodeDown {
+        #[serde(default)]
+        min_seconds: usize,
+    },
+    /// The hosts no fault hit served in every second from `from` on.
+    OthersServe {
+        #[serde(default = "zero")]
+        from: Span,
+    },
+    /// After each recovery (start, heal, resume) the faulted node served again within `within`.
+    Recovers { within: Span },
+    /// At least `min` seconds of data from `from` on.
+    Seconds {
+        min: usize,
+        #[serde(default = "zero")]
+        from: Span,
+    },
+    /// Every fault was undone during the run, on the host it hit.
+    FaultsUndone,
+}
+
+/// What one checker found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Verdict {
+    pub valid: bool,
+    /// Numbers worth printing, as `name=value`.
+    pub figures: Vec<String>,
+    /// What did not hold (empty when valid).
+    pub problems: Vec<String>,
+}
+
+impl Verdict {
+    fn of(figures: Vec<String>, problems: Vec<String>) -> Verdict {
+        Verdict {
+            valid: problems.is_empty(),
+            figures,
+            problems,
+        }
+    }
+}
+
+/// The `[[expect]]` blocks of a file (a scenario file or one holding only expectations).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Expectations {
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+}
+
+impl Expectations {
+    /// Reads the `[[expect]]` blocks of a TOML file; other tables (a scenario's steps) are
+    /// left to the scenario parser.
+    pub fn load(path: &std::path::Path) -> Result<Expectations> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading expectations {}", path.display()))?;
+        Expectations::parse(&text).with_context(|| format!("expectations {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Expectations> {
+        toml::from_str(text).context("not a file of [[expect]] blocks")
+    }
+}
+
+fn node_name(i: usize) -> String {
+    format!("n{}", i + 1)
+}
+
+impl Expect {
+    /// A one-line description for the verdict lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Expect::NoViolations => "no consistency violation".into(),
+            Expect::FaultedNodeDown { min_seconds } => format!(
+                "a faulted node serves nothing while it is down ({min_seconds}+ whole seconds per fault)"
+            ),
+            Expect::OthersServe { from } => format!(
+                "the hosts no fault hit serve in every second from {:.0} s",
+                from.0.as_secs_f64()
+            ),
+            Expect::Recovers { within } => format!(
+                "a faulted node serves again within {} ms of its recovery",
+                within.ms()
+            ),
+            Expect::Seconds { min, from } => format!(
+                "at least {min} seconds of data from {:.0} s",
+                from.0.as_secs_f64()
+            ),
+            Expect::FaultsUndone => "every fault is undone on the host it hit".into(),
+        }
+    }
+
+    /// Checks the run.
+    pub fn check(&self, run: &Run) -> Verdict {
+        let end = analysis::run_end_ms(run);
+        let faults = analysis::faults(run);
+        match self {
+            Expect::NoViolations => {
+                let n = run.violation_count();
+                let problems = if n == 0 {
+                    vec![]
+                } else {
+                    vec![format!("{n} consistency violations")]
+                };
+                Verdict::of(vec![format!("violations={n}")], problems)
+            }
+            Expect::FaultedNodeDown { min_seconds } => {
+                let mut figures = Vec::new();
+                let mut problems = Vec::new();
+                for f in faults.iter().filter(|f| f.kind.undo().is_some()) {
+                    let Some(i) = analysis::node_index(f.host) else {
+                        continue;
+                    };
+                    let inside: Vec<_> =
+                        analysis::seconds_within(run, f.start_ms, f.end_ms(end)).collect();
+                    figures.push(format!(
+                        "{}_{}_whole_seconds={}",
+                        f.kind,
+                        f.host,
+                        inside.len()
+                    ));
+                    if inside.len() < *min_seconds {
+                        problems.push(format!(
+                            "{} {} lasted {} whole seconds (want {min_seconds})",
+                            f.kind,
+                            f.host,
+                            inside.len()
+                        ));
+                    }
+                    for s in inside {
+                        let n = s.nodes.get(i).copied().unwrap_or(0);
+                        if n > 0 {
+                            problems.push(format!(
+                                "second {}: {} {} but {} served {n}",
+                                s.second,
+                                f.host,
+                                f.kind.state(),
+                                node_name(i)
+                            ));
+                        }
+                    }
+                }
+                Verdict::of(figures, problems)
+            }
+            Expect::OthersServe { from } => {
+                let hit: Vec<usize> = faults
+                    .iter()
+                    .filter_map(|f| analysis::node_index(f.host))
+                    .collect();
+                let others: Vec<usize> =
+                    (0..run.node_count()).filter(|i| !hit.contains(i)).collect();
+                let mut problems = Vec::new();
+                let mut checked = 0;
+                for s in analysis::seconds_within(run, from.ms(), end) {
+                    checked += 1;
+                    for &i in &others {
+                        if s.nodes.get(i).copied().unwrap_or(0) == 0 {
+                            problems.push(format!(
+                                "second {}: {} served nothing",
+                                s.second,
+                                node_name(i)
+                            ));
+                        }
+                    }
+                }
+                let names: Vec<String> = others.iter().map(|&i| node_name(i)).collect();
+                Verdict::of(
+                    vec![
+                        format!("nodes={}", names.join(",")),
+                        format!("seconds={checked}"),
+                    ],
+                    problems,
+                )
+            }
+            Expect::Recovers { within } => {
+                let mut figures = Vec::new();
+                let mut problems = Vec::new();
+                for f in &faults {
+                    let (Some(from), Some(i)) = (f.recover_ms, analysis::node_index(f.host)) else {
+                        continue;
+                    };
+                    if f.kind.is_instant() {
+                        continue;
+                    }
+                    match analysis::first_success_after_ms(run, Subject::Node(i), from) {
+                        Some(ms) => {
+                            figures.push(format!("{}_{}_back_ms={ms:.0}", f.kind, f.host));
+                            if ms > within.ms() as f64 {
+                                problems.push(format!(
+                                    "{} served {ms:.0} ms after {} {} began (want <= {})",
+                                    node_name(i),
+                                    f.kind.undo().map_or("recovery".into(), |u| u.to_string()),
+                                    f.host,
+                                    within.ms()
+                                ));
+                            }
+                        }
+                        None => problems.push(format!(
+                            "{} never served after {} {} was undone",
+                            node_name(i),
+                            f.kind,
+                            f.host
+                        )),
+                    }
+                }
+                Verdict::of(figures, problems)
+            }
+            Expect::Seconds { min, from } => {
+                let n = analysis::seconds_within(run, from.ms(), end).count();
+                let problems = if n >= *min {
+                    vec![]
+                } else {
+                    vec![format!("only {n} seconds of data (want {min})")]
+                };
+                Verdict::of(vec![format!("seconds={n}")], problems)
+            }
+            Expect::FaultsUndone => {
+                let problems: Vec<String> = faults
+                    .iter()
+                    .filter(|f| f.kind.undo().is_some() && f.recover_ms.is_none())
+                    .map(|f| {
+                        format!(
+                            "{} {} at {:.1} s was never undone on {}",
+                            f.kind,
+                            f.host,
+                            f.start_ms as f64 / 1000.0,
+                            f.host
+                        )
+                    })
+                    .collect();
+                let figures = faults
+                    .iter()
+                    .map(|f| format!("{}={}", f.kind, f.host))
+                    .collect();
+                Verdict::of(figures, problems)
+            }
+        }
+    }
+}
+
+/// The per-second table with the faults marked: a whole second inside a fault shows the
+/// host's state (`killed a1`), a second in which a fault or its undo happened names it.
+pub fn table(run: &Run) -> String {
+    let end = analysis::run_end_ms(run);
+    let faults = analysis::faults(run);
+    let mut out = String::new();
+    let mut header = String::from("   s\tcluster");
+    for i in 0..run.node_count() {
+        let _ = write!(header, "\t{:>6}", node_name(i));
+    }
+    let _ = writeln!(out, "{header}\tfault");
+    for s in &run.seconds {
+        let lo = (s.second as i64 - 1) * 1000;
+        let hi = lo + 1000;
+        let mut marks: Vec<String> = Vec::new();
+        for f in &faults {
+            if f.kind.undo().is_some() && lo >= f.start_ms && hi <= f.end_ms(end) {
+                marks.push(format!("{} {}", f.kind.state(), f.host));
+                continue;
+            }
+            if (lo..hi).contains(&f.start_ms) {
+                marks.push(format!("{} {}", f.kind, f.host));
+            }
+            if let (Some(at), Some(undo)) = (f.recover_ms, f.kind.undo()) {
+                if (lo..hi).contains(&at) {
+                    marks.push(format!("{undo} {}", f.host));
+                }
+            }
+        }
+        let mut line = format!("{:4}\t{:6}", s.second, s.cluster);
+        for n in &s.nodes {
+            let _ = write!(line, "\t{n:6}");
+        }
+        let _ = writeln!(out, "{line}\t{}", marks.join(", "));
+    }
+    out
+}
+
+/// Checks every expectation, printing one line each; returns whether all hold.
+pub fn report(run: &Run, expectations: &[Expect]) -> (bool, String) {
+    let mut out = String::new();
+    let mut all = true;
+    for e in expectations {
+        let v = e.check(run);
+        all &= v.valid;
+        let _ = writeln!(
+            out,
+            "{} {} [{}]",
+            if v.valid {
+                "check ok:  "
+            } else {
+                "check FAIL:"
+            },
+            e.describe(),
+            v.figures.join(" ")
+        );
+        for p in &v.problems {
+            let _ = writeln!(out, "    {p}");
+        }
+    }
+    (all, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fixtures::synthetic;
+    use crate::data::Event;
+
+    fn event(run: &Run, command: &str, host: &str, begin_ms: i64, end_ms: i64) -> Event {
+        Event {
+            time: chrono::DateTime::default(),
+            unix_ms: run.start_unix_ms + end_ms,
+            begin_unix_ms: run.start_unix_ms + begin_ms,
+            command: command.parse().unwrap(),
+            host: host.parse().unwrap(),
+            ok: true,
+            detail: String::new(),
+        }
+    }
+
+    /// n1 killed 3.0–6.5 s (start at 6.0 s), isolated 8.0–11.0 s (heal at 11.0 s).
+    fn e2e_like() -> Run {
+        let mut run = synthetic(14, 3, |i, t| {
+            i == 0 && ((3000..6500).contains(&t) || (8000..11200).contains(&t))
+        });
+        run.events = vec![
+            event(&run, "kill", "a1", 2990, 3000),
+            event(&run, "start", "a1", 6000, 6400),
+            event(&run, "isolate", "a1", 7990, 8000),
+            event(&run, "heal", "a1", 11000, 11050),
+        ];
+        run
+    }
+
+    fn expect(text: &str) -> Vec<Expect> {
+        Expectations::parse(text).unwrap().expect
+    }
+
+    #[test]
+    fn an_end_to_end_run_passes_its_checks() {
+        let run = e2e_like();
+        let checks = expect(
+            "[[expect]]\ncheck = \"no-violations\"\n\
+             [[expect]]\ncheck = \"faulted-node-down\"\nmin_seconds = 2\n\
+             [[expect]]\ncheck = \"others-serve\"\nfrom = \"1s\"\n\
+             [[expect]]\ncheck = \"recovers\"\nwithin = \"1s\"\n\
+             [[expect]]\ncheck = \"seconds\"\nmin = 12\nfrom = \"2s\"\n\
+             [[expect]]\ncheck = \"faults-undone\"\n",
+        );
+        assert_eq!(checks.len(), 6);
+        let (ok, text) = report(&run, &checks);
+        assert!(ok, "{text}");
+        assert!(text.contains("kill_a1_back_ms=505"), "{text}");
+        assert!(text.contains("kill_a1_whole_seconds=3"), "{text}");
+        assert!(text.contains("nodes=n2,n3"), "{text}");
+        let table = table(&run);
+        assert!(table.contains("killed a1"), "{table}");
+        assert!(table.contains("isolated a1"), "{table}");
+        assert!(table.contains("start a1"), "{table}");
+    }
+
+    #[test]
+    fn each_checker_catches_what_it_is_about() {
+        // n1 serves during the kill window, n2 stops for a second, n1 is slow to come back.
+        let mut run = synthetic(14, 3, |i, t| {
+            (i == 0 && (8000..13000).contains(&t)) || (i == 1 && (12000..13000).contains(&t))
+        });
+        run.events = vec![
+            event(&run, "kill", "a1", 2990, 3000),
+            event(&run, "start", "a1", 6000, 6400),
+            event(&run, "isolate", "a1", 7990, 8000),
+            event(&run, "heal", "a1", 9000, 9050),
+            event(&run, "pause", "a3", 9990, 10000),
+        ];
+        let fails_on = |run: &Run, text: &str| {
+            let checks = expect(text);
+            let v = checks[0].check(run);
+            assert!(!v.valid, "{text} passed: {v:?}");
+            v.problems.join("; ")
+        };
+        let fails = |text: &str| fails_on(&run, text);
+        assert!(fails("[[expect]]\ncheck = \"faulted-node-down\"\n").contains("n1 served"));
+        assert!(
+            fails("[[expect]]\ncheck = \"faulted-node-down\"\nmin_seconds = 2\n")
+                .contains("isolate a1 lasted 1 whole seconds")
+        );
+        assert!(fails("[[expect]]\ncheck = \"others-serve\"\n").contains("n2 served nothing"));
+        assert!(fails("[[expect]]\ncheck = \"recovers\"\nwithin = \"2s\"\n")
+            .contains("n1 served 4005 ms after heal a1"));
+        assert!(fails("[[expect]]\ncheck = \"faults-undone\"\n").contains("pause a3"));
+        assert!(fails("[[expect]]\ncheck = \"seconds\"\nmin = 20\n").contains("only 14"));
+        run.summary = Some(crate::data::Summary {
+            violations: 2,
+            ..Default::default()
+        });
+        assert!(fails_on(&run, "[[expect]]\ncheck = \"no-violations\"\n").contains("2 consistency"));
+    }
+
+    #[test]
+    fn bad_expectations_are_refused() {
+        assert!(Expectations::parse("[[expect]]\ncheck = \"fast\"\n").is_err());
+        assert!(Expectations::parse("[[expect]]\ncheck = \"recovers\"\n").is_err());
+        assert!(
+            Expectations::parse("[[expect]]\ncheck = \"recovers\"\nwithin = \"soon\"\n").is_err()
+        );
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Shared by the scripts and the Makefile: which Compose to run and how to find a service's
+# container. Source it (`. scripts/lib.sh`) or run a function: `scripts/lib.sh cid client`.
+#   COMPOSE  the Compose v2 plugin when present, else docker-compose v1 (1.29); kept if set
+#   PROJECT  the Compose project (COMPOSE_PROJECT_NAME, default perseus)
+#   cid SVC  the service's container id, running or not, one-off `run` containers excluded
+#            (by label: `compose ps` differs between v1 and v2)
+#   leftovers          the project's containers, networks and volumes (empty when clean)
+#   need CMD [PACKAGE] installs PACKAGE (default CMD) with apt-get when CMD is missing and we
+#            are root on Debian/Ubuntu; otherwise stops with the one command to run
+
+compose_command() {
+  if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi
+}
+
+COMPOSE="${COMPOSE:-$(compose_command)}"
+PROJECT="${COMPOSE_PROJECT_NAME:-perseus}"
+export COMPOSE
+
+cid() {
+  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1" --filter "label=com.docker.compose.oneoff=False"
+}
+
+# leftovers: the project's containers, networks and volumes still present (empty when clean).
+leftovers() {
+  local what
+  for what in "ps -aq" "network ls -q" "volume ls -q"; do
+    # shellcheck disable=SC2086
+    docker $what --filter "label=com.docker.compose.project=$PROJECT"
+  done
+}
+
+need() {
+  local cmd="$1" pkg="${2:-$1}"
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "$cmd is missing: installing $pkg (apt-get install $pkg)"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg")
+    # A fresh machine may have no package lists yet: update once and try again.
+    "${apt[@]}" >/dev/null 2>&1 || { apt-get update -qq && "${apt[@]}"; } || {
+      echo "installing $pkg failed" >&2
+      return 1
+    }
+    command -v "$cmd" >/dev/null 2>&1
+  else
+    echo "$cmd is missing: run  sudo apt-get install -y $pkg  and try again" >&2
+    return 1
+  fi
+}
+
+# Run as a command: `scripts/lib.sh FUNCTION ARGS...`.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  "$@"
+fi
