@@ -37,6 +37,10 @@ RATE ?= 256kbit
 DELAY ?= 50ms
 JITTER ?= 10ms
 SHAPE ?= majorities-ring
+# `make matrix`: systems, faults (each hits the leader) and runs per combination
+SYSTEMS ?= perseus etcd
+FAULTS ?= kill isolate pause
+RUNS ?= 10
 export COMPOSE BASE_IMAGE UP_TIMEOUT
 
 CLUSTER := a1 a2 a3 p1 p2 p3
@@ -46,7 +50,7 @@ CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
-        compare etcd-smoke amnesia-check accept-loss \
+        compare matrix etcd-smoke amnesia-check accept-loss \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
 
@@ -175,6 +179,9 @@ soak: up ## Random faults of every kind (MIX, default all but amnesia) for DURAT
 
 compare: ## Same scenario (compose/scenarios/compare.toml) on Perseus, then on etcd; one table
 	scripts/compare.sh
+
+matrix: images ## SYSTEMS × FAULTS × RUNS fresh-cluster runs; the six measures as distributions in results/UTC-matrix/matrix.md
+	SYSTEMS="$(SYSTEMS)" FAULTS="$(FAULTS)" RUNS="$(RUNS)" SEED="$(SEED)" scripts/matrix.sh
 
 etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
 	scripts/etcd-smoke.sh

@@ -9,6 +9,7 @@
 use perseus_model::HostArg;
 
 use crate::data::{Run, Second};
+use crate::measures::{self, Measures};
 
 /// The kinds of fault a report distinguishes: those that open a window (see [`faults`]).
 pub use perseus_model::FaultKind;
@@ -18,6 +19,8 @@ pub use perseus_model::FaultKind;
 pub struct Fault {
     pub kind: FaultKind,
     pub host: HostArg,
+    /// When the command that applied the fault began (the nodes may feel it from then on).
+    pub begin_ms: i64,
     /// When the fault was applied.
     pub start_ms: i64,
     /// When the recovery (start/heal/resume) began, if it did during the run.
@@ -49,6 +52,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind: kind.clone(),
                 host: event.host,
+                begin_ms: begin,
                 start_ms: begin,
                 recover_ms: Some(begin),
                 recovered_ms: Some(end),
@@ -57,6 +61,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind: kind.clone(),
                 host: event.host,
+                begin_ms: begin,
                 start_ms: end,
                 recover_ms: None,
                 recovered_ms: None,
@@ -98,58 +103,141 @@ pub enum Subject {
     Cluster,
 }
 
-fn islands(run: &Run, subject: Subject) -> Vec<Island> {
-    run.buckets
-        .iter()
-        .filter_map(|b| match subject {
-            Subject::Node(i) => match (b.first_us.get(i).copied().flatten(), b.last_us.get(i)) {
-                (Some(first), Some(Some(last))) => Some(Island {
-                    first_us: first,
-                    last_us: *last,
-                    max_gap_us: b.max_gap_us.get(i).copied().unwrap_or(0),
-                }),
-                _ => None,
-            },
-            Subject::Cluster => {
-                let first = b.first_us.iter().flatten().min().copied()?;
-                let last = b.last_us.iter().flatten().max().copied()?;
-                Some(Island {
-                    first_us: first,
-                    last_us: last,
-                    max_gap_us: 0,
-                })
+impl Subject {
+    /// The nodes whose successes count for this subject.
+    pub fn nodes(self, run: &Run) -> Vec<usize> {
+        match self {
+            Subject::Node(i) => vec![i],
+            Subject::Cluster => (0..run.node_count()).collect(),
+        }
+    }
+}
+
+/// A stretch of time (µs from the run start) in which none of a set of nodes succeeded.
+/// Between two islands of successes (and before the first and after the last success of
+/// the run) it is located exactly and `len_us == to_us - from_us`; inside one bucket only its
+/// length is known and `from_us..to_us` is the span it lies somewhere in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stretch {
+    pub from_us: u64,
+    pub to_us: u64,
+    pub len_us: u64,
+}
+
+impl Stretch {
+    fn overlaps(&self, from_us: u64, to_us: u64) -> bool {
+        self.from_us <= to_us && self.to_us >= from_us
+    }
+
+    /// Its length inside `[from_us, to_us]` (exact for a located stretch, at most the
+    /// overlap for one known only by its length).
+    pub fn len_within(&self, from_us: u64, to_us: u64) -> u64 {
+        let overlap = self
+            .to_us
+            .min(to_us)
+            .saturating_sub(self.from_us.max(from_us));
+        self.len_us.min(overlap)
+    }
+}
+
+/// The islands of successes of any of `nodes`, bucket by bucket. Islands of several nodes
+/// that overlap inside a bucket merge into one whose inner gap is unknown (counted as 0, a
+/// lower bound); a lone node's island keeps its exact longest gap; islands that do not
+/// overlap leave an exactly located stretch between them.
+fn islands(run: &Run, nodes: &[usize]) -> Vec<Island> {
+    let mut out = Vec::new();
+    for b in &run.buckets {
+        let mut spans: Vec<Island> = nodes
+            .iter()
+            .filter_map(
+                |&i| match (b.first_us.get(i).copied().flatten(), b.last_us.get(i)) {
+                    (Some(first), Some(Some(last))) => Some(Island {
+                        first_us: first,
+                        last_us: *last,
+                        max_gap_us: b.max_gap_us.get(i).copied().unwrap_or(0),
+                    }),
+                    _ => None,
+                },
+            )
+            .collect();
+        spans.sort_by_key(|s| s.first_us);
+        let mut merged: Vec<Island> = Vec::new();
+        for span in spans {
+            match merged.last_mut() {
+                Some(m) if span.first_us <= m.last_us => {
+                    m.last_us = m.last_us.max(span.last_us);
+                    m.max_gap_us = 0;
+                }
+                _ => merged.push(span),
             }
-        })
-        .collect()
+        }
+        out.extend(merged);
+    }
+    out
+}
+
+/// Every stretch without a success of any of `nodes`, in time order, from the run start to
+/// the end of the last bucket.
+pub fn stretches(run: &Run, nodes: &[usize]) -> Vec<Stretch> {
+    let end_us = run_end_ms(run).max(0) as u64 * 1000;
+    let mut out = Vec::new();
+    let mut previous_last = 0u64;
+    for island in islands(run, nodes) {
+        out.push(Stretch {
+            from_us: previous_last,
+            to_us: island.first_us,
+            len_us: island.first_us.saturating_sub(previous_last),
+        });
+        if island.max_gap_us > 0 {
+            out.push(Stretch {
+                from_us: island.first_us,
+                to_us: island.last_us,
+                len_us: island.max_gap_us,
+            });
+        }
+        previous_last = island.last_us;
+    }
+    out.push(Stretch {
+        from_us: previous_last,
+        to_us: end_us.max(previous_last),
+        len_us: end_us.saturating_sub(previous_last),
+    });
+    out
+}
+
+fn us(ms: i64) -> u64 {
+    ms.max(0) as u64 * 1000
 }
 
 /// The longest stretch (ms) without a success of `subject` that overlaps `[from_ms, to_ms]`.
 pub fn unavailability_ms(run: &Run, subject: Subject, from_ms: i64, to_ms: i64) -> f64 {
-    let end_us = run_end_ms(run).max(0) as u64 * 1000;
-    let (from_us, to_us) = (from_ms.max(0) as u64 * 1000, to_ms.max(0) as u64 * 1000);
-    let overlaps = |a: u64, b: u64| a <= to_us && b >= from_us;
-    let islands = islands(run, subject);
-    let mut longest = 0u64;
-    let mut previous_last = 0u64;
-    for island in &islands {
-        if overlaps(previous_last, island.first_us) {
-            longest = longest.max(island.first_us.saturating_sub(previous_last));
-        }
-        if overlaps(island.first_us, island.last_us) {
-            longest = longest.max(island.max_gap_us);
-        }
-        previous_last = island.last_us;
-    }
-    if overlaps(previous_last, end_us) {
-        longest = longest.max(end_us.saturating_sub(previous_last));
-    }
-    longest as f64 / 1000.0
+    let (from_us, to_us) = (us(from_ms), us(to_ms));
+    stretches(run, &subject.nodes(run))
+        .iter()
+        .filter(|s| s.overlaps(from_us, to_us))
+        .map(|s| s.len_us)
+        .max()
+        .unwrap_or(0) as f64
+        / 1000.0
+}
+
+/// The longest part (ms) inside `[from_ms, to_ms]` of a stretch without a success of any of
+/// `nodes` (what the six measures count: a stretch that began before the phase counts only
+/// from the phase's start).
+pub fn longest_within_ms(run: &Run, nodes: &[usize], from_ms: i64, to_ms: i64) -> f64 {
+    let (from_us, to_us) = (us(from_ms), us(to_ms));
+    stretches(run, nodes)
+        .iter()
+        .map(|s| s.len_within(from_us, to_us))
+        .max()
+        .unwrap_or(0) as f64
+        / 1000.0
 }
 
 /// The first success of `subject` at or after `from_ms`, as ms after `from_ms`.
 pub fn first_success_after_ms(run: &Run, subject: Subject, from_ms: i64) -> Option<f64> {
-    let from_us = from_ms.max(0) as u64 * 1000;
-    islands(run, subject)
+    let from_us = us(from_ms);
+    islands(run, &subject.nodes(run))
         .iter()
         .find(|i| i.last_us >= from_us)
         .map(|i| i.first_us.max(from_us).saturating_sub(from_us) as f64 / 1000.0)
@@ -192,6 +280,8 @@ pub struct FaultReport {
     /// From the start of the recovery to the faulted node's first success, in ms.
     pub recovery_ms: Option<f64>,
     pub violations: usize,
+    /// The original Perseus's six measures (measures.rs).
+    pub measures: Measures,
 }
 
 /// Seconds of baseline before a fault and of "after" following its recovery.
@@ -222,8 +312,9 @@ pub fn analyse(run: &Run) -> Vec<FaultReport> {
         .map(Subject::Node)
         .chain([Subject::Cluster])
         .collect();
-    faults(run)
-        .into_iter()
+    let all = faults(run);
+    all.iter()
+        .cloned()
         .map(|fault| {
             let fault_end = fault.end_ms(end);
             let baseline_from = (fault.start_ms - WINDOW_MS).max(WARM_UP_MS);
@@ -253,6 +344,7 @@ pub fn analyse(run: &Run) -> Vec<FaultReport> {
                 })
                 .count();
             FaultReport {
+                measures: measures::of(run, &fault, &all),
                 fault,
                 impacts,
                 recovery_ms,

@@ -7,6 +7,8 @@ mod bench;
 mod check;
 mod compare;
 mod data;
+mod matrix;
+mod measures;
 mod plot;
 mod report;
 mod runner;
@@ -89,6 +91,9 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The distributions of a matrix (scripts/matrix.sh): matrix.md, matrix.json and
+    /// matrix.png from the finished runs under DIR/runs
+    Matrix { dir: PathBuf },
     /// Check a results folder against expectations ([[expect]] blocks; default: no
     /// violations) and print the per-second table with the faults marked; exit 1 if one fails
     Check {
@@ -297,6 +302,7 @@ fn main() -> ExitCode {
                 true
             }),
         Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
+        Cmd::Matrix { dir } => matrix::run(&dir),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -290,3 +290,102 @@ fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// The matrix's picture: one panel per measure, in each a strip of points (one per run) for
+/// every system and fault with a bar at the median; a log scale in ms, since a leaderless
+/// store's tens of ms and a leader election's seconds belong in one picture (0 is drawn at 1).
+pub fn distributions(path: &Path, runs: &[crate::matrix::RunFigures]) -> Result<()> {
+    load_font()?;
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for r in runs {
+        let key = (r.plan.system.clone(), r.plan.fault.clone());
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    let columns = 3;
+    let rows = crate::measures::NAMES.len().div_ceil(columns);
+    let width = (260 + 130 * groups.len() as u32).max(500);
+    let root =
+        BitMapBackend::new(path, (width * columns as u32, 460 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
+    let values = |k: usize, g: &(String, String)| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r.plan.system == g.0 && r.plan.fault == g.1)
+            .filter_map(|r| r.measures.as_ref().and_then(|m| m.values()[k]))
+            .map(|v| v.max(1.0))
+            .collect()
+    };
+    for (k, area) in root
+        .split_evenly((rows, columns))
+        .iter()
+        .enumerate()
+        .take(crate::measures::NAMES.len())
+    {
+        let top = groups
+            .iter()
+            .flat_map(|g| values(k, g))
+            .fold(10.0, f64::max)
+            * 2.0;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!("{} (ms)", crate::measures::NAMES[k]),
+                ("sans-serif", 22),
+            )
+            .margin(12)
+            .x_label_area_size(70)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..groups.len() as f64, (1.0..top).log_scale())
+            .map_err(|e| anyhow!("drawing: {e}"))?;
+        let names: Vec<String> = groups.iter().map(|(s, f)| format!("{s}\n{f}")).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = (x - 0.5).round();
+                if (x - 0.5 - i).abs() < 0.01 && i >= 0.0 {
+                    names
+                        .get(i as usize)
+                        .map(|n| n.replace('\n', " "))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("ms")
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow!("drawing: {e}"))?;
+        for (gi, g) in groups.iter().enumerate() {
+            let color = NODE_COLORS[gi % NODE_COLORS.len()];
+            let points = values(k, g);
+            // A fixed spread across the strip so equal values stay visible.
+            let n = points.len().max(1) as f64;
+            let dots: Vec<(f64, f64)> = points
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| (gi as f64 + 0.3 + 0.4 * (j as f64 + 0.5) / n, v))
+                .collect();
+            chart
+                .draw_series(
+                    dots.iter()
+                        .map(|&p| Circle::new(p, 5, color.mix(0.7).filled())),
+                )
+                .map_err(|e| anyhow!("drawing: {e}"))?;
+            let values: Vec<Option<f64>> = points.iter().map(|&v| Some(v)).collect();
+            if let Some(median) = crate::matrix::Stats::of(&values).median {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(gi as f64 + 0.2, median), (gi as f64 + 0.8, median)],
+                        BLACK.stroke_width(3),
+                    )))
+                    .map_err(|e| anyhow!("drawing: {e}"))?;
+            }
+        }
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

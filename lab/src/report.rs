@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::analysis::{self, FaultKind, FaultReport, Subject};
 use crate::data::Run;
+use crate::measures;
 
 fn ms(v: f64) -> String {
     format!("{v:.0}")
@@ -48,6 +49,57 @@ pub fn cluster_ms(report: &FaultReport) -> Option<f64> {
         .iter()
         .find(|i| i.subject == Subject::Cluster)
         .map(|i| i.unavailability_ms)
+}
+
+/// A measure in ms, or a dash when it does not apply (no recovery, never steady).
+pub fn opt_ms(v: Option<f64>) -> String {
+    v.map_or("–".to_string(), ms)
+}
+
+/// The table of the original Perseus's six measures, one row per fault.
+fn six_measures(out: &mut String, reports: &[FaultReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## The six measures (ms)
+
+As in the original Perseus's 2018 round, at ms resolution (docs/matrix.md): \
+         downtime = no node succeeding; partial downtime = at most one node succeeding; disturbance = \
+         from the fault until all nodes but one are steady; the same two downtimes after the \
+         recovery began; recovery time = from the recovery until every node is steady (steady: no \
+         gap over the outage gap for {} ms; the outage gap is {} ms, or the longest gap of a node \
+         in the {} s before the fault when longer). –: no recovery in the run, or never steady \
+         before it ended.\n",
+        measures::STEADY_HOLD_MS,
+        measures::STEADY_GAP_MS,
+        measures::QUIET_MS / 1000
+    );
+    let _ = writeln!(
+        out,
+        "| fault | {} | outage gap |",
+        measures::NAMES.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(measures::NAMES.len() + 1));
+    for report in reports {
+        let cells: Vec<String> = report
+            .measures
+            .values()
+            .iter()
+            .map(|v| opt_ms(*v))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} {} at {:.1} s | {} | {} |",
+            report.fault.kind,
+            report.fault.host,
+            report.fault.start_ms as f64 / 1000.0,
+            cells.join(" | "),
+            ms(report.measures.outage_gap_ms)
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// The Markdown text.
@@ -101,6 +153,8 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
         cell(crash, |r| r.recovery_ms),
         cell(isolate, |r| r.recovery_ms)
     );
+
+    six_measures(&mut out, reports);
 
     for report in reports {
         let f = &report.fault;

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# `make matrix SYSTEMS="perseus etcd" FAULTS="kill isolate pause" RUNS=10 [SEED=1]`: every
+# system × every fault, RUNS times each, from a fresh cluster every run (make down, then the
+# system's up target: new containers, volumes and keys), the fault hitting the leader at a
+# seeded random offset (MATRIX_AT_MIN..+MATRIX_AT_SPREAD ms), held MATRIX_HOLD s, then
+# MATRIX_AFTER s of load after the recovery. Runs go round by round (run 1 of every
+# combination, then run 2, …) so that an interrupted matrix still covers every combination.
+# Writes results/<UTC>-matrix/ (runs/<system>-<fault>-<i>/ are `lab run` folders) and, at the
+# end, `lab matrix` turns the finished runs into matrix.md, matrix.json and matrix.png.
+# Prints an estimate first and progress after every run. Ctrl-C stops the run in progress,
+# heals, takes the cluster down and still writes the results of the finished runs.
+# Needs the Docker engine to itself (one cluster at a time): hold the shared lock around it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEMS="${SYSTEMS:-perseus etcd}"
+FAULTS="${FAULTS:-kill isolate pause}"
+RUNS="${RUNS:-10}"
+SEED="${SEED:-1}"
+HOLD_S="${MATRIX_HOLD:-8}"
+AFTER_S="${MATRIX_AFTER:-15}"
+AT_MIN_MS="${MATRIX_AT_MIN:-7000}"
+AT_SPREAD_MS="${MATRIX_AT_SPREAD:-3000}"
+CONNECTIONS="${MATRIX_CONNECTIONS:-1}"
+# Seconds a run costs besides its load (down, up until healthy, report): measured on the
+# project's 2-core machine; the estimate is corrected by the measured pace as runs finish.
+OVERHEAD_S="${MATRIX_OVERHEAD:-30}"
+LAB=target/release/lab
+CHAOS=target/release/chaos
+out="${MATRIX_OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)-matrix}"
+
+# The systems the matrix knows: the make target that brings the cluster up, its client URLs,
+# chaos's --target, and the name in the tables. Add a system here (one line per field).
+system_up() { case "$1" in perseus) echo up ;; etcd) echo up-etcd ;; *) return 1 ;; esac; }
+system_nodes() {
+  case "$1" in
+    perseus) echo "http://10.77.0.11:8080,http://10.77.0.12:8080,http://10.77.0.13:8080" ;;
+    etcd) echo "http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379" ;;
+  esac
+}
+system_name() {
+  case "$1" in
+    perseus) echo "Perseus (CASPaxos, leaderless)" ;;
+    etcd) echo "etcd 3.4 (Raft, v2 API)" ;;
+  esac
+}
+# The faults: the chaos command that undoes each (the fault hits `leader`: etcd's elected
+# leader, Perseus's a1).
+fault_undo() { case "$1" in kill) echo start ;; isolate) echo heal ;; pause) echo resume ;; *) return 1 ;; esac; }
+
+die() { echo "matrix: $*" >&2; exit 2; }
+case "$RUNS" in '' | *[!0-9]*) die "RUNS must be a whole number (got '$RUNS')" ;; esac
+[ "$RUNS" -ge 1 ] || die "RUNS must be at least 1"
+case "$SEED" in '' | *[!0-9]*) die "SEED must be a whole number (got '$SEED')" ;; esac
+for s in $SYSTEMS; do system_up "$s" >/dev/null || die "unknown system '$s' (known: perseus etcd)"; done
+for f in $FAULTS; do fault_undo "$f" >/dev/null || die "unknown fault '$f' (known: kill isolate pause)"; done
+[ -n "${SYSTEMS// /}" ] || die "SYSTEMS is empty"
+[ -n "${FAULTS// /}" ] || die "FAULTS is empty"
+for tool in "$LAB" "$CHAOS"; do [ -x "$tool" ] || die "$tool is missing: run make binaries"; done
+
+read -ra systems <<<"$SYSTEMS"
+read -ra faults <<<"$FAULTS"
+total=$((RUNS * ${#systems[@]} * ${#faults[@]}))
+# Load per run: the fault offset (mean), the hold and the time after.
+load_s=$(((AT_MIN_MS + AT_SPREAD_MS / 2) / 1000 + HOLD_S + AFTER_S))
+estimate_s=$((total * (load_s + OVERHEAD_S)))
+clock() { date -u -d "@$1" +%H:%M; }
+mins() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+mkdir -p "$out/runs" || die "cannot create $out"
+{
+  echo "Date: $(date -u +%Y-%m-%dT%H:%MZ). Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')."
+  echo "Machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) memory."
+  echo "Settings: SYSTEMS=\"$SYSTEMS\" FAULTS=\"$FAULTS\" RUNS=$RUNS SEED=$SEED; the fault hits the leader"
+  echo "${AT_MIN_MS}–$((AT_MIN_MS + AT_SPREAD_MS)) ms into the load, lasts ${HOLD_S} s, then ${AFTER_S} s of load;"
+  echo "$CONNECTIONS client(s) per node; a fresh cluster (make down + up) for every run."
+} >"$out/header.md"
+
+echo "=== matrix: ${#systems[@]} system(s) × ${#faults[@]} fault(s) × $RUNS run(s) = $total runs"
+echo "=== matrix: estimate $(mins "$estimate_s") (about ${load_s} s of load + ${OVERHEAD_S} s of down/up per run), until about $(clock $(($(date +%s) + estimate_s))) UTC"
+echo "=== matrix: results in $out"
+
+interrupted=0
+trap 'interrupted=1' INT TERM
+down() { make -s down >/dev/null 2>&1 || echo "matrix: make down failed" >&2; }
+
+# Stops here when Ctrl-C came during the last command.
+check_interrupt() {
+  if [ "$interrupted" = 1 ]; then
+    echo
+    echo "=== matrix: interrupted: healing, taking the cluster down, keeping the finished runs"
+    [ -n "${current_target:-}" ] && "$CHAOS" --target "$current_target" heal >/dev/null 2>&1
+    return 0
+  fi
+  return 1
+}
+
+RANDOM=$SEED
+began=$(date +%s)
+done_runs=0
+stopped=0
+for ((round = 1; round <= RUNS && stopped == 0; round++)); do
+  for system in "${systems[@]}"; do
+    [ "$stopped" = 1 ] && break
+    for fault in "${faults[@]}"; do
+      i=$((done_runs + 1))
+      at_ms=$((AT_MIN_MS + RANDOM % (AT_SPREAD_MS + 1)))
+      undo=$(fault_undo "$fault")
+      dir="$out/runs/$system-$fault-$(printf %02d "$round")"
+      duration_s=$(((at_ms + 999) / 1000 + HOLD_S + AFTER_S))
+      mkdir -p "$dir"
+      cat >"$dir/scenario.toml" <<EOF
+# matrix run $i of $total: $system, $fault of the leader at ${at_ms} ms for ${HOLD_S} s
+duration = "${duration_s}s"
+
+[[step]]
+at = "${at_ms}ms"
+fault = "$fault"
+host = "leader"
+
+[[step]]
+at = "$((at_ms + HOLD_S * 1000))ms"
+fault = "$undo"
+host = "leader"
+EOF
+      printf '{"system":"%s","fault":"%s","run":%d,"seed":%d,"at_s":%s,"hold_s":%s}\n' \
+        "$system" "$fault" "$round" "$SEED" "$(awk "BEGIN {print $at_ms / 1000}")" "$HOLD_S" \
+        >"$dir/matrix-run.json"
+      echo "=== matrix: run $i of $total: $system, $fault at $(awk "BEGIN {print $at_ms / 1000}") s"
+      current_target=""
+      down
+      check_interrupt && { stopped=1; break; }
+      if ! make -s -o images "$(system_up "$system")" >"$dir/up.log" 2>&1; then
+        check_interrupt && { stopped=1; break; }
+        echo "matrix: bringing $system up failed (see $dir/up.log); run skipped" >&2
+        done_runs=$((done_runs + 1))
+        continue
+      fi
+      current_target="$system"
+      "$LAB" run "$dir/scenario.toml" --out "$dir" --nodes "$(system_nodes "$system")" \
+        --connections "$CONNECTIONS" --system "$(system_name "$system")" --target "$system" \
+        >"$dir/lab.log" 2>&1
+      rc=$?
+      check_interrupt && { stopped=1; break; }
+      echo "$rc" >"$dir/done"
+      [ "$rc" = 0 ] || echo "matrix: lab run exited with $rc (see $dir/lab.log)" >&2
+      grep -A3 '^| fault | downtime' "$dir/report.md" 2>/dev/null | sed -n 3p
+      done_runs=$((done_runs + 1))
+      elapsed=$(($(date +%s) - began))
+      remaining=$((elapsed * (total - done_runs) / done_runs))
+      echo "=== matrix: $done_runs of $total done, elapsed $(mins "$elapsed"), remaining about $(mins "$remaining") (until $(clock $(($(date +%s) + remaining))) UTC)"
+    done
+  done
+done
+trap - INT TERM
+down
+elapsed=$(($(date +%s) - began))
+echo "=== matrix: $done_runs run(s) in $(mins "$elapsed") (estimate was $(mins "$estimate_s")); writing $out/matrix.md"
+"$LAB" matrix "$out"
+status=$?
+[ "$stopped" = 1 ] && status=130
+exit $status
