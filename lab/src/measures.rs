@@ -206,6 +206,7 @@ mod tests {
             host: host.parse().expect("a host"),
             ok: true,
             detail: String::new(),
+            params: Default::default(),
         }
     }
 
