@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end scenario of the Perseus testbed (`make e2e`):
-#   down (clean slate) → up → loadgen in the client container for E2E_DURATION (55) s:
+#   down (clean slate) → up → loadgen in the client container for E2E_DURATION (70) s; the 30 s after the heal leave room for slow chaos commands on a loaded machine:
 #   t≈10 s kill a1 → t≈20 s start a1 → t≈30 s isolate a1 → t≈40 s heal a1 → end → down.
 # Docker-level checks here: kill leaves both containers exited with 137; an isolated p1 still
 # answers the client (HTTP 503) but cannot reach a2/a3; heal leaves no PERSEUS rule and is
@@ -20,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-DURATION="${E2E_DURATION:-55}"
+DURATION="${E2E_DURATION:-70}"
 T_KILL=10 T_START=20 T_ISOLATE=30 T_HEAL=40
 LAB=target/release/lab
 
