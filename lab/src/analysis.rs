@@ -361,6 +361,26 @@ pub(crate) mod fixtures {
     use crate::data::{Bucket, Second};
     use perseus_model::load::Latency;
 
+    /// A successful chaos event that began `begin_ms` and ended `end_ms` after the run's start.
+    pub fn event(
+        run: &Run,
+        command: &str,
+        host: &str,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> crate::data::Event {
+        crate::data::Event {
+            time: chrono::DateTime::default(),
+            unix_ms: run.start_unix_ms + end_ms,
+            begin_unix_ms: run.start_unix_ms + begin_ms,
+            command: command.parse().unwrap(),
+            host: host.parse().unwrap(),
+            ok: true,
+            detail: String::new(),
+            params: Default::default(),
+        }
+    }
+
     /// A run of `secs` seconds with 100 ms buckets where node `i` succeeds every 10 ms except
     /// while `down(i, t_ms)` is true.
     pub fn synthetic(secs: u64, nodes: usize, down: impl Fn(usize, u64) -> bool) -> Run {
@@ -428,22 +448,8 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::synthetic;
+    use super::fixtures::{event, synthetic};
     use super::*;
-    use crate::data::Event;
-
-    fn event(run: &Run, command: &str, host: &str, begin_ms: i64, end_ms: i64) -> Event {
-        Event {
-            time: chrono::DateTime::default(),
-            unix_ms: run.start_unix_ms + end_ms,
-            begin_unix_ms: run.start_unix_ms + begin_ms,
-            command: command.parse().unwrap(),
-            host: host.parse().unwrap(),
-            ok: true,
-            detail: String::new(),
-            params: Default::default(),
-        }
-    }
 
     #[test]
     fn node_index_from_host_names() {

@@ -360,21 +360,7 @@ pub fn report(run: &Run, expectations: &[Expect]) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::fixtures::synthetic;
-    use crate::data::Event;
-
-    fn event(run: &Run, command: &str, host: &str, begin_ms: i64, end_ms: i64) -> Event {
-        Event {
-            time: chrono::DateTime::default(),
-            unix_ms: run.start_unix_ms + end_ms,
-            begin_unix_ms: run.start_unix_ms + begin_ms,
-            command: command.parse().unwrap(),
-            host: host.parse().unwrap(),
-            ok: true,
-            detail: String::new(),
-            params: Default::default(),
-        }
-    }
+    use crate::analysis::fixtures::{event, synthetic};
 
     /// n1 killed 3.0–6.5 s (start at 6.0 s), isolated 8.0–11.0 s (heal at 11.0 s).
     fn e2e_like() -> Run {

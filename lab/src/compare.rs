@@ -230,16 +230,7 @@ mod tests {
     }
 
     fn event(run: &Run, command: &str, host: &str, at_ms: i64) -> Event {
-        Event {
-            time: chrono::DateTime::default(),
-            unix_ms: run.start_unix_ms + at_ms,
-            begin_unix_ms: run.start_unix_ms + at_ms - 5,
-            command: command.parse().unwrap(),
-            host: host.parse().unwrap(),
-            ok: true,
-            detail: String::new(),
-            params: Default::default(),
-        }
+        crate::analysis::fixtures::event(run, command, host, at_ms - 5, at_ms)
     }
 
     #[test]

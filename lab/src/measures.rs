@@ -198,16 +198,7 @@ mod tests {
 
     /// A chaos event whose command begins and ends at `at_ms`.
     fn event(run: &Run, command: &str, host: &str, at_ms: i64) -> Event {
-        Event {
-            time: chrono::DateTime::default(),
-            unix_ms: run.start_unix_ms + at_ms,
-            begin_unix_ms: run.start_unix_ms + at_ms,
-            command: command.parse().expect("a fault kind"),
-            host: host.parse().expect("a host"),
-            ok: true,
-            detail: String::new(),
-            params: Default::default(),
-        }
+        crate::analysis::fixtures::event(run, command, host, at_ms, at_ms)
     }
 
     fn measures(run: &Run) -> Vec<Measures> {
