@@ -33,7 +33,7 @@ http() {
 }
 a2_state() { # a2's state in NODE's /health
   curl -sS -m 3 "$(node_url "$1")/health" 2>/dev/null |
-    grep -o "\"name\":\"$A2\",\"state\":\"[a-z-]*\"" | sed 's/.*"state":"\([a-z-]*\)"/\1/'
+    grep -o "\"name\":\"$A2\",\"state\":\"[a-z-]*\"" | sed 's/.*"state":"\([a-z-]*\)"/\1/' | head -n 1
 }
 flush_a2() { docker exec "$(cid a2)" redis-cli FLUSHALL >/dev/null; }
 teardown() { echo "--- make down"; make -s down >/dev/null 2>&1; }
