@@ -214,6 +214,25 @@ pub async fn exec(docker: &Docker, container: &str, argv: &[String]) -> Result<E
     })
 }
 
+/// Runs `argv` in the container and returns its output; a non-zero exit is an error that
+/// names the command, the container, the exit code and the output.
+pub async fn exec_ok(docker: &Docker, container: &str, argv: &[String]) -> Result<String> {
+    let out = exec(docker, container, argv).await?;
+    if out.code != 0 {
+        bail!(
+            "`{}` in {container} exited with {}: {}",
+            argv.join(" "),
+            out.code,
+            if out.output.is_empty() {
+                "(no output)"
+            } else {
+                &out.output
+            }
+        );
+    }
+    Ok(out.output)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

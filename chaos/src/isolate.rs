@@ -87,23 +87,6 @@ pub fn peer_addresses(
     Ok(peers)
 }
 
-async fn run(docker: &Docker, container: &str, argv: &[String]) -> Result<()> {
-    let out = docker::exec(docker, container, argv).await?;
-    if out.code != 0 {
-        bail!(
-            "`{}` in {container} exited with {}: {}",
-            argv.join(" "),
-            out.code,
-            if out.output.is_empty() {
-                "(no output)"
-            } else {
-                &out.output
-            }
-        );
-    }
-    Ok(())
-}
-
 /// Whether the chain exists in the container's namespace.
 pub async fn is_isolated(docker: &Docker, container: &str) -> Result<bool> {
     let out = docker::exec(docker, container, &probe_command()).await?;
@@ -131,7 +114,7 @@ pub async fn remove(docker: &Docker, container: &str) -> Result<bool> {
     let existed = is_isolated(docker, container).await?;
     if existed {
         for cmd in drop_chain_commands() {
-            run(docker, container, &cmd).await?;
+            docker::exec_ok(docker, container, &cmd).await?;
         }
     }
     if is_isolated(docker, container).await? {
@@ -144,7 +127,7 @@ pub async fn remove(docker: &Docker, container: &str) -> Result<bool> {
 pub async fn apply(docker: &Docker, container: &str, peers: &[Ipv4Addr]) -> Result<()> {
     remove(docker, container).await?;
     for cmd in isolate_commands(peers) {
-        if let Err(e) = run(docker, container, &cmd).await {
+        if let Err(e) = docker::exec_ok(docker, container, &cmd).await {
             return match remove(docker, container).await {
                 Ok(_) => Err(e.context("isolation rolled back")),
                 Err(r) => Err(e.context(format!("rollback failed too: {r:#}"))),

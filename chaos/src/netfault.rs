@@ -332,26 +332,9 @@ pub fn describe(present: &Present, names: &HashMap<Ipv4Addr, String>) -> Vec<Str
         .collect()
 }
 
-async fn run(docker: &Docker, container: &str, argv: &[String]) -> Result<String> {
-    let out = docker::exec(docker, container, argv).await?;
-    if out.code != 0 {
-        bail!(
-            "`{}` in {container} exited with {}: {}",
-            argv.join(" "),
-            out.code,
-            if out.output.is_empty() {
-                "(no output)"
-            } else {
-                &out.output
-            }
-        );
-    }
-    Ok(out.output)
-}
-
 /// What chaos's rules in the container's namespace are right now.
 pub async fn present(docker: &Docker, container: &str) -> Result<Present> {
-    let listing = run(docker, container, &ipt(&["-S"])).await?;
+    let listing = docker::exec_ok(docker, container, &ipt(&["-S"])).await?;
     Ok(parse_rules(&listing))
 }
 
@@ -363,13 +346,13 @@ pub async fn remove_chain(docker: &Docker, container: &str, chain: &str) -> Resu
         .iter()
         .filter(|j| j.last().map(String::as_str) == Some(chain))
     {
-        run(docker, container, jump).await?;
+        docker::exec_ok(docker, container, jump).await?;
     }
     if !p.chains.iter().any(|(c, _)| c == chain) {
         return Ok(false);
     }
-    run(docker, container, &ipt(&["-F", chain])).await?;
-    run(docker, container, &ipt(&["-X", chain])).await?;
+    docker::exec_ok(docker, container, &ipt(&["-F", chain])).await?;
+    docker::exec_ok(docker, container, &ipt(&["-X", chain])).await?;
     Ok(true)
 }
 
@@ -378,7 +361,7 @@ pub async fn apply(docker: &Docker, container: &str, fault: &RuleFault) -> Resul
     let plan = fault.plan();
     remove_chain(docker, container, plan.chain).await?;
     for cmd in install_commands(&plan) {
-        if let Err(e) = run(docker, container, &cmd).await {
+        if let Err(e) = docker::exec_ok(docker, container, &cmd).await {
             return match remove_chain(docker, container, plan.chain).await {
                 Ok(_) => Err(e.context(format!("{} rolled back", plan.chain))),
                 Err(r) => Err(e.context(format!("rollback failed too: {r:#}"))),
@@ -392,12 +375,12 @@ pub async fn apply(docker: &Docker, container: &str, fault: &RuleFault) -> Resul
 pub async fn remove_all(docker: &Docker, container: &str) -> Result<Vec<String>> {
     let p = present(docker, container).await?;
     for jump in &p.jumps {
-        run(docker, container, jump).await?;
+        docker::exec_ok(docker, container, jump).await?;
     }
     let mut removed = Vec::new();
     for (chain, _) in &p.chains {
-        run(docker, container, &ipt(&["-F", chain])).await?;
-        run(docker, container, &ipt(&["-X", chain])).await?;
+        docker::exec_ok(docker, container, &ipt(&["-F", chain])).await?;
+        docker::exec_ok(docker, container, &ipt(&["-X", chain])).await?;
         removed.push(chain.clone());
     }
     let left = present(docker, container).await?;
@@ -455,7 +438,9 @@ impl Qdisc {
 /// The chaos-made root qdisc of the container's interface.
 pub async fn qdisc(docker: &Docker, container: &str) -> Result<Option<Qdisc>> {
     let argv = words(&format!("tc qdisc show dev {IFACE}"));
-    Ok(parse_qdisc(&run(docker, container, &argv).await?))
+    Ok(parse_qdisc(
+        &docker::exec_ok(docker, container, &argv).await?,
+    ))
 }
 
 /// The tc command of a bandwidth limit (egress, token bucket).
@@ -505,7 +490,7 @@ pub async fn remove_qdisc(docker: &Docker, container: &str) -> Result<Option<Qdi
     let Some(q) = qdisc(docker, container).await? else {
         return Ok(None);
     };
-    run(
+    docker::exec_ok(
         docker,
         container,
         &words(&format!("tc qdisc del dev {IFACE} root")),
