@@ -64,7 +64,7 @@ pub fn elect(answers: &[(HostName, SelfStats)], quorum: usize) -> Option<HostNam
 }
 
 /// Asks every running etcd member; the hosts that could not answer are listed in the error.
-async fn ask(docker: &Docker, cluster: &Cluster) -> Result<Vec<(HostName, SelfStats)>> {
+async fn ask(cluster: &Cluster) -> Result<Vec<(HostName, SelfStats)>> {
     let argv: Vec<String> = [
         "curl",
         "-fsS",
@@ -76,7 +76,8 @@ async fn ask(docker: &Docker, cluster: &Cluster) -> Result<Vec<(HostName, SelfSt
     .to_vec();
     let mut hosts = Vec::new();
     for name in cluster.host_names(System::Etcd) {
-        let host = cluster.host(docker, name).await?;
+        let host = cluster.host(name).await?;
+        let docker = host.docker();
         if host.running() {
             hosts.push((name, host.main().container.id.clone()));
         }
@@ -100,11 +101,11 @@ async fn ask(docker: &Docker, cluster: &Cluster) -> Result<Vec<(HostName, SelfSt
 
 /// The current etcd leader, asking again (every 250 ms, up to `wait`) while there is none,
 /// e.g. during an election.
-pub async fn etcd_leader(docker: &Docker, cluster: &Cluster, wait: Duration) -> Result<HostName> {
+pub async fn etcd_leader(cluster: &Cluster, wait: Duration) -> Result<HostName> {
     let begin = Instant::now();
     let quorum = System::Etcd.hosts().len() / 2 + 1;
     let last = loop {
-        let answers = ask(docker, cluster).await?;
+        let answers = ask(cluster).await?;
         if let Some(h) = elect(&answers, quorum) {
             return Ok(h);
         }
