@@ -112,8 +112,8 @@ up() {
   enter_swarm
   placements
   # --resolve-image never: the image is local (built here), no registry is asked.
-  PERSEUS_IMAGE="$IMAGE" docker stack deploy --resolve-image never -c "$STACK_FILE" "$STACK" |
-    grep -v '^$' || die "docker stack deploy failed"
+  PERSEUS_IMAGE="$IMAGE" docker stack deploy --resolve-image never -c "$STACK_FILE" "$STACK" ||
+    die "docker stack deploy failed"
   # Each host's newest task must have left the starting states (later a killed task stays
   # failed: that is the point of restart policy none, and chaos starts its container again).
   local deadline=$((SECONDS + ${UP_TIMEOUT:-90})) h state waiting
