@@ -222,7 +222,7 @@ amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then 
 accept-loss: ## After a majority of acceptors lost their data: make them all members again, accepting the loss
 	$(COMPOSE) exec -T p1 node accept-loss --config /etc/perseus/p1.toml
 
-swarm-check: images ## The swarm route end to end: up ENGINE=swarm, load with kill-a1 and partition-a2, down, engine left as found
+swarm-check: ## The swarm route end to end: up ENGINE=swarm, load with kill-a1 and partition-a2, down, engine left as found
 	scripts/swarm-check.sh
 
 e2e: ## End-to-end: up, load with kill/start/isolate/heal of a1, assertions, down

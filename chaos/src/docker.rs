@@ -158,7 +158,10 @@ pub async fn project_containers(
             continue;
         };
         let Some(id) = c.id else { continue };
-        let this = (c.state == Some(ContainerSummaryStateEnum::RUNNING), c.created.unwrap_or(0));
+        let this = (
+            c.state == Some(ContainerSummaryStateEnum::RUNNING),
+            c.created.unwrap_or(0),
+        );
         if rank.get(&service).is_some_and(|best| *best >= this) {
             continue;
         }
@@ -351,6 +354,45 @@ mod tests {
         let e = bollard::errors::Error::IOError { err: refused };
         assert!(!is_permission_denied(&e));
         assert!(explain("/s", e).to_string().contains("cannot talk"));
+    }
+
+    #[test]
+    fn swarm_plumbing_networks_are_not_addresses_and_ports_are_found() {
+        use bollard::models::{EndpointSettings, HostConfig, NetworkSettings, PortBinding};
+        let ep = |ip: &str| EndpointSettings {
+            ip_address: Some(ip.into()),
+            ..Default::default()
+        };
+        let binding = |port: &str| {
+            Some(vec![PortBinding {
+                host_ip: Some(String::new()),
+                host_port: Some(port.into()),
+            }])
+        };
+        let mut info = ContainerInspectResponse {
+            network_settings: Some(NetworkSettings {
+                networks: Some(HashMap::from([
+                    ("docker_gwbridge".to_string(), ep("172.18.0.4")),
+                    ("perseus_perseus".to_string(), ep("10.78.0.5")),
+                ])),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([("8080/tcp".to_string(), binding("8081"))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let addrs = addresses(&info);
+        assert_eq!(addrs.len(), 1);
+        assert_eq!(addrs["perseus_perseus"], "10.78.0.5");
+        // Stopped: only the configured binding is left.
+        assert_eq!(published_port(&info, 8080), Some(8081));
+        assert_eq!(published_port(&info, 2379), None);
+        if let Some(n) = info.network_settings.as_mut() {
+            n.ports = Some(HashMap::from([("8080/tcp".to_string(), binding("8091"))]));
+        }
+        assert_eq!(published_port(&info, 8080), Some(8091));
     }
 
     #[test]

@@ -175,12 +175,12 @@ pub fn parse(text: &str) -> Result<HostsMap, HostsFileError> {
                 text: content.to_string(),
             });
         };
-        let host: HostName = host
-            .parse()
-            .map_err(|e: perseus_model::ParseHostError| HostsFileError::Host {
-                line,
-                reason: e.to_string(),
-            })?;
+        let host: HostName =
+            host.parse()
+                .map_err(|e: perseus_model::ParseHostError| HostsFileError::Host {
+                    line,
+                    reason: e.to_string(),
+                })?;
         let (mut certs, mut address) = (None, None);
         for option in options {
             match option.split_once('=') {
@@ -317,7 +317,13 @@ impl SshTunnel {
         ));
         let _ = std::fs::remove_file(&socket);
         let mut cmd = tokio::process::Command::new("ssh");
-        cmd.args(["-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes"]);
+        cmd.args([
+            "-nNT",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "BatchMode=yes",
+        ]);
         if let Some(p) = port {
             cmd.args(["-p", &p.to_string()]);
         }
@@ -373,7 +379,10 @@ mod tests {
             Endpoint::Unix("/var/run/docker.sock".into())
         );
         assert_eq!(map[&a(1)].address, "127.0.0.1");
-        assert_eq!(map[&a(2)].endpoint.to_string(), "tcp://192.168.1.12:2376+tls");
+        assert_eq!(
+            map[&a(2)].endpoint.to_string(),
+            "tcp://192.168.1.12:2376+tls"
+        );
         assert_eq!(map[&a(2)].address, "192.168.1.12");
         assert_eq!(
             map[&a(3)].endpoint,

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use bollard::Docker;
 use futures::future::join_all;
 use serde_json::Value;
 use tokio::time::{sleep, Instant};
@@ -77,15 +76,16 @@ async fn ask(cluster: &Cluster) -> Result<Vec<(HostName, SelfStats)>> {
     let mut hosts = Vec::new();
     for name in cluster.host_names(System::Etcd) {
         let host = cluster.host(name).await?;
-        let docker = host.docker();
         if host.running() {
-            hosts.push((name, host.main().container.id.clone()));
+            // Each member through its own engine.
+            let engine = host.engine.clone();
+            hosts.push((name, host.main().container.id.clone(), engine));
         }
     }
-    let calls = hosts.iter().map(|(name, id)| {
+    let calls = hosts.iter().map(|(name, id, engine)| {
         let argv = argv.clone();
         async move {
-            let out = docker::exec(docker, id, &argv).await?;
+            let out = docker::exec(&engine.docker, id, &argv).await?;
             if out.code != 0 {
                 bail!("curl exit {}: {}", out.code, out.output);
             }

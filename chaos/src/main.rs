@@ -319,11 +319,7 @@ async fn run(args: &Args) -> Result<bool> {
 }
 
 /// Waits until every host answers its health URL from outside, all within one `wait`.
-async fn wait_healthy(
-    cluster: &Cluster,
-    targets: &[HostName],
-    wait: Duration,
-) -> Result<()> {
+async fn wait_healthy(cluster: &Cluster, targets: &[HostName], wait: Duration) -> Result<()> {
     let begin = std::time::Instant::now();
     for &name in targets {
         let host = cluster.host(name).await?;
@@ -380,9 +376,7 @@ async fn resolve_leader(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>>
                 }
             }
         }
-        _ => hit.push(
-            leader::etcd_leader(cluster, Duration::from_secs(args.leader_wait)).await?,
-        ),
+        _ => hit.push(leader::etcd_leader(cluster, Duration::from_secs(args.leader_wait)).await?),
     }
     Ok(hit)
 }
@@ -735,9 +729,7 @@ async fn active_faults(
         return Ok(out);
     }
     let main = &host.main().container.name;
-    if host.name.system == System::Perseus
-        && layer::acceptor_down(docker, host.main()).await?
-    {
+    if host.name.system == System::Perseus && layer::acceptor_down(docker, host.main()).await? {
         out.push("acceptor (redis-server) killed".into());
     }
     let present = netfault::present(docker, main).await?;

@@ -58,9 +58,13 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<u16> {
 pub fn user_address(host: &Host) -> Result<SocketAddr> {
     if host.swarm() {
         let port = host.name.system.client_port();
-        let published = crate::docker::published_port(&host.main().info, port).ok_or_else(|| {
-            anyhow!("{} does not publish its port {port} on its machine", host.name)
-        })?;
+        let published =
+            crate::docker::published_port(&host.main().info, port).ok_or_else(|| {
+                anyhow!(
+                    "{} does not publish its port {port} on its machine",
+                    host.name
+                )
+            })?;
         let at = format!("{}:{published}", host.engine.address);
         return std::net::ToSocketAddrs::to_socket_addrs(&at)
             .with_context(|| format!("resolving {at}"))?
