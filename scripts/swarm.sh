@@ -222,6 +222,13 @@ down() {
       echo "swarm: could not remove the stack's volumes through $opts" >&2
   done < <(hosts_file_engines)
   if [ "$state" = active ] && [ "$(node_label "$ENTERED")" = true ]; then
+    local running
+    running="$(compose_projects)"
+    if [ -n "${running// /}" ]; then
+      die "stack removed, but NOT leaving the swarm that make up ENGINE=swarm entered: Compose
+  project(s) ${running% } run on this engine and leaving would disturb their networks; run
+  \`make down ENGINE=swarm\` again once they are down."
+    fi
     local gw
     gw="$(node_label "$MADE_GWBRIDGE")"
     docker swarm leave --force >/dev/null

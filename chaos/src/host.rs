@@ -131,6 +131,9 @@ impl Cluster {
         if !unlisted.is_empty() {
             wanted.push((None, unlisted));
         }
+        // With a hosts file, the local engine only serves the hosts the file leaves out: when
+        // it cannot be reached, that matters only if nothing is found elsewhere either.
+        let mut local_error = None;
         for (spec, names) in wanted {
             let engine = match spec {
                 Some(spec) => Engine::connect(spec).await,
@@ -138,9 +141,8 @@ impl Cluster {
             };
             let engine = match engine {
                 Ok(e) => Arc::new(e),
-                // Without a hosts file the local engine is the only one: its error is the answer.
                 Err(e) if spec.is_none() && !hosts.is_empty() => {
-                    eprintln!("chaos: note: the local engine (hosts not in the hosts file): {e:#}");
+                    local_error = Some(e);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -156,6 +158,12 @@ impl Cluster {
             engines.push(engine);
         }
         if containers.is_empty() {
+            if let Some(e) = local_error {
+                return Err(e.context(format!(
+                    "no containers of project {project:?} on the engines of the hosts file, \
+                     and the local engine (for the hosts it leaves out) cannot be reached"
+                )));
+            }
             bail!(
                 "no containers of Compose project or swarm stack {project:?}: is the testbed up? \
                  (make up / make up-etcd / make up ENGINE=swarm)"
