@@ -15,6 +15,7 @@ ifeq ($(ENGINE),swarm)
 IMAGE ?= perseus:swarm
 # lab runs loadgen and chaos on this machine: the nodes' published ports.
 export LAB_NODES ?= http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083
+export WATCH_NODES ?= $(LAB_NODES)
 endif
 IMAGE ?= perseus:latest
 BASE_IMAGE ?= perseus-base:bookworm

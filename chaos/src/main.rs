@@ -758,7 +758,7 @@ async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
         hosts.push((name, host));
     }
     println!(
-        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<14} FAULTS",
+        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<26} FAULTS",
         "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS", "ENGINE"
     );
     let mut problems = Vec::new();
@@ -811,7 +811,7 @@ async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {:<14} {faults}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {:<26} {faults}",
             name.to_string(),
             host.states(),
             host.engine.label
