@@ -50,6 +50,9 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::Correct => "proposer_is_safe",
             Variant::QuorumOfOne => "quorum_of_one",
             Variant::KeepCacheAfterFailedAccept => "ballot_kept",
+            Variant::RetryAfterUnknownOutcome => "retry_after_unknown",
+            Variant::NotAppliedOnForeignState => "not_applied_on_foreign",
+            Variant::ResolveFromPrepare => "resolve_from_prepare",
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
         },
@@ -241,6 +244,21 @@ fn negative_control_ballot_kept_after_failed_accept_is_caught() {
 }
 
 #[test]
+fn negative_control_retry_after_unknown_outcome_is_caught() {
+    negative_control(Variant::RetryAfterUnknownOutcome);
+}
+
+#[test]
+fn negative_control_not_applied_on_foreign_state_is_caught() {
+    negative_control(Variant::NotAppliedOnForeignState);
+}
+
+#[test]
+fn negative_control_resolve_from_prepare_is_caught() {
+    negative_control(Variant::ResolveFromPrepare);
+}
+
+#[test]
 fn negative_control_recovering_prepare_counted_is_caught() {
     negative_control(Variant::CountRecoveringPrepare);
 }
@@ -265,6 +283,7 @@ mod checker {
             modified: index,
             created: 1,
             deleted: false,
+            write_id: None,
         }
     }
 
@@ -275,14 +294,14 @@ mod checker {
         history.attempt("k", &record("a", 1), None);
         history.complete(
             w,
-            Some("a".into()),
+            vec!["a".into()],
             Outcome::Wrote {
                 index: 1,
                 tag: "a".into(),
             },
         );
         let r = history.invoke(1, "k", "read", 1);
-        history.complete(r, None, seen);
+        history.complete(r, Vec::new(), seen);
         let finals = BTreeMap::from([("k".to_string(), last)]);
         history.check(&finals).0
     }
@@ -304,6 +323,35 @@ mod checker {
             write_then_read(seen, Some(record("a", 1))),
             Vec::<String>::new()
         );
+    }
+
+    /// Client 0's increment made attempts `a` (index 1) and `b` (index 2, from `a`), answered
+    /// with `outcome`; the final state is `last`.
+    fn retried(outcome: Outcome, last: Record) -> Vec<String> {
+        let history = History::default();
+        let w = history.invoke(0, "k", "increment", 0);
+        history.attempt("k", &record("a", 1), None);
+        history.attempt("k", &record("b", 2), Some("a".into()));
+        history.complete(w, vec!["a".into(), "b".into()], outcome);
+        let finals = BTreeMap::from([("k".to_string(), Some(last))]);
+        history.check(&finals).0
+    }
+
+    #[test]
+    fn catches_a_write_reported_not_applied_that_was_chosen() {
+        expect_one(
+            retried(Outcome::NoEffect, record("a", 1)),
+            "REPORTED NOT APPLIED WAS CHOSEN",
+        );
+    }
+
+    #[test]
+    fn catches_one_request_applied_twice() {
+        let wrote = Outcome::Wrote {
+            index: 2,
+            tag: "b".into(),
+        };
+        expect_one(retried(wrote, record("b", 2)), "APPLIED TWICE");
     }
 
     #[test]

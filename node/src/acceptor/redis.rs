@@ -5,7 +5,11 @@
 //! Every call is bounded by a timeout. A lost connection, or calls that keep timing out, drop
 //! the connection and start a background task that reconnects until the server answers again,
 //! so a Redis that comes back is used again without restarting the node. While no connection
-//! exists calls fail at once instead of waiting for the timeout.
+//! exists calls fail at once instead of waiting for the timeout, except just after a loss,
+//! when the call waits (within its timeout) for the new connection: it was never sent, so
+//! sending it later is safe. A keepalive PING every second finds a dead connection (a
+//! restarted Redis) before a request needs it; a call whose write failed with a broken pipe
+//! (the message never left) is sent once more on the new connection.
 //!
 //! Every prepare and accept also checks, inside the same script, the acceptor's identity
 //! record against the cluster id the node learned (see `membership`): a wiped, replaced or
@@ -37,6 +41,10 @@ pub const IDENTITY_KEY: &str = "perseus-identity";
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
 /// Pause between reconnection attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// Interval of the keepalive PING.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+/// A call made this soon after the connection was lost waits for the new one.
+const RECENT_LOSS: Duration = Duration::from_secs(2);
 /// Every key's acceptor state lives in one hash named with this prefix.
 const KEY_PREFIX: &str = "perseus:";
 
@@ -53,6 +61,8 @@ struct Inner {
     connection: Mutex<Option<(u64, MultiplexedConnection)>>,
     generation: AtomicU64,
     reconnecting: AtomicBool,
+    /// When the last live connection was dropped.
+    lost_at: Mutex<Option<std::time::Instant>>,
     timeouts_in_a_row: AtomicU32,
     prepare: Script,
     accept: Script,
@@ -96,6 +106,7 @@ impl RedisAcceptor {
             connection: Mutex::new(None),
             generation: AtomicU64::new(0),
             reconnecting: AtomicBool::new(false),
+            lost_at: Mutex::new(None),
             timeouts_in_a_row: AtomicU32::new(0),
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
@@ -105,6 +116,7 @@ impl RedisAcceptor {
             durability_problem: Mutex::new(None),
         });
         Inner::reconnect(&inner, None);
+        Inner::keepalive(&inner);
         Ok(RedisAcceptor { inner })
     }
 
@@ -247,7 +259,12 @@ impl Inner {
             let mut connection = this.connection.lock().unwrap_or_else(|e| e.into_inner());
             match (&*connection, failed) {
                 (Some((current, _)), Some(failed)) if *current != failed => return,
-                _ => *connection = None,
+                (Some(_), _) => {
+                    *connection = None;
+                    *this.lost_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(std::time::Instant::now());
+                }
+                (None, _) => {}
             }
         }
         if this.reconnecting.swap(true, Ordering::SeqCst) {
@@ -277,6 +294,24 @@ impl Inner {
                 }
                 drop(inner);
                 tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+        });
+    }
+
+    /// PINGs the acceptor every [`KEEPALIVE`] while it exists, so that an idle node finds a
+    /// dead connection (e.g. the Redis restarted) and replaces it before a request needs it.
+    fn keepalive(this: &Arc<Inner>) {
+        let weak: Weak<Inner> = Arc::downgrade(this);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEPALIVE).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.current().is_some() {
+                    // A failure is handled inside (reconnect, timeout count); nothing to add.
+                    let _ = RedisAcceptor { inner }.ping().await;
+                }
             }
         });
     }
@@ -334,27 +369,62 @@ impl RedisAcceptor {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<Vec<String>, AcceptorError> {
         let inner = &self.inner;
-        let Some((generation, mut connection)) = inner.current() else {
-            return Err(AcceptorError::NotConnected);
-        };
-        match tokio::time::timeout(inner.timeout, invocation.invoke_async(&mut connection)).await {
-            Ok(Ok(reply)) => {
-                inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
-                Ok(reply)
-            }
-            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
-            Ok(Err(e))
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_unrecoverable_error() =>
+        let started = tokio::time::Instant::now();
+        let mut resent = false;
+        loop {
+            let Some((generation, mut connection)) = self.connection_for(started).await else {
+                return Err(AcceptorError::NotConnected);
+            };
+            let left = inner.timeout.saturating_sub(started.elapsed());
+            return match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await
             {
-                Inner::reconnect(inner, Some(generation));
-                Err(AcceptorError::Io(e.to_string()))
-            }
-            Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
-            Err(_) => Err(self.timed_out(generation)),
+                Ok(Ok(reply)) => {
+                    inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
+                    Ok(reply)
+                }
+                Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
+                Ok(Err(e))
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.is_unrecoverable_error() =>
+                {
+                    Inner::reconnect(inner, Some(generation));
+                    if never_sent(&e) && !resent {
+                        // The write itself failed: the acceptor never saw this call.
+                        resent = true;
+                        continue;
+                    }
+                    Err(AcceptorError::Io(e.to_string()))
+                }
+                Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
+                Err(_) => Err(self.timed_out(generation)),
+            };
         }
+    }
+
+    /// The live connection. With none, but one lost less than [`RECENT_LOSS`] ago (the
+    /// reconnection is likely under way), waits for the new one until the call's timeout
+    /// (nothing was sent yet, so waiting is safe); otherwise fails at once.
+    async fn connection_for(
+        &self,
+        started: tokio::time::Instant,
+    ) -> Option<(u64, MultiplexedConnection)> {
+        let inner = &self.inner;
+        if let Some(live) = inner.current() {
+            return Some(live);
+        }
+        let lost_at = *inner.lost_at.lock().unwrap_or_else(|e| e.into_inner());
+        if lost_at.is_none_or(|t| t.elapsed() >= RECENT_LOSS) {
+            return None;
+        }
+        while started.elapsed() < inner.timeout {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Some(live) = inner.current() {
+                return Some(live);
+            }
+        }
+        None
     }
 
     /// Counts a timeout of a call on connection `generation`; timeouts of an older connection
@@ -370,6 +440,22 @@ impl RedisAcceptor {
         }
         AcceptorError::Timeout
     }
+}
+
+/// True if the call failed while being written on a connection already known dead (broken
+/// pipe, not connected): the message never reached the acceptor.
+fn never_sent(e: &RedisError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::NotConnected
+            );
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// `CONFIG GET name` (the value, "" if the server does not know the setting).
