@@ -8,8 +8,13 @@
 //! exists calls fail at once instead of waiting for the timeout, except just after a loss,
 //! when the call waits (within its timeout) for the new connection: it was never sent, so
 //! sending it later is safe. A keepalive PING every second finds a dead connection (a
-//! restarted Redis) before a request needs it; a call whose write failed with a broken pipe
-//! (the message never left) is sent once more on the new connection.
+//! restarted Redis) before a request needs it.
+//!
+//! A call that failed on the connection is never sent again: the redis crate reports the same
+//! I/O error ("broken pipe") for a request Redis never received and for one it ran whose reply
+//! was lost with the connection. Sent again, an accept that already ran would be refused by the
+//! promise it set itself, and that refusal would tell the proposer the value was stored
+//! nowhere. The failure goes up as it is, an outcome the proposer must treat as unknown.
 //!
 //! Every prepare and accept also checks, inside the same script, the acceptor's identity
 //! record against the cluster id the node learned (see `membership`): a wiped, replaced or
@@ -363,43 +368,35 @@ impl Inner {
 }
 
 impl RedisAcceptor {
-    /// Runs one script invocation with the timeout, keeping the connection healthy.
+    /// Runs one script invocation with the timeout, keeping the connection healthy. Sent at
+    /// most once: a failure after sending may hide a call the acceptor ran (module comment).
     async fn call(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<Vec<String>, AcceptorError> {
         let inner = &self.inner;
         let started = tokio::time::Instant::now();
-        let mut resent = false;
-        loop {
-            let Some((generation, mut connection)) = self.connection_for(started).await else {
-                return Err(AcceptorError::NotConnected);
-            };
-            let left = inner.timeout.saturating_sub(started.elapsed());
-            return match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await
+        let Some((generation, mut connection)) = self.connection_for(started).await else {
+            return Err(AcceptorError::NotConnected);
+        };
+        let left = inner.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await {
+            Ok(Ok(reply)) => {
+                inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
+                Ok(reply)
+            }
+            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
+            Ok(Err(e))
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error() =>
             {
-                Ok(Ok(reply)) => {
-                    inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
-                    Ok(reply)
-                }
-                Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
-                Ok(Err(e))
-                    if e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_connection_refusal()
-                        || e.is_unrecoverable_error() =>
-                {
-                    Inner::reconnect(inner, Some(generation));
-                    if never_sent(&e) && !resent {
-                        // The write itself failed: the acceptor never saw this call.
-                        resent = true;
-                        continue;
-                    }
-                    Err(AcceptorError::Io(e.to_string()))
-                }
-                Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
-                Err(_) => Err(self.timed_out(generation)),
-            };
+                Inner::reconnect(inner, Some(generation));
+                Err(AcceptorError::Io(e.to_string()))
+            }
+            Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
+            Err(_) => Err(self.timed_out(generation)),
         }
     }
 
@@ -440,22 +437,6 @@ impl RedisAcceptor {
         }
         AcceptorError::Timeout
     }
-}
-
-/// True if the call failed while being written on a connection already known dead (broken
-/// pipe, not connected): the message never reached the acceptor.
-fn never_sent(e: &RedisError) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::NotConnected
-            );
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// `CONFIG GET name` (the value, "" if the server does not know the setting).
