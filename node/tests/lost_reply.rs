@@ -49,7 +49,9 @@ async fn reply_dropping_proxy(upstream: u16, armed: Arc<AtomicBool>) -> u16 {
                     };
                     let chunk = &buf[..n];
                     if armed.load(Ordering::SeqCst)
-                        && chunk.windows(ACCEPTED_REPLY.len()).any(|w| w == ACCEPTED_REPLY)
+                        && chunk
+                            .windows(ACCEPTED_REPLY.len())
+                            .any(|w| w == ACCEPTED_REPLY)
                     {
                         armed.store(false, Ordering::SeqCst);
                         break; // Swallowed; dropping both halves closes the connection.

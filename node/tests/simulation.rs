@@ -55,6 +55,7 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::ResolveFromPrepare => "resolve_from_prepare",
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
+            Variant::ResendAfterLostReply => "resend_after_lost_reply",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -266,6 +267,11 @@ fn negative_control_recovering_prepare_counted_is_caught() {
 #[test]
 fn negative_control_recovering_accept_counted_is_caught() {
     negative_control(Variant::CountRecoveringAccept);
+}
+
+#[test]
+fn negative_control_resend_after_lost_reply_is_caught() {
+    negative_control(Variant::ResendAfterLostReply);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names

@@ -65,6 +65,9 @@ pub enum Variant {
     /// Negative control: a recovering acceptor's acceptance counts in accept quorums (so the
     /// one-round-trip promise given with it is trusted).
     CountRecoveringAccept,
+    /// Negative control: a call whose reply was lost after the acceptor ran it is sent again
+    /// (an accept then comes back refused by its own promise, read as "stored nowhere").
+    ResendAfterLostReply,
 }
 
 /// What one run did and found.
@@ -540,6 +543,7 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
     let controls = Controls {
         count_recovering_prepare: variant == Variant::CountRecoveringPrepare,
         count_recovering_accept: variant == Variant::CountRecoveringAccept,
+        resend_after_lost_reply: variant == Variant::ResendAfterLostReply,
     };
     let world = World::new(ACCEPTORS, rng, shape.faults, controls);
     let run = Arc::new(Run {
