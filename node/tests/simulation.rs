@@ -351,6 +351,51 @@ mod checker {
         );
     }
 
+    /// Client 0's compare-and-swap on index 0 made attempt `a` at index 1 (judged not
+    /// applied), then found `seen` and was refused (answered 412); the final state is `last`.
+    /// Before it, client 1 wrote `b`, with `b_outcome`.
+    fn refused_after_an_attempt(b_outcome: Outcome, seen: Outcome, last: Record) -> Vec<String> {
+        let history = History::default();
+        let b = history.invoke(1, "k", "increment", 1);
+        history.attempt("k", &record("b", 1), None);
+        history.complete(b, vec!["b".into()], b_outcome);
+        let w = history.invoke(0, "k", "cas", 0);
+        history.attempt("k", &record("a", 1), None);
+        history.complete(w, vec!["a".into()], seen);
+        let finals = BTreeMap::from([("k".to_string(), Some(last))]);
+        history.check(&finals).0
+    }
+
+    #[test]
+    fn accepts_a_refused_write_whose_attempt_was_not_chosen() {
+        let wrote = Outcome::Wrote {
+            index: 1,
+            tag: "b".into(),
+        };
+        let seen = Outcome::Saw {
+            index: 1,
+            tag: Some("b".into()),
+        };
+        assert_eq!(
+            refused_after_an_attempt(wrote, seen, record("b", 1)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn catches_a_write_answered_as_refused_that_was_chosen() {
+        // `b` of unknown outcome, not chosen (the slack the counter bound allows); the refused
+        // CAS saw its own attempt `a`, which is what was chosen.
+        let seen = Outcome::Saw {
+            index: 1,
+            tag: Some("a".into()),
+        };
+        expect_one(
+            refused_after_an_attempt(Outcome::Unknown, seen, record("a", 1)),
+            "A WRITE ANSWERED AS REFUSED WAS CHOSEN",
+        );
+    }
+
     #[test]
     fn catches_one_request_applied_twice() {
         let wrote = Outcome::Wrote {

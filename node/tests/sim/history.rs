@@ -21,8 +21,9 @@
 //!   in the chain (a write must land above, a read must see at least, every index completed
 //!   before it started; unknown-outcome writes that were chosen must land above everything
 //!   completed before they started);
-//! - client-visible answers: an operation answered "not applied" (`NoEffect`) has none of its
-//!   attempts in the chain, and no operation has two (a request applied twice).
+//! - client-visible answers: an operation answered "not applied" (`NoEffect`) or "refused"
+//!   (a compare-and-swap whose earlier attempts were judged not applied, then refused) has none
+//!   of its attempts in the chain, and no operation has two (a request applied twice).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -289,6 +290,14 @@ fn check_key(
                          index {index} is {:?} (final index {final_index})",
                         describe(op),
                         tag_at(*index)
+                    ));
+                }
+                // A compare-and-swap answered "refused" after earlier attempts (each judged
+                // not applied) tells the client none of them took effect.
+                if !chosen.is_empty() {
+                    v.push(format!(
+                        "A WRITE ANSWERED AS REFUSED WAS CHOSEN: [{}] at {chosen:?}",
+                        describe(op)
                     ));
                 }
             }
