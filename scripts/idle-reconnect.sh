@@ -24,8 +24,8 @@ for node in p1 p2 p3; do
   code="$(put "$node" "$key-$node" before)"
   echo "PUT via $node before the restarts: $code"
 done
-for host in a1 a2; do make -s "kill-acceptor-$host" >/dev/null || echo "kill-acceptor-$host failed"; done
-for host in a1 a2; do make -s "start-acceptor-$host" >/dev/null || echo "start-acceptor-$host failed"; done
+for host in a1 a2; do make -s "kill-acceptor-$host" 2>&1 | grep -v "^Creating" || echo "kill-acceptor-$host failed"; done
+for host in a1 a2; do make -s "start-acceptor-$host" 2>&1 | grep -v "^Creating" || echo "start-acceptor-$host failed"; done
 echo "restarted the Redis acceptors of a1 and a2; waiting 3 s with no traffic"
 sleep 3
 for node in p1 p2 p3; do

@@ -121,7 +121,7 @@ pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<Str
             .await;
     }
     erase(docker, host, &vols).await?;
-    let fresh = Host::inspect(docker, host.name, &host.members).await?;
+    let fresh = host.refresh().await?;
     let started = fault::start(docker, &fresh, wait).await?;
     let names: Vec<String> = vols.iter().map(|(n, d)| format!("{n} ({d})")).collect();
     Ok(format!("{killed}; erased {}; {started}", names.join(", ")))

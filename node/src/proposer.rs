@@ -169,7 +169,8 @@ pub struct ProposerConfig {
     /// Bound of every acceptor call.
     pub timeout: Duration,
     /// The time a change may spend: no new round starts after it (a round already started
-    /// ends within two acceptor timeouts).
+    /// ends within two acceptor timeouts, and the first follow-up read of an unknown outcome
+    /// still runs: at most four acceptor timeouts past it).
     pub deadline: Duration,
     /// Budget of the one-round-trip cache: keys and cached states, in bytes.
     pub cache_bytes: usize,
