@@ -758,8 +758,8 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
         hosts.push((name, host));
     }
     println!(
-        "{:<5} {:<28} {:<9} {:<7} {:<12} FAULTS",
-        "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS"
+        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<38} FAULTS",
+        "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS", "ACCEPTORS (as the node sees them)"
     );
     let mut problems = Vec::new();
     let mut detached_any = false;
@@ -788,15 +788,40 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
                 s.describe()
             ));
         }
-        let health = match probe::healthy(&host).await {
-            Ok(()) => "ok".to_string(),
+        // The node's own view of every acceptor (member, recovering with its catch-up
+        // progress, unmarked, ...) comes with its health answer; etcd's body has none.
+        let (health, acceptors) = match probe::health(&host).await {
+            Ok((200, body)) => ("ok".to_string(), body),
+            Ok((code, body)) => {
+                if host.running() {
+                    let why = body
+                        .as_ref()
+                        .and_then(|b| b.membership.as_ref())
+                        .map(|m| format!(" ({}: {})", m.verdict, m.message))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{name}: unhealthy where its users stand: /health answered {code}{why}"
+                    ));
+                }
+                ("NO".to_string(), body)
+            }
             Err(e) => {
                 if host.running() {
                     problems.push(format!("{name}: unhealthy where its users stand: {e:#}"));
                 }
-                "NO".to_string()
+                ("NO".to_string(), None)
             }
         };
+        // Acceptors are named by address (10.77.0.12:6379): show the host's name instead.
+        let host_name = |addr: &str| -> String {
+            addr.split(':')
+                .next()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .and_then(|ip| names.get(&ip).cloned())
+                .unwrap_or_else(|| addr.to_string())
+        };
+        let acceptors =
+            acceptors.map_or_else(|| "-".to_string(), |h| h.acceptors_line_named(host_name));
         let faults = match active_faults(docker, &host, &names).await {
             Ok(f) if f.is_empty() => "-".to_string(),
             Ok(f) => f.join("; "),
@@ -810,7 +835,7 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {faults}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {acceptors:<38} {faults}",
             name.to_string(),
             host.states()
         );

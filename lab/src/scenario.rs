@@ -17,7 +17,9 @@
 //! fault = "partition:majorities-ring"   # no host: the shape names them
 //! ```
 //!
-//! plus optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
+//! plus an optional `explain = """…"""` (what the scenario shows and why, printed into the
+//! run's report.md with the violations found and the verdict of every expectation), and
+//! optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
 //! schedules of the soak (weighted, seeded, every fault kind), built as the same structure.
 //! Each step is one chaos command line (`Step::argv`).
 
@@ -35,6 +37,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct File {
     duration: String,
+    /// What the scenario shows and why, printed into the run's report.md.
+    #[serde(default)]
+    explain: Option<String>,
     #[serde(default)]
     step: Vec<FileStep>,
     #[serde(default)]
@@ -105,6 +110,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// What the run must show (checked after it, see check.rs).
     pub expect: Vec<Expect>,
+    /// What the scenario shows and why (the file's `explain`), for report.md.
+    pub explain: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`.
@@ -196,6 +203,7 @@ impl Scenario {
             duration,
             steps,
             expect: file.expect,
+            explain: file.explain.map(|e| e.trim().to_string()),
         })
     }
 
@@ -277,6 +285,7 @@ impl Scenario {
             duration,
             steps,
             expect: vec![Expect::NoViolations, Expect::FaultsUndone],
+            explain: None,
         }
     }
 }
