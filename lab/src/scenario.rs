@@ -463,6 +463,35 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
     }
 
+    /// Every scenario the repository ships parses, with its expectations; the ones that
+    /// explain themselves carry the text into the report.
+    #[test]
+    fn shipped_scenarios_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/scenarios");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                let name = path.file_stem().unwrap().to_string_lossy().to_string();
+                if name == "amnesia" || name == "single-layer" {
+                    assert!(s.explain.as_deref().is_some_and(|e| e.len() > 200), "{name}");
+                    assert!(!s.expect.is_empty(), "{name}");
+                }
+                names.push(name);
+            }
+        }
+        for wanted in ["amnesia", "compare", "kill-and-isolate", "single-layer"] {
+            assert!(names.iter().any(|n| n == wanted), "{wanted} missing: {names:?}");
+        }
+        let single = Scenario::load(&dir.join("single-layer.toml")).unwrap();
+        assert_eq!(single.expect.len(), 12);
+        assert!(single
+            .steps
+            .iter()
+            .any(|s| s.argv() == ["--layer", "node", "kill", "a1"]));
+    }
+
     #[test]
     fn parses_a_scenario_and_sorts_steps() {
         let s = Scenario::parse(
