@@ -107,9 +107,9 @@ while [ $((SECONDS - t0)) -lt 120 ]; do
   s="$(make -s status 2>&1)"
   line="$(grep -E '^a2 ' <<<"$s" | grep -oE 'a1 [a-z-]+.*a3 [a-z-]+' | head -n 1)"
   echo "  +$((SECONDS - t0)) s  a2's row, ACCEPTORS: $line"
-  grep -qE '\ba2 recovering' <<<"$s" && [ -z "$seen" ] && { seen=recovering; echo "$s" | head -n 4; }
+  grep -qE '\ba2 recovering' <<<"$s" && [ -z "$seen" ] && { seen=recovering; grep -E '^(HOST|a[123]) ' <<<"$s"; }
   if [ -n "$seen" ] && grep -qE '^a2 .*\ba2 member' <<<"$s" && ! grep -q 'a2 recovering' <<<"$s"; then
-    seen=member; echo "$s" | head -n 4; break
+    seen=member; grep -E '^(HOST|a[123]) ' <<<"$s"; break
   fi
   sleep 1
 done

@@ -758,7 +758,7 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
         hosts.push((name, host));
     }
     println!(
-        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<38} FAULTS",
+        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<46} FAULTS",
         "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS", "ACCEPTORS (as the node sees them)"
     );
     let mut problems = Vec::new();
@@ -835,7 +835,7 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {acceptors:<38} {faults}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {acceptors:<46} {faults}",
             name.to_string(),
             host.states()
         );
