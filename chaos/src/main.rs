@@ -296,10 +296,36 @@ async fn run(args: &Args) -> Result<bool> {
         }
         return status(&docker, &cluster, &targets).await;
     };
+    let wait = Duration::from_secs(args.wait);
+    // Healing several hosts: undo every host's faults first, then wait for all of them. A
+    // host healed first cannot be healthy while the others are still paused or cut off (it
+    // has no quorum), so waiting host by host would fail on faults about to be undone.
+    if kind == FaultKind::Heal && targets.len() > 1 && !wait.is_zero() {
+        let mut undone = Vec::new();
+        for &h in &targets {
+            let begin = Utc::now();
+            undone.push((h, begin, act(&docker, &cluster, h, &kind, args, Duration::ZERO).await));
+        }
+        let health = wait_healthy(&docker, &cluster, &targets, wait).await;
+        let mut all_ok = health.is_ok();
+        for (h, begin, result) in undone {
+            let (ok, detail) = match (result, &health) {
+                (Ok(d), Ok(())) => (true, format!("{d}; every host healthy")),
+                (Ok(d), Err(e)) => (false, format!("{e:#} (undone: {d})")),
+                (Err(e), _) => (false, format!("{e:#}")),
+            };
+            all_ok &= ok;
+            recorder.record(
+                &Event::new(kind.clone(), HostArg::Host(h), begin, ok, detail)
+                    .with_params(event_params(args)),
+            )?;
+        }
+        return Ok(all_ok);
+    }
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let result = act(&docker, &cluster, h, &kind, args).await;
+        let result = act(&docker, &cluster, h, &kind, args, wait).await;
         let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
@@ -444,9 +470,9 @@ async fn act(
     name: HostName,
     kind: &FaultKind,
     args: &Args,
+    wait: Duration,
 ) -> Result<String> {
     let host = cluster.host(docker, name).await?;
-    let wait = Duration::from_secs(args.wait);
     let layer = args.layer;
     match kind {
         FaultKind::Kill => match layer {
