@@ -246,7 +246,11 @@ pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Resul
 
 /// Waits until the host answers `/health` where its users stand with any status (its
 /// processes are up, whether or not it has a quorum); returns how long it took and the code.
-pub async fn wait_answering(docker: &Docker, host: &Host, wait: Duration) -> Result<(Duration, u16)> {
+pub async fn wait_answering(
+    docker: &Docker,
+    host: &Host,
+    wait: Duration,
+) -> Result<(Duration, u16)> {
     let begin = Instant::now();
     let addr = probe::user_address(host)?;
     let mut last = String::new();

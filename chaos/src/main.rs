@@ -304,7 +304,11 @@ async fn run(args: &Args) -> Result<bool> {
         let mut undone = Vec::new();
         for &h in &targets {
             let begin = Utc::now();
-            undone.push((h, begin, act(&docker, &cluster, h, &kind, args, Duration::ZERO).await));
+            undone.push((
+                h,
+                begin,
+                act(&docker, &cluster, h, &kind, args, Duration::ZERO).await,
+            ));
         }
         let health = wait_healthy(&docker, &cluster, &targets, wait).await;
         let mut all_ok = health.is_ok();

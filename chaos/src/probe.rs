@@ -52,8 +52,8 @@ pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
             .read_to_end(&mut buf)
             .await?;
         let text = String::from_utf8_lossy(&buf);
-        let code =
-            status_code(&text).ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {text:.80}"))?;
+        let code = status_code(&text)
+            .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {text:.80}"))?;
         let body = text
             .split_once("\r\n\r\n")
             .map(|(_, body)| body.to_string())

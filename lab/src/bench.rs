@@ -341,8 +341,14 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("## etcd"), "{t}");
-        assert!(t.contains("1 conn/node: perseus 1000/s, etcd 400/s: 2.50x"), "{t}");
-        assert!(t.contains("best levels: perseus 1000/s at 1, etcd 500/s at 4: 2.00x"), "{t}");
+        assert!(
+            t.contains("1 conn/node: perseus 1000/s, etcd 400/s: 2.50x"),
+            "{t}"
+        );
+        assert!(
+            t.contains("best levels: perseus 1000/s at 1, etcd 500/s at 4: 2.00x"),
+            "{t}"
+        );
         assert!(Costs::parse("cores two\n").is_err());
         assert!(Costs::parse("lonely\n").is_err());
         assert_eq!(system_of(Path::new("r/etcd-16.jsonl")), "etcd");

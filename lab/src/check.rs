@@ -604,7 +604,10 @@ mod tests {
         let (ok, text) = report(&run, &checks);
         assert!(ok, "{text}");
         assert!(text.contains("loss:30_a1:n1=50/s_of_100/s=0.50"), "{text}");
-        assert!(text.contains("kill_a3_acceptor_only:n3=100/s_of_100/s=1.00"), "{text}");
+        assert!(
+            text.contains("kill_a3_acceptor_only:n3=100/s_of_100/s=1.00"),
+            "{text}"
+        );
         // The same run does not pass stricter bounds, nor a fault it does not have.
         let fails = |text: &str| {
             let v = expect(text)[0].check(&run);
@@ -619,10 +622,10 @@ mod tests {
             "[[expect]]\ncheck = \"rate-during\"\nfault = \"kill\"\nlayer = \"node\"\nnode = \"n1\"\nmax = 0.0\n"
         )
         .contains("no kill (node only) fault"));
-        assert!(fails(
-            "[[expect]]\ncheck = \"rate-during\"\nfault = \"loss\"\nnode = \"n7\"\n"
-        )
-        .contains("no node \"n7\""));
+        assert!(
+            fails("[[expect]]\ncheck = \"rate-during\"\nfault = \"loss\"\nnode = \"n7\"\n")
+                .contains("no node \"n7\"")
+        );
     }
 
     #[test]

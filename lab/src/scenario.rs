@@ -475,14 +475,20 @@ mod tests {
                 let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
                 let name = path.file_stem().unwrap().to_string_lossy().to_string();
                 if name == "amnesia" || name == "single-layer" {
-                    assert!(s.explain.as_deref().is_some_and(|e| e.len() > 200), "{name}");
+                    assert!(
+                        s.explain.as_deref().is_some_and(|e| e.len() > 200),
+                        "{name}"
+                    );
                     assert!(!s.expect.is_empty(), "{name}");
                 }
                 names.push(name);
             }
         }
         for wanted in ["amnesia", "compare", "kill-and-isolate", "single-layer"] {
-            assert!(names.iter().any(|n| n == wanted), "{wanted} missing: {names:?}");
+            assert!(
+                names.iter().any(|n| n == wanted),
+                "{wanted} missing: {names:?}"
+            );
         }
         let single = Scenario::load(&dir.join("single-layer.toml")).unwrap();
         assert_eq!(single.expect.len(), 12);

@@ -217,7 +217,10 @@ mod tests {
         assert!(!etcd.healthy());
         assert_eq!(etcd.acceptors_line(), "-");
         let short = h.acceptors_line_named(|n| n.replace("a", "acceptor "));
-        assert!(short.starts_with("acceptor 1 member, acceptor 2 recovering"), "{short}");
+        assert!(
+            short.starts_with("acceptor 1 member, acceptor 2 recovering"),
+            "{short}"
+        );
         assert_eq!(etcd.acceptor_state("a1"), None);
     }
 

@@ -395,7 +395,9 @@ fn state_name(
         Ok(Inspection { identity: None, .. }) => AcceptorState::Unmarked,
         Ok(Inspection {
             identity: Some(id), ..
-        }) if Some(id.cluster.as_str()) != cluster || id.acceptor != acceptor.name() => AcceptorState::Foreign,
+        }) if Some(id.cluster.as_str()) != cluster || id.acceptor != acceptor.name() => {
+            AcceptorState::Foreign
+        }
         Ok(Inspection {
             identity: Some(id), ..
         }) => match id.standing {
