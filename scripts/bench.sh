@@ -8,7 +8,8 @@
 #     before and after, for the nodes p1..p3, the Redis acceptors a1..a3, the etcd members
 #     e1..e3; the client's is sampled every half second while it runs (its cgroup goes when
 #     it exits), so up to half a second of its CPU at the very end is not counted;
-#   - Perseus's Redis: commands executed (INFO commandstats, INFO itself left out) and AOF
+#   - Perseus's Redis: script calls (EVALSHA/EVAL) and commands executed, those inside the
+#     scripts included (INFO commandstats, INFO itself left out), and AOF
 #     writes, each followed by an fsync under `appendfsync always`: the redis-server
 #     process's write system calls (/proc/PID/io syscw) minus its writes to clients (INFO
 #     stats total_writes_processed);
@@ -54,16 +55,19 @@ group_cpu() {
   echo "$total"
 }
 
-# Redis counters of one acceptor: "calls aof_writes" (calls without INFO's own).
+# Redis counters of one acceptor: "scripts calls aof_writes": the script calls the nodes
+# made (EVAL, EVALSHA), every command executed (those inside the scripts included; INFO's own
+# left out), and the AOF writes.
 redis_counters() {
-  local c pid calls replies syscw
+  local c pid stats scripts calls replies syscw
   c="$(cid "$1")"
-  calls="$(docker exec "$c" redis-cli info commandstats | tr -d '\r' |
-    awk -F'calls=' '/^cmdstat_/ && !/^cmdstat_info:/ { split($2, x, ","); s += x[1] } END { print s + 0 }')"
+  stats="$(docker exec "$c" redis-cli info commandstats | tr -d '\r')"
+  scripts="$(awk -F'calls=' '/^cmdstat_eval/ { split($2, x, ","); s += x[1] } END { printf "%.0f\n", s }' <<<"$stats")"
+  calls="$(awk -F'calls=' '/^cmdstat_/ && !/^cmdstat_info:/ { split($2, x, ","); s += x[1] } END { printf "%.0f\n", s }' <<<"$stats")"
   replies="$(docker exec "$c" redis-cli info stats | tr -d '\r' | awk -F: '/^total_writes_processed:/ { print $2 + 0 }')"
   pid="$(docker exec "$c" redis-cli info server | tr -d '\r' | awk -F: '/^process_id:/ { print $2 + 0 }')"
   syscw="$(docker exec "$c" cat "/proc/$pid/io" | awk '/^syscw:/ { print $2 }')"
-  echo "$calls $((syscw - replies))"
+  echo "$scripts $calls $((syscw - replies))"
 }
 
 # etcd's WAL fsyncs so far, summed over the members.
@@ -83,11 +87,12 @@ snapshot() {
   if [ "$system" = perseus ]; then
     echo "cpu_nodes_ns $(group_cpu p1 p2 p3)"
     echo "cpu_redis_ns $(group_cpu a1 a2 a3)"
-    c=0 a=0
+    local sc=0 c=0 a=0 rs rc ra
     for h in a1 a2 a3; do
-      read -r rc ra < <(redis_counters "$h")
-      c=$((c + rc)) a=$((a + ra))
+      read -r rs rc ra < <(redis_counters "$h")
+      sc=$((sc + rs)) c=$((c + rc)) a=$((a + ra))
     done
+    echo "redis_scripts $sc"
     echo "redis_calls $c"
     echo "fsyncs $a"
   else
@@ -125,7 +130,9 @@ for system in $SYSTEMS; do
     t0="$(date +%s%N)"
     # shellcheck disable=SC2086
     env LOADGEN_CONNECTIONS="$c" LOADGEN_DURATION="$DURATION" LOADGEN_OUT="/results/$name/$system-$c.jsonl" \
-      ${nodes:+LOADGEN_NODES=$nodes} $COMPOSE --profile load up -d --no-deps --force-recreate client >/dev/null 2>&1
+      ${nodes:+LOADGEN_NODES=$nodes} $COMPOSE --profile load up -d --no-deps --force-recreate client \
+      >"$out/compose-$system-$c.txt" 2>&1 ||
+      { echo "bench: starting the client failed:" >&2; cat "$out/compose-$system-$c.txt" >&2; exit 1; }
     id="$(cid client)"
     [ -n "$id" ] || { echo "bench: no client container" >&2; exit 1; }
     loadgen_cpu=""
@@ -147,8 +154,8 @@ for system in $SYSTEMS; do
       echo "wall_ns $((t1 - t0))"
       [ -n "$loadgen_cpu" ] && echo "cpu_loadgen_ns $loadgen_cpu"
       join <(sort "$base.before") <(sort "$base.after") |
-        awk 'NF == 3 && $2 != "" && $3 != "" { print $1, $3 - $2 }'
-    } >"$base.costs"
+        awk 'NF == 3 { printf "%s %.0f\n", $1, $3 - $2 }'
+    } >"$base.costs" || { echo "bench: counting the costs of $system-$c failed" >&2; exit 1; }
     rm -f "$base.before" "$base.after"
     files+=("$out/$system-$c.jsonl")
   done
