@@ -5,6 +5,18 @@ SHELL := /bin/bash
 # Compose v2 plugin when present, else docker-compose v1 (1.29) (scripts/lib.sh).
 COMPOSE ?= $(shell scripts/lib.sh compose_command)
 CARGO ?= cargo
+# Where the testbed runs: compose (one machine) or swarm (a Docker Swarm stack, docs/swarm.md).
+ENGINE ?= compose
+ifeq ($(filter compose swarm,$(ENGINE)),)
+$(error ENGINE must be compose or swarm (got '$(ENGINE)'))
+endif
+ifeq ($(ENGINE),swarm)
+# Its own tag: perseus:latest is rebuilt by whoever runs the Compose testbed.
+IMAGE ?= perseus:swarm
+# lab runs loadgen and chaos on this machine: the nodes' published ports.
+export LAB_NODES ?= http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083
+export WATCH_NODES ?= $(LAB_NODES)
+endif
 IMAGE ?= perseus:latest
 BASE_IMAGE ?= perseus-base:bookworm
 BUILD_DIR := compose/.build
@@ -42,14 +54,19 @@ SYSTEMS ?= perseus etcd
 FAULTS ?= kill isolate pause
 RUNS ?= 10
 export COMPOSE BASE_IMAGE UP_TIMEOUT
+export SWARM_IMAGE := $(IMAGE)
 
 CLUSTER := a1 a2 a3 p1 p2 p3
 ALL_PROFILES := --profile load --profile chaos --profile etcd
+ifeq ($(ENGINE),swarm)
+CHAOS := scripts/swarm.sh chaos --target $(TARGET)
+else
 CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
+endif
 # The client container, running or not (by label, see scripts/lib.sh).
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
+.PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
         compare matrix etcd-smoke amnesia-check accept-loss \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
@@ -71,23 +88,33 @@ binaries: ## cargo build --release of node, loadgen, chaos, lab and watch
 images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
 	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
 	cp target/release/node target/release/loadgen target/release/chaos $(BUILD_DIR)/
-	cp compose/perseus-acceptor compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
+	cp compose/perseus-acceptor compose/perseus-host compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f compose/Dockerfile $(BUILD_DIR)
 
-up: images ## Build what is missing, start a1..a3 and p1..p3 (repairing a node left in an old namespace), wait until all answer /health
+up: images ## Build what is missing, start a1..a3 and p1..p3 (repairing a node left in an old namespace), wait until all answer /health (ENGINE=swarm: deploy the stack)
+ifeq ($(ENGINE),swarm)
+	scripts/swarm.sh up
+else
+	@scripts/swarm.sh guard
 	$(COMPOSE) up -d $(CLUSTER)
 	@$(COMPOSE) --profile chaos run --rm -T chaos --target perseus --wait 0 start
 	scripts/wait-healthy.sh
+endif
 
 up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait until healthy
+	@scripts/swarm.sh guard
 	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
 	scripts/wait-healthy.sh etcd
 
 load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
+ifeq ($(ENGINE),swarm)
+	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) scripts/swarm.sh load
+else
 	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
+endif
 
 load-etcd: up-etcd ## The same load against the etcd cluster (LOADGEN_DURATION, CONNECTIONS, KEYS as for load)
 	LOADGEN_NODES=$(ETCD_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
@@ -158,8 +185,12 @@ $(HOSTS:%=cut-node-%): cut-node-%: ## HOST's node cannot reach the other accepto
 partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, bridge, majorities-ring
 	@$(CHAOS) partition "$(SHAPE)"
 
-down: ## Remove all containers, networks and volumes of the testbed
+down: ## Remove all containers, networks and volumes of the testbed (ENGINE=swarm: the stack, and the swarm if up entered it)
+ifeq ($(ENGINE),swarm)
+	scripts/swarm.sh down
+else
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
+endif
 
 test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests when missing)
 	scripts/lib.sh need redis-server
@@ -194,6 +225,9 @@ amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then 
 
 accept-loss: ## After a majority of acceptors lost their data: make them all members again, accepting the loss
 	$(COMPOSE) exec -T p1 node accept-loss --config /etc/perseus/p1.toml
+
+swarm-check: ## The swarm route end to end: up ENGINE=swarm, load with kill-a1 and partition-a2, down, engine left as found
+	scripts/swarm-check.sh
 
 e2e: ## End-to-end: up, load with kill/start/isolate/heal of a1, assertions, down
 	scripts/e2e.sh

@@ -123,7 +123,7 @@ pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<Str
             .await;
     }
     erase(docker, host, &vols).await?;
-    let fresh = Host::inspect(docker, host.name, &host.members).await?;
+    let fresh = host.refresh().await?;
     let mut started = fault::start(docker, &fresh, Duration::ZERO).await?;
     if !wait.is_zero() {
         let (took, code) = fault::wait_answering(docker, &fresh, wait).await?;

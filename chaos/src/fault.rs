@@ -158,7 +158,7 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
     };
     // A member left running while its owner was started (or restarted on its own) sits in
     // the old namespace: inspect again, then repair.
-    let fresh = Host::inspect(docker, host.name, &host.members).await?;
+    let fresh = host.refresh().await?;
     if let Some(repaired) = repair(docker, &fresh).await? {
         what = format!("{what}; {repaired}");
     }

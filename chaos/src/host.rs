@@ -1,14 +1,18 @@
-//! The hosts as found in the Docker engine: which containers make up a host (the host and
-//! system names themselves are shared with the other tools, see `perseus_model::host`), and
-//! which system `--target` means.
+//! The hosts as found in the Docker engines: which containers make up a host and which engine
+//! runs them (the host and system names themselves are shared with the other tools, see
+//! `perseus_model::host`), and which system `--target` means. With Compose a Perseus host is
+//! two containers (the acceptor aN owning the namespace, the node pN in it); on Docker Swarm it
+//! is one (aN runs both, compose/perseus-host).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use bollard::models::ContainerInspectResponse;
 use bollard::Docker;
 
 use crate::docker::{self, Container};
+use crate::engines::{Engine, HostsMap};
 
 pub use perseus_model::{HostArg, HostName, System};
 
@@ -32,9 +36,21 @@ pub struct Host {
     pub name: HostName,
     /// In start order; the first owns the network namespace.
     pub members: Vec<Member>,
+    /// The engine that runs the host: every action on it goes there.
+    pub engine: Arc<Engine>,
 }
 
 impl Host {
+    /// The engine's API.
+    pub fn docker(&self) -> &Docker {
+        &self.engine.docker
+    }
+
+    /// Whether the host is a swarm task (one container; health through its published port).
+    pub fn swarm(&self) -> bool {
+        self.main().container.swarm
+    }
+
     /// The container that owns the network namespace.
     pub fn main(&self) -> &Member {
         &self.members[0]
@@ -55,18 +71,22 @@ impl Host {
     }
 
     /// The same containers, inspected again (their state after an action).
-    pub async fn inspect(docker: &Docker, name: HostName, members: &[Member]) -> Result<Host> {
+    pub async fn refresh(&self) -> Result<Host> {
         let mut fresh = Vec::new();
-        for m in members {
-            let info = docker.inspect_container(&m.container.id, None).await?;
+        for m in &self.members {
+            let info = self
+                .docker()
+                .inspect_container(&m.container.id, None)
+                .await?;
             fresh.push(Member {
                 container: m.container.clone(),
                 info,
             });
         }
         Ok(Host {
-            name,
+            name: self.name,
             members: fresh,
+            engine: self.engine.clone(),
         })
     }
 
@@ -76,41 +96,116 @@ impl Host {
     }
 }
 
-/// The project's containers, looked up once per command.
+/// The project's containers on every engine, looked up once per command.
 pub struct Cluster {
     pub project: String,
-    containers: HashMap<String, Container>,
+    /// service → (container, index of its engine in `engines`).
+    containers: HashMap<String, (Container, usize)>,
+    engines: Vec<Arc<Engine>>,
 }
 
 impl Cluster {
-    /// Finds the project's containers; fails if there are none at all.
-    pub async fn load(docker: &Docker, project: &str) -> Result<Self> {
-        let containers = docker::project_containers(docker, project).await?;
+    /// Finds the project's containers: each host of the hosts map on its engine, the others
+    /// on the local engine (connected only when some host needs it); fails if there are none
+    /// at all.
+    pub async fn load(hosts: &HostsMap, project: &str) -> Result<Self> {
+        let mut engines: Vec<Arc<Engine>> = Vec::new();
+        let mut containers = HashMap::new();
+        let mut wanted: Vec<(Option<&crate::engines::EngineSpec>, Vec<HostName>)> = Vec::new();
+        let all: Vec<HostName> = System::ALL.iter().flat_map(|s| s.hosts()).collect();
+        let unlisted: Vec<HostName> = all
+            .iter()
+            .copied()
+            .filter(|h| !hosts.contains_key(h))
+            .collect();
+        let specs: BTreeSet<_> = hosts.values().map(|s| &s.endpoint).collect();
+        for endpoint in specs {
+            let names = hosts
+                .iter()
+                .filter(|(_, s)| &s.endpoint == endpoint)
+                .map(|(h, _)| *h)
+                .collect();
+            let spec = hosts.values().find(|s| &s.endpoint == endpoint);
+            wanted.push((spec, names));
+        }
+        if !unlisted.is_empty() {
+            wanted.push((None, unlisted));
+        }
+        // With a hosts file, the local engine only serves the hosts the file leaves out: when
+        // it cannot be reached, that matters only if nothing is found elsewhere either.
+        let mut local_error = None;
+        for (spec, names) in wanted {
+            let engine = match spec {
+                Some(spec) => Engine::connect(spec).await,
+                None => Engine::local().await,
+            };
+            let engine = match engine {
+                Ok(e) => Arc::new(e),
+                Err(e) if spec.is_none() && !hosts.is_empty() => {
+                    local_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let found = docker::project_containers(&engine.docker, project).await?;
+            let index = engines.len();
+            for (service, c) in found {
+                let belongs = names.iter().any(|h| h.services().contains(&service));
+                if belongs && !containers.contains_key(&service) {
+                    containers.insert(service, (c, index));
+                }
+            }
+            engines.push(engine);
+        }
         if containers.is_empty() {
-            return Err(anyhow!(
-                "no containers of Compose project {project:?}: is the testbed up? (make up / make up-etcd)"
-            ));
+            if let Some(e) = local_error {
+                return Err(e.context(format!(
+                    "no containers of project {project:?} on the engines of the hosts file, \
+                     and the local engine (for the hosts it leaves out) cannot be reached"
+                )));
+            }
+            bail!(
+                "no containers of Compose project or swarm stack {project:?}: is the testbed up? \
+                 (make up / make up-etcd / make up ENGINE=swarm)"
+            );
         }
         Ok(Cluster {
             project: project.to_string(),
             containers,
+            engines,
         })
     }
 
-    /// Inspects the containers of a host.
-    pub async fn host(&self, docker: &Docker, name: HostName) -> Result<Host> {
+    /// Inspects the containers of a host, on its engine. A swarm host is one container (the
+    /// first service's); a Compose host needs every service's.
+    pub async fn host(&self, name: HostName) -> Result<Host> {
         let mut members = Vec::new();
-        for service in name.services() {
-            let container = self.containers.get(&service).cloned().ok_or_else(|| {
-                anyhow!(
-                    "host {name}: no container for service {service} in project {:?}",
-                    self.project
-                )
-            })?;
-            let info = docker.inspect_container(&container.id, None).await?;
+        let mut engine = None;
+        for (i, service) in name.services().into_iter().enumerate() {
+            let found = self.containers.get(&service).cloned();
+            let (container, index) = match found {
+                Some(c) => c,
+                None if i > 0 && members.first().is_some_and(|m: &Member| m.container.swarm) => {
+                    continue
+                }
+                None => {
+                    return Err(anyhow!(
+                        "host {name}: no container for service {service} in project {:?}",
+                        self.project
+                    ))
+                }
+            };
+            let e = self.engines[index].clone();
+            let info = e.docker.inspect_container(&container.id, None).await?;
             members.push(Member { container, info });
+            engine.get_or_insert(e);
         }
-        Ok(Host { name, members })
+        let engine = engine.ok_or_else(|| anyhow!("host {name} has no container"))?;
+        Ok(Host {
+            name,
+            members,
+            engine,
+        })
     }
 
     /// The hosts of `system` that exist in the project.

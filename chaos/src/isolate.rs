@@ -138,7 +138,8 @@ pub async fn apply(docker: &Docker, container: &str, peers: &[Ipv4Addr]) -> Resu
 }
 
 /// `isolate`: drops the host's traffic with every other host of its system.
-pub async fn isolate_host(docker: &Docker, cluster: &Cluster, host: &Host) -> Result<String> {
+pub async fn isolate_host(cluster: &Cluster, host: &Host) -> Result<String> {
+    let docker = host.docker();
     let name = host.name;
     if !docker::is_running(&host.main().info) {
         bail!("host {name} is not running ({})", host.states());
@@ -149,7 +150,7 @@ pub async fn isolate_host(docker: &Docker, cluster: &Cluster, host: &Host) -> Re
         .into_iter()
         .filter(|o| *o != name)
     {
-        let o = cluster.host(docker, other).await?;
+        let o = cluster.host(other).await?;
         others.push((other.to_string(), o.addresses()));
     }
     let peers = peer_addresses(&host.addresses(), &others)?;

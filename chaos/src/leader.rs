@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use bollard::Docker;
 use futures::future::join_all;
 use serde_json::Value;
 use tokio::time::{sleep, Instant};
@@ -64,7 +63,7 @@ pub fn elect(answers: &[(HostName, SelfStats)], quorum: usize) -> Option<HostNam
 }
 
 /// Asks every running etcd member; the hosts that could not answer are listed in the error.
-async fn ask(docker: &Docker, cluster: &Cluster) -> Result<Vec<(HostName, SelfStats)>> {
+async fn ask(cluster: &Cluster) -> Result<Vec<(HostName, SelfStats)>> {
     let argv: Vec<String> = [
         "curl",
         "-fsS",
@@ -76,15 +75,17 @@ async fn ask(docker: &Docker, cluster: &Cluster) -> Result<Vec<(HostName, SelfSt
     .to_vec();
     let mut hosts = Vec::new();
     for name in cluster.host_names(System::Etcd) {
-        let host = cluster.host(docker, name).await?;
+        let host = cluster.host(name).await?;
         if host.running() {
-            hosts.push((name, host.main().container.id.clone()));
+            // Each member through its own engine.
+            let engine = host.engine.clone();
+            hosts.push((name, host.main().container.id.clone(), engine));
         }
     }
-    let calls = hosts.iter().map(|(name, id)| {
+    let calls = hosts.iter().map(|(name, id, engine)| {
         let argv = argv.clone();
         async move {
-            let out = docker::exec(docker, id, &argv).await?;
+            let out = docker::exec(&engine.docker, id, &argv).await?;
             if out.code != 0 {
                 bail!("curl exit {}: {}", out.code, out.output);
             }
@@ -100,11 +101,11 @@ async fn ask(docker: &Docker, cluster: &Cluster) -> Result<Vec<(HostName, SelfSt
 
 /// The current etcd leader, asking again (every 250 ms, up to `wait`) while there is none,
 /// e.g. during an election.
-pub async fn etcd_leader(docker: &Docker, cluster: &Cluster, wait: Duration) -> Result<HostName> {
+pub async fn etcd_leader(cluster: &Cluster, wait: Duration) -> Result<HostName> {
     let begin = Instant::now();
     let quorum = System::Etcd.hosts().len() / 2 + 1;
     let last = loop {
-        let answers = ask(docker, cluster).await?;
+        let answers = ask(cluster).await?;
         if let Some(h) = elect(&answers, quorum) {
             return Ok(h);
         }

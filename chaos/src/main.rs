@@ -14,6 +14,7 @@
 
 mod amnesia;
 mod docker;
+mod engines;
 mod events;
 mod fault;
 mod host;
@@ -138,6 +139,10 @@ struct Args {
     /// Compose project whose containers to act on.
     #[arg(long, env = "COMPOSE_PROJECT_NAME", default_value = "perseus")]
     project: String,
+    /// Which Docker engine runs each host (docs/swarm.md): `HOST ENDPOINT [certs=DIR]
+    /// [address=ADDR]` per line; hosts not listed use the local engine.
+    #[arg(long, env = "CHAOS_HOSTS_FILE", value_name = "FILE")]
+    hosts_file: Option<PathBuf>,
     /// Append one JSON line per action to this file.
     #[arg(long, env = "CHAOS_EVENTS")]
     events: Option<PathBuf>,
@@ -234,17 +239,17 @@ async fn run(args: &Args) -> Result<bool> {
     // Bad input changes nothing: check the operands before touching the engine.
     let (host_arg, params) = args.split()?;
     let kind = args.fault_kind(&params)?;
-    let docker = docker::connect().await?;
-    let cluster = Cluster::load(&docker, &args.project).await?;
+    let engines = engines::load(args.hosts_file.as_deref())?;
+    let cluster = Cluster::load(&engines, &args.project).await?;
     let recorder = Recorder::new(args.events.as_deref());
     if let Some(FaultKind::Partition(shape)) = &kind {
-        return partition_cmd(&docker, &cluster, args, shape, &recorder).await;
+        return partition_cmd(&cluster, args, shape, &recorder).await;
     }
     let targets = match host_arg {
         Some(HostArg::Host(h)) => vec![h],
         Some(HostArg::Leader) => {
             let begin = Utc::now();
-            match resolve_leader(&docker, &cluster, args).await {
+            match resolve_leader(&cluster, args).await {
                 Ok(hosts) if hosts.is_empty() => {
                     println!(
                         "{} {} leader: no {} host to {} (nothing was hit)",
@@ -291,10 +296,10 @@ async fn run(args: &Args) -> Result<bool> {
     }
     let Some(kind) = kind else {
         if args.command == Command::Health {
-            wait_healthy(&docker, &cluster, &targets, Duration::from_secs(args.wait)).await?;
+            wait_healthy(&cluster, &targets, Duration::from_secs(args.wait)).await?;
             return Ok(true);
         }
-        return status(&docker, &cluster, &targets).await;
+        return status(&cluster, &targets).await;
     };
     let wait = Duration::from_secs(args.wait);
     // Healing several hosts: undo every host's faults first, then wait for all of them. A
@@ -307,10 +312,10 @@ async fn run(args: &Args) -> Result<bool> {
             undone.push((
                 h,
                 begin,
-                act(&docker, &cluster, h, &kind, args, Duration::ZERO).await,
+                act(&cluster, h, &kind, args, Duration::ZERO).await,
             ));
         }
-        let health = wait_healthy(&docker, &cluster, &targets, wait).await;
+        let health = wait_healthy(&cluster, &targets, wait).await;
         let mut all_ok = health.is_ok();
         for (h, begin, result) in undone {
             let (ok, detail) = match (result, &health) {
@@ -329,7 +334,7 @@ async fn run(args: &Args) -> Result<bool> {
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let result = act(&docker, &cluster, h, &kind, args, wait).await;
+        let result = act(&cluster, h, &kind, args, wait).await;
         let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
@@ -344,17 +349,12 @@ async fn run(args: &Args) -> Result<bool> {
 }
 
 /// Waits until every host answers its health URL from outside, all within one `wait`.
-async fn wait_healthy(
-    docker: &Docker,
-    cluster: &Cluster,
-    targets: &[HostName],
-    wait: Duration,
-) -> Result<()> {
+async fn wait_healthy(cluster: &Cluster, targets: &[HostName], wait: Duration) -> Result<()> {
     let begin = std::time::Instant::now();
     for &name in targets {
-        let host = cluster.host(docker, name).await?;
+        let host = cluster.host(name).await?;
         let left = wait.saturating_sub(begin.elapsed());
-        fault::wait_healthy(docker, &host, left.max(Duration::from_secs(1))).await?;
+        fault::wait_healthy(host.docker(), &host, left.max(Duration::from_secs(1))).await?;
     }
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     println!(
@@ -380,7 +380,7 @@ fn event_params(args: &Args) -> BTreeMap<String, String> {
 
 /// The host(s) `leader` stands for, for this command (see leader.rs). For the undoing
 /// commands the answer may be empty (nothing to undo).
-async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
+async fn resolve_leader(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
     let system = cluster.resolve_target(args.target);
     if system == System::Perseus {
         return Ok(vec![HostName::perseus(1)]);
@@ -393,11 +393,11 @@ async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Resu
     match args.command {
         Command::Start | Command::Resume | Command::Heal => {
             for name in names {
-                let host = cluster.host(docker, name).await?;
+                let host = cluster.host(name).await?;
                 let broken = match args.command {
                     Command::Start => fault::is_down(&host),
                     Command::Resume => fault::any_paused(&host),
-                    _ => !active_faults(docker, &host, &HashMap::new())
+                    _ => !active_faults(host.docker(), &host, &HashMap::new())
                         .await?
                         .is_empty(),
                 };
@@ -406,22 +406,20 @@ async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Resu
                 }
             }
         }
-        _ => hit.push(
-            leader::etcd_leader(docker, cluster, Duration::from_secs(args.leader_wait)).await?,
-        ),
+        _ => hit.push(leader::etcd_leader(cluster, Duration::from_secs(args.leader_wait)).await?),
     }
     Ok(hit)
 }
 
 /// The other hosts' addresses on a network this host is on.
-async fn peers_of(docker: &Docker, cluster: &Cluster, host: &Host) -> Result<Vec<Ipv4Addr>> {
+async fn peers_of(cluster: &Cluster, host: &Host) -> Result<Vec<Ipv4Addr>> {
     let mut others = Vec::new();
     for other in cluster
         .host_names(host.name.system)
         .into_iter()
         .filter(|o| *o != host.name)
     {
-        let o = cluster.host(docker, other).await?;
+        let o = cluster.host(other).await?;
         others.push((other.to_string(), o.addresses()));
     }
     isolate::peer_addresses(&host.addresses(), &others)
@@ -438,18 +436,25 @@ fn own_address(host: &Host) -> Result<Ipv4Addr> {
         .map_err(|_| anyhow!("host {} has a bad address {a:?}", host.name))
 }
 
-/// The member a layer names; an error for systems without layers.
+/// The member a layer names; an error for systems without layers. On swarm a Perseus host is
+/// one container running both: the acceptor layer works there (Redis has its supervisor), a
+/// node-only fault does not (the node is not a container of its own).
 fn layer_member(host: &Host, layer: Layer) -> Result<&host::Member> {
-    if host.name.system != System::Perseus || host.members.len() < 2 {
+    if host.name.system != System::Perseus {
         bail!(
             "--layer {layer:?} needs a Perseus host (acceptor + node); {} has one container",
             host.name
         );
     }
-    Ok(match layer {
-        Layer::Node => &host.members[1],
-        _ => host.main(),
-    })
+    match layer {
+        Layer::Node if host.members.len() < 2 => bail!(
+            "--layer node: on swarm {} runs its acceptor and its node in one container \
+             (compose/perseus-host); node-only faults need the Compose testbed",
+            host.name
+        ),
+        Layer::Node => Ok(&host.members[1]),
+        _ => Ok(host.main()),
+    }
 }
 
 /// Installs a rule fault in the host's namespace.
@@ -469,14 +474,16 @@ async fn rules(docker: &Docker, host: &Host, fault: RuleFault) -> Result<String>
 
 /// One action on one host; returns what was done.
 async fn act(
-    docker: &Docker,
     cluster: &Cluster,
     name: HostName,
     kind: &FaultKind,
     args: &Args,
     wait: Duration,
 ) -> Result<String> {
-    let host = cluster.host(docker, name).await?;
+    let host = cluster.host(name).await?;
+    // Every action goes to the engine that runs the host.
+    let engine = host.engine.clone();
+    let docker = &engine.docker;
     let layer = args.layer;
     match kind {
         FaultKind::Kill => match layer {
@@ -505,7 +512,7 @@ async fn act(
                 }
             };
             // Inspect again: the start must see the stopped state.
-            let host = cluster.host(docker, name).await?;
+            let host = cluster.host(name).await?;
             let started = match layer {
                 Layer::Host => fault::start(docker, &host, wait).await?,
                 Layer::Acceptor => {
@@ -524,9 +531,9 @@ async fn act(
         },
         FaultKind::Resume => fault::resume(docker, &host).await,
         FaultKind::Isolate => {
-            let peers = peers_of(docker, cluster, &host).await?;
+            let peers = peers_of(cluster, &host).await?;
             match layer {
-                Layer::Host => isolate::isolate_host(docker, cluster, &host).await,
+                Layer::Host => isolate::isolate_host(cluster, &host).await,
                 Layer::Acceptor => {
                     layer_member(&host, layer)?;
                     rules(docker, &host, RuleFault::CutAcceptor { peers }).await
@@ -538,21 +545,21 @@ async fn act(
             }
         }
         FaultKind::IsolateInbound => {
-            let peers = peers_of(docker, cluster, &host).await?;
+            let peers = peers_of(cluster, &host).await?;
             rules(docker, &host, RuleFault::Inbound { peers }).await
         }
         FaultKind::IsolateOutbound => {
-            let peers = peers_of(docker, cluster, &host).await?;
+            let peers = peers_of(cluster, &host).await?;
             rules(docker, &host, RuleFault::Outbound { peers }).await
         }
         FaultKind::CutClients => {
-            let peers = peers_of(docker, cluster, &host).await?;
+            let peers = peers_of(cluster, &host).await?;
             let port = name.system.client_port();
             rules(docker, &host, RuleFault::CutClients { port, peers }).await
         }
         FaultKind::Loss(percent) => {
             let percent = f64::from(*percent);
-            let peers = peers_of(docker, cluster, &host).await?;
+            let peers = peers_of(cluster, &host).await?;
             let own = own_address(&host)?;
             let scope = args.scope;
             rules(
@@ -612,14 +619,14 @@ async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
-    let host = &Host::inspect(docker, host.name, &host.members).await?;
+    let host = &host.refresh().await?;
     if fault::is_down(host) && !fault::any_paused(host) {
         match fault::start(docker, host, wait).await {
             Ok(d) => done.push(d),
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
-    let host = &Host::inspect(docker, host.name, &host.members).await?;
+    let host = &host.refresh().await?;
     if docker::is_running(&host.main().info) {
         let main = &host.main().container.name;
         match netfault::remove_all(docker, main).await {
@@ -636,7 +643,8 @@ async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
             Ok(None) => {}
             Err(e) => failed.push(format!("{e:#}")),
         }
-        if host.name.system == System::Perseus && host.members.len() > 1 {
+        // The acceptor runs under its supervisor on Compose (aN) and on swarm (aN, with the node).
+        if host.name.system == System::Perseus {
             match layer::acceptor_down(docker, host.main()).await {
                 Ok(true) => match layer::start_acceptor(docker, host.main(), wait).await {
                     Ok(d) => done.push(d),
@@ -674,7 +682,6 @@ async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
 /// `partition SHAPE`: every host of the target system gets its grudge (earlier partition
 /// rules replaced); hosts without one have their partition chain removed.
 async fn partition_cmd(
-    docker: &Docker,
     cluster: &Cluster,
     args: &Args,
     spec: &str,
@@ -685,7 +692,7 @@ async fn partition_cmd(
     let shape = partition::parse(spec, &names)?;
     let mut hosts = HashMap::new();
     for &n in &names {
-        let h = cluster.host(docker, n).await?;
+        let h = cluster.host(n).await?;
         if !docker::is_running(&h.main().info) {
             bail!(
                 "host {n} is not running ({}): a partition needs every host up",
@@ -700,6 +707,7 @@ async fn partition_cmd(
         let begin = Utc::now();
         let grudge = shape.get(&n).cloned().unwrap_or_default();
         let result = async {
+            let docker = hosts[&n].docker();
             let main = &hosts[&n].main().container.name;
             if grudge.cut.is_empty() && grudge.refuse.is_empty() {
                 netfault::remove_chain(docker, main, "PERSEUS-PARTITION").await?;
@@ -756,10 +764,7 @@ async fn active_faults(
         return Ok(out);
     }
     let main = &host.main().container.name;
-    if host.name.system == System::Perseus
-        && host.members.len() > 1
-        && layer::acceptor_down(docker, host.main()).await?
-    {
+    if host.name.system == System::Perseus && layer::acceptor_down(docker, host.main()).await? {
         out.push("acceptor (redis-server) killed".into());
     }
     let present = netfault::present(docker, main).await?;
@@ -772,12 +777,12 @@ async fn active_faults(
 
 /// Prints the status table, then one line per problem found; Ok(false) when a host's
 /// containers no longer share its network namespace (a broken testbed, not a fault chaos made).
-async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
+async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
     // Addresses → host names, so faults read "isolated from a2,a3".
     let mut names: HashMap<Ipv4Addr, String> = HashMap::new();
     let mut hosts = Vec::new();
     for &name in targets {
-        let host = cluster.host(docker, name).await;
+        let host = cluster.host(name).await;
         if let Ok(h) = &host {
             for a in h.addresses().values() {
                 if let Ok(ip) = a.parse() {
@@ -788,8 +793,14 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
         hosts.push((name, host));
     }
     println!(
-        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<46} FAULTS",
-        "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS", "ACCEPTORS (as the node sees them)"
+        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<26} {:<46} FAULTS",
+        "HOST",
+        "CONTAINERS",
+        "NETNS",
+        "HEALTH",
+        "ADDRESS",
+        "ENGINE",
+        "ACCEPTORS (as the node sees them)"
     );
     let mut problems = Vec::new();
     let mut detached_any = false;
@@ -801,6 +812,7 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
                 continue;
             }
         };
+        let docker = host.docker();
         let sharing = netns::check(docker, &host).await;
         let netns_col = if host.members.len() < 2 {
             "-"
@@ -865,9 +877,10 @@ async fn status(docker: &Docker, cluster: &Cluster, targets: &[HostName]) -> Res
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {acceptors:<46} {faults}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {:<26} {acceptors:<46} {faults}",
             name.to_string(),
-            host.states()
+            host.states(),
+            host.engine.label
         );
     }
     for p in &problems {

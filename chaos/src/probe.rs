@@ -65,8 +65,25 @@ pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
 }
 
-/// The address the host's users reach it at: its address on the network, the health port.
+/// The address the host's users reach it at: its address on the network, the health port; for
+/// a swarm host the port published on its machine (the testbed network is an overlay that
+/// only containers reach; the users stand outside, at the published ports).
 pub fn user_address(host: &Host) -> Result<SocketAddr> {
+    if host.swarm() {
+        let port = host.name.system.client_port();
+        let published =
+            crate::docker::published_port(&host.main().info, port).ok_or_else(|| {
+                anyhow!(
+                    "{} does not publish its port {port} on its machine",
+                    host.name
+                )
+            })?;
+        let at = format!("{}:{published}", host.engine.address);
+        return std::net::ToSocketAddrs::to_socket_addrs(&at)
+            .with_context(|| format!("resolving {at}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{at} resolves to no address"));
+    }
     let mut addrs: Vec<(String, String)> = host.addresses().into_iter().collect();
     addrs.sort();
     let Some((_, ip)) = addrs.first() else {
