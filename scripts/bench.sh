@@ -42,6 +42,7 @@ cpu_ns() {
   for f in "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" "/sys/fs/cgroup/docker/$id/cpu.stat"; do
     [ -r "$f" ] && { awk '/^usage_usec/ { printf "%d\n", $2 * 1000 }' "$f"; return 0; }
   done
+  return 0 # gone (the client just exited) or not found: nothing
 }
 
 # The summed CPU ns of the services given (empty when any is unknown).
@@ -137,7 +138,7 @@ for system in $SYSTEMS; do
     [ -n "$id" ] || { echo "bench: no client container" >&2; exit 1; }
     loadgen_cpu=""
     while [ "$(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null)" = true ]; do
-      v="$(cpu_ns "$id")"
+      v="$(cpu_ns "$id" || true)"
       [ -n "$v" ] && loadgen_cpu="$v"
       sleep 0.5
     done
