@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Amnesia check of Perseus (`make amnesia-check`, < 2 min after the images are built): an
+# Amnesia check of Perseus (`make amnesia-check`, < 3 min after the images are built): an
 # acceptor that loses its data (FLUSHALL) must never cost an acknowledged write.
 #   A. The four steps of the bug, on a fresh key: kill a3, PUT v1 via p1 (201), start a3,
 #      FLUSHALL a2, partition a1; GET via p3 must answer v1 or a 503 naming the recovering
@@ -7,6 +7,9 @@
 #      60 s a2 is a member again (p3's /health), then partition a1 + GET via p3 answers v1.
 #   B. FLUSHALL a2 in the middle of LOADGEN_DURATION (40) s of load: loadgen exits 0 (zero
 #      consistency violations) and the per-second table shows n1..n3 serving again after it.
+#   C. `make status` follows a wipe: STATUS_KEYS (3000) keys written (so that the catch-up
+#      pass lasts a few seconds), FLUSHALL a2; the ACCEPTORS column must show a2 recovering
+#      (with its catch-up progress), then a member again within 120 s.
 # Starts from a clean slate and ends with make down. Run it under the docker lock.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -91,6 +94,30 @@ echo "--- what the nodes logged about it"
 for n in p1 p2 p3; do
   docker logs "$(cid "$n")" 2>&1 | grep -E "recovering|caught up|catch-up|initialised" | sed "s/^/$n: /" | tail -6
 done
+
+echo "=== C. make status shows a2 recovering, then a member"
+KEYS="${STATUS_KEYS:-3000}"
+t0=$SECONDS
+# One curl, one kept-alive connection, KEYS PUTs (URL globbing).
+curl -sS -m 300 -X PUT -d value=x "$(node_url p1)/v2/keys/status-[1-$KEYS]" >/dev/null 2>&1
+echo "wrote $KEYS keys in $((SECONDS - t0)) s"
+flush_a2 && echo "FLUSHALL on a2"
+t0=$SECONDS; seen=""
+while [ $((SECONDS - t0)) -lt 120 ]; do
+  s="$(make -s status 2>&1)"
+  line="$(grep -E '^a2 ' <<<"$s" | grep -oE 'a1 [a-z-]+.*a3 [a-z-]+' | head -n 1)"
+  echo "  +$((SECONDS - t0)) s  a2's row, ACCEPTORS: $line"
+  grep -qE '\ba2 recovering' <<<"$s" && [ -z "$seen" ] && { seen=recovering; grep -E '^(HOST|a[123]) ' <<<"$s"; }
+  if [ -n "$seen" ] && grep -qE '^a2 .*\ba2 member' <<<"$s" && ! grep -q 'a2 recovering' <<<"$s"; then
+    seen=member; grep -E '^(HOST|a[123]) ' <<<"$s"; break
+  fi
+  sleep 1
+done
+case "$seen" in
+  member) ok "make status showed a2 recovering, then a member ($((SECONDS - t0)) s after the wipe)" ;;
+  recovering) fail "make status showed a2 recovering but not a member again within 120 s" ;;
+  *) fail "make status never showed a2 recovering" ;;
+esac
 
 teardown
 if [ "$failures" -gt 0 ]; then echo "amnesia check: $failures failure(s)"; exit 1; fi

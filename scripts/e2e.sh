@@ -14,8 +14,11 @@
 #     answer on its published port and a short load must see all three nodes serving;
 #   - every other fault kind at once (loss, limit, delay or its clear refusal, one-way cut,
 #     client cut, node-only pause, acceptor-only kill, a majorities-ring partition), then
-#     `make heal`: no PERSEUS rule, no shaping qdisc, no paused container and no killed acceptor
-#     may remain. Output: results/e2e-*/.
+#     `make heal`; then the remaining kinds at once (the other one-way cut, acceptor-only and
+#     node-only cuts, isolation, acceptor-only pause, loss of every packet, a bridge
+#     partition, node-only kill, pause of a host), `make heal`; then a killed host, `make heal`.
+#     After each heal: no PERSEUS rule, no shaping qdisc, no paused or stopped container and no
+#     killed acceptor may remain, and every node is healthy. Output: results/e2e-*/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -144,6 +147,28 @@ awk -F'\t' '/^#/ || NF != 5 { next } $1 >= 3 && ($3 <= 0 || $4 <= 0 || $5 <= 0) 
   ok "load after the repair: n1, n2 and n3 all serve in every second from 3 on" ||
   fail "load after the repair: a node did not serve (see $out/loadgen-after-repair.txt)"
 
+# After `make heal`: no PERSEUS rule, no shaping qdisc, no killed acceptor in any host, no
+# paused or stopped container, every host healthy again ($1 names the round).
+heal_leaves_nothing() {
+  local round=$1 h c n q paused stopped
+  make -s heal || fail "make heal ($round)"
+  for h in a1 a2 a3; do
+    c="$(cid "$h")"
+    n="$(docker exec "$c" sh -c 'iptables -S | grep -c PERSEUS')"
+    [ "$n" = 0 ] && ok "$round: no PERSEUS rule in $h after heal" || fail "$round: $n PERSEUS rule(s) left in $h"
+    q="$(docker exec "$c" tc qdisc show dev eth0)"
+    grep -qE 'tbf|netem|htb' <<<"$q" && fail "$round: shaping qdisc left in $h: $q" || ok "$round: no shaping qdisc in $h after heal"
+    docker exec "$c" test -e /run/perseus-acceptor.down && fail "$round: $h's acceptor still down after heal" ||
+      ok "$round: $h's acceptor runs after heal"
+  done
+  paused="$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter status=paused)"
+  [ -z "$paused" ] && ok "$round: no paused container after heal" || fail "$round: paused containers left: $paused"
+  stopped="$(for s in a1 a2 a3 p1 p2 p3; do docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$s" --filter status=exited; done)"
+  [ -z "$stopped" ] && ok "$round: no stopped host or node after heal" || fail "$round: stopped containers left: $stopped"
+  scripts/wait-healthy.sh >/dev/null 2>&1 && ok "$round: p1..p3 healthy after heal" || fail "$round: a node is unhealthy after heal"
+}
+
 echo "=== e2e: every fault kind at once, then make heal"
 chaos loss a1 30 || fail "chaos loss a1 30"
 chaos limit a2 256kbit || fail "chaos limit a2 256kbit"
@@ -156,18 +181,22 @@ chaos --layer node pause a2 || fail "chaos --layer node pause a2"
 chaos --layer acceptor kill a3 || fail "chaos --layer acceptor kill a3"
 chaos partition majorities-ring || fail "chaos partition majorities-ring"
 make -s status | tee "$out/status-faults.txt"
-make -s heal || fail "make heal"
-for h in a1 a2 a3; do
-  c="$(cid "$h")"
-  n="$(docker exec "$c" sh -c 'iptables -S | grep -c PERSEUS')"
-  [ "$n" = 0 ] && ok "no PERSEUS rule in $h after heal" || fail "$n PERSEUS rule(s) left in $h"
-  q="$(docker exec "$c" tc qdisc show dev eth0)"
-  grep -qE 'tbf|netem|htb' <<<"$q" && fail "shaping qdisc left in $h: $q" || ok "no shaping qdisc in $h after heal"
-  docker exec "$c" test -e /run/perseus-acceptor.down && fail "$h's acceptor still down after heal" ||
-    ok "$h's acceptor runs after heal"
-done
-paused="$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter status=paused)"
-[ -z "$paused" ] && ok "no paused container after heal" || fail "paused containers left: $paused"
+heal_leaves_nothing "round 1"
+
+echo "=== e2e: the remaining fault kinds at once, then make heal"
+chaos isolate-outbound a1 || fail "chaos isolate-outbound a1"
+chaos --layer acceptor isolate a1 || fail "chaos --layer acceptor isolate a1"
+chaos --layer node isolate a2 || fail "chaos --layer node isolate a2"
+chaos isolate a3 || fail "chaos isolate a3"
+chaos --scope all loss a2 20 || fail "chaos --scope all loss a2 20"
+chaos partition bridge || fail "chaos partition bridge"
+chaos --layer acceptor pause a3 || fail "chaos --layer acceptor pause a3"
+chaos --layer node kill a1 || fail "chaos --layer node kill a1"
+chaos pause a2 || fail "chaos pause a2"
+make -s status | tee "$out/status-faults-2.txt"
+heal_leaves_nothing "round 2"
+chaos kill a3 || fail "chaos kill a3"
+heal_leaves_nothing "round 3 (killed host)"
 
 teardown
 echo "=== after down: leftovers?"

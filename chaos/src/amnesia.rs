@@ -99,7 +99,9 @@ async fn erase(docker: &Docker, host: &Host, vols: &[(String, String)]) -> Resul
     Ok(())
 }
 
-/// Kill, erase, start (waiting up to `wait` for health).
+/// Kill, erase, start (waiting up to `wait` until the host answers `/health` at all: an
+/// empty Perseus acceptor counts toward no quorum, so whether the host is *healthy* depends
+/// on the others, and a scenario may wipe it while they are cut off).
 pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
     let vols = volumes(host);
     if vols.is_empty() {
@@ -122,7 +124,15 @@ pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<Str
     }
     erase(docker, host, &vols).await?;
     let fresh = host.refresh().await?;
-    let started = fault::start(docker, &fresh, wait).await?;
+    let mut started = fault::start(docker, &fresh, Duration::ZERO).await?;
+    if !wait.is_zero() {
+        let (took, code) = fault::wait_answering(docker, &fresh, wait).await?;
+        started.push_str(&format!(
+            "; {} answers /health ({code}) after {:.1} s",
+            host.name,
+            took.as_secs_f64()
+        ));
+    }
     let names: Vec<String> = vols.iter().map(|(n, d)| format!("{n} ({d})")).collect();
     Ok(format!("{killed}; erased {}; {started}", names.join(", ")))
 }

@@ -244,6 +244,41 @@ pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Resul
     )
 }
 
+/// Waits until the host answers `/health` where its users stand with any status (its
+/// processes are up, whether or not it has a quorum); returns how long it took and the code.
+pub async fn wait_answering(
+    docker: &Docker,
+    host: &Host,
+    wait: Duration,
+) -> Result<(Duration, u16)> {
+    let begin = Instant::now();
+    let addr = probe::user_address(host)?;
+    let mut last = String::new();
+    while begin.elapsed() < wait {
+        match probe::get(addr, "/health").await {
+            Ok(code) => return Ok((begin.elapsed(), code)),
+            Err(e) => last = format!("{e:#}"),
+        }
+        for m in &host.members {
+            let info = docker.inspect_container(&m.container.id, None).await?;
+            if !docker::is_running(&info) {
+                let code = info.state.and_then(|s| s.exit_code).unwrap_or(-1);
+                bail!(
+                    "{} exited with code {code} while starting (docker logs {})",
+                    m.container.name,
+                    m.container.name
+                );
+            }
+        }
+        sleep(Duration::from_millis(250)).await;
+    }
+    bail!(
+        "{} did not answer /health on {addr} within {} s (last: {last})",
+        host.name,
+        wait.as_secs()
+    )
+}
+
 /// Freezes every container, the last first (the node before its acceptor).
 pub async fn pause(docker: &Docker, host: &Host) -> Result<String> {
     if !host.running() {

@@ -301,10 +301,40 @@ async fn run(args: &Args) -> Result<bool> {
         }
         return status(&cluster, &targets).await;
     };
+    let wait = Duration::from_secs(args.wait);
+    // Healing several hosts: undo every host's faults first, then wait for all of them. A
+    // host healed first cannot be healthy while the others are still paused or cut off (it
+    // has no quorum), so waiting host by host would fail on faults about to be undone.
+    if kind == FaultKind::Heal && targets.len() > 1 && !wait.is_zero() {
+        let mut undone = Vec::new();
+        for &h in &targets {
+            let begin = Utc::now();
+            undone.push((
+                h,
+                begin,
+                act(&cluster, h, &kind, args, Duration::ZERO).await,
+            ));
+        }
+        let health = wait_healthy(&cluster, &targets, wait).await;
+        let mut all_ok = health.is_ok();
+        for (h, begin, result) in undone {
+            let (ok, detail) = match (result, &health) {
+                (Ok(d), Ok(())) => (true, format!("{d}; every host healthy")),
+                (Ok(d), Err(e)) => (false, format!("{e:#} (undone: {d})")),
+                (Err(e), _) => (false, format!("{e:#}")),
+            };
+            all_ok &= ok;
+            recorder.record(
+                &Event::new(kind.clone(), HostArg::Host(h), begin, ok, detail)
+                    .with_params(event_params(args)),
+            )?;
+        }
+        return Ok(all_ok);
+    }
     let mut all_ok = true;
     for h in targets {
         let begin = Utc::now();
-        let result = act(&cluster, h, &kind, args).await;
+        let result = act(&cluster, h, &kind, args, wait).await;
         let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
@@ -443,12 +473,17 @@ async fn rules(docker: &Docker, host: &Host, fault: RuleFault) -> Result<String>
 }
 
 /// One action on one host; returns what was done.
-async fn act(cluster: &Cluster, name: HostName, kind: &FaultKind, args: &Args) -> Result<String> {
+async fn act(
+    cluster: &Cluster,
+    name: HostName,
+    kind: &FaultKind,
+    args: &Args,
+    wait: Duration,
+) -> Result<String> {
     let host = cluster.host(name).await?;
     // Every action goes to the engine that runs the host.
     let engine = host.engine.clone();
     let docker = &engine.docker;
-    let wait = Duration::from_secs(args.wait);
     let layer = args.layer;
     match kind {
         FaultKind::Kill => match layer {
@@ -758,8 +793,14 @@ async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
         hosts.push((name, host));
     }
     println!(
-        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<26} FAULTS",
-        "HOST", "CONTAINERS", "NETNS", "HEALTH", "ADDRESS", "ENGINE"
+        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<26} {:<46} FAULTS",
+        "HOST",
+        "CONTAINERS",
+        "NETNS",
+        "HEALTH",
+        "ADDRESS",
+        "ENGINE",
+        "ACCEPTORS (as the node sees them)"
     );
     let mut problems = Vec::new();
     let mut detached_any = false;
@@ -789,15 +830,40 @@ async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
                 s.describe()
             ));
         }
-        let health = match probe::healthy(&host).await {
-            Ok(()) => "ok".to_string(),
+        // The node's own view of every acceptor (member, recovering with its catch-up
+        // progress, unmarked, ...) comes with its health answer; etcd's body has none.
+        let (health, acceptors) = match probe::health(&host).await {
+            Ok((200, body)) => ("ok".to_string(), body),
+            Ok((code, body)) => {
+                if host.running() {
+                    let why = body
+                        .as_ref()
+                        .and_then(|b| b.membership.as_ref())
+                        .map(|m| format!(" ({}: {})", m.verdict, m.message))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{name}: unhealthy where its users stand: /health answered {code}{why}"
+                    ));
+                }
+                ("NO".to_string(), body)
+            }
             Err(e) => {
                 if host.running() {
                     problems.push(format!("{name}: unhealthy where its users stand: {e:#}"));
                 }
-                "NO".to_string()
+                ("NO".to_string(), None)
             }
         };
+        // Acceptors are named by address (10.77.0.12:6379): show the host's name instead.
+        let host_name = |addr: &str| -> String {
+            addr.split(':')
+                .next()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .and_then(|ip| names.get(&ip).cloned())
+                .unwrap_or_else(|| addr.to_string())
+        };
+        let acceptors =
+            acceptors.map_or_else(|| "-".to_string(), |h| h.acceptors_line_named(host_name));
         let faults = match active_faults(docker, &host, &names).await {
             Ok(f) if f.is_empty() => "-".to_string(),
             Ok(f) => f.join("; "),
@@ -811,7 +877,7 @@ async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
             addrs.join(",")
         };
         println!(
-            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {:<26} {faults}",
+            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {:<26} {acceptors:<46} {faults}",
             name.to_string(),
             host.states(),
             host.engine.label

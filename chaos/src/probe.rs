@@ -2,6 +2,8 @@
 //! testbed network (the load generator's view), sent by chaos itself, never from inside the
 //! host (a node left in an orphaned namespace still answers its own loopback). Works the same
 //! from the chaos container (on the network) and from the machine (which routes to it).
+//! The body is read too: a Perseus node's carries its view of every acceptor
+//! ([`perseus_model::Health`]), which `chaos status` shows.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,6 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use perseus_model::Health;
 
 use crate::host::Host;
 
@@ -26,26 +30,35 @@ pub fn status_code(head: &str) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// The largest answer read: a health body is well under 2 KiB.
+const MAX_ANSWER: usize = 64 * 1024;
+
 /// `GET path` on `addr`; returns the status code.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<u16> {
+    Ok(fetch(addr, path).await?.0)
+}
+
+/// `GET path` on `addr` (HTTP/1.0, the server closes); returns the status code and the body.
+pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
-        // The status line is all we need; a health body is tiny, read at most 4 KiB.
-        let mut buf = vec![0u8; 4096];
-        let mut len = 0;
-        loop {
-            let n = stream.read(&mut buf[len..]).await?;
-            len += n;
-            if n == 0 || len == buf.len() || buf[..len].windows(2).any(|w| w == b"\r\n") {
-                break;
-            }
-        }
-        let head = String::from_utf8_lossy(&buf[..len]);
-        status_code(&head).ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {head:.80}"))
+        let mut buf = Vec::new();
+        (&mut stream)
+            .take(MAX_ANSWER as u64)
+            .read_to_end(&mut buf)
+            .await?;
+        let text = String::from_utf8_lossy(&buf);
+        let code = status_code(&text)
+            .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {text:.80}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
     };
     timeout(PROBE_TIMEOUT, exchange)
         .await
@@ -91,6 +104,14 @@ pub async fn healthy(host: &Host) -> Result<()> {
     }
 }
 
+/// The host's `/health` where its users stand: the status code and the body, parsed (None
+/// when it is not the JSON both systems write).
+pub async fn health(host: &Host) -> Result<(u16, Option<Health>)> {
+    let addr = user_address(host)?;
+    let (code, body) = fetch(addr, "/health").await?;
+    Ok((code, serde_json::from_str(body.trim()).ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,11 +133,21 @@ mod tests {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 256];
             let _ = s.read(&mut buf).await.unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                .await
-                .unwrap();
+            s.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 112\r\n\r\n\
+                  {\"health\":\"false\",\"membership\":null,\"acceptors\":\
+                  [{\"name\":\"a2\",\"answers\":true,\"state\":\"recovering\"}]}",
+            )
+            .await
+            .unwrap();
         });
-        assert_eq!(get(addr, "/health").await.unwrap(), 200);
+        let (code, body) = fetch(addr, "/health").await.unwrap();
+        assert_eq!(code, 503);
+        let health: Health = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            health.acceptor_state("a2"),
+            Some(perseus_model::AcceptorState::Recovering)
+        );
         server.await.unwrap();
         // Nobody listens there any more: a clear error, not a hang.
         assert!(get(addr, "/health").await.is_err());

@@ -19,6 +19,8 @@ pub use perseus_model::FaultKind;
 pub struct Fault {
     pub kind: FaultKind,
     pub host: HostArg,
+    /// The part of a Perseus host it hit (`acceptor` or `node`); None for the whole host.
+    pub layer: Option<String>,
     /// When the command that applied the fault began (the nodes may feel it from then on).
     pub begin_ms: i64,
     /// When the fault was applied.
@@ -30,6 +32,14 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// `kill a1`, or `kill a1 (acceptor only)` for a single-layer fault.
+    pub fn label(&self) -> String {
+        match &self.layer {
+            Some(layer) => format!("{} {} ({layer} only)", self.kind, self.host),
+            None => format!("{} {}", self.kind, self.host),
+        }
+    }
+
     /// The end of the faulty period (the recovery, or the end of the run).
     pub fn end_ms(&self, run_end_ms: i64) -> i64 {
         self.recover_ms.unwrap_or(run_end_ms)
@@ -52,6 +62,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind: kind.clone(),
                 host: event.host,
+                layer: event.params.get("layer").cloned(),
                 begin_ms: begin,
                 start_ms: begin,
                 recover_ms: Some(begin),
@@ -61,6 +72,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind: kind.clone(),
                 host: event.host,
+                layer: event.params.get("layer").cloned(),
                 begin_ms: begin,
                 start_ms: end,
                 recover_ms: None,
@@ -285,7 +297,7 @@ pub struct FaultReport {
 }
 
 /// Seconds of baseline before a fault and of "after" following its recovery.
-const WINDOW_MS: i64 = 5000;
+pub const WINDOW_MS: i64 = 5000;
 /// The first seconds of a run are warm-up, not baseline.
 pub const WARM_UP_MS: i64 = 2000;
 

@@ -1,21 +1,75 @@
 //! The table of `make bench`: one line per load level (connections per node) from each run's
 //! `start` and `summary` records — iterations/s, the ratio to the first level, and iteration
-//! latency percentiles.
+//! latency percentiles — then where the time went, from the costs scripts/bench.sh measured
+//! around each level (a `NAME.costs` file next to `NAME.jsonl`, `key value` lines): the CPU
+//! share of the nodes, the Redis acceptors, the etcd members and the load generator, and the
+//! Redis calls and fsyncs per iteration; with several systems, the ratio of each to the first
+//! at every level and at each one's best level.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use perseus_model::load::{self, Record, Start, Summary};
 
-/// One run of the bench: its settings and totals.
+/// What scripts/bench.sh counted around one level: counter deltas by name (`wall_ns`,
+/// `cores`, `cpu_nodes_ns`, `cpu_redis_ns`, `cpu_etcd_ns`, `cpu_loadgen_ns`, `redis_scripts`,
+/// `redis_calls`, `fsyncs`) and the system's name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Costs {
+    pub system: Option<String>,
+    pub counters: BTreeMap<String, f64>,
+}
+
+impl Costs {
+    /// Parses `key value` lines; a line that is not one is an error naming it.
+    pub fn parse(text: &str) -> Result<Costs> {
+        let mut costs = Costs::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(char::is_whitespace) else {
+                bail!("line {}: not `key value`: {line:?}", i + 1);
+            };
+            let value = value.trim();
+            if key == "system" {
+                costs.system = Some(value.to_string());
+                continue;
+            }
+            let number: f64 = value
+                .parse()
+                .with_context(|| format!("line {}: {key}: {value:?} is not a number", i + 1))?;
+            costs.counters.insert(key.to_string(), number);
+        }
+        Ok(costs)
+    }
+
+    fn get(&self, key: &str) -> Option<f64> {
+        self.counters.get(key).copied()
+    }
+
+    /// The share of the machine (all cores over the level's wall time) a CPU counter took, %.
+    fn cpu_share(&self, key: &str) -> Option<f64> {
+        let (ns, wall, cores) = (self.get(key)?, self.get("wall_ns")?, self.get("cores")?);
+        (wall > 0.0 && cores > 0.0).then(|| 100.0 * ns / (wall * cores))
+    }
+}
+
+/// One run of the bench: its settings and totals, and what it cost when measured.
 pub struct Level {
     pub start: Start,
     pub summary: Summary,
+    pub costs: Option<Costs>,
+    /// The system it ran on: the costs' `system`, else the file name's part before `-`.
+    pub system: String,
 }
 
 impl Level {
     /// Reads a loadgen `--out` file; fails when it has no start or no summary (cut short).
+    /// Reads `NAME.costs` next to it when present.
     pub fn load(path: &PathBuf) -> Result<Level> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -30,8 +84,24 @@ impl Level {
                 _ => {}
             }
         }
+        let costs_path = path.with_extension("costs");
+        let costs = match std::fs::read_to_string(&costs_path) {
+            Ok(text) => {
+                Some(Costs::parse(&text).with_context(|| costs_path.display().to_string())?)
+            }
+            Err(_) => None,
+        };
+        let system = costs
+            .as_ref()
+            .and_then(|c| c.system.clone())
+            .unwrap_or_else(|| system_of(path));
         match (start, summary) {
-            (Some(start), Some(summary)) => Ok(Level { start, summary }),
+            (Some(start), Some(summary)) => Ok(Level {
+                start,
+                summary,
+                costs,
+                system,
+            }),
             _ => bail!(
                 "{}: no start or no summary record (the run was cut short?)",
                 path.display()
@@ -40,11 +110,34 @@ impl Level {
     }
 }
 
+/// `perseus-4.jsonl` → `perseus`; a name without a system part (`load-4.jsonl`) → `perseus`.
+fn system_of(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    match stem.split_once('-') {
+        Some((system, _)) if system != "load" => system.to_string(),
+        _ => "perseus".into(),
+    }
+}
+
 fn ms(us: Option<u64>) -> f64 {
     us.map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
-/// The table, in the order given.
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0}%"))
+}
+
+fn per_iteration(v: Option<f64>, iterations: u64) -> String {
+    match v {
+        Some(v) if iterations > 0 => format!("{:.2}", v / iterations as f64),
+        _ => "–".into(),
+    }
+}
+
+/// The tables, levels grouped by system in the order first seen.
 pub fn table(levels: &[Level]) -> String {
     let mut out = String::new();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -55,29 +148,134 @@ pub fn table(levels: &[Level]) -> String {
         "# bench on {cores} cores, {duration:.0} s per level, {nodes} nodes, no faults ({})",
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
     );
-    let _ = writeln!(
-        out,
-        "{:<12} {:>8} {:>14} {:>8} {:>9} {:>9} {:>9}",
-        "conn/node", "clients", "iterations/s", "ratio", "p50 ms", "p99 ms", "max ms"
-    );
-    let first = levels.first().map_or(0.0, |l| l.summary.mean_per_s);
+    let mut systems: Vec<&str> = Vec::new();
     for l in levels {
-        let c = l.start.connections;
-        let rate = l.summary.mean_per_s;
-        let lat = &l.summary.latency_us;
+        if !systems.contains(&l.system.as_str()) {
+            systems.push(&l.system);
+        }
+    }
+    for system in &systems {
+        let mine: Vec<&Level> = levels.iter().filter(|l| l.system == *system).collect();
+        if systems.len() > 1 {
+            let _ = writeln!(out, "\n## {system}");
+        }
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>14.0} {:>7.2}x {:>9.2} {:>9.2} {:>9.2}",
-            c,
-            c as usize * l.start.nodes.len(),
-            rate,
-            if first > 0.0 { rate / first } else { 0.0 },
-            ms(lat.p50),
-            ms(lat.p99),
-            ms(lat.max)
+            "{:<12} {:>8} {:>14} {:>8} {:>9} {:>9} {:>9}",
+            "conn/node", "clients", "iterations/s", "ratio", "p50 ms", "p99 ms", "max ms"
         );
+        let first = mine.first().map_or(0.0, |l| l.summary.mean_per_s);
+        for l in &mine {
+            let c = l.start.connections;
+            let rate = l.summary.mean_per_s;
+            let lat = &l.summary.latency_us;
+            let _ = writeln!(
+                out,
+                "{:<12} {:>8} {:>14.0} {:>7.2}x {:>9.2} {:>9.2} {:>9.2}",
+                c,
+                c as usize * l.start.nodes.len(),
+                rate,
+                if first > 0.0 { rate / first } else { 0.0 },
+                ms(lat.p50),
+                ms(lat.p99),
+                ms(lat.max)
+            );
+        }
+        if mine.iter().any(|l| l.costs.is_some()) {
+            let _ = writeln!(
+                out,
+                "where the time goes (CPU: % of all {cores} cores over the level; per iteration: \
+                 Redis script calls, Redis commands run (inside scripts too), fsyncs):"
+            );
+            let _ = writeln!(
+                out,
+                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
+                "conn/node",
+                "nodes",
+                "redis",
+                "etcd",
+                "loadgen",
+                "other",
+                "scripts/it",
+                "cmds/it",
+                "fsyncs/it"
+            );
+            for l in &mine {
+                let Some(c) = &l.costs else { continue };
+                let shares = [
+                    c.cpu_share("cpu_nodes_ns"),
+                    c.cpu_share("cpu_redis_ns"),
+                    c.cpu_share("cpu_etcd_ns"),
+                    c.cpu_share("cpu_loadgen_ns"),
+                ];
+                // What none of them used: idle time, the kernel, anything else on the machine.
+                let idle = shares
+                    .iter()
+                    .any(Option::is_some)
+                    .then(|| 100.0 - shares.iter().flatten().sum::<f64>());
+                let it = l.summary.iterations;
+                let _ = writeln!(
+                    out,
+                    "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
+                    l.start.connections,
+                    pct(shares[0]),
+                    pct(shares[1]),
+                    pct(shares[2]),
+                    pct(shares[3]),
+                    pct(idle),
+                    per_iteration(c.get("redis_scripts"), it),
+                    per_iteration(c.get("redis_calls"), it),
+                    per_iteration(c.get("fsyncs"), it)
+                );
+            }
+        }
+    }
+    if systems.len() > 1 {
+        ratios(&mut out, levels, &systems);
     }
     out
+}
+
+/// Each system against the first one: per level (same connections per node) and at each
+/// one's best level.
+fn ratios(out: &mut String, levels: &[Level], systems: &[&str]) {
+    let base = systems[0];
+    let rate = |system: &str, c: u32| {
+        levels
+            .iter()
+            .find(|l| l.system == system && l.start.connections == c)
+            .map(|l| l.summary.mean_per_s)
+    };
+    let best = |system: &str| {
+        levels
+            .iter()
+            .filter(|l| l.system == system)
+            .max_by(|a, b| a.summary.mean_per_s.total_cmp(&b.summary.mean_per_s))
+    };
+    let _ = writeln!(out, "\n## {base} against the others (iterations/s ratio)");
+    let mut connections: Vec<u32> = levels.iter().map(|l| l.start.connections).collect();
+    connections.sort_unstable();
+    connections.dedup();
+    for other in &systems[1..] {
+        for &c in &connections {
+            if let (Some(a), Some(b)) = (rate(base, c), rate(other, c)) {
+                let ratio = if b > 0.0 { a / b } else { f64::INFINITY };
+                let _ = writeln!(
+                    out,
+                    "{c:>3} conn/node: {base} {a:.0}/s, {other} {b:.0}/s: {ratio:.2}x"
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (best(base), best(other)) {
+            let (ra, rb) = (a.summary.mean_per_s, b.summary.mean_per_s);
+            let ratio = if rb > 0.0 { ra / rb } else { f64::INFINITY };
+            let _ = writeln!(
+                out,
+                "best levels: {base} {ra:.0}/s at {}, {other} {rb:.0}/s at {}: {ratio:.2}x",
+                a.start.connections, b.start.connections
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +285,8 @@ mod tests {
 
     fn level(c: u32, rate: f64) -> Level {
         Level {
+            costs: None,
+            system: "perseus".into(),
             start: Start {
                 connections: c,
                 nodes: vec!["a".into(), "b".into(), "c".into()],
@@ -120,5 +320,42 @@ mod tests {
             t.contains("4                  12           1400    2.00x"),
             "{t}"
         );
+        assert!(!t.contains("where the time goes"), "{t}");
+    }
+
+    #[test]
+    fn explains_the_costs_and_compares_systems() {
+        let costs = Costs::parse(
+            "system perseus\ncores 2\nwall_ns 10000000000\ncpu_nodes_ns 5000000000\n\
+             cpu_redis_ns 4000000000\ncpu_loadgen_ns 3000000000\nredis_scripts 60000\n\
+             redis_calls 240000\nfsyncs 30000\n",
+        )
+        .unwrap();
+        let mut p = level(1, 1000.0);
+        p.summary.iterations = 10_000;
+        p.costs = Some(costs);
+        let mut e = level(1, 400.0);
+        e.system = "etcd".into();
+        let mut e4 = level(4, 500.0);
+        e4.system = "etcd".into();
+        let t = table(&[p, e, e4]);
+        // 5 s of CPU over 10 s on 2 cores: 25 %; 6 scripts, 24 commands, 3 fsyncs per iteration.
+        assert!(
+            t.contains("1                 25%      20%        –      15%      40%       6.00     24.00       3.00"),
+            "{t}"
+        );
+        assert!(t.contains("## etcd"), "{t}");
+        assert!(
+            t.contains("1 conn/node: perseus 1000/s, etcd 400/s: 2.50x"),
+            "{t}"
+        );
+        assert!(
+            t.contains("best levels: perseus 1000/s at 1, etcd 500/s at 4: 2.00x"),
+            "{t}"
+        );
+        assert!(Costs::parse("cores two\n").is_err());
+        assert!(Costs::parse("lonely\n").is_err());
+        assert_eq!(system_of(Path::new("r/etcd-16.jsonl")), "etcd");
+        assert_eq!(system_of(Path::new("r/load-16.jsonl")), "perseus");
     }
 }

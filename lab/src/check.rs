@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer};
 
-use crate::analysis::{self, Subject};
+use crate::analysis::{self, FaultKind, Subject};
 use crate::data::Run;
 use crate::scenario::parse_duration;
 
@@ -75,6 +75,23 @@ pub enum Expect {
     },
     /// Every fault was undone during the run, on the host it hit.
     FaultsUndone,
+    /// During every fault of kind `fault` (only those on `layer`, when given), `node`'s rate
+    /// (iterations/s over the whole seconds inside the fault) relative to its rate in the 5 s
+    /// before lies within `[min, max]`: `max = 0.0` says the node is cut off, `min = 0.7`
+    /// that it is unaffected.
+    RateDuring {
+        fault: String,
+        /// Only the faults of this host (a1, e2, ...).
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        layer: Option<String>,
+        node: String,
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        max: Option<f64>,
+    },
 }
 
 /// What one checker found.
@@ -143,6 +160,27 @@ impl Expect {
                 from.0.as_secs_f64()
             ),
             Expect::FaultsUndone => "every fault is undone on the host it hit".into(),
+            Expect::RateDuring {
+                fault,
+                host,
+                layer,
+                node,
+                min,
+                max,
+            } => {
+                let bounds = match (min, max) {
+                    (Some(lo), Some(hi)) => format!("between {lo} and {hi} of"),
+                    (Some(lo), None) => format!("at least {lo} of"),
+                    (None, Some(hi)) if *hi == 0.0 => "0, whatever".into(),
+                    (None, Some(hi)) => format!("at most {hi} of"),
+                    (None, None) => "anything relative to".into(),
+                };
+                let host = host.as_ref().map_or(String::new(), |h| format!(" {h}"));
+                let on = layer
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(" ({l} only)"));
+                format!("during {fault}{host}{on}, {node} serves {bounds} its rate before")
+            }
         }
     }
 
@@ -163,7 +201,15 @@ impl Expect {
             Expect::FaultedNodeDown { min_seconds } => {
                 let mut figures = Vec::new();
                 let mut problems = Vec::new();
-                for f in faults.iter().filter(|f| f.kind.undo().is_some()) {
+                // The faults that take a node away; one of the acceptor alone leaves the node
+                // serving, and grey faults (loss, limit) only slow it: not about this check.
+                let takes_node_away = |f: &&analysis::Fault| {
+                    matches!(
+                        f.kind,
+                        FaultKind::Kill | FaultKind::Isolate | FaultKind::Pause
+                    ) && f.layer.as_deref() != Some("acceptor")
+                };
+                for f in faults.iter().filter(takes_node_away) {
                     let Some(i) = analysis::node_index(f.host) else {
                         continue;
                     };
@@ -290,8 +336,96 @@ impl Expect {
                     .collect();
                 Verdict::of(figures, problems)
             }
+            Expect::RateDuring {
+                fault,
+                host,
+                layer,
+                node,
+                min,
+                max,
+            } => rate_during(
+                run,
+                &faults,
+                end,
+                (fault, host.as_deref(), layer.as_deref()),
+                node,
+                (*min, *max),
+            ),
         }
     }
+}
+
+/// The `rate-during` checker (see [`Expect::RateDuring`]): the faults picked by kind, host
+/// and layer; the node; the bounds of its rate relative to before.
+fn rate_during(
+    run: &Run,
+    faults: &[analysis::Fault],
+    end: i64,
+    (kind, host, layer): (&str, Option<&str>, Option<&str>),
+    node: &str,
+    (min, max): (Option<f64>, Option<f64>),
+) -> Verdict {
+    let subject = match node {
+        "cluster" => Some(Subject::Cluster),
+        n => n
+            .strip_prefix('n')
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| (1..=run.node_count()).contains(i))
+            .map(|i| Subject::Node(i - 1)),
+    };
+    let Some(subject) = subject else {
+        return Verdict::of(
+            vec![],
+            vec![format!(
+                "no node {node:?} in this run (n1..n{} or cluster)",
+                run.node_count()
+            )],
+        );
+    };
+    let mut figures = Vec::new();
+    let mut problems = Vec::new();
+    let chosen: Vec<&analysis::Fault> = faults
+        .iter()
+        .filter(|f| {
+            f.kind.name() == kind
+                && f.layer.as_deref() == layer
+                && host.is_none_or(|h| f.host.to_string() == h)
+        })
+        .collect();
+    if chosen.is_empty() {
+        problems.push(format!(
+            "the run has no {kind}{}{} fault",
+            host.map_or(String::new(), |h| format!(" {h}")),
+            layer.map_or(String::new(), |l| format!(" ({l} only)"))
+        ));
+    }
+    for f in chosen {
+        let from = (f.start_ms - analysis::WINDOW_MS).max(analysis::WARM_UP_MS);
+        let before = analysis::rate(run, subject, from, f.start_ms);
+        let during = analysis::rate(run, subject, f.start_ms, f.end_ms(end));
+        let label = f.label().replace(' ', "_").replace(['(', ')'], "");
+        let (Some(before), Some(during)) = (before, during) else {
+            problems.push(format!(
+                "{}: not a whole second before or inside it to compare",
+                f.label()
+            ));
+            continue;
+        };
+        let ratio = if before > 0.0 { during / before } else { 0.0 };
+        figures.push(format!(
+            "{label}:{node}={during:.0}/s_of_{before:.0}/s={ratio:.2}"
+        ));
+        if before <= 0.0 {
+            problems.push(format!("{}: {node} served nothing before it", f.label()));
+        }
+        if min.is_some_and(|lo| ratio < lo) || max.is_some_and(|hi| ratio > hi) {
+            problems.push(format!(
+                "{}: {node} served {during:.1}/s, {ratio:.2} of its {before:.1}/s before",
+                f.label()
+            ));
+        }
+    }
+    Verdict::of(figures, problems)
 }
 
 /// The per-second table with the faults marked: a whole second inside a fault shows the
@@ -438,6 +572,60 @@ mod tests {
             ..Default::default()
         });
         assert!(fails_on(&run, "[[expect]]\ncheck = \"no-violations\"\n").contains("2 consistency"));
+    }
+
+    #[test]
+    fn rate_during_compares_a_fault_with_the_seconds_before() {
+        // n1 loses every other 100 ms bucket while a1 has packet loss (5.0–9.0 s); a cut of
+        // a2's clients (10.0–12.0 s) takes n2 to 0; an acceptor-only kill of a3 changes nothing.
+        let mut run = synthetic(16, 3, |i, t| {
+            (i == 0 && (5000..9000).contains(&t) && (t / 100) % 2 == 0)
+                || (i == 1 && (10000..12000).contains(&t))
+        });
+        let mut kill = event(&run, "kill", "a3", 12990, 13000);
+        kill.params.insert("layer".into(), "acceptor".into());
+        let mut start = event(&run, "start", "a3", 15000, 15100);
+        start.params.insert("layer".into(), "acceptor".into());
+        run.events = vec![
+            event(&run, "loss:30", "a1", 4990, 5000),
+            event(&run, "heal", "a1", 9000, 9050),
+            event(&run, "cut-clients", "a2", 9990, 10000),
+            event(&run, "heal", "a2", 12000, 12050),
+            kill,
+            start,
+        ];
+        let checks = expect(
+            "[[expect]]\ncheck = \"rate-during\"\nfault = \"loss\"\nnode = \"n1\"\nmin = 0.3\nmax = 0.7\n\
+             [[expect]]\ncheck = \"rate-during\"\nfault = \"loss\"\nnode = \"n2\"\nmin = 0.9\n\
+             [[expect]]\ncheck = \"rate-during\"\nfault = \"cut-clients\"\nnode = \"n2\"\nmax = 0.0\n\
+             [[expect]]\ncheck = \"rate-during\"\nfault = \"kill\"\nlayer = \"acceptor\"\nnode = \"n3\"\nmin = 0.9\n\
+             [[expect]]\ncheck = \"faulted-node-down\"\n",
+        );
+        let (ok, text) = report(&run, &checks);
+        assert!(ok, "{text}");
+        assert!(text.contains("loss:30_a1:n1=50/s_of_100/s=0.50"), "{text}");
+        assert!(
+            text.contains("kill_a3_acceptor_only:n3=100/s_of_100/s=1.00"),
+            "{text}"
+        );
+        // The same run does not pass stricter bounds, nor a fault it does not have.
+        let fails = |text: &str| {
+            let v = expect(text)[0].check(&run);
+            assert!(!v.valid, "{text} passed: {v:?}");
+            v.problems.join("; ")
+        };
+        assert!(fails(
+            "[[expect]]\ncheck = \"rate-during\"\nfault = \"loss\"\nnode = \"n1\"\nmax = 0.0\n"
+        )
+        .contains("n1 served 50.0/s, 0.50 of its 100.0/s before"));
+        assert!(fails(
+            "[[expect]]\ncheck = \"rate-during\"\nfault = \"kill\"\nlayer = \"node\"\nnode = \"n1\"\nmax = 0.0\n"
+        )
+        .contains("no kill (node only) fault"));
+        assert!(
+            fails("[[expect]]\ncheck = \"rate-during\"\nfault = \"loss\"\nnode = \"n7\"\n")
+                .contains("no node \"n7\"")
+        );
     }
 
     #[test]

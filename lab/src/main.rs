@@ -142,15 +142,41 @@ fn setup(tools: &Tools) -> Result<runner::Setup> {
     })
 }
 
-/// Writes report.md and the plots; returns the number of violations.
-fn report(dir: &Path, system: &str) -> Result<u64> {
+/// Writes report.md and the plots; returns the number of violations and whether the
+/// scenario's expectations (if one is given) all held. With a scenario, report.md also says
+/// what the scenario shows and why (its `explain`), with the violations the checker found,
+/// and ends with the verdict of every expectation, so the figures come from one report.
+fn report(dir: &Path, system: &str, scenario: Option<&scenario::Scenario>) -> Result<(u64, bool)> {
     let run = data::Run::load(dir)?;
     let reports = analysis::analyse(&run);
     let title = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "run".into());
-    let text = report::markdown(&title, system, &run, &reports);
+    let mut text = report::markdown(&title, system, &run, &reports);
+    let violations = run.violation_count();
+    let mut held = true;
+    if let Some(explain) = scenario.and_then(|s| s.explain.as_deref()) {
+        let found = match violations {
+            0 => "no consistency violation (no lost write, stale read or unexpected value)"
+                .to_string(),
+            n => format!("{n} consistency violations (listed in load.jsonl, counted in load.tsv)"),
+        };
+        let section = format!(
+            "## What this run shows\n\nThe load generator's checker found {found} on {system}.\n\n{explain}\n\n"
+        );
+        // Right under the title and the run's one-line summary.
+        let at = text
+            .match_indices("\n\n")
+            .nth(1)
+            .map_or(text.len(), |(i, _)| i + 2);
+        text.insert_str(at, &section);
+    }
+    if let Some(s) = scenario.filter(|s| !s.expect.is_empty()) {
+        let (ok, verdicts) = check::report(&run, &s.expect);
+        held = ok;
+        text.push_str(&format!("## Checks\n\n```\n{verdicts}```\n"));
+    }
     std::fs::write(dir.join("report.md"), &text)?;
     println!("{text}");
     // The numbers stand without the pictures: a missing font is a warning, not a failure.
@@ -164,7 +190,7 @@ fn report(dir: &Path, system: &str) -> Result<u64> {
             println!("# wrote {}/report.md (no plots)", dir.display());
         }
     }
-    Ok(run.violation_count())
+    Ok((violations, held))
 }
 
 /// `lab check`: the table, then one verdict line per expectation.
@@ -188,13 +214,8 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
         out.join(compare::SYSTEM_FILE),
         format!("{}\n", tools.system),
     )?;
-    let violations = report(out, &tools.system)?;
-    let mut ok = true;
-    if !scenario.expect.is_empty() {
-        let (held, text) = check::report(&data::Run::load(out)?, &scenario.expect);
-        print!("{text}");
-        ok &= held;
-    }
+    let (violations, held) = report(out, &tools.system, Some(scenario))?;
+    let mut ok = held;
     if violations > 0 {
         eprintln!(
             "lab: {violations} consistency violations (see {}/load.tsv)",
@@ -279,7 +300,7 @@ fn main() -> ExitCode {
             out,
             tools,
         } => soak(duration, seed, &hosts, mix.as_deref(), &out, &tools),
-        Cmd::Report { dir, system } => report(&dir, &system).map(|v| v == 0),
+        Cmd::Report { dir, system } => report(&dir, &system, None).map(|(v, _)| v == 0),
         Cmd::Check {
             dir,
             expect,

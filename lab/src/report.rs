@@ -163,9 +163,8 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
         });
         let _ = writeln!(
             out,
-            "## {} {} at {:.1} s, until {}\n",
-            f.kind,
-            f.host,
+            "## {} at {:.1} s, until {}\n",
+            f.label(),
             f.start_ms as f64 / 1000.0,
             end
         );

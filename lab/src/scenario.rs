@@ -17,7 +17,9 @@
 //! fault = "partition:majorities-ring"   # no host: the shape names them
 //! ```
 //!
-//! plus optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
+//! plus an optional `explain = """…"""` (what the scenario shows and why, printed into the
+//! run's report.md with the violations found and the verdict of every expectation), and
+//! optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
 //! schedules of the soak (weighted, seeded, every fault kind), built as the same structure.
 //! Each step is one chaos command line (`Step::argv`).
 
@@ -35,6 +37,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct File {
     duration: String,
+    /// What the scenario shows and why, printed into the run's report.md.
+    #[serde(default)]
+    explain: Option<String>,
     #[serde(default)]
     step: Vec<FileStep>,
     #[serde(default)]
@@ -105,6 +110,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// What the run must show (checked after it, see check.rs).
     pub expect: Vec<Expect>,
+    /// What the scenario shows and why (the file's `explain`), for report.md.
+    pub explain: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`.
@@ -196,6 +203,7 @@ impl Scenario {
             duration,
             steps,
             expect: file.expect,
+            explain: file.explain.map(|e| e.trim().to_string()),
         })
     }
 
@@ -277,6 +285,7 @@ impl Scenario {
             duration,
             steps,
             expect: vec![Expect::NoViolations, Expect::FaultsUndone],
+            explain: None,
         }
     }
 }
@@ -452,6 +461,41 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    /// Every scenario the repository ships parses, with its expectations; the ones that
+    /// explain themselves carry the text into the report.
+    #[test]
+    fn shipped_scenarios_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/scenarios");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                let name = path.file_stem().unwrap().to_string_lossy().to_string();
+                if name == "amnesia" || name == "single-layer" {
+                    assert!(
+                        s.explain.as_deref().is_some_and(|e| e.len() > 200),
+                        "{name}"
+                    );
+                    assert!(!s.expect.is_empty(), "{name}");
+                }
+                names.push(name);
+            }
+        }
+        for wanted in ["amnesia", "compare", "kill-and-isolate", "single-layer"] {
+            assert!(
+                names.iter().any(|n| n == wanted),
+                "{wanted} missing: {names:?}"
+            );
+        }
+        let single = Scenario::load(&dir.join("single-layer.toml")).unwrap();
+        assert_eq!(single.expect.len(), 12);
+        assert!(single
+            .steps
+            .iter()
+            .any(|s| s.argv() == ["--layer", "node", "kill", "a1"]));
     }
 
     #[test]

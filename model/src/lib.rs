@@ -1,6 +1,6 @@
 //! The vocabulary the Perseus tools share, defined once: the fault kinds chaos acts out and
-//! lab schedules ([`FaultKind`]), the hosts and systems of the testbed ([`HostName`],
-//! [`System`]), the chaos event record ([`ChaosEvent`]), and the load generator's records
+//! lab schedules ([`FaultKind`]), a node's `/health` body ([`Health`]), the hosts and systems
+//! of the testbed ([`HostName`], [`System`]), the chaos event record ([`ChaosEvent`]), and the load generator's records
 //! ([`load::Record`]: start, second, bucket, violation, summary, and the per-operation record).
 //! chaos and loadgen write these types, lab reads them back; nobody passes fault names or JSON
 //! objects around as untyped strings.
@@ -11,11 +11,13 @@
 
 pub mod event;
 pub mod fault;
+pub mod health;
 pub mod host;
 pub mod load;
 pub mod time;
 
 pub use event::ChaosEvent;
 pub use fault::{FaultKind, ParseFaultError};
+pub use health::{AcceptorState, Health, MembershipView, Verdict};
 pub use host::{HostArg, HostName, ParseHostError, System};
 pub use load::{ErrorKind, Op, Violation, ViolationKind};

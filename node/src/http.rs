@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use perseus_model::health::{AcceptorHealth, AcceptorState, Health, Verdict};
 use serde_json::{json, Value};
 use warp::http::{HeaderValue, Method, StatusCode};
 use warp::hyper::body::Bytes;
@@ -500,43 +501,39 @@ async fn health(app: &App) -> Response {
     // pings but counts toward no quorum); the state per acceptor is the membership task's
     // last inspection (at most a second old).
     let view = app.membership.as_ref().map(|m| m.view());
-    let state = |name: &str| -> Option<String> {
+    let state = |name: &str| -> Option<AcceptorState> {
         let view = view.as_ref()?;
         let a = view.acceptors.iter().find(|a| a.name == name)?;
-        Some(a.state.clone())
+        Some(a.state)
     };
     let counting = answers
         .iter()
         .filter(|(name, a)| {
-            a.is_ok() && (view.is_none() || state(name).as_deref() == Some("member"))
+            a.is_ok() && (view.is_none() || state(name) == Some(AcceptorState::Member))
         })
         .count();
-    let healthy =
-        counting >= app.proposer.quorum() && view.as_ref().is_none_or(|v| v.verdict == "serving");
-    let detail: Vec<Value> = answers
+    let healthy = counting >= app.proposer.quorum()
+        && view.as_ref().is_none_or(|v| v.verdict == Verdict::Serving);
+    let acceptors: Vec<AcceptorHealth> = answers
         .iter()
-        .map(|(name, answer)| {
-            let mut entry = match answer {
-                Ok(()) => json!({"name": name, "answers": true}),
-                Err(e) => json!({"name": name, "answers": false, "error": e.to_string()}),
-            };
-            if let Some(state) = state(name) {
-                entry["state"] = json!(state);
-            }
-            entry
+        .map(|(name, answer)| AcceptorHealth {
+            name: name.clone(),
+            answers: answer.is_ok(),
+            error: answer.as_ref().err().map(|e| e.to_string()),
+            state: state(name),
         })
         .collect();
-    let body = json!({
-        "health": if healthy { "true" } else { "false" },
-        "id": app.proposer.id(),
-        "incarnation": app.proposer.incarnation(),
-        "quorum": app.proposer.quorum(),
-        "answering": answering,
+    let body = Health {
+        health: if healthy { "true" } else { "false" }.into(),
+        id: Some(app.proposer.id()),
+        incarnation: Some(app.proposer.incarnation()),
+        quorum: Some(app.proposer.quorum()),
+        answering: Some(answering),
         // The cluster id, the verdict (serving, waiting, data-loss) with its reason, and per
         // acceptor: member, recovering (with catch-up progress), unmarked, foreign, unreachable.
-        "membership": view,
-        "acceptors": detail,
-    });
+        membership: view,
+        acceptors,
+    };
     let status = if healthy {
         StatusCode::OK
     } else {

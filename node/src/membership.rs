@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use serde::Serialize;
+use perseus_model::health::{AcceptorMembership, AcceptorState, MembershipView, Verdict};
 
 use crate::acceptor::redis::{Inspection, RedisAcceptor};
 use crate::acceptor::{Acceptor, AcceptorError, Identity, Standing};
@@ -36,28 +36,11 @@ pub const INTERVAL: Duration = Duration::from_millis(1000);
 /// Catch-up rounds per key before the pass gives up (and starts again on a later tick).
 const ATTEMPTS_PER_KEY: usize = 5;
 
-/// One acceptor as the membership task last saw it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct AcceptorView {
-    pub name: String,
-    /// member, recovering, unmarked, foreign or unreachable.
-    pub state: String,
-    /// Keys holding CASPaxos state (when reachable).
-    pub keys: Option<u64>,
-    /// Catch-up progress of a recovering acceptor: keys done of keys listed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub catch_up: Option<(u64, u64)>,
-}
+/// One acceptor as the membership task last saw it (the shared `/health` type).
+pub type AcceptorView = AcceptorMembership;
 
-/// The whole picture, for `/health` and the log.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct View {
-    pub cluster: Option<String>,
-    /// serving, waiting (for a new cluster's acceptors), data-loss.
-    pub verdict: String,
-    pub message: String,
-    pub acceptors: Vec<AcceptorView>,
-}
+/// The whole picture, for `/health` and the log (the shared `/health` type).
+pub type View = MembershipView;
 
 pub struct Membership {
     acceptors: Vec<Arc<RedisAcceptor>>,
@@ -77,13 +60,13 @@ impl Membership {
     pub fn new(acceptors: Vec<Arc<RedisAcceptor>>, quorum: usize, timeout: Duration) -> Self {
         let view = View {
             cluster: None,
-            verdict: "waiting".into(),
+            verdict: Verdict::Waiting,
             message: "acceptors not inspected yet".into(),
             acceptors: acceptors
                 .iter()
                 .map(|a| AcceptorView {
                     name: a.name().to_string(),
-                    state: "unreachable".into(),
+                    state: AcceptorState::Unreachable,
                     keys: None,
                     catch_up: None,
                 })
@@ -125,7 +108,7 @@ impl Membership {
 
     /// True once the node knows its cluster and a quorum of members exists.
     pub fn serving(&self) -> bool {
-        self.view.lock().unwrap_or_else(|e| e.into_inner()).verdict == "serving"
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).verdict == Verdict::Serving
     }
 
     /// One inspection and whatever it calls for.
@@ -146,7 +129,7 @@ impl Membership {
                 self.publish(
                     None,
                     &inspections,
-                    "data-loss",
+                    Verdict::DataLoss,
                     "the acceptors hold data but none has an identity record (written by an \
                      older node, or every one of them was wiped): acknowledged writes may be \
                      lost; serving nothing. To accept that and start serving: node accept-loss"
@@ -156,7 +139,7 @@ impl Membership {
                 self.publish(
                     None,
                     &inspections,
-                    "waiting",
+                    Verdict::Waiting,
                     format!(
                         "a new cluster is initialised once every acceptor is reachable ({reachable} of {n})"
                     ),
@@ -222,13 +205,13 @@ impl Membership {
                 describe(&self.acceptors, &inspections, &cluster)
             );
             log::error!("{message}");
-            self.publish(Some(cluster), &inspections, "data-loss", message);
+            self.publish(Some(cluster), &inspections, Verdict::DataLoss, message);
             return;
         }
         self.publish(
             Some(cluster.clone()),
             &inspections,
-            "serving",
+            Verdict::Serving,
             describe(&self.acceptors, &inspections, &cluster),
         );
         // One catch-up pass at a time per node.
@@ -374,7 +357,7 @@ impl Membership {
         &self,
         cluster: Option<String>,
         inspections: &[Result<Inspection, AcceptorError>],
-        verdict: &str,
+        verdict: Verdict,
         message: String,
     ) {
         let acceptors = self
@@ -383,7 +366,7 @@ impl Membership {
             .zip(inspections)
             .map(|(a, i)| AcceptorView {
                 name: a.name().to_string(),
-                state: state_name(a, i, cluster.as_deref()).into(),
+                state: state_name(a, i, cluster.as_deref()),
                 keys: i.as_ref().ok().map(|i| i.data_keys),
                 catch_up: None,
             })
@@ -394,7 +377,7 @@ impl Membership {
         }
         *view = View {
             cluster,
-            verdict: verdict.into(),
+            verdict,
             message,
             acceptors,
         };
@@ -405,17 +388,22 @@ fn state_name(
     acceptor: &RedisAcceptor,
     inspection: &Result<Inspection, AcceptorError>,
     cluster: Option<&str>,
-) -> &'static str {
+) -> AcceptorState {
     match inspection {
-        Err(_) if acceptor.durability_problem().is_some() => "refused-not-durable",
-        Err(_) => "unreachable",
-        Ok(Inspection { identity: None, .. }) => "unmarked",
+        Err(_) if acceptor.durability_problem().is_some() => AcceptorState::RefusedNotDurable,
+        Err(_) => AcceptorState::Unreachable,
+        Ok(Inspection { identity: None, .. }) => AcceptorState::Unmarked,
         Ok(Inspection {
             identity: Some(id), ..
-        }) if Some(id.cluster.as_str()) != cluster || id.acceptor != acceptor.name() => "foreign",
+        }) if Some(id.cluster.as_str()) != cluster || id.acceptor != acceptor.name() => {
+            AcceptorState::Foreign
+        }
         Ok(Inspection {
             identity: Some(id), ..
-        }) => id.standing.as_str(),
+        }) => match id.standing {
+            Standing::Member => AcceptorState::Member,
+            Standing::Recovering => AcceptorState::Recovering,
+        },
     }
 }
 
@@ -468,7 +456,7 @@ pub async fn accept_loss(acceptors: &[Arc<RedisAcceptor>]) -> Result<Vec<String>
     let mut lines = Vec::new();
     for (a, i) in acceptors.iter().zip(&inspections) {
         let before = state_name(a, i, Some(&cluster));
-        if before == "member" {
+        if before == AcceptorState::Member {
             lines.push(format!("{}: member of {cluster}, unchanged", a.name()));
             continue;
         }

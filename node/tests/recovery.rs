@@ -43,7 +43,7 @@ fn state(node: &Node, index: usize) -> String {
     node.app
         .membership
         .as_ref()
-        .map(|m| m.view().acceptors[index].state.clone())
+        .map(|m| m.view().acceptors[index].state.to_string())
         .unwrap_or_default()
 }
 
@@ -120,7 +120,7 @@ async fn a_majority_loss_serves_nothing_until_accept_loss() {
             .app
             .membership
             .as_ref()
-            .is_some_and(|m| m.view().verdict == "data-loss")
+            .is_some_and(|m| m.view().verdict == perseus_model::Verdict::DataLoss)
     })
     .await;
     let (status, body) = get(&nodes[0], "k").await;
