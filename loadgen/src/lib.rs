@@ -11,6 +11,7 @@ pub mod config;
 pub mod contention;
 pub mod output;
 pub mod stats;
+pub mod sysdb;
 pub mod worker;
 
 use std::future::Future;
