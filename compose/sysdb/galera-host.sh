@@ -9,19 +9,25 @@ addr="10.77.0.6$i"
 mkdir -p /data /run/mysqld
 chown mysql:mysql /data /run/mysqld
 args=(--defaults-file=/etc/sysdb/galera.cnf --wsrep-node-address="$addr" --wsrep-node-name="g$i")
+# The health check (port 9200) runs beside the server; either ending ends the host.
+python3 /etc/sysdb/galera-check.py &
 if [ ! -d /data/mysql/mysql ]; then
   mariadb-install-db --defaults-file=/etc/sysdb/galera.cnf --user=mysql --skip-test-db >/dev/null
   if [ "$i" = 1 ]; then
-    exec mariadbd "${args[@]}" --wsrep-new-cluster --init-file=/etc/sysdb/galera-init.sql
+    mariadbd "${args[@]}" --wsrep-new-cluster --init-file=/etc/sysdb/galera-init.sql &
+    wait -n
+    exit $?
   fi
 fi
 # Join: wait (bounded) until some other host's Galera port answers.
+joined=0
 for _ in $(seq 1 120); do
   for p in 1 2 3; do
     [ "$p" = "$i" ] && continue
-    if (exec 3<>"/dev/tcp/10.77.0.6$p/4567") 2>/dev/null; then exec mariadbd "${args[@]}"; fi
+    if (exec 3<>"/dev/tcp/10.77.0.6$p/4567") 2>/dev/null; then joined=1; break 2; fi
   done
   sleep 1
 done
-echo "no other Galera host answers: cannot join" >&2
-exit 1
+[ "$joined" = 1 ] || { echo "no other Galera host answers: cannot join" >&2; exit 1; }
+mariadbd "${args[@]}" &
+wait -n
