@@ -122,7 +122,10 @@ fn lost_writes(out: &mut String, run: &Run) {
          acknowledged (value and version), on the client's own key.\n",
         lost.len()
     );
-    let _ = writeln!(out, "| at (s) | node | key | acknowledged / expected | read |");
+    let _ = writeln!(
+        out,
+        "| at (s) | node | key | acknowledged / expected | read |"
+    );
     let _ = writeln!(out, "|---:|---|---|---|---|");
     for v in &lost {
         let _ = writeln!(
