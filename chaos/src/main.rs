@@ -35,7 +35,7 @@ use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
-use perseus_model::FaultKind;
+use perseus_model::{FaultKind, Leadership};
 
 use events::{Event, Recorder};
 use host::{Cluster, Host, HostArg, HostName, System, Target};
@@ -80,6 +80,9 @@ enum Command {
     Status,
     /// Wait (up to --wait) until every target host answers its health URL.
     Health,
+    /// Print the target system's facts as KEY=VALUE lines (for scripts): profile, services,
+    /// nodes, title. Needs no Docker.
+    Describe,
 }
 
 impl Command {
@@ -102,6 +105,7 @@ impl Command {
             Command::Heal => "heal",
             Command::Status => "status",
             Command::Health => "health",
+            Command::Describe => "describe",
         }
     }
 
@@ -147,7 +151,7 @@ struct Args {
     /// Which system `leader`, a partition and a missing HOST refer to (auto: etcd when the
     /// project has etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto =
     /// every host).
-    #[arg(long, env = "CHAOS_TARGET", value_enum, default_value = "auto")]
+    #[arg(long, env = "CHAOS_TARGET", value_parser = Target::parse, default_value = "auto")]
     target: Target,
     /// How long to wait for an etcd leader to be agreed on when resolving `leader`.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
@@ -161,7 +165,7 @@ struct Args {
     /// What to do.
     #[arg(value_enum)]
     command: Command,
-    /// HOST (a1, a2, a3, e1, e2, e3 or leader; all hosts of the target when omitted), then the
+    /// HOST (a1..a3, e1..e3, z1..z3, j1..j3 or leader; all hosts of the target when omitted), then the
     /// command's parameters (loss PERCENT, limit RATE, delay DELAY [JITTER]); for partition the
     /// SHAPE instead of a host.
     #[arg(value_name = "HOST [PARAMS]")]
@@ -205,7 +209,10 @@ impl Args {
 
     /// The fault kind (with its parameters) the command line asks for; None for status.
     fn fault_kind(&self, params: &[String]) -> Result<Option<FaultKind>> {
-        if matches!(self.command, Command::Status | Command::Health) {
+        if matches!(
+            self.command,
+            Command::Status | Command::Health | Command::Describe
+        ) {
             return Ok(None);
         }
         let param = (!params.is_empty()).then(|| params.join(","));
@@ -233,6 +240,14 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool> {
     // Bad input changes nothing: check the operands before touching the engine.
     let (host_arg, params) = args.split()?;
+    if args.command == Command::Describe {
+        let system = match args.target {
+            Target::System(s) => s,
+            Target::Auto => System::Perseus,
+        };
+        print!("{}", perseus_model::system::describe(system));
+        return Ok(true);
+    }
     let kind = args.fault_kind(&params)?;
     let docker = docker::connect().await?;
     let cluster = Cluster::load(&docker, &args.project).await?;
@@ -284,7 +299,7 @@ async fn run(args: &Args) -> Result<bool> {
     };
     if targets.is_empty() {
         bail!(
-            "project {:?} has no hosts a1..a3 or e1..e3 (for --target {:?})",
+            "project {:?} has no hosts of any system (for --target {:?})",
             args.project,
             args.target
         );
@@ -352,8 +367,10 @@ fn event_params(args: &Args) -> BTreeMap<String, String> {
 /// commands the answer may be empty (nothing to undo).
 async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
     let system = cluster.resolve_target(args.target);
-    if system == System::Perseus {
-        return Ok(vec![HostName::perseus(1)]);
+    if system.leadership() == Leadership::Leaderless {
+        let first = system.hosts()[0];
+        eprintln!("{system} has no leader (every host serves on its own): `leader` means {first}");
+        return Ok(vec![first]);
     }
     let names = cluster.host_names(system);
     if names.is_empty() {
@@ -377,7 +394,13 @@ async fn resolve_leader(docker: &Docker, cluster: &Cluster, args: &Args) -> Resu
             }
         }
         _ => hit.push(
-            leader::etcd_leader(docker, cluster, Duration::from_secs(args.leader_wait)).await?,
+            leader::leader(
+                docker,
+                cluster,
+                system,
+                Duration::from_secs(args.leader_wait),
+            )
+            .await?,
         ),
     }
     Ok(hit)
@@ -869,7 +892,7 @@ mod tests {
     #[test]
     fn parses_etcd_hosts_leader_and_target() {
         let a = parse(&["--target", "etcd", "kill", "leader"]).unwrap();
-        assert_eq!(a.target, Target::Etcd);
+        assert_eq!(a.target, Target::System(System::Etcd));
         assert_eq!(
             (a.command, a.split().unwrap().0),
             (Command::Kill, Some(HostArg::Leader))
@@ -879,7 +902,10 @@ mod tests {
             Some(HostArg::Host(HostName::etcd(2)))
         );
         let a = parse(&["--target", "perseus", "heal"]).unwrap();
-        assert_eq!((a.target, a.split().unwrap().0), (Target::Perseus, None));
+        assert_eq!(
+            (a.target, a.split().unwrap().0),
+            (Target::System(System::Perseus), None)
+        );
         let a = parse(&["start", "leader", "--leader-wait", "3"]).unwrap();
         assert_eq!(a.leader_wait, 3);
         assert!(parse(&["--target", "consul", "kill", "leader"]).is_err());

@@ -1,7 +1,9 @@
-//! Health as the host's users see it: an HTTP `GET /health` to the host's address on the
-//! testbed network (the load generator's view), sent by chaos itself, never from inside the
-//! host (a node left in an orphaned namespace still answers its own loopback). Works the same
-//! from the chaos container (on the network) and from the machine (which routes to it).
+//! Health as the host's users see it: the system's health question ([`Health`]: an HTTP `GET`
+//! such as `/health`, or ZooKeeper's `srvr`) sent to the host's address on the testbed network
+//! (the load generator's view), by chaos itself, never from inside the host (a node left in an
+//! orphaned namespace still answers its own loopback). Works the same from the chaos container
+//! (on the network) and from the machine (which routes to it). The leader lookups of ZooKeeper
+//! and NATS ask the same way ([`exchange`], [`get_body`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +14,10 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::host::Host;
+use perseus_model::Health;
+
+/// The most a probe reads of an answer (a `/jsz` with one stream is a few KiB).
+const MAX_ANSWER: usize = 1 << 20;
 
 /// How long one probe may take (connect, send, read).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,8 +58,54 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<u16> {
         .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
 }
 
-/// The address the host's users reach it at: its address on the network, the health port.
-pub fn user_address(host: &Host) -> Result<SocketAddr> {
+/// Sends `request` to `addr` and reads the answer until the server closes (bounded in time
+/// and size): ZooKeeper's four-letter words, HTTP/1.0.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    let talk = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(request).await?;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 || buf.len() + n > MAX_ANSWER {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    timeout(PROBE_TIMEOUT, talk)
+        .await
+        .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
+}
+
+/// `GET path` on `addr` (HTTP/1.0, so the server closes); the status code and the body.
+pub async fn get_body(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let answer = exchange(addr, request.as_bytes()).await?;
+    let code = status_code(&answer)
+        .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {answer:.80}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The mode a ZooKeeper server's `srvr` answer names (`leader`, `follower`, `standalone`), or
+/// None when it is not serving ("This ZooKeeper instance is not currently serving requests").
+pub fn zookeeper_mode(srvr: &str) -> Option<&str> {
+    srvr.lines()
+        .find_map(|l| l.strip_prefix("Mode:"))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+}
+
+/// Host `host`'s address on the network with `port`.
+pub fn address(host: &Host, port: u16) -> Result<SocketAddr> {
     let mut addrs: Vec<(String, String)> = host.addresses().into_iter().collect();
     addrs.sort();
     let Some((_, ip)) = addrs.first() else {
@@ -62,15 +114,43 @@ pub fn user_address(host: &Host) -> Result<SocketAddr> {
     let ip: std::net::IpAddr = ip
         .parse()
         .map_err(|_| anyhow!("{} has a bad address {ip:?}", host.name))?;
-    Ok(SocketAddr::new(ip, host.name.system.client_port()))
+    Ok(SocketAddr::new(ip, port))
 }
 
-/// Whether the host answers `/health` with 200 where its users stand; Err says what went wrong.
+/// The address the host's users reach it at: its address on the network, the client port.
+pub fn user_address(host: &Host) -> Result<SocketAddr> {
+    address(host, host.name.system.client_port())
+}
+
+/// Whether the host answers its system's health question where its users stand; Err says
+/// what went wrong.
 pub async fn healthy(host: &Host) -> Result<()> {
-    let addr = user_address(host)?;
-    match get(addr, "/health").await? {
-        200 => Ok(()),
-        code => bail!("http://{addr}/health answered {code}"),
+    match host.name.system.health() {
+        Health::Http { port, path } => {
+            let addr = address(host, port)?;
+            match get(addr, path).await? {
+                200 => Ok(()),
+                code => bail!("http://{addr}{path} answered {code}"),
+            }
+        }
+        Health::ZookeeperSrvr { port } => {
+            let addr = address(host, port)?;
+            let answer = exchange(addr, b"srvr").await?;
+            match zookeeper_mode(&answer) {
+                Some(_) => Ok(()),
+                None => bail!("srvr on {addr}: {:.100}", answer.trim()),
+            }
+        }
+        Health::SentinelQuorum { port } => {
+            let addr = address(host, port)?;
+            // QUIT makes the sentinel close the connection after its answers
+            let answer = exchange(addr, b"SENTINEL CKQUORUM perseus\r\nQUIT\r\n").await?;
+            if answer.starts_with("+OK") {
+                Ok(())
+            } else {
+                bail!("SENTINEL CKQUORUM on {addr}: {:.100}", answer.trim())
+            }
+        }
     }
 }
 
@@ -85,6 +165,18 @@ mod tests {
         assert_eq!(status_code("SSH-2.0-OpenSSH"), None);
         assert_eq!(status_code(""), None);
         assert_eq!(status_code("HTTP/1.1 abc"), None);
+    }
+
+    #[test]
+    fn reads_zookeeper_modes() {
+        let srvr =
+            "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\nMode: leader\nNode count: 5\n";
+        assert_eq!(zookeeper_mode(srvr), Some("leader"));
+        assert_eq!(
+            zookeeper_mode("This ZooKeeper instance is not currently serving requests\n"),
+            None
+        );
+        assert_eq!(zookeeper_mode(""), None);
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use loadgen::client::{ClientError, KeyNode, WriteResult};
-use loadgen::sysdb::{galera::GaleraClient, postgres::PostgresClient, sentinel::SentinelClient};
+use loadgen::store::{galera::GaleraClient, postgres::PostgresClient, sentinel::SentinelClient};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 

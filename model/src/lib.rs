@@ -13,9 +13,11 @@ pub mod event;
 pub mod fault;
 pub mod host;
 pub mod load;
+pub mod system;
 pub mod time;
 
 pub use event::ChaosEvent;
 pub use fault::{FaultKind, ParseFaultError};
 pub use host::{HostArg, HostName, ParseHostError, System};
 pub use load::{ErrorKind, Op, Violation, ViolationKind};
+pub use system::{Consistency, Health, Leadership, ParseSystemError};

@@ -5,6 +5,6 @@ set -euo pipefail
 mkdir -p /data /run/postgresql
 chown postgres:postgres /data /run/postgresql
 chmod 700 /data
-haproxy -f /etc/sysdb/haproxy.cfg &
-runuser -u postgres -- patroni /etc/sysdb/patroni.yml &
+haproxy -f /etc/perseus/haproxy.cfg &
+runuser -u postgres -- patroni /etc/perseus/patroni.yml &
 wait -n

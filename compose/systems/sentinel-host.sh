@@ -9,10 +9,10 @@ i="${HOST_INDEX:?HOST_INDEX=1..3}"
 primary=10.77.0.81
 mkdir -p /data
 if [ ! -f /data/redis.conf ]; then
-  cp /etc/sysdb/sentinel-redis.conf /data/redis.conf
+  cp /etc/perseus/sentinel-redis.conf /data/redis.conf
   [ "$i" = 1 ] || echo "replicaof $primary 6379" >> /data/redis.conf
 fi
-[ -f /data/sentinel.conf ] || cp /etc/sysdb/sentinel.conf /data/sentinel.conf
+[ -f /data/sentinel.conf ] || cp /etc/perseus/sentinel.conf /data/sentinel.conf
 redis-server /data/redis.conf &
 redis-sentinel /data/sentinel.conf &
 # Either process ending ends the host.

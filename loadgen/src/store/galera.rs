@@ -18,8 +18,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
-use super::bounded;
-use crate::client::{ClientError, ErrorKind, KeyNode, WriteResult};
+use super::{bounded, ClientError, ErrorKind, KeyNode, Store, WriteResult};
 
 /// The strongest causality check Galera offers (all statement kinds wait for the cluster).
 pub const SYNC_WAIT: u8 = 15;
@@ -38,6 +37,8 @@ fn my_error(e: mysql_async::Error) -> ClientError {
 
 /// A client for one key on one Galera host.
 pub struct GaleraClient {
+    /// For logs: the endpoint and the key.
+    endpoint: String,
     /// `host:port` of the host's MariaDB.
     addr: String,
     key: String,
@@ -46,18 +47,19 @@ pub struct GaleraClient {
 }
 
 impl GaleraClient {
-    pub fn new(addr: &str, key: &str, timeout: Duration) -> Self {
+    /// `endpoint` is `mysql://host:port` (the scheme is optional).
+    pub fn new(endpoint: &str, key: &str, timeout: Duration) -> Self {
+        let addr = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, a)| a)
+            .trim_end_matches('/');
         GaleraClient {
+            endpoint: format!("mysql://{addr} {key}"),
             addr: addr.to_string(),
             key: key.to_string(),
             timeout,
             conn: None,
         }
-    }
-
-    /// Where this client connects (for logs).
-    pub fn url(&self) -> String {
-        format!("mysql://{}/{}", self.addr, self.key)
     }
 
     /// Drops the connection; the next operation opens a new one.
@@ -88,7 +90,7 @@ impl GaleraClient {
     /// The open connection, opening one first if there is none.
     async fn conn(&mut self) -> Result<&mut Conn, ClientError> {
         if self.conn.is_none() {
-            let c = bounded(self.timeout, "connect", self.connect()).await?;
+            let c = bounded(self.timeout, self.connect()).await?;
             self.conn = Some(c);
         }
         self.conn
@@ -101,7 +103,7 @@ impl GaleraClient {
         let timeout = self.timeout;
         let key = self.key.clone();
         let conn = self.conn().await?;
-        let row: Option<(i64, i64)> = bounded(timeout, "read", async {
+        let row: Option<(i64, i64)> = bounded(timeout, async {
             conn.exec_first("SELECT v, ver FROM kv WHERE k = ?", (key,))
                 .await
                 .map_err(my_error)
@@ -115,7 +117,7 @@ impl GaleraClient {
         let timeout = self.timeout;
         let key = self.key.clone();
         let conn = self.conn().await?;
-        let created = bounded(timeout, "create", async {
+        let created = bounded(timeout, async {
             match conn
                 .exec_drop("INSERT INTO kv (k, v, ver) VALUES (?, ?, 1)", (key, value))
                 .await
@@ -138,7 +140,7 @@ impl GaleraClient {
         let timeout = self.timeout;
         let key = self.key.clone();
         let conn = self.conn().await?;
-        let affected = bounded(timeout, "cas", async {
+        let affected = bounded(timeout, async {
             conn.exec_drop(
                 "UPDATE kv SET v = ?, ver = ver + 1 WHERE k = ? AND ver = ?",
                 (value, key, prev),
@@ -155,6 +157,24 @@ impl GaleraClient {
         } else {
             Ok(WriteResult::Rejected(None))
         }
+    }
+}
+
+impl Store for GaleraClient {
+    async fn read(&mut self) -> Result<Option<KeyNode>, ClientError> {
+        self.get().await
+    }
+    async fn create(&mut self, value: i64) -> Result<WriteResult, ClientError> {
+        GaleraClient::create(self, value).await
+    }
+    async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
+        GaleraClient::cas(self, prev, value).await
+    }
+    fn reset(&mut self) {
+        GaleraClient::reset(self)
+    }
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 }
 

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::bounded;
-use crate::client::{ClientError, ErrorKind, KeyNode, WriteResult};
+use super::{bounded, ClientError, ErrorKind, KeyNode, Store, WriteResult};
 
 /// The table, created if missing by every new connection (a no-op once it exists).
 const CREATE_TABLE: &str =
@@ -35,6 +34,8 @@ fn pg_error(e: tokio_postgres::Error) -> ClientError {
 
 /// A client for one key through one host's HAProxy.
 pub struct PostgresClient {
+    /// For logs: the endpoint and the key.
+    endpoint: String,
     /// `host:port` of the host's HAProxy.
     addr: String,
     key: String,
@@ -43,18 +44,19 @@ pub struct PostgresClient {
 }
 
 impl PostgresClient {
-    pub fn new(addr: &str, key: &str, timeout: Duration) -> Self {
+    /// `endpoint` is `postgres://host:port` (the scheme is optional).
+    pub fn new(endpoint: &str, key: &str, timeout: Duration) -> Self {
+        let addr = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, a)| a)
+            .trim_end_matches('/');
         PostgresClient {
+            endpoint: format!("postgres://{addr} {key}"),
             addr: addr.to_string(),
             key: key.to_string(),
             timeout,
             client: None,
         }
-    }
-
-    /// Where this client connects (for logs).
-    pub fn url(&self) -> String {
-        format!("postgres://{}/{}", self.addr, self.key)
     }
 
     /// Drops the connection; the next operation opens a new one.
@@ -91,7 +93,7 @@ impl PostgresClient {
     /// The open connection, opening one first if there is none.
     async fn client(&mut self) -> Result<&Client, ClientError> {
         if self.client.is_none() {
-            let c = bounded(self.timeout, "connect", self.connect()).await?;
+            let c = bounded(self.timeout, self.connect()).await?;
             self.client = Some(c);
         }
         self.client
@@ -104,7 +106,7 @@ impl PostgresClient {
         let timeout = self.timeout;
         let key = self.key.clone();
         let client = self.client().await?;
-        let rows = bounded(timeout, "read", async {
+        let rows = bounded(timeout, async {
             client
                 .query("SELECT v, ver FROM kv WHERE k = $1", &[&key])
                 .await
@@ -124,7 +126,7 @@ impl PostgresClient {
         let timeout = self.timeout;
         let key = self.key.clone();
         let client = self.client().await?;
-        let n = bounded(timeout, "create", async {
+        let n = bounded(timeout, async {
             client
                 .execute(
                     "INSERT INTO kv (k, v, ver) VALUES ($1, $2, 1) ON CONFLICT (k) DO NOTHING",
@@ -148,7 +150,7 @@ impl PostgresClient {
         let prev_i = i64::try_from(prev)
             .map_err(|_| ClientError::new(ErrorKind::Body, format!("version {prev} too large")))?;
         let client = self.client().await?;
-        let rows = bounded(timeout, "cas", async {
+        let rows = bounded(timeout, async {
             client
                 .query(
                     "UPDATE kv SET v = $2, ver = ver + 1 WHERE k = $1 AND ver = $3 RETURNING ver",
@@ -165,6 +167,24 @@ impl PostgresClient {
                 Ok(WriteResult::Applied(node(value, ver)?))
             }
         }
+    }
+}
+
+impl Store for PostgresClient {
+    async fn read(&mut self) -> Result<Option<KeyNode>, ClientError> {
+        self.get().await
+    }
+    async fn create(&mut self, value: i64) -> Result<WriteResult, ClientError> {
+        PostgresClient::create(self, value).await
+    }
+    async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
+        PostgresClient::cas(self, prev, value).await
+    }
+    fn reset(&mut self) {
+        PostgresClient::reset(self)
+    }
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 }
 

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
-use super::bounded;
-use crate::client::{ClientError, ErrorKind, KeyNode, WriteResult};
+use super::{bounded, ClientError, ErrorKind, KeyNode, Store, WriteResult};
 
 /// The name the sentinels monitor the primary under (compose/sysdb/sentinel.conf).
 pub const SERVICE: &str = "perseus";
@@ -45,6 +44,8 @@ struct Primary {
 
 /// A client for one key, bound to one host's sentinel.
 pub struct SentinelClient {
+    /// For logs: the endpoint and the key.
+    endpoint: String,
     sentinel: String,
     key: String,
     timeout: Duration,
@@ -104,20 +105,21 @@ fn parse_hash(v: Option<String>, ver: Option<String>) -> Result<Option<KeyNode>,
 
 impl SentinelClient {
     /// `sentinel` is `host:port` of the host's sentinel; `key` the key this client owns.
-    pub fn new(sentinel: &str, key: &str, timeout: Duration) -> Self {
+    /// `endpoint` is `sentinel://host:port` (the scheme is optional).
+    pub fn new(endpoint: &str, key: &str, timeout: Duration) -> Self {
+        let addr = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, a)| a)
+            .trim_end_matches('/');
         SentinelClient {
-            sentinel: sentinel.to_string(),
+            endpoint: format!("sentinel://{addr} {key}"),
+            sentinel: addr.to_string(),
             key: key.to_string(),
             timeout,
             primary: None,
             create: Script::new(CREATE),
             cas: Script::new(CAS),
         }
-    }
-
-    /// Where this client asks (for logs).
-    pub fn url(&self) -> String {
-        format!("sentinel://{}/{}", self.sentinel, self.key)
     }
 
     /// Forgets the primary and its connection; the next operation asks the sentinel again.
@@ -150,14 +152,14 @@ impl SentinelClient {
             }
         }
         let timeout = self.timeout;
-        let addr = bounded(timeout, "sentinel", self.ask_sentinel()).await?;
+        let addr = bounded(timeout, self.ask_sentinel()).await?;
         if let Some(p) = &mut self.primary {
             if p.addr == addr {
                 p.checked = Instant::now();
                 return Ok(p.conn.clone());
             }
         }
-        let conn = bounded(timeout, "connect", async {
+        let conn = bounded(timeout, async {
             let client = Client::open(format!("redis://{addr}/"))
                 .map_err(|e| ClientError::new(ErrorKind::Connect, e.to_string()))?;
             let mut conn = client
@@ -191,7 +193,7 @@ impl SentinelClient {
     pub async fn get(&mut self) -> Result<Option<KeyNode>, ClientError> {
         let mut conn = self.conn().await?;
         let key = self.key.clone();
-        bounded(self.timeout, "read", async move {
+        bounded(self.timeout, async move {
             let (v, ver): (Option<String>, Option<String>) = redis::cmd("HMGET")
                 .arg(&key)
                 .arg("v")
@@ -209,7 +211,7 @@ impl SentinelClient {
         let mut conn = self.conn().await?;
         let mut inv = self.create.prepare_invoke();
         inv.key(&self.key).arg(value);
-        let created: i64 = bounded(self.timeout, "create", async {
+        let created: i64 = bounded(self.timeout, async {
             inv.invoke_async(&mut conn).await.map_err(redis_error)
         })
         .await?;
@@ -228,7 +230,7 @@ impl SentinelClient {
         let mut conn = self.conn().await?;
         let mut inv = self.cas.prepare_invoke();
         inv.key(&self.key).arg(prev).arg(value);
-        let next: i64 = bounded(self.timeout, "cas", async {
+        let next: i64 = bounded(self.timeout, async {
             inv.invoke_async(&mut conn).await.map_err(redis_error)
         })
         .await?;
@@ -239,6 +241,24 @@ impl SentinelClient {
             }),
             _ => WriteResult::Rejected(None),
         })
+    }
+}
+
+impl Store for SentinelClient {
+    async fn read(&mut self) -> Result<Option<KeyNode>, ClientError> {
+        self.get().await
+    }
+    async fn create(&mut self, value: i64) -> Result<WriteResult, ClientError> {
+        SentinelClient::create(self, value).await
+    }
+    async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
+        SentinelClient::cas(self, prev, value).await
+    }
+    fn reset(&mut self) {
+        SentinelClient::reset(self)
+    }
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 }
 

@@ -8,13 +8,13 @@ i="${HOST_INDEX:?HOST_INDEX=1..3}"
 addr="10.77.0.6$i"
 mkdir -p /data /run/mysqld
 chown mysql:mysql /data /run/mysqld
-args=(--defaults-file=/etc/sysdb/galera.cnf --wsrep-node-address="$addr" --wsrep-node-name="g$i")
+args=(--defaults-file=/etc/perseus/galera.cnf --wsrep-node-address="$addr" --wsrep-node-name="g$i")
 # The health check (port 9200) runs beside the server; either ending ends the host.
-python3 /etc/sysdb/galera-check.py &
+python3 /etc/perseus/galera-check.py &
 if [ ! -d /data/mysql/mysql ]; then
-  mariadb-install-db --defaults-file=/etc/sysdb/galera.cnf --user=mysql --skip-test-db >/dev/null
+  mariadb-install-db --defaults-file=/etc/perseus/galera.cnf --user=mysql --skip-test-db >/dev/null
   if [ "$i" = 1 ]; then
-    mariadbd "${args[@]}" --wsrep-new-cluster --init-file=/etc/sysdb/galera-init.sql &
+    mariadbd "${args[@]}" --wsrep-new-cluster --init-file=/etc/perseus/galera-init.sql &
     wait -n
     exit $?
   fi
