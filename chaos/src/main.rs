@@ -209,7 +209,10 @@ impl Args {
 
     /// The fault kind (with its parameters) the command line asks for; None for status.
     fn fault_kind(&self, params: &[String]) -> Result<Option<FaultKind>> {
-        if matches!(self.command, Command::Status | Command::Health | Command::Describe) {
+        if matches!(
+            self.command,
+            Command::Status | Command::Health | Command::Describe
+        ) {
             return Ok(None);
         }
         let param = (!params.is_empty()).then(|| params.join(","));

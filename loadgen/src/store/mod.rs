@@ -68,7 +68,8 @@ pub enum AnyStore {
     EtcdV2(EtcdClient),
     EtcdV3(etcd3::Etcd3Client),
     Zookeeper(zookeeper::ZookeeperClient),
-    Nats(nats::NatsClient),
+    /// Boxed: async-nats' store handle is large, the others are small.
+    Nats(Box<nats::NatsClient>),
 }
 
 impl AnyStore {
@@ -82,7 +83,7 @@ impl AnyStore {
             System::Zookeeper => {
                 AnyStore::Zookeeper(zookeeper::ZookeeperClient::new(endpoint, key, timeout))
             }
-            System::Nats => AnyStore::Nats(nats::NatsClient::new(endpoint, key, timeout)),
+            System::Nats => AnyStore::Nats(Box::new(nats::NatsClient::new(endpoint, key, timeout))),
         }
     }
 
@@ -103,7 +104,7 @@ impl Store for AnyStore {
             AnyStore::EtcdV2(c) => c.read().await,
             AnyStore::EtcdV3(c) => c.read().await,
             AnyStore::Zookeeper(c) => c.read().await,
-            AnyStore::Nats(c) => c.read().await,
+            AnyStore::Nats(c) => c.as_mut().read().await,
         }
     }
     async fn create(&mut self, value: i64) -> Result<WriteResult, ClientError> {
@@ -135,7 +136,7 @@ impl Store for AnyStore {
             AnyStore::EtcdV2(c) => Store::endpoint(c),
             AnyStore::EtcdV3(c) => Store::endpoint(c),
             AnyStore::Zookeeper(c) => Store::endpoint(c),
-            AnyStore::Nats(c) => Store::endpoint(c),
+            AnyStore::Nats(c) => Store::endpoint(c.as_ref()),
         }
     }
 }
