@@ -10,6 +10,7 @@
 //! - NATS: `GET /jsz?accounts=true&streams=true` on the monitoring port 8222; the leader of the
 //!   key-value bucket's stream `KV_perseus` (every read and write of the load goes through it)
 //!   that a majority names, or before the bucket exists the JetStream meta leader.
+//!
 //! The undoing commands (start, resume, heal) take `leader` to mean the
 //! host(s) the fault left stopped, paused or isolated: whatever `kill leader` / `pause leader` /
 //! `isolate leader` hit, without any state kept between runs of chaos.
@@ -379,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_quorum_must_agree() {
-        let j = |n| {
+        let j = |n: usize| {
             "j1 j2 j3"
                 .split(' ')
                 .nth(n - 1)
