@@ -15,7 +15,8 @@ down() { make -s down >/dev/null 2>&1 || fail "make down failed"; }
 trap 'down; exit 1' INT TERM
 
 down
-if ! make -s up SYSTEM="$system"; then
+# `make smoke` built the images first (its prerequisite): do not build them again here.
+if ! make -s -o images up SYSTEM="$system"; then
   fail "make up SYSTEM=$system failed"
   down
   exit 1

@@ -14,6 +14,7 @@
 //!   role `leader` that a majority names;
 //! - Redis with Sentinel: `SENTINEL get-master-addr-by-name perseus` on each host's sentinel;
 //!   the primary a majority of the sentinels names.
+//!
 //! The undoing commands (start, resume, heal) take `leader` to mean the
 //! host(s) the fault left stopped, paused or isolated: whatever `kill leader` / `pause leader` /
 //! `isolate leader` hit, without any state kept between runs of chaos.
@@ -441,7 +442,7 @@ mod tests {
 
     #[test]
     fn a_quorum_must_agree() {
-        let j = |n| {
+        let j = |n: usize| {
             "j1 j2 j3"
                 .split(' ')
                 .nth(n - 1)

@@ -73,7 +73,8 @@ pub enum AnyStore {
     EtcdV2(EtcdClient),
     EtcdV3(etcd3::Etcd3Client),
     Zookeeper(zookeeper::ZookeeperClient),
-    Nats(nats::NatsClient),
+    /// Boxed: async-nats' store handle is large, the others are small.
+    Nats(Box<nats::NatsClient>),
     Galera(galera::GaleraClient),
     Postgres(postgres::PostgresClient),
     Sentinel(sentinel::SentinelClient),
@@ -90,7 +91,7 @@ impl AnyStore {
             System::Zookeeper => {
                 AnyStore::Zookeeper(zookeeper::ZookeeperClient::new(endpoint, key, timeout))
             }
-            System::Nats => AnyStore::Nats(nats::NatsClient::new(endpoint, key, timeout)),
+            System::Nats => AnyStore::Nats(Box::new(nats::NatsClient::new(endpoint, key, timeout))),
             System::Galera => AnyStore::Galera(galera::GaleraClient::new(endpoint, key, timeout)),
             System::Postgres => {
                 AnyStore::Postgres(postgres::PostgresClient::new(endpoint, key, timeout))
@@ -118,7 +119,7 @@ impl Store for AnyStore {
             AnyStore::EtcdV2(c) => c.read().await,
             AnyStore::EtcdV3(c) => c.read().await,
             AnyStore::Zookeeper(c) => c.read().await,
-            AnyStore::Nats(c) => c.read().await,
+            AnyStore::Nats(c) => c.as_mut().read().await,
             AnyStore::Galera(c) => c.read().await,
             AnyStore::Postgres(c) => c.read().await,
             AnyStore::Sentinel(c) => c.read().await,
@@ -162,7 +163,7 @@ impl Store for AnyStore {
             AnyStore::EtcdV2(c) => Store::endpoint(c),
             AnyStore::EtcdV3(c) => Store::endpoint(c),
             AnyStore::Zookeeper(c) => Store::endpoint(c),
-            AnyStore::Nats(c) => Store::endpoint(c),
+            AnyStore::Nats(c) => Store::endpoint(c.as_ref()),
             AnyStore::Galera(c) => Store::endpoint(c),
             AnyStore::Postgres(c) => Store::endpoint(c),
             AnyStore::Sentinel(c) => Store::endpoint(c),
