@@ -235,11 +235,9 @@ async fn opinions(
             }
             Leadership::SentinelPrimary => {
                 let addr = probe::address(host, system.client_port())?;
-                let answer = probe::exchange(
-                    addr,
-                    b"SENTINEL get-master-addr-by-name perseus\r\nQUIT\r\n",
-                )
-                .await?;
+                let answer =
+                    probe::redis_command(addr, b"SENTINEL get-master-addr-by-name perseus\r\n")
+                        .await?;
                 let primary = sentinel_primary(&answer);
                 Opinion {
                     serving: primary.is_some(),
@@ -358,7 +356,7 @@ pub async fn etcd_leader(docker: &Docker, cluster: &Cluster, wait: Duration) -> 
 }
 
 /// The address a sentinel's `SENTINEL get-master-addr-by-name` names, from its RESP answer
-/// (`*2\r\n$10\r\n10.77.0.81\r\n$4\r\n6379\r\n`, then `+OK` for the QUIT that follows); None
+/// (`*2\r\n$10\r\n10.77.0.81\r\n$4\r\n6379\r\n`); None
 /// when it knows no primary (`*-1`) or the answer is not that.
 pub fn sentinel_primary(answer: &str) -> Option<Ipv4Addr> {
     let mut lines = answer.split("\r\n");

@@ -82,6 +82,54 @@ pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<String> {
         .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
 }
 
+/// Whether `answer` holds one whole RESP reply of the kinds a sentinel sends: a status or
+/// error line, or an array of bulk strings (`*-1` when empty).
+pub fn resp_complete(answer: &str) -> bool {
+    let lines = answer.matches("\r\n").count();
+    match answer.as_bytes().first() {
+        Some(b'+' | b'-' | b':') => lines >= 1,
+        Some(b'*') => {
+            let Some((head, _)) = answer.split_once("\r\n") else {
+                return false;
+            };
+            match head[1..].parse::<i64>() {
+                Ok(n) if n <= 0 => true,
+                Ok(n) => lines as i64 > 2 * n,
+                Err(_) => true,
+            }
+        }
+        Some(_) => lines >= 1,
+        None => false,
+    }
+}
+
+/// Sends one Redis command (inline, `\r\n`-terminated) to `addr` and reads until its reply
+/// is whole ([`resp_complete`]): a sentinel does not close the connection after answering.
+pub async fn redis_command(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    let talk = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(request).await?;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 || buf.len() + n > MAX_ANSWER {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if resp_complete(&String::from_utf8_lossy(&buf)) {
+                break;
+            }
+        }
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    timeout(PROBE_TIMEOUT, talk)
+        .await
+        .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
+}
+
 /// `GET path` on `addr` (HTTP/1.0, so the server closes); the status code and the body.
 pub async fn get_body(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -143,8 +191,7 @@ pub async fn healthy(host: &Host) -> Result<()> {
         }
         Health::SentinelQuorum { port } => {
             let addr = address(host, port)?;
-            // QUIT makes the sentinel close the connection after its answers
-            let answer = exchange(addr, b"SENTINEL CKQUORUM perseus\r\nQUIT\r\n").await?;
+            let answer = redis_command(addr, b"SENTINEL CKQUORUM perseus\r\n").await?;
             if answer.starts_with("+OK") {
                 Ok(())
             } else {
@@ -195,5 +242,15 @@ mod tests {
         server.await.unwrap();
         // Nobody listens there any more: a clear error, not a hang.
         assert!(get(addr, "/health").await.is_err());
+    }
+
+    #[test]
+    fn whole_resp_replies() {
+        assert!(resp_complete("+OK 3 usable Sentinels\r\n"));
+        assert!(!resp_complete("+OK 3 usable"));
+        assert!(resp_complete("*-1\r\n"));
+        assert!(!resp_complete("*2\r\n$10\r\n10.77.0.82\r\n"));
+        assert!(resp_complete("*2\r\n$10\r\n10.77.0.82\r\n$4\r\n6379\r\n"));
+        assert!(!resp_complete(""));
     }
 }
