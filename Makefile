@@ -22,9 +22,22 @@ BASE_IMAGE ?= perseus-base:bookworm
 BUILD_DIR := compose/.build
 HOSTS := a1 a2 a3
 ETCD_HOSTS := e1 e2 e3
-# Which system `leader` (and `make heal`) refers to: auto (etcd when only etcd is up, else
-# Perseus), perseus or etcd. E.g. `make kill-leader TARGET=etcd`.
+ZK_HOSTS := z1 z2 z3
+NATS_HOSTS := j1 j2 j3
+GALERA_HOSTS := g1 g2 g3
+POSTGRES_HOSTS := q1 q2 q3
+SENTINEL_HOSTS := r1 r2 r3
+# The hosts of the systems other than Perseus (host faults by name: make kill-z2).
+OTHER_HOSTS := $(ETCD_HOSTS) $(ZK_HOSTS) $(NATS_HOSTS) $(GALERA_HOSTS) $(POSTGRES_HOSTS) $(SENTINEL_HOSTS)
+# The system under test (docs/systems.md): perseus, etcd (v2 API), etcd3 (the same cluster
+# through the v3 API), zookeeper, nats, galera, postgres, sentinel. `make up|load|kill-leader|experiment|smoke SYSTEM=s`.
+SYSTEM ?= perseus
+# Which system `leader` (and `make heal`) refers to when SYSTEM is perseus (the default): auto
+# (the one that is up, Perseus first), or a system's name. E.g. `make kill-leader TARGET=etcd`
+# (the same as SYSTEM=etcd).
 TARGET ?= auto
+CHAOS_TARGET := $(if $(filter-out perseus,$(SYSTEM)),$(SYSTEM),$(TARGET))
+SYSTEMS_IMAGE ?= perseus-systems:latest
 ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
@@ -49,26 +62,28 @@ RATE ?= 256kbit
 DELAY ?= 50ms
 JITTER ?= 10ms
 SHAPE ?= majorities-ring
-# `make matrix`: systems, faults (each hits the leader) and runs per combination
+# `make matrix` and `make compare`: systems, faults (each hits the leader) and runs per combination
 SYSTEMS ?= perseus etcd
 FAULTS ?= kill isolate pause
 RUNS ?= 10
-export COMPOSE BASE_IMAGE UP_TIMEOUT
+export COMPOSE BASE_IMAGE UP_TIMEOUT SYSTEMS_IMAGE
 export SWARM_IMAGE := $(IMAGE)
 
 CLUSTER := a1 a2 a3 p1 p2 p3
-ALL_PROFILES := --profile load --profile chaos --profile etcd
+# Every profile, so that `make down` removes every system.
+ALL_PROFILES := --profile load --profile chaos --profile etcd --profile zookeeper --profile nats \
+  --profile galera --profile postgres --profile sentinel
 ifeq ($(ENGINE),swarm)
 CHAOS := scripts/swarm.sh chaos --target $(TARGET)
 else
-CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(TARGET)
+CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(CHAOS_TARGET)
 endif
 # The client container, running or not (by label, see scripts/lib.sh).
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
-        compare matrix etcd-smoke amnesia-check accept-loss idle-reconnect node-memory contention \
-        $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader) \
+.PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
+        compare matrix etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention \
+        $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
 
 help: ## Show this help
@@ -76,8 +91,10 @@ help: ## Show this help
 	@grep -hE '^[^ #]+:.*## ' $(MAKEFILE_LIST) | \
 	  sed -E 's/^\$$\(HOSTS:%=([a-z-]+)-%\).*## /\1-HOST\t/; s/^([^ :]+):[^#]*## /\1\t/' | \
 	  awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  HOST is a1, a2, a3 (Perseus), e1, e2, e3 (etcd, after make up-etcd) or leader"
-	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader TARGET=etcd)."
+	@echo "  HOST is a1..a3 (Perseus), e1..e3 (etcd, etcd3), z1..z3 (zookeeper), j1..j3 (nats) or leader"
+	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader SYSTEM=zookeeper)."
+	@echo "  SYSTEM=perseus (default), etcd, etcd3, zookeeper or nats picks the system for up, load,"
+	@echo "  the leader faults, experiment and smoke (docs/systems.md)."
 
 base: ## Build the base image (debian:bookworm-slim, or debootstrap from this machine's apt mirror when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
@@ -91,36 +108,32 @@ images: base binaries ## Build the perseus:latest image (base + the three binari
 	cp compose/perseus-acceptor compose/perseus-host compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f compose/Dockerfile $(BUILD_DIR)
 
-up: images ## Build what is missing, start a1..a3 and p1..p3 (repairing a node left in an old namespace), wait until all answer /health (ENGINE=swarm: deploy the stack)
+up: images ## Build what is missing, start SYSTEM's hosts (perseus: a1..a3 + p1..p3, repairing a node left in an old namespace), wait until all serve (ENGINE=swarm: deploy the stack)
 ifeq ($(ENGINE),swarm)
 	scripts/swarm.sh up
 else
 	@scripts/swarm.sh guard
-	$(COMPOSE) up -d $(CLUSTER)
-	@$(COMPOSE) --profile chaos run --rm -T chaos --target perseus --wait 0 start
-	scripts/wait-healthy.sh
+	scripts/up.sh $(SYSTEM)
 endif
 
-up-etcd: images ## Build what is missing, start the etcd cluster e1..e3, wait until healthy
-	@scripts/swarm.sh guard
-	$(COMPOSE) --profile etcd up -d $(ETCD_HOSTS)
-	scripts/wait-healthy.sh etcd
+up-etcd: ## The same as make up SYSTEM=etcd: start the etcd cluster e1..e3, wait until healthy
+	$(MAKE) up SYSTEM=etcd
 
-load: up ## Run the load generator (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
+systems-image: ## Build the image of the other systems (perseus-systems:latest: compose/systems/, Debian packages)
+	scripts/systems-image.sh
+
+load: up ## Run the load generator against SYSTEM (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
 ifeq ($(ENGINE),swarm)
 	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) scripts/swarm.sh load
 else
-	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
+	LOADGEN_SYSTEM=$(SYSTEM) LOADGEN_NODES=$(LOADGEN_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
 	@id=$(CLIENT_ID); \
 	  docker logs -f $$id; \
 	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
 endif
 
-load-etcd: up-etcd ## The same load against the etcd cluster (LOADGEN_DURATION, CONNECTIONS, KEYS as for load)
-	LOADGEN_NODES=$(ETCD_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
-	@id=$(CLIENT_ID); \
-	  docker logs -f $$id; \
-	  code=$$(docker wait $$id); echo "# loadgen exited with $$code"; exit $$code
+load-etcd: ## The same as make load SYSTEM=etcd (LOADGEN_DURATION, CONNECTIONS, KEYS as for load)
+	$(MAKE) load SYSTEM=etcd
 
 # `make bench` measures Perseus; `make bench SYSTEMS="perseus etcd"` adds etcd (SYSTEMS's own
 # default is the matrix's, so bench reads it only when given).
@@ -136,35 +149,35 @@ logs: ## Show the load generator's output (follows it while it runs)
 status: ## Hosts: containers' states, shared namespace, health from outside, faults, addresses
 	@$(CHAOS) status
 
-$(HOSTS:%=kill-%) $(ETCD_HOSTS:%=kill-%) kill-leader: kill-%: ## SIGKILL HOST (acceptor and node, or the etcd member)
+$(HOSTS:%=kill-%) $(OTHER_HOSTS:%=kill-%) kill-leader: kill-%: ## SIGKILL HOST (acceptor and node, or the etcd member)
 	@$(CHAOS) kill $*
-$(HOSTS:%=start-%) $(ETCD_HOSTS:%=start-%) start-leader: start-%: ## start HOST again and wait until it answers /health
+$(HOSTS:%=start-%) $(OTHER_HOSTS:%=start-%) start-leader: start-%: ## start HOST again and wait until it answers /health
 	@$(CHAOS) start $*
-$(HOSTS:%=restart-%) $(ETCD_HOSTS:%=restart-%) restart-leader: restart-%: ## kill + start
+$(HOSTS:%=restart-%) $(OTHER_HOSTS:%=restart-%) restart-leader: restart-%: ## kill + start
 	@$(CHAOS) restart $*
-$(HOSTS:%=partition-%) $(ETCD_HOSTS:%=partition-%) partition-leader: partition-%: ## cut HOST off from the other hosts (clients still reach it)
+$(HOSTS:%=partition-%) $(OTHER_HOSTS:%=partition-%) partition-leader: partition-%: ## cut HOST off from the other hosts (clients still reach it)
 	@$(CHAOS) isolate $*
-$(HOSTS:%=heal-%) $(ETCD_HOSTS:%=heal-%) heal-leader: heal-%: ## undo every fault on HOST
+$(HOSTS:%=heal-%) $(OTHER_HOSTS:%=heal-%) heal-leader: heal-%: ## undo every fault on HOST
 	@$(CHAOS) heal $*
 heal: ## Undo every fault on every host (of TARGET): rules, qdiscs, pauses, killed acceptors and hosts
 	@$(CHAOS) heal
-$(HOSTS:%=pause-%) $(ETCD_HOSTS:%=pause-%) pause-leader: pause-%: ## freeze HOST (docker pause)
+$(HOSTS:%=pause-%) $(OTHER_HOSTS:%=pause-%) pause-leader: pause-%: ## freeze HOST (docker pause)
 	@$(CHAOS) pause $*
-$(HOSTS:%=resume-%) $(ETCD_HOSTS:%=resume-%) resume-leader: resume-%: ## thaw HOST
+$(HOSTS:%=resume-%) $(OTHER_HOSTS:%=resume-%) resume-leader: resume-%: ## thaw HOST
 	@$(CHAOS) resume $*
-$(HOSTS:%=loss-%) $(ETCD_HOSTS:%=loss-%) loss-leader: loss-%: ## drop PERCENT (30) % of HOST's packets to/from its peers (SCOPE=all: every packet)
+$(HOSTS:%=loss-%) $(OTHER_HOSTS:%=loss-%) loss-leader: loss-%: ## drop PERCENT (30) % of HOST's packets to/from its peers (SCOPE=all: every packet)
 	@$(CHAOS) --scope $(SCOPE) loss $* $(PERCENT)
-$(HOSTS:%=limit-%) $(ETCD_HOSTS:%=limit-%) limit-leader: limit-%: ## limit HOST's outgoing bandwidth to RATE (256kbit)
+$(HOSTS:%=limit-%) $(OTHER_HOSTS:%=limit-%) limit-leader: limit-%: ## limit HOST's outgoing bandwidth to RATE (256kbit)
 	@$(CHAOS) limit $* $(RATE)
-$(HOSTS:%=delay-%) $(ETCD_HOSTS:%=delay-%) delay-leader: delay-%: ## delay HOST's packets by DELAY (50ms) ± JITTER (10ms); needs netem
+$(HOSTS:%=delay-%) $(OTHER_HOSTS:%=delay-%) delay-leader: delay-%: ## delay HOST's packets by DELAY (50ms) ± JITTER (10ms); needs netem
 	@$(CHAOS) delay $* $(DELAY) $(JITTER)
-$(HOSTS:%=isolate-in-%) $(ETCD_HOSTS:%=isolate-in-%) isolate-in-leader: isolate-in-%: ## one way: HOST's peers cannot reach it (it reaches them)
+$(HOSTS:%=isolate-in-%) $(OTHER_HOSTS:%=isolate-in-%) isolate-in-leader: isolate-in-%: ## one way: HOST's peers cannot reach it (it reaches them)
 	@$(CHAOS) isolate-inbound $*
-$(HOSTS:%=isolate-out-%) $(ETCD_HOSTS:%=isolate-out-%) isolate-out-leader: isolate-out-%: ## one way: HOST cannot reach its peers (they reach it)
+$(HOSTS:%=isolate-out-%) $(OTHER_HOSTS:%=isolate-out-%) isolate-out-leader: isolate-out-%: ## one way: HOST cannot reach its peers (they reach it)
 	@$(CHAOS) isolate-outbound $*
-$(HOSTS:%=cut-clients-%) $(ETCD_HOSTS:%=cut-clients-%) cut-clients-leader: cut-clients-%: ## HOST's clients cannot reach it (its peers can)
+$(HOSTS:%=cut-clients-%) $(OTHER_HOSTS:%=cut-clients-%) cut-clients-leader: cut-clients-%: ## HOST's clients cannot reach it (its peers can)
 	@$(CHAOS) cut-clients $*
-$(HOSTS:%=amnesia-%) $(ETCD_HOSTS:%=amnesia-%) amnesia-leader: amnesia-%: ## stop HOST, erase its data volume, start it empty (may lose acknowledged writes)
+$(HOSTS:%=amnesia-%) $(OTHER_HOSTS:%=amnesia-%) amnesia-leader: amnesia-%: ## stop HOST, erase its data volume, start it empty (may lose acknowledged writes)
 	@$(CHAOS) amnesia $*
 $(HOSTS:%=kill-acceptor-%): kill-acceptor-%: ## SIGKILL only HOST's Redis acceptor (the node keeps serving through the others)
 	@$(CHAOS) --layer acceptor kill $*
@@ -185,7 +198,7 @@ $(HOSTS:%=cut-node-%): cut-node-%: ## HOST's node cannot reach the other accepto
 partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, bridge, majorities-ring
 	@$(CHAOS) partition "$(SHAPE)"
 
-down: ## Remove all containers, networks and volumes of the testbed (ENGINE=swarm: the stack, and the swarm if up entered it)
+down: ## Remove all containers, networks and volumes of the testbed, every system (ENGINE=swarm: the stack, and the swarm if up entered it)
 ifeq ($(ENGINE),swarm)
 	scripts/swarm.sh down
 else
@@ -198,10 +211,10 @@ test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for 
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
 
-experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate) into results/UTC-SCENARIO/
+experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate) on SYSTEM into results/UTC-SCENARIO/
 	@test -f compose/scenarios/$(SCENARIO).toml || { echo "no scenario compose/scenarios/$(SCENARIO).toml; there are: $$(ls compose/scenarios | sed 's/.toml//' | tr '\n' ' ')" >&2; exit 2; }
-	target/release/lab run compose/scenarios/$(SCENARIO).toml \
-	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)
+	target/release/lab run compose/scenarios/$(SCENARIO).toml $(if $(filter-out perseus,$(SYSTEM)),--store $(SYSTEM)) \
+	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)$(if $(filter-out perseus,$(SYSTEM)),-$(SYSTEM))
 
 watch: up ## Live terminal view of the load: charts per node, faults marked, keys act (q quits, writes a report)
 	target/release/watch --duration $(WATCH_DURATION) \
@@ -211,14 +224,17 @@ soak: up ## Random faults of every kind (MIX, default all but amnesia) for DURAT
 	target/release/lab soak --duration $(DURATION) --seed $(SEED) $(if $(MIX),--mix "$(MIX)") \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-soak-$(SEED)
 
-compare: ## Same scenario (compose/scenarios/compare.toml) on Perseus, then on etcd; one table
-	scripts/compare.sh
+compare: ## Same scenario (compose/scenarios/compare.toml) on each of SYSTEMS ("perseus etcd"), one at a time; one table, one plot per system
+	SYSTEMS="$(SYSTEMS)" scripts/compare.sh
 
 matrix: images ## SYSTEMS × FAULTS × RUNS fresh-cluster runs; the six measures as distributions in results/UTC-matrix/matrix.md
 	SYSTEMS="$(SYSTEMS)" FAULTS="$(FAULTS)" RUNS="$(RUNS)" SEED="$(SEED)" scripts/matrix.sh
 
 etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
 	scripts/etcd-smoke.sh
+
+smoke: images ## Short run of SYSTEM for CI: up, 24 s of load, kill the leader, start it, down; fails on violations or a node never serving
+	scripts/smoke.sh $(SYSTEM)
 
 amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then in the middle of load; 0 lost writes
 	scripts/amnesia-check.sh

@@ -29,21 +29,10 @@ LAB=target/release/lab
 CHAOS=target/release/chaos
 out="${MATRIX_OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)-matrix}"
 
-# The systems the matrix knows: the make target that brings the cluster up, its client URLs,
-# chaos's --target, and the name in the tables. Add a system here (one line per field).
-system_up() { case "$1" in perseus) echo up ;; etcd) echo up-etcd ;; *) return 1 ;; esac; }
-system_nodes() {
-  case "$1" in
-    perseus) echo "http://10.77.0.11:8080,http://10.77.0.12:8080,http://10.77.0.13:8080" ;;
-    etcd) echo "http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379" ;;
-  esac
-}
-system_name() {
-  case "$1" in
-    perseus) echo "Perseus (CASPaxos, leaderless)" ;;
-    etcd) echo "etcd 3.4 (Raft, v2 API)" ;;
-  esac
-}
+# The systems: any the testbed knows (perseus, etcd, etcd3, zookeeper, nats; model/src/system.rs
+# via `chaos --target s describe`): `make up SYSTEM=s` brings it up, `lab run --store s` loads
+# it with its own client and names it in the tables.
+system_known() { "$CHAOS" --target "$1" describe >/dev/null 2>&1; }
 # The faults: the chaos command that undoes each (the fault hits `leader`: etcd's elected
 # leader, Perseus's a1).
 fault_undo() { case "$1" in kill) echo start ;; isolate) echo heal ;; pause) echo resume ;; *) return 1 ;; esac; }
@@ -52,7 +41,7 @@ die() { echo "matrix: $*" >&2; exit 2; }
 case "$RUNS" in '' | *[!0-9]*) die "RUNS must be a whole number (got '$RUNS')" ;; esac
 [ "$RUNS" -ge 1 ] || die "RUNS must be at least 1"
 case "$SEED" in '' | *[!0-9]*) die "SEED must be a whole number (got '$SEED')" ;; esac
-for s in $SYSTEMS; do system_up "$s" >/dev/null || die "unknown system '$s' (known: perseus etcd)"; done
+for s in $SYSTEMS; do system_known "$s" || die "unknown system '$s' (known: perseus etcd etcd3 zookeeper nats)"; done
 for f in $FAULTS; do fault_undo "$f" >/dev/null || die "unknown fault '$f' (known: kill isolate pause)"; done
 [ -n "${SYSTEMS// /}" ] || die "SYSTEMS is empty"
 [ -n "${FAULTS// /}" ] || die "FAULTS is empty"
@@ -130,15 +119,15 @@ EOF
       current_target=""
       down
       check_interrupt && { stopped=1; break; }
-      if ! make -s -o images "$(system_up "$system")" >"$dir/up.log" 2>&1; then
+      if ! make -s -o images up SYSTEM="$system" >"$dir/up.log" 2>&1; then
         check_interrupt && { stopped=1; break; }
         echo "matrix: bringing $system up failed (see $dir/up.log); run skipped" >&2
         done_runs=$((done_runs + 1))
         continue
       fi
       current_target="$system"
-      "$LAB" run "$dir/scenario.toml" --out "$dir" --nodes "$(system_nodes "$system")" \
-        --connections "$CONNECTIONS" --system "$(system_name "$system")" --target "$system" \
+      "$LAB" run "$dir/scenario.toml" --out "$dir" --store "$system" \
+        --connections "$CONNECTIONS" --target "$system" \
         >"$dir/lab.log" 2>&1
       rc=$?
       check_interrupt && { stopped=1; break; }

@@ -235,7 +235,7 @@ pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Resul
         sleep(Duration::from_millis(250)).await;
     }
     bail!(
-        "{} did not answer /health on {} within {} s (last: {last})",
+        "{} did not answer its health check on {} within {} s (last: {last})",
         host.name,
         probe::user_address(host)
             .map(|a| a.to_string())

@@ -17,12 +17,25 @@ use crate::engines::{Engine, HostsMap};
 pub use perseus_model::{HostArg, HostName, System};
 
 /// `--target`: which system `leader` and "all hosts" refer to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// etcd when the project has etcd hosts and no Perseus hosts, else Perseus.
+    /// Perseus when the project has Perseus hosts (or none at all), else the first other
+    /// system with hosts (etcd, ZooKeeper, NATS, in that order).
     Auto,
-    Perseus,
-    Etcd,
+    /// A system by name (perseus, etcd, etcd3, zookeeper, nats).
+    System(System),
+}
+
+impl Target {
+    /// `auto` or a system's name (clap's value parser).
+    pub fn parse(s: &str) -> std::result::Result<Target, String> {
+        if s == "auto" {
+            return Ok(Target::Auto);
+        }
+        s.parse::<System>()
+            .map(Target::System)
+            .map_err(|e| format!("{e} (or auto)"))
+    }
 }
 
 /// One container of a host with its inspection.
@@ -217,11 +230,11 @@ impl Cluster {
             .collect()
     }
 
-    /// Which systems have hosts in the project.
+    /// Which systems have hosts in the project (each cluster once: etcd, not etcd3).
     pub fn systems(&self) -> Vec<System> {
         System::ALL
             .into_iter()
-            .filter(|s| !self.host_names(*s).is_empty())
+            .filter(|s| s.cluster() == *s && !self.host_names(*s).is_empty())
             .collect()
     }
 
@@ -231,16 +244,15 @@ impl Cluster {
     }
 }
 
-/// `auto`: etcd only when it is the only system with hosts.
+/// `auto`: Perseus unless only other systems have hosts; then the first of those.
 pub fn pick_system(target: Target, present: &[System]) -> System {
     match target {
-        Target::Perseus => System::Perseus,
-        Target::Etcd => System::Etcd,
+        Target::System(s) => s,
         Target::Auto => {
-            if present.contains(&System::Etcd) && !present.contains(&System::Perseus) {
-                System::Etcd
-            } else {
+            if present.is_empty() || present.contains(&System::Perseus) {
                 System::Perseus
+            } else {
+                present[0]
             }
         }
     }
@@ -257,7 +269,11 @@ mod tests {
         assert_eq!(pick_system(Target::Auto, &[Perseus]), Perseus);
         assert_eq!(pick_system(Target::Auto, &[Perseus, Etcd]), Perseus);
         assert_eq!(pick_system(Target::Auto, &[]), Perseus);
-        assert_eq!(pick_system(Target::Etcd, &[Perseus]), Etcd);
-        assert_eq!(pick_system(Target::Perseus, &[Etcd]), Perseus);
+        assert_eq!(pick_system(Target::Auto, &[Zookeeper]), Zookeeper);
+        assert_eq!(pick_system(Target::System(Etcd), &[Perseus]), Etcd);
+        assert_eq!(pick_system(Target::System(Perseus), &[Etcd]), Perseus);
+        assert_eq!(Target::parse("etcd3"), Ok(Target::System(Etcd3)));
+        assert_eq!(Target::parse("auto"), Ok(Target::Auto));
+        assert!(Target::parse("consul").is_err());
     }
 }

@@ -36,7 +36,7 @@ use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
-use perseus_model::FaultKind;
+use perseus_model::{FaultKind, Leadership};
 
 use events::{Event, Recorder};
 use host::{Cluster, Host, HostArg, HostName, System, Target};
@@ -81,6 +81,9 @@ enum Command {
     Status,
     /// Wait (up to --wait) until every target host answers its health URL.
     Health,
+    /// Print the target system's facts as KEY=VALUE lines (for scripts): profile, services,
+    /// nodes, title. Needs no Docker.
+    Describe,
 }
 
 impl Command {
@@ -103,6 +106,7 @@ impl Command {
             Command::Heal => "heal",
             Command::Status => "status",
             Command::Health => "health",
+            Command::Describe => "describe",
         }
     }
 
@@ -152,7 +156,7 @@ struct Args {
     /// Which system `leader`, a partition and a missing HOST refer to (auto: etcd when the
     /// project has etcd hosts and no Perseus hosts, else Perseus; a missing HOST with auto =
     /// every host).
-    #[arg(long, env = "CHAOS_TARGET", value_enum, default_value = "auto")]
+    #[arg(long, env = "CHAOS_TARGET", value_parser = Target::parse, default_value = "auto")]
     target: Target,
     /// How long to wait for an etcd leader to be agreed on when resolving `leader`.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
@@ -166,7 +170,7 @@ struct Args {
     /// What to do.
     #[arg(value_enum)]
     command: Command,
-    /// HOST (a1, a2, a3, e1, e2, e3 or leader; all hosts of the target when omitted), then the
+    /// HOST (a1..a3, e1..e3, z1..z3, j1..j3 or leader; all hosts of the target when omitted), then the
     /// command's parameters (loss PERCENT, limit RATE, delay DELAY [JITTER]); for partition the
     /// SHAPE instead of a host.
     #[arg(value_name = "HOST [PARAMS]")]
@@ -210,7 +214,10 @@ impl Args {
 
     /// The fault kind (with its parameters) the command line asks for; None for status.
     fn fault_kind(&self, params: &[String]) -> Result<Option<FaultKind>> {
-        if matches!(self.command, Command::Status | Command::Health) {
+        if matches!(
+            self.command,
+            Command::Status | Command::Health | Command::Describe
+        ) {
             return Ok(None);
         }
         let param = (!params.is_empty()).then(|| params.join(","));
@@ -238,6 +245,14 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<bool> {
     // Bad input changes nothing: check the operands before touching the engine.
     let (host_arg, params) = args.split()?;
+    if args.command == Command::Describe {
+        let system = match args.target {
+            Target::System(s) => s,
+            Target::Auto => System::Perseus,
+        };
+        print!("{}", perseus_model::system::describe(system));
+        return Ok(true);
+    }
     let kind = args.fault_kind(&params)?;
     let engines = engines::load(args.hosts_file.as_deref())?;
     let cluster = Cluster::load(&engines, &args.project).await?;
@@ -289,7 +304,7 @@ async fn run(args: &Args) -> Result<bool> {
     };
     if targets.is_empty() {
         bail!(
-            "project {:?} has no hosts a1..a3 or e1..e3 (for --target {:?})",
+            "project {:?} has no hosts of any system (for --target {:?})",
             args.project,
             args.target
         );
@@ -382,8 +397,10 @@ fn event_params(args: &Args) -> BTreeMap<String, String> {
 /// commands the answer may be empty (nothing to undo).
 async fn resolve_leader(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>> {
     let system = cluster.resolve_target(args.target);
-    if system == System::Perseus {
-        return Ok(vec![HostName::perseus(1)]);
+    if system.leadership() == Leadership::Leaderless {
+        let first = system.hosts()[0];
+        eprintln!("{system} has no leader (every host serves on its own): `leader` means {first}");
+        return Ok(vec![first]);
     }
     let names = cluster.host_names(system);
     if names.is_empty() {
@@ -406,7 +423,9 @@ async fn resolve_leader(cluster: &Cluster, args: &Args) -> Result<Vec<HostName>>
                 }
             }
         }
-        _ => hit.push(leader::etcd_leader(cluster, Duration::from_secs(args.leader_wait)).await?),
+        _ => {
+            hit.push(leader::leader(cluster, system, Duration::from_secs(args.leader_wait)).await?)
+        }
     }
     Ok(hit)
 }
@@ -937,7 +956,7 @@ mod tests {
     #[test]
     fn parses_etcd_hosts_leader_and_target() {
         let a = parse(&["--target", "etcd", "kill", "leader"]).unwrap();
-        assert_eq!(a.target, Target::Etcd);
+        assert_eq!(a.target, Target::System(System::Etcd));
         assert_eq!(
             (a.command, a.split().unwrap().0),
             (Command::Kill, Some(HostArg::Leader))
@@ -947,7 +966,10 @@ mod tests {
             Some(HostArg::Host(HostName::etcd(2)))
         );
         let a = parse(&["--target", "perseus", "heal"]).unwrap();
-        assert_eq!((a.target, a.split().unwrap().0), (Target::Perseus, None));
+        assert_eq!(
+            (a.target, a.split().unwrap().0),
+            (Target::System(System::Perseus), None)
+        );
         let a = parse(&["start", "leader", "--leader-wait", "3"]).unwrap();
         assert_eq!(a.leader_wait, 3);
         assert!(parse(&["--target", "consul", "kill", "leader"]).is_err());

@@ -1,9 +1,11 @@
-//! Health as the host's users see it: an HTTP `GET /health` to the host's address on the
-//! testbed network (the load generator's view), sent by chaos itself, never from inside the
-//! host (a node left in an orphaned namespace still answers its own loopback). Works the same
-//! from the chaos container (on the network) and from the machine (which routes to it).
-//! The body is read too: a Perseus node's carries its view of every acceptor
-//! ([`perseus_model::Health`]), which `chaos status` shows.
+//! Health as the host's users see it: the system's health question ([`HealthCheck`]: an HTTP
+//! `GET` such as `/health`, or ZooKeeper's `srvr`) sent to the host's address on the testbed
+//! network (the load generator's view), by chaos itself, never from inside the host (a node left
+//! in an orphaned namespace still answers its own loopback). Works the same from the chaos
+//! container (on the network) and from the machine (which routes to it); a swarm host is asked
+//! at the port its machine publishes. The body is read too: a Perseus node's carries its view of
+//! every acceptor ([`perseus_model::Health`]), which `chaos status` shows. The leader lookups of
+//! ZooKeeper and NATS ask the same way ([`exchange`], [`get_body`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,9 +15,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use perseus_model::Health;
+use perseus_model::{Health, HealthCheck};
 
 use crate::host::Host;
+
+/// The most a probe reads of an answer (a `/jsz` with one stream is a few KiB).
+const MAX_ANSWER: usize = 1 << 20;
 
 /// How long one probe may take (connect, send, read).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,9 +34,6 @@ pub fn status_code(head: &str) -> Option<u16> {
     }
     parts.next()?.parse().ok()
 }
-
-/// The largest answer read: a health body is well under 2 KiB.
-const MAX_ANSWER: usize = 64 * 1024;
 
 /// `GET path` on `addr`; returns the status code.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<u16> {
@@ -65,12 +67,119 @@ pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
 }
 
-/// The address the host's users reach it at: its address on the network, the health port; for
+/// Sends `request` to `addr` and reads the answer until the server closes (bounded in time
+/// and size): ZooKeeper's four-letter words, HTTP/1.0.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    let talk = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(request).await?;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 || buf.len() + n > MAX_ANSWER {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    timeout(PROBE_TIMEOUT, talk)
+        .await
+        .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
+}
+
+/// Whether `answer` holds one whole RESP reply of the kinds a sentinel sends: a status or
+/// error line, or an array of bulk strings (`*-1` when empty).
+pub fn resp_complete(answer: &str) -> bool {
+    let lines = answer.matches("\r\n").count();
+    match answer.as_bytes().first() {
+        Some(b'+' | b'-' | b':') => lines >= 1,
+        Some(b'*') => {
+            let Some((head, _)) = answer.split_once("\r\n") else {
+                return false;
+            };
+            match head[1..].parse::<i64>() {
+                Ok(n) if n <= 0 => true,
+                Ok(n) => lines as i64 > 2 * n,
+                Err(_) => true,
+            }
+        }
+        Some(_) => lines >= 1,
+        None => false,
+    }
+}
+
+/// Sends one Redis command (inline, `\r\n`-terminated) to `addr` and reads until its reply
+/// is whole ([`resp_complete`]): a sentinel does not close the connection after answering.
+pub async fn redis_command(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    let talk = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.write_all(request).await?;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 || buf.len() + n > MAX_ANSWER {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if resp_complete(&String::from_utf8_lossy(&buf)) {
+                break;
+            }
+        }
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    timeout(PROBE_TIMEOUT, talk)
+        .await
+        .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
+}
+
+/// `GET path` on `addr` (HTTP/1.0, so the server closes); the status code and the body.
+pub async fn get_body(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let answer = exchange(addr, request.as_bytes()).await?;
+    let code = status_code(&answer)
+        .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {answer:.80}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The mode a ZooKeeper server's `srvr` answer names (`leader`, `follower`, `standalone`), or
+/// None when it is not serving ("This ZooKeeper instance is not currently serving requests").
+pub fn zookeeper_mode(srvr: &str) -> Option<&str> {
+    srvr.lines()
+        .find_map(|l| l.strip_prefix("Mode:"))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+}
+
+/// Host `host`'s address on the network with `port`.
+pub fn address(host: &Host, port: u16) -> Result<SocketAddr> {
+    let mut addrs: Vec<(String, String)> = host.addresses().into_iter().collect();
+    addrs.sort();
+    let Some((_, ip)) = addrs.first() else {
+        bail!("{} has no address on any network", host.name);
+    };
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| anyhow!("{} has a bad address {ip:?}", host.name))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The address the host's users reach it at: its address on the network, the client port; for
 /// a swarm host the port published on its machine (the testbed network is an overlay that
 /// only containers reach; the users stand outside, at the published ports).
 pub fn user_address(host: &Host) -> Result<SocketAddr> {
+    let port = host.name.system.client_port();
     if host.swarm() {
-        let port = host.name.system.client_port();
         let published =
             crate::docker::published_port(&host.main().info, port).ok_or_else(|| {
                 anyhow!(
@@ -84,23 +193,42 @@ pub fn user_address(host: &Host) -> Result<SocketAddr> {
             .next()
             .ok_or_else(|| anyhow!("{at} resolves to no address"));
     }
-    let mut addrs: Vec<(String, String)> = host.addresses().into_iter().collect();
-    addrs.sort();
-    let Some((_, ip)) = addrs.first() else {
-        bail!("{} has no address on any network", host.name);
-    };
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| anyhow!("{} has a bad address {ip:?}", host.name))?;
-    Ok(SocketAddr::new(ip, host.name.system.client_port()))
+    address(host, port)
 }
 
-/// Whether the host answers `/health` with 200 where its users stand; Err says what went wrong.
+/// Whether the host answers its system's health question where its users stand; Err says
+/// what went wrong.
 pub async fn healthy(host: &Host) -> Result<()> {
-    let addr = user_address(host)?;
-    match get(addr, "/health").await? {
-        200 => Ok(()),
-        code => bail!("http://{addr}/health answered {code}"),
+    match host.name.system.health() {
+        HealthCheck::Http { port, path } => {
+            // A swarm host is reached at its published client port.
+            let addr = if host.swarm() && port == host.name.system.client_port() {
+                user_address(host)?
+            } else {
+                address(host, port)?
+            };
+            match get(addr, path).await? {
+                200 => Ok(()),
+                code => bail!("http://{addr}{path} answered {code}"),
+            }
+        }
+        HealthCheck::ZookeeperSrvr { port } => {
+            let addr = address(host, port)?;
+            let answer = exchange(addr, b"srvr").await?;
+            match zookeeper_mode(&answer) {
+                Some(_) => Ok(()),
+                None => bail!("srvr on {addr}: {:.100}", answer.trim()),
+            }
+        }
+        HealthCheck::SentinelQuorum { port } => {
+            let addr = address(host, port)?;
+            let answer = redis_command(addr, b"SENTINEL CKQUORUM perseus\r\n").await?;
+            if answer.starts_with("+OK") {
+                Ok(())
+            } else {
+                bail!("SENTINEL CKQUORUM on {addr}: {:.100}", answer.trim())
+            }
+        }
     }
 }
 
@@ -123,6 +251,18 @@ mod tests {
         assert_eq!(status_code("SSH-2.0-OpenSSH"), None);
         assert_eq!(status_code(""), None);
         assert_eq!(status_code("HTTP/1.1 abc"), None);
+    }
+
+    #[test]
+    fn reads_zookeeper_modes() {
+        let srvr =
+            "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\nMode: leader\nNode count: 5\n";
+        assert_eq!(zookeeper_mode(srvr), Some("leader"));
+        assert_eq!(
+            zookeeper_mode("This ZooKeeper instance is not currently serving requests\n"),
+            None
+        );
+        assert_eq!(zookeeper_mode(""), None);
     }
 
     #[tokio::test]
@@ -151,5 +291,15 @@ mod tests {
         server.await.unwrap();
         // Nobody listens there any more: a clear error, not a hang.
         assert!(get(addr, "/health").await.is_err());
+    }
+
+    #[test]
+    fn whole_resp_replies() {
+        assert!(resp_complete("+OK 3 usable Sentinels\r\n"));
+        assert!(!resp_complete("+OK 3 usable"));
+        assert!(resp_complete("*-1\r\n"));
+        assert!(!resp_complete("*2\r\n$10\r\n10.77.0.82\r\n"));
+        assert!(resp_complete("*2\r\n$10\r\n10.77.0.82\r\n$4\r\n6379\r\n"));
+        assert!(!resp_complete(""));
     }
 }

@@ -30,25 +30,35 @@ struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 struct Tools {
-    /// Node URLs for the load generator
-    #[arg(
-        long,
-        env = "LAB_NODES",
-        default_value = "http://10.77.0.11:8080,http://10.77.0.12:8080,http://10.77.0.13:8080"
-    )]
-    nodes: String,
+    /// The system under test (perseus, etcd, etcd3, zookeeper, nats): the load generator's
+    /// client, and the defaults of --nodes, --target and --system
+    #[arg(long, env = "LAB_STORE", default_value = "perseus")]
+    store: perseus_model::System,
+    /// Node endpoints for the load generator (default: the store's three hosts)
+    #[arg(long, env = "LAB_NODES")]
+    nodes: Option<String>,
     /// Logical clients per node
     #[arg(long, env = "LAB_CONNECTIONS", default_value_t = 1)]
     connections: u32,
     /// Directory holding the loadgen and chaos binaries (default: next to this one)
     #[arg(long, env = "LAB_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    /// Name of the system under test, for the report
-    #[arg(long, env = "LAB_SYSTEM", default_value = "Perseus (Gryadka/CASPaxos)")]
-    system: String,
-    /// Which cluster chaos acts on (`leader`): auto, perseus or etcd
+    /// Name of the system under test, for the report (default: the store's title)
+    #[arg(long, env = "LAB_SYSTEM")]
+    system: Option<String>,
+    /// Which cluster chaos acts on (`leader`): auto or a system's name (default: the store,
+    /// except for perseus, where chaos decides)
     #[arg(long, env = "LAB_TARGET")]
     target: Option<String>,
+}
+
+impl Tools {
+    /// The report's name of the system.
+    fn title(&self) -> String {
+        self.system
+            .clone()
+            .unwrap_or_else(|| self.store.title().to_string())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,9 +146,15 @@ fn setup(tools: &Tools) -> Result<runner::Setup> {
     Ok(runner::Setup {
         loadgen: bin_dir.join("loadgen"),
         chaos: bin_dir.join("chaos"),
-        nodes: tools.nodes.clone(),
+        nodes: tools
+            .nodes
+            .clone()
+            .unwrap_or_else(|| tools.store.nodes().join(",")),
+        store: tools.store.name().to_string(),
         connections: tools.connections,
-        target: tools.target.clone(),
+        target: tools.target.clone().or_else(|| {
+            (tools.store != perseus_model::System::Perseus).then(|| tools.store.name().to_string())
+        }),
     })
 }
 
@@ -212,9 +228,9 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
     let outcome = runner::run(&setup(tools)?, scenario, out)?;
     std::fs::write(
         out.join(compare::SYSTEM_FILE),
-        format!("{}\n", tools.system),
+        format!("{}\n", tools.title()),
     )?;
-    let (violations, held) = report(out, &tools.system, Some(scenario))?;
+    let (violations, held) = report(out, &tools.title(), Some(scenario))?;
     let mut ok = held;
     if violations > 0 {
         eprintln!(

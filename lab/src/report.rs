@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::analysis::{self, FaultKind, FaultReport, Subject};
 use crate::data::Run;
 use crate::measures;
+use perseus_model::ViolationKind;
 
 fn ms(v: f64) -> String {
     format!("{v:.0}")
@@ -102,6 +103,44 @@ As in the original Perseus's 2018 round, at ms resolution (docs/matrix.md): \
     let _ = writeln!(out);
 }
 
+/// The acknowledged writes the run found lost, one row each: when the checker saw it, on which
+/// node and key, the state it had acknowledged (or expected) and the state read instead. A
+/// system that replicates asynchronously (Redis with Sentinel) loses them on a failover; this
+/// is where the report shows them, never hidden.
+fn lost_writes(out: &mut String, run: &Run) {
+    let lost: Vec<_> = run
+        .violations
+        .iter()
+        .filter(|v| v.violation.kind == ViolationKind::LostWrite)
+        .collect();
+    if lost.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Lost acknowledged writes: {}\n\nEach row: a read that returned less than a write the store had \
+         acknowledged (value and version), on the client's own key.\n",
+        lost.len()
+    );
+    let _ = writeln!(
+        out,
+        "| at (s) | node | key | acknowledged / expected | read |"
+    );
+    let _ = writeln!(out, "|---:|---|---|---|---|");
+    for v in &lost {
+        let _ = writeln!(
+            out,
+            "| {:.3} | n{} | {} | {} | {} |",
+            v.t_us as f64 / 1e6,
+            v.node,
+            v.violation.key,
+            v.violation.expected,
+            v.violation.got
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// The Markdown text.
 pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -> String {
     let mut out = String::new();
@@ -154,6 +193,7 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
         cell(isolate, |r| r.recovery_ms)
     );
 
+    lost_writes(&mut out, run);
     six_measures(&mut out, reports);
 
     for report in reports {

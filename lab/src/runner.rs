@@ -26,6 +26,8 @@ pub struct Setup {
     pub loadgen: PathBuf,
     pub chaos: PathBuf,
     pub nodes: String,
+    /// The load generator's `--system` (which client it uses).
+    pub store: String,
     pub connections: u32,
     /// chaos's `--target` (which cluster `leader` means), when given.
     pub target: Option<String>,
@@ -76,6 +78,8 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
     let log = Arc::new(Mutex::new(File::create(dir.join("chaos.log"))?));
 
     let mut loadgen = Command::new(&setup.loadgen)
+        .arg("--system")
+        .arg(&setup.store)
         .arg("--nodes")
         .arg(&setup.nodes)
         .arg("--connections")

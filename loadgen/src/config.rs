@@ -4,14 +4,22 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use perseus_model::System;
 
-/// Read → create-if-missing → increment → compare-and-swap load against etcd-v2 style nodes,
-/// one stdout line per second, with a consistency check of every value read.
+/// Read → create-if-missing → increment → compare-and-swap load against a system's nodes
+/// (each through its own client), one stdout line per second, with a consistency check of
+/// every value read.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen", version, about)]
 pub struct Cli {
-    /// Node URLs, comma separated (e.g. http://127.0.0.1:8081,http://127.0.0.1:8082)
-    #[arg(long, env = "LOADGEN_NODES", value_delimiter = ',', required = true)]
+    /// The system under test, whose client to use: perseus, etcd (both the etcd v2 keys API),
+    /// etcd3, zookeeper, nats
+    #[arg(long, env = "LOADGEN_SYSTEM", default_value = "perseus")]
+    pub system: String,
+
+    /// Node endpoints, comma separated (e.g. http://127.0.0.1:8081,http://127.0.0.1:8082;
+    /// zk://10.77.0.31:2181; nats://10.77.0.41:4222); empty: the system's three hosts
+    #[arg(long, env = "LOADGEN_NODES", value_delimiter = ',')]
     pub nodes: Vec<String>,
 
     /// Logical clients (connections, each with its own key) per node
@@ -97,7 +105,9 @@ impl KeyMode {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Node base URLs without a trailing slash.
+    /// Which system's client to use.
+    pub system: System,
+    /// Node endpoints (base URLs) without a trailing slash.
     pub nodes: Vec<String>,
     pub connections: u32,
     pub duration: Duration,
@@ -115,6 +125,7 @@ impl Config {
     /// A configuration with the defaults for the given nodes (used by tests).
     pub fn new(nodes: Vec<String>) -> Self {
         Config {
+            system: System::Perseus,
             nodes,
             connections: 1,
             duration: Duration::from_secs(60),
@@ -155,11 +166,28 @@ impl TryFrom<Cli> for Config {
     type Error = String;
 
     fn try_from(c: Cli) -> Result<Self, String> {
+        let system: System = c
+            .system
+            .trim()
+            .parse()
+            .map_err(|e| format!("--system: {e}"))?;
+        let mut given: Vec<String> = c
+            .nodes
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if given.is_empty() {
+            given = system.nodes();
+        }
         let mut nodes = Vec::new();
-        for n in c.nodes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        for n in given.iter().map(String::as_str) {
             let url = reqwest::Url::parse(n).map_err(|e| format!("bad node URL {n:?}: {e}"))?;
-            if url.scheme() != "http" {
-                return Err(format!("node URL {n:?}: only http:// is supported"));
+            if url.scheme() != system.scheme() {
+                return Err(format!(
+                    "node URL {n:?}: {system} nodes are {}://HOST:PORT",
+                    system.scheme()
+                ));
             }
             if url.host_str().is_none() {
                 return Err(format!("node URL {n:?} has no host"));
@@ -199,6 +227,7 @@ impl TryFrom<Cli> for Config {
             None => default_run_id(),
         };
         Ok(Config {
+            system,
             nodes,
             connections: c.connections,
             duration: Duration::from_secs(c.duration),
@@ -245,8 +274,26 @@ mod tests {
     }
 
     #[test]
+    fn systems_and_their_nodes() {
+        let c = parse(&["loadgen"]).unwrap();
+        assert_eq!((c.system, c.nodes.len()), (System::Perseus, 3));
+        let c = parse(&["loadgen", "--system", "zookeeper"]).unwrap();
+        assert_eq!(c.nodes[0], "zk://10.77.0.31:2181");
+        let c = parse(&[
+            "loadgen",
+            "--system",
+            "nats",
+            "--nodes",
+            "nats://127.0.0.1:4222",
+        ])
+        .unwrap();
+        assert_eq!((c.system, c.nodes.len()), (System::Nats, 1));
+        assert!(parse(&["loadgen", "--system", "nats", "--nodes", "http://x:1"]).is_err());
+        assert!(parse(&["loadgen", "--system", "consul"]).is_err());
+    }
+
+    #[test]
     fn rejects_bad_input() {
-        assert!(parse(&["loadgen"]).is_err());
         assert!(parse(&["loadgen", "--nodes", "not a url"]).is_err());
         assert!(parse(&["loadgen", "--nodes", "https://x:1"]).is_err());
         assert!(parse(&["loadgen", "--nodes", "http://x:1", "--bucket-ms", "300"]).is_err());

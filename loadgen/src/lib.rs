@@ -11,6 +11,7 @@ pub mod config;
 pub mod contention;
 pub mod output;
 pub mod stats;
+pub mod store;
 pub mod worker;
 
 use std::future::Future;
@@ -24,11 +25,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checker::{KeyChecker, State};
-use crate::client::EtcdClient;
 use crate::config::{Config, KeyMode};
 use crate::contention::{SharedKey, SharedView};
 use crate::output::{columns_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
+use crate::store::AnyStore;
 use crate::worker::{Checker, FinalRead, Worker, WorkerReport};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
@@ -168,6 +169,7 @@ fn spawn_workers(
                 (Checker::Shared(SharedView::new(key)), false)
             };
             let w = Worker::with_checker(
+                cfg.system,
                 n,
                 url,
                 checker,
@@ -196,8 +198,8 @@ async fn final_read_shared(
         let mut read = None;
         'rounds: for round in 0..3 {
             for (n, url) in cfg.nodes.iter().enumerate() {
-                let mut client = EtcdClient::new(url, key.key(), cfg.timeout);
-                match client.get().await {
+                let mut client = AnyStore::new(cfg.system, url, key.key(), cfg.timeout);
+                match client.read_latest().await {
                     Ok(node) => {
                         read = Some((n, node));
                         break 'rounds;

@@ -1,4 +1,5 @@
-//! The loop of one logical client: read → create if missing → increment → CAS, on its own key.
+//! The loop of one logical client: read → create if missing → increment → CAS, on its own key,
+//! through the system's client ([`crate::store::Store`]).
 //!
 //! One iteration succeeds when the CAS is acknowledged. Any error (connect, timeout, 5xx,
 //! unexpected status, bad body, or a definite 412/404 rejection) ends the iteration: the
@@ -13,9 +14,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::checker::{KeyChecker, State, Violation, WriteToken};
-use crate::client::{ClientError, ErrorKind, EtcdClient, KeyNode, WriteResult};
+use crate::client::{ClientError, ErrorKind, KeyNode, WriteResult};
 use crate::contention::{SharedToken, SharedView};
 use crate::stats::{Op, Recorder};
+use crate::store::{AnyStore, Store};
+use perseus_model::System;
 
 /// Violations logged to stderr as they happen; the rest only count (and go to --out).
 const MAX_LOGGED_VIOLATIONS: u64 = 100;
@@ -112,7 +115,7 @@ pub struct WorkerReport {
 /// One logical client.
 pub struct Worker {
     node: usize,
-    client: EtcdClient,
+    client: AnyStore,
     checker: Checker,
     recorder: Arc<Recorder>,
     error_pause: Duration,
@@ -129,6 +132,7 @@ fn to_state(n: &KeyNode) -> Option<State> {
 impl Worker {
     /// A client of its own key.
     pub fn new(
+        system: System,
         node: usize,
         base_url: &str,
         key: String,
@@ -137,6 +141,7 @@ impl Worker {
         error_pause: Duration,
     ) -> Self {
         Self::with_checker(
+            system,
             node,
             base_url,
             Checker::Own(KeyChecker::new(key)),
@@ -148,6 +153,7 @@ impl Worker {
 
     /// A client that reports to `checker` (own or shared key).
     pub fn with_checker(
+        system: System,
         node: usize,
         base_url: &str,
         checker: Checker,
@@ -157,7 +163,7 @@ impl Worker {
     ) -> Self {
         Worker {
             node,
-            client: EtcdClient::new(base_url, checker.key(), timeout),
+            client: AnyStore::new(system, base_url, checker.key(), timeout),
             checker,
             recorder,
             error_pause,
@@ -183,7 +189,7 @@ impl Worker {
     /// A read through the checker; `Ok(None)` = key missing.
     async fn read(&mut self) -> Result<Option<State>, ClientError> {
         let t = Instant::now();
-        let r = self.client.get().await;
+        let r = self.client.read().await;
         self.count_request(&r);
         if r.is_ok() {
             self.recorder.request(Op::Get, t.elapsed());
@@ -277,7 +283,7 @@ impl Worker {
             match res {
                 Ok(()) => self.recorder.success(self.node, t.elapsed()),
                 Err(e) => {
-                    log::debug!("node {} {}: {}", self.node + 1, self.client.url(), e);
+                    log::debug!("node {} {}: {}", self.node + 1, self.client.endpoint(), e);
                     self.client.reset();
                     self.recorder.error(self.node, e.kind);
                     if !self.error_pause.is_zero() {
@@ -308,7 +314,7 @@ impl Worker {
             match self.read().await {
                 Ok(_) => return FinalRead::Checked,
                 Err(e) if e.kind == ErrorKind::Body => return FinalRead::Checked,
-                Err(e) => log::debug!("final read of {}: {}", self.client.url(), e),
+                Err(e) => log::debug!("final read of {}: {}", self.client.endpoint(), e),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -2,7 +2,8 @@
 //!
 //! - Perseus: a host `aN` is the Redis acceptor container `aN` plus the node container `pN`
 //!   that shares its network namespace;
-//! - etcd: a host `eN` is the single etcd member container `eN`.
+//! - etcd: a host `eN` is the single etcd member container `eN` (etcd v2 and v3 share them);
+//! - ZooKeeper `zN`, NATS `jN`: the single server container.
 //!
 //! Faults act on a host as a whole. The first container of a host owns the network namespace
 //! (isolation rules go there, health checks run there). A host name's number is also the
@@ -13,58 +14,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Which cluster a host belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum System {
-    Perseus,
-    Etcd,
-}
-
-impl System {
-    pub const ALL: [System; 2] = [System::Perseus, System::Etcd];
-
-    /// The letter of its host names (`a1`, `e1`).
-    fn prefix(self) -> char {
-        match self {
-            System::Perseus => 'a',
-            System::Etcd => 'e',
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            System::Perseus => "perseus",
-            System::Etcd => "etcd",
-        }
-    }
-
-    /// The hosts of the system, in order.
-    pub fn hosts(self) -> [HostName; 3] {
-        [1, 2, 3].map(|n| HostName { system: self, n })
-    }
-
-    /// The port clients use (and `/health` answers on), on the host's network address. chaos
-    /// probes health there, from where the users stand, never from inside the host.
-    pub fn client_port(self) -> u16 {
-        match self {
-            System::Perseus => 8080,
-            System::Etcd => 2379,
-        }
-    }
-}
-
-impl fmt::Display for System {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::system::System;
 
 /// A text that names no host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown host {0:?}: expected a1, a2, a3, e1, e2, e3 or leader")]
+#[error(
+    "unknown host {0:?}: expected a1..a3, e1..e3, z1..z3, j1..j3, g1..g3, q1..q3, r1..r3 or leader"
+)]
 pub struct ParseHostError(pub String);
 
-/// A host name, `a1`..`a3` or `e1`..`e3`.
+/// A host name, `a1`..`a3`, `e1`..`e3`, `z1`..`z3` or `j1`..`j3`: `system` is the system that
+/// owns the hosts ([`System::cluster`]; etcd v3's hosts are etcd's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct HostName {
@@ -90,10 +50,7 @@ impl HostName {
 
     /// The Compose services of the host; the first owns the network namespace.
     pub fn services(self) -> Vec<String> {
-        match self.system {
-            System::Perseus => vec![format!("a{}", self.n), format!("p{}", self.n)],
-            System::Etcd => vec![format!("e{}", self.n)],
-        }
+        self.system.services(self.n)
     }
 
     /// The load generator's node (0-based column index) this host serves.

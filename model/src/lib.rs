@@ -14,6 +14,7 @@ pub mod fault;
 pub mod health;
 pub mod host;
 pub mod load;
+pub mod system;
 pub mod time;
 
 pub use event::ChaosEvent;
@@ -21,3 +22,4 @@ pub use fault::{FaultKind, ParseFaultError};
 pub use health::{AcceptorState, Health, MembershipView, Verdict};
 pub use host::{HostArg, HostName, ParseHostError, System};
 pub use load::{ErrorKind, Op, Violation, ViolationKind};
+pub use system::{Consistency, HealthCheck, Leadership, ParseSystemError};
