@@ -67,7 +67,7 @@ endif
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images ci heal experiment soak watch partition \
-        compare matrix etcd-smoke amnesia-check accept-loss \
+        compare matrix etcd-smoke amnesia-check accept-loss idle-reconnect node-memory contention \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(ETCD_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
 
@@ -222,6 +222,15 @@ etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, 
 
 amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then in the middle of load; 0 lost writes
 	scripts/amnesia-check.sh
+
+idle-reconnect: images ## Restart two Redis acceptors, wait 3 s, one PUT to each idle node: all must succeed (then make down)
+	scripts/idle-reconnect.sh
+
+contention: images ## 3 then 30 clients CAS-incrementing ONE key (LOADGEN_DURATION=30 s each), Perseus then etcd: one row per run (then make down)
+	LOADGEN_DURATION=$(or $(filter-out 300,$(LOADGEN_DURATION)),30) scripts/contention.sh
+
+node-memory: images ## 3,000 keys x 64 KB through p1: its resident memory before/after against the documented bound (then make down)
+	scripts/node-memory.sh
 
 accept-loss: ## After a majority of acceptors lost their data: make them all members again, accepting the loss
 	$(COMPOSE) exec -T p1 node accept-loss --config /etc/perseus/p1.toml

@@ -115,7 +115,7 @@ restore
 echo "=== after down: leftovers?"
 after="$(swarm_state)"
 [ "$after" = "$before" ] && ok "swarm state $after, as before" || fail "swarm state $after, was $before"
-left="$(docker ps -aq --filter label=com.docker.stack.namespace=perseus) $(docker volume ls -q --filter label=com.docker.stack.namespace=perseus) $(docker network ls -q --filter name=perseus_perseus)"
+left="$(docker ps -aq --filter label=com.docker.stack.namespace=perseus) $(docker volume ls -q --filter label=com.docker.stack.namespace=perseus) $(docker network ls -q --filter label=com.docker.stack.namespace=perseus)"
 [ -z "${left// /}" ] && ok "no stack container, volume or network left" || fail "left behind: $left"
 if [ "$after" = active ]; then
   docker service ls -q --filter label=com.docker.stack.namespace=perseus | grep -q . && fail "stack services left"

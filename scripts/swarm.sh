@@ -50,8 +50,9 @@ refuse_if_compose() {
   fi
 }
 
-# The stack's containers on this engine (any state).
+# The stack's containers (any state) and networks on this engine.
 stack_containers() { docker ps -aq --filter "label=com.docker.stack.namespace=$STACK"; }
+stack_networks() { docker network ls -q --filter "label=com.docker.stack.namespace=$STACK"; }
 
 # For plain `make up`: the Compose cluster and the stack cannot share the engine's ports.
 guard() {
@@ -207,11 +208,12 @@ down() {
     sleep 1
   done
   stack_containers | xargs -r docker rm -f >/dev/null
+  # By the stack's label: the Compose cluster's network has the same name (perseus_perseus).
   for i in $(seq 30); do
-    [ -z "$(docker network ls -q --filter "name=^${NETWORK}\$")" ] && break
+    [ -z "$(stack_networks)" ] && break
     sleep 1
   done
-  docker network ls -q --filter "name=^${NETWORK}\$" | xargs -r docker network rm >/dev/null
+  stack_networks | xargs -r docker network rm >/dev/null
   docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null
   local opts
   while read -r opts; do

@@ -17,6 +17,8 @@ pub enum ConfigError {
     MinorityQuorum { quorum: usize, acceptors: usize },
     #[error("bad configuration: field `acceptor_timeout_ms` must be above 0")]
     ZeroTimeout,
+    #[error("bad configuration: field `{0}` must be above 0")]
+    Zero(&'static str),
     #[error("bad configuration: fields `max_key_bytes` and `max_value_bytes` must be above 0")]
     ZeroLimit,
     #[error("bad configuration: field `id` is {id}, the largest id is {max} (ballots are compared as Lua numbers)")]
@@ -51,9 +53,17 @@ pub struct Settings {
     /// Timeout of every call to an acceptor, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub acceptor_timeout_ms: u64,
-    /// How many keys' one-round-trip state the proposer keeps (LRU).
-    #[serde(default = "default_cache_capacity")]
-    pub cache_capacity: usize,
+    /// The time one request may spend in the proposer (lost races retried with backoff, an
+    /// unknown outcome resolved by a follow-up read), in milliseconds.
+    #[serde(default = "default_request_deadline_ms")]
+    pub request_deadline_ms: u64,
+    /// Bytes of keys and values the one-round-trip cache keeps (LRU).
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: usize,
+    /// Requests served at once; more wait for a turn (each waits at most the request
+    /// deadline, then gets a 503 that says nothing was applied).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     /// Longest key accepted, in bytes.
     #[serde(default = "default_max_key_bytes")]
     pub max_key_bytes: usize,
@@ -103,8 +113,14 @@ fn default_listen() -> String {
 fn default_timeout_ms() -> u64 {
     300
 }
-fn default_cache_capacity() -> usize {
-    100_000
+fn default_request_deadline_ms() -> u64 {
+    1000
+}
+fn default_cache_bytes() -> usize {
+    32 << 20
+}
+fn default_max_in_flight() -> usize {
+    64
 }
 fn default_max_key_bytes() -> usize {
     512
@@ -139,6 +155,10 @@ impl Settings {
 
     pub fn acceptor_timeout(&self) -> Duration {
         Duration::from_millis(self.acceptor_timeout_ms)
+    }
+
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms)
     }
 
     /// This node's client URLs: `advertise_client_urls`, or `http://` + `listen`.
@@ -177,6 +197,12 @@ impl Settings {
         }
         if self.acceptor_timeout_ms == 0 {
             return Err(ConfigError::ZeroTimeout);
+        }
+        if self.request_deadline_ms == 0 {
+            return Err(ConfigError::Zero("request_deadline_ms"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::Zero("max_in_flight"));
         }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             return Err(ConfigError::ZeroLimit);

@@ -47,11 +47,18 @@ pub struct App {
     index: AtomicU64,
     /// The acceptors' identities and recovery (`None` for in-memory acceptors in tests).
     pub membership: Option<Arc<crate::membership::Membership>>,
+    /// Turns of the keys API (`max_in_flight`): a request holds one from before its body is
+    /// read until its answer, so the bodies and states held at once are bounded.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// How long a request may wait for a turn (the request deadline).
+    pub turn_wait: Duration,
 }
 
 /// The versions `/version` reports: the etcd release whose v2 API this node speaks.
 pub const ETCD_SERVER_VERSION: &str = "2.3.8";
 pub const ETCD_CLUSTER_VERSION: &str = "2.3.0";
+/// Keys requests served at once unless configured (`max_in_flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 impl App {
     pub fn new(
@@ -67,7 +74,16 @@ impl App {
             probe_timeout,
             index: AtomicU64::new(0),
             membership: None,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            turn_wait: Duration::from_secs(1),
         }
+    }
+
+    /// Bounds the keys requests served at once to `max` (each waits at most `wait`).
+    pub fn with_in_flight(mut self, max: usize, wait: Duration) -> Self {
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self.turn_wait = wait;
+        self
     }
 
     /// The `X-Etcd-Index` of every reply: the highest modifiedIndex this node has read or
@@ -167,6 +183,20 @@ impl ApiError {
         .with_index(index)
     }
 
+    /// 503: every turn (`max_in_flight`) stayed taken for the request deadline; nothing was
+    /// read or applied.
+    fn busy(cause: &str) -> Self {
+        ApiError {
+            unavailable: Some(("busy", "not applied")),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAVAILABLE,
+                "too many requests in flight (max_in_flight); nothing was applied",
+                cause,
+            )
+        }
+    }
+
     fn internal(key: &str, message: &str) -> Self {
         log::error!("{key}: {message}");
         Self::new(
@@ -254,6 +284,8 @@ fn unavailable(key: &str, e: &ProposerError) -> ApiError {
         unavailable: Some((
             if e.lost_race() {
                 "conflict"
+            } else if e.phase().is_none() {
+                "busy"
             } else {
                 "no quorum"
             },
@@ -303,6 +335,14 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
                       content_type,
                       body,
                       app: Arc<App>| async move {
+                    // A turn first (bounded wait), then the body: what the node holds at
+                    // once is bounded by `max_in_flight` requests.
+                    let turn =
+                        tokio::time::timeout(app.turn_wait, app.in_flight.clone().acquire_owned())
+                            .await;
+                    let Ok(Ok(_turn)) = turn else {
+                        return ApiError::busy(tail.as_str()).into_response();
+                    };
                     let result = match method {
                         Method::GET => get_key(&tail, &query, &app).await,
                         Method::PUT => match read_limited(body, body_limit).await {
@@ -815,10 +855,12 @@ async fn delete_key(tail: &Tail, query: &str, app: &App) -> Result<Response, Api
 /// Runs `write` as one CASPaxos change of `key` and answers as etcd does: the new node (201
 /// when the key did not exist before, else 200) and the previous one as `prevNode`.
 async fn change(key: &str, write: &Write, app: &App) -> Result<Response, ApiError> {
+    // One id per request: every attempt of this write carries it.
+    let write_id = app.proposer.write_id();
     let change = app
         .proposer
         .change(key, |state| {
-            record::apply(write, state).map(|record| Some(record.encode()))
+            record::apply(write, state, &write_id).map(|record| Some(record.encode()))
         })
         .await
         .map_err(|e| unavailable(key, &e))?;

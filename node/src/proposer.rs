@@ -6,18 +6,30 @@
 //! proposer's next ballot; after a successful accept the proposer caches that ballot and the
 //! new state, and the next change of the key skips prepare (one round trip).
 //!
+//! Within one request deadline a change is retried, with jittered exponential backoff, when
+//! the failed round cannot have had an effect and lost a ballot race; an accept whose outcome
+//! is unknown is first *resolved*: a follow-up read round chooses the key's state on a
+//! majority, and the write is reported applied (that state is ours), not applied (that state
+//! proves ours can never be chosen; then the change is retried on it) or, only when neither
+//! can be proved in time, unknown. See docs/design-proposer.md.
+//!
 //! Safety rules kept here (see docs/design.md): a cached ballot is used for exactly one accept and
 //! any accept that does not reach a quorum (conflict, error or timeout) drops the cache, so
 //! two values are never sent under one ballot; ballots carry the incarnation, so a restarted
-//! proposer never reuses one; every acceptor call has a timeout; the cache is bounded (LRU).
-//! Changes of one key are serialized inside the proposer; different keys run in parallel.
+//! proposer never reuses one; every acceptor call has a timeout; the cache is bounded in
+//! bytes. Changes of one key are serialized inside the proposer; different keys run in
+//! parallel.
 
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use lru::LruCache;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
 use crate::ballot::{Ballot, BallotSource};
@@ -33,33 +45,57 @@ pub enum Phase {
 /// Why a change did not complete.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposerError {
-    #[error("{phase:?} failed: {failure}")]
+    #[error("{phase:?} failed: {failure}{}", resolved_note(.resolved))]
     NoQuorum {
         phase: Phase,
         failure: Failure,
         /// The failed accept carried a new state, which may have reached some acceptors and
         /// may still be chosen later: the change's outcome is unknown. False after a failed
-        /// prepare, or an accept of the unchanged state (a read or a refusal).
+        /// prepare, an accept of the unchanged state (a read or a refusal), or a write a
+        /// follow-up read proved not applied.
         effect_possible: bool,
+        /// A follow-up read proved the write not applied (and no retry fitted in the
+        /// deadline).
+        resolved: bool,
     },
+    /// The request waited behind earlier changes of the same key until its deadline;
+    /// nothing was sent.
+    #[error("waited behind other changes of the key until the request deadline; nothing was sent")]
+    Queued,
+}
+
+fn resolved_note(resolved: &bool) -> &'static str {
+    if *resolved {
+        "; a follow-up read proved the write not applied"
+    } else {
+        ""
+    }
 }
 
 impl ProposerError {
-    pub fn phase(&self) -> Phase {
+    /// The phase that failed (`None`: no phase ran).
+    pub fn phase(&self) -> Option<Phase> {
         match self {
-            ProposerError::NoQuorum { phase, .. } => *phase,
+            ProposerError::NoQuorum { phase, .. } => Some(*phase),
+            ProposerError::Queued => None,
         }
     }
 
-    pub fn failure(&self) -> &Failure {
+    pub fn failure(&self) -> Option<&Failure> {
         match self {
-            ProposerError::NoQuorum { failure, .. } => failure,
+            ProposerError::NoQuorum { failure, .. } => Some(failure),
+            ProposerError::Queued => None,
         }
     }
 
     /// True if an acceptor refused because of a higher ballot.
     pub fn lost_race(&self) -> bool {
-        self.failure().conflict.is_some()
+        self.failure().is_some_and(|f| f.conflict.is_some())
+    }
+
+    /// True if every acceptor answered with a refusal (so nothing was stored anywhere).
+    pub fn all_refused(&self) -> bool {
+        self.failure().is_some_and(Failure::all_refused)
     }
 
     /// True if the change may have taken effect.
@@ -68,6 +104,30 @@ impl ProposerError {
             ProposerError::NoQuorum {
                 effect_possible, ..
             } => *effect_possible,
+            ProposerError::Queued => false,
+        }
+    }
+
+    /// Marks a failed accept that every acceptor refused as without effect.
+    fn stored_nowhere(&mut self) {
+        if let ProposerError::NoQuorum {
+            effect_possible, ..
+        } = self
+        {
+            *effect_possible = false;
+        }
+    }
+
+    /// Marks a write of unknown outcome as proved not applied.
+    fn proved_not_applied(&mut self) {
+        if let ProposerError::NoQuorum {
+            effect_possible,
+            resolved,
+            ..
+        } = self
+        {
+            *effect_possible = false;
+            *resolved = true;
         }
     }
 }
@@ -82,33 +142,79 @@ pub struct Change<R> {
     pub outcome: Result<Option<String>, R>,
 }
 
+/// NEGATIVE CONTROLS, for the simulation only: deliberately unsafe variants the simulation
+/// must catch. They take effect only in a build with the cargo feature `sim-controls` (enabled
+/// by the node's own tests, never by the binary), through [`Proposer::control`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnsafeControl {
+    /// An accept that fails without a conflict reply keeps its ballot cached, so a later
+    /// change sends a different value under the same ballot (the 2018 Gryadka bug).
+    KeepCacheAfterFailedAccept,
+    /// A change whose accept had an unknown outcome is retried at once, re-applied to what a
+    /// new prepare reads, without resolving the outcome first.
+    RetryAfterUnknownOutcome,
+    /// Outcome resolution declares "not applied" on any chosen state that is not ours,
+    /// without checking its version against ours.
+    NotAppliedOnForeignState,
+    /// Outcome resolution trusts the state a prepare read (possibly held by a minority)
+    /// instead of the state its own follow-up accept chose on a majority.
+    ResolveFromPrepare,
+}
+
 /// Settings of a proposer.
 #[derive(Clone, Debug)]
 pub struct ProposerConfig {
     pub id: u64,
     pub quorum: usize,
+    /// Bound of every acceptor call.
     pub timeout: Duration,
-    pub cache_capacity: usize,
-    /// NEGATIVE-CONTROL HOOK for the simulation test (`node/tests/simulation.rs`) only: when
-    /// true, an accept that fails without a conflict reply (timeout, lost connection) keeps
-    /// its ballot cached, so the next change sends a different value under the same ballot —
-    /// the exact 2018 Gryadka bug. Production always sets it to false.
-    #[doc(hidden)]
-    pub unsafe_keep_cache_after_failed_accept: bool,
+    /// The time a change may spend: no new round starts after it (a round already started
+    /// ends within two acceptor timeouts, and the first follow-up read of an unknown outcome
+    /// still runs: at most four acceptor timeouts past it).
+    pub deadline: Duration,
+    /// Budget of the one-round-trip cache: keys and cached states, in bytes.
+    pub cache_bytes: usize,
+    /// First backoff pause after a lost race; doubles with every further loss.
+    pub backoff_base: Duration,
+    /// Longest backoff pause.
+    pub backoff_cap: Duration,
+    /// Seeds the backoff jitter (the simulation sets it so that a seed replays).
+    pub jitter_seed: u64,
+    /// The version of a state: it grows by one with every change that writes, so that a
+    /// follow-up read can prove a write of unknown outcome was not applied (see
+    /// [`judge`]). `None`: not a state this proposer understands (nothing is proved).
+    pub version: fn(&str) -> Option<u64>,
+    /// See [`UnsafeControl`]; only in builds with the `sim-controls` feature.
+    #[cfg(feature = "sim-controls")]
+    pub unsafe_control: Option<UnsafeControl>,
 }
 
-/// An accept that did not reach a quorum, with the state it started from.
+impl Default for ProposerConfig {
+    fn default() -> Self {
+        ProposerConfig {
+            id: 1,
+            quorum: 2,
+            timeout: Duration::from_millis(300),
+            deadline: Duration::from_millis(1000),
+            cache_bytes: 64 << 20,
+            backoff_base: Duration::from_millis(1),
+            backoff_cap: Duration::from_millis(64),
+            jitter_seed: 0,
+            version: crate::record::version,
+            #[cfg(feature = "sim-controls")]
+            unsafe_control: None,
+        }
+    }
+}
+
+/// A failed round, with what a resolution or a retry needs to know about it.
 struct FailedAttempt {
     error: ProposerError,
-    /// Only for the negative-control hook.
-    stale_before: Option<String>,
-}
-
-impl std::ops::Deref for FailedAttempt {
-    type Target = ProposerError;
-    fn deref(&self) -> &ProposerError {
-        &self.error
-    }
+    ballot: Option<Ballot>,
+    /// The state the change was computed from (after a failed accept).
+    before: Option<String>,
+    /// The new state the failed accept carried, if it changed the state.
+    after: Option<Option<String>>,
 }
 
 /// The yeses of a phase that reached a quorum, and the highest conflict seen on the way.
@@ -117,22 +223,101 @@ struct Round<T> {
     conflict: Option<Ballot>,
 }
 
-/// What the proposer remembers about one key between changes.
-#[derive(Debug, Default)]
-struct KeyState {
-    /// The ballot the acceptors promised us after our last successful accept, with the state
-    /// then chosen. Present only while we are the key's last writer as far as we know.
-    leader: Option<(Ballot, Option<String>)>,
+/// What a follow-up round proved about a write whose accept had an unknown outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The chosen state is our write.
+    Applied,
+    /// The chosen state proves our write was not chosen and never will be.
+    NotApplied,
+    /// Neither can be proved.
+    Unknown,
+}
+
+/// Judges a write of unknown outcome: `base` is the state it was computed from, `ours` the
+/// state it tried to write, `chosen` the state a follow-up round CHOSE (accepted on a
+/// majority under a ballot above our accept's; a state merely seen by a prepare proves
+/// nothing). States carry a unique write id, so equal text is the same write.
+///
+/// Our write sits at version v(base)+1. Versions grow by one per write along the chosen
+/// chain, and once a state is chosen every higher ballot carries it or a descendant. So a
+/// chosen state below our version, or another state at our version, means ours never was
+/// and never will be chosen. A chosen state above our version may descend from ours or
+/// not: unknown.
+pub fn judge(
+    version: fn(&str) -> Option<u64>,
+    base: Option<&str>,
+    ours: Option<&str>,
+    chosen: Option<&str>,
+) -> Verdict {
+    if chosen == ours {
+        return Verdict::Applied;
+    }
+    let v = |state: Option<&str>| state.map_or(Some(0), version);
+    match (v(base), v(ours), v(chosen)) {
+        (Some(b), Some(o), Some(c)) if o == b + 1 && c <= o => Verdict::NotApplied,
+        _ => Verdict::Unknown,
+    }
+}
+
+/// The one-round-trip cache: per key, the ballot the acceptors promised us after our last
+/// successful accept and the state then chosen; least recently used first out, bounded in
+/// bytes.
+struct LeaderCache {
+    entries: LruCache<String, (Ballot, Option<String>)>,
+    bytes: usize,
+    budget: usize,
+}
+
+/// Bytes an entry costs beyond its key and state (ballot, LRU links, allocation headers).
+const CACHE_ENTRY_OVERHEAD: usize = 128;
+
+impl LeaderCache {
+    fn cost(key: &str, state: &Option<String>) -> usize {
+        key.len() + state.as_ref().map_or(0, String::len) + CACHE_ENTRY_OVERHEAD
+    }
+
+    /// Takes the key's entry out: a cached ballot is used at most once.
+    fn take(&mut self, key: &str) -> Option<(Ballot, Option<String>)> {
+        let entry = self.entries.pop(key)?;
+        self.bytes -= Self::cost(key, &entry.1);
+        Some(entry)
+    }
+
+    fn put(&mut self, key: &str, ballot: Ballot, state: Option<String>) {
+        self.take(key);
+        let cost = Self::cost(key, &state);
+        if cost > self.budget {
+            return;
+        }
+        self.bytes += cost;
+        self.entries.put(key.to_string(), (ballot, state));
+        while self.bytes > self.budget {
+            let Some((k, (_, s))) = self.entries.pop_lru() else {
+                break;
+            };
+            self.bytes -= Self::cost(&k, &s);
+        }
+    }
 }
 
 pub struct Proposer {
     acceptors: Vec<Arc<dyn Acceptor>>,
     quorum: usize,
     timeout: Duration,
+    deadline: Duration,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+    version: fn(&str) -> Option<u64>,
     ballots: Arc<BallotSource>,
-    keys: Mutex<LruCache<String, Arc<tokio::sync::Mutex<KeyState>>>>,
-    /// See [`ProposerConfig::unsafe_keep_cache_after_failed_accept`] (negative control only).
-    unsafe_keep_cache_after_failed_accept: bool,
+    cache: Mutex<LeaderCache>,
+    /// One lock per key being changed right now (serializes a key's changes in this
+    /// proposer); an entry lives while someone holds its lock.
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    jitter: Mutex<StdRng>,
+    writes: AtomicU64,
+    #[cfg(feature = "sim-controls")]
+    unsafe_control: Option<UnsafeControl>,
 }
 
 impl Proposer {
@@ -157,14 +342,40 @@ impl Proposer {
         acceptors: Vec<Arc<dyn Acceptor>>,
         incarnation: u64,
     ) -> Self {
-        let capacity = NonZeroUsize::new(config.cache_capacity).unwrap_or(NonZeroUsize::MIN);
         Proposer {
             acceptors,
             quorum: config.quorum,
             timeout: config.timeout,
+            deadline: config.deadline,
+            backoff_base: config.backoff_base,
+            backoff_cap: config.backoff_cap.max(config.backoff_base),
+            version: config.version,
             ballots: Arc::new(BallotSource::new(config.id, incarnation)),
-            keys: Mutex::new(LruCache::new(capacity)),
-            unsafe_keep_cache_after_failed_accept: config.unsafe_keep_cache_after_failed_accept,
+            cache: Mutex::new(LeaderCache {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+                budget: config.cache_bytes,
+            }),
+            locks: Mutex::new(HashMap::new()),
+            jitter: Mutex::new(StdRng::seed_from_u64(config.jitter_seed ^ incarnation)),
+            writes: AtomicU64::new(0),
+            #[cfg(feature = "sim-controls")]
+            unsafe_control: config.unsafe_control,
+        }
+    }
+
+    /// THE hook of the negative controls: always false unless built with `sim-controls`
+    /// and configured with `which`.
+    #[inline]
+    fn control(&self, which: UnsafeControl) -> bool {
+        #[cfg(feature = "sim-controls")]
+        {
+            self.unsafe_control == Some(which)
+        }
+        #[cfg(not(feature = "sim-controls"))]
+        {
+            let _ = which;
+            false
         }
     }
 
@@ -194,59 +405,201 @@ impl Proposer {
         self.acceptors.iter().filter(|a| a.is_connected()).count()
     }
 
+    /// Bytes the one-round-trip cache holds now.
+    pub fn cache_bytes(&self) -> usize {
+        self.lock_cache().bytes
+    }
+
+    /// A write id unique across proposers and their restarts: proposer id, incarnation and
+    /// a counter. Stored in the record a write produces, so that equal states are the same
+    /// write (what outcome resolution relies on).
+    pub fn write_id(&self) -> String {
+        format!(
+            "{}.{:x}.{}",
+            self.id(),
+            self.incarnation(),
+            self.writes.fetch_add(1, Ordering::Relaxed) + 1
+        )
+    }
+
     /// Applies `f` to the key's current state (`None`: the key does not exist) and makes the
     /// result the new state, linearizably. `f` returns `Err` to refuse the change. `f` may be
-    /// called twice, but only when its first result cannot have taken effect.
+    /// called several times, each time only after every earlier result of it was proved
+    /// never to take effect.
     pub async fn change<R>(
         &self,
         key: &str,
         f: impl Fn(Option<&str>) -> Result<Option<String>, R>,
     ) -> Result<Change<R>, ProposerError> {
-        let slot = self.slot(key);
-        let mut state = slot.lock().await;
-
-        // One round trip if we hold the key's next ballot. The cached ballot is taken out, so
-        // it can never be used for a second accept.
-        if let Some((ballot, before)) = state.leader.take() {
-            match self.attempt(key, ballot, before, &f).await {
-                Ok((change, next)) => {
-                    state.leader = next;
-                    return Ok(change);
+        let deadline = Instant::now() + self.deadline;
+        let lock = self.key_lock(key);
+        let Ok(_serialized) = tokio::time::timeout_at(deadline, lock.lock()).await else {
+            return Err(ProposerError::Queued);
+        };
+        let mut losses = 0u32;
+        loop {
+            let failed = match self.try_once(key, &f).await {
+                Ok(change) => return Ok(change),
+                Err(failed) => failed,
+            };
+            let mut error = failed.error.clone();
+            // May the change run again? Only if the failed round cannot have had an effect
+            // (a failed prepare, an accept of the unchanged state, an accept every acceptor
+            // refused) or the outcome was resolved as not applied; and only after a lost race
+            // or a resolution (other failures, e.g. acceptors down, are answered at once).
+            if error.all_refused() {
+                // Stored nowhere, and promises only grow: it never will be.
+                error.stored_nowhere();
+            }
+            let unresolved = self.control(UnsafeControl::RetryAfterUnknownOutcome);
+            let retry = if !error.outcome_unknown() || unresolved {
+                error.lost_race()
+            } else {
+                match self.resolve(key, &failed, deadline).await {
+                    Ok(change) => {
+                        return Ok(Change {
+                            before: change,
+                            outcome: Ok(failed.after.clone().flatten()),
+                        })
+                    }
+                    Err(Verdict::NotApplied) => {
+                        error.proved_not_applied();
+                        true
+                    }
+                    Err(_) => {
+                        self.keep_stale_cache_if_controlled(key, &failed);
+                        return Err(error);
+                    }
                 }
-                // The cache was stale (another proposer wrote the key since). A full round is
-                // safe if the failed accept cannot have had an effect: it carried the
-                // unchanged state (a read or a refusal), or every acceptor refused it, so it
-                // can never be accepted anywhere (promises never decrease).
-                Err(e) if e.lost_race() && (!e.outcome_unknown() || e.failure().all_refused()) => {
-                    log::debug!(
-                        "{key}: stale one-round-trip ballot, running a full round: {}",
-                        e.error
-                    );
+            };
+            if !retry {
+                self.keep_stale_cache_if_controlled(key, &failed);
+                return Err(error);
+            }
+            losses += 1;
+            let pause = self.backoff(losses);
+            if Instant::now() + pause >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// NEGATIVE CONTROL ONLY: the 2018 Gryadka bug, the ballot of an accept that failed
+    /// without a conflict reply stays cached with the state it started from.
+    fn keep_stale_cache_if_controlled(&self, key: &str, failed: &FailedAttempt) {
+        if self.control(UnsafeControl::KeepCacheAfterFailedAccept) && !failed.error.lost_race() {
+            if let (Some(ballot), Some(_)) = (failed.ballot, &failed.after) {
+                self.lock_cache().put(key, ballot, failed.before.clone());
+            }
+        }
+    }
+
+    /// One attempt: the cached ballot (one round trip) or a fresh prepare, then accept.
+    async fn try_once<R>(
+        &self,
+        key: &str,
+        f: &impl Fn(Option<&str>) -> Result<Option<String>, R>,
+    ) -> Result<Change<R>, FailedAttempt> {
+        // Taken out of the cache: a cached ballot can never be used for a second accept.
+        let cached = self.lock_cache().take(key);
+        let (ballot, before) = match cached {
+            Some(cached) => cached,
+            None => self.prepare(key).await.map_err(|error| FailedAttempt {
+                error,
+                ballot: None,
+                before: None,
+                after: None,
+            })?,
+        };
+        let (change, next) = self.attempt(key, ballot, before, f).await?;
+        if let Some((next, state)) = next {
+            self.lock_cache().put(key, next, state);
+        }
+        Ok(change)
+    }
+
+    /// Resolves an accept of unknown outcome: follow-up read rounds (each a prepare and an
+    /// accept of the state read, so that state is CHOSEN on a majority) until one succeeds or
+    /// the deadline passes. `Ok(before)` if the chosen state is our write (applied, computed
+    /// from `before`), else the verdict.
+    async fn resolve(
+        &self,
+        key: &str,
+        failed: &FailedAttempt,
+        deadline: Instant,
+    ) -> Result<Option<String>, Verdict> {
+        let Some(ours) = &failed.after else {
+            return Err(Verdict::Unknown);
+        };
+        let mut tries = 0u32;
+        loop {
+            let chosen = if self.control(UnsafeControl::ResolveFromPrepare) {
+                self.prepare(key).await.map(|(_, state)| state)
+            } else {
+                self.read_round(key).await
+            };
+            match chosen {
+                Ok(chosen) => {
+                    let verdict = if self.control(UnsafeControl::NotAppliedOnForeignState) {
+                        if chosen == *ours {
+                            Verdict::Applied
+                        } else {
+                            Verdict::NotApplied
+                        }
+                    } else {
+                        judge(
+                            self.version,
+                            failed.before.as_deref(),
+                            ours.as_deref(),
+                            chosen.as_deref(),
+                        )
+                    };
+                    log::debug!("{key}: write of unknown outcome resolved: {verdict:?}");
+                    return match verdict {
+                        Verdict::Applied => Ok(failed.before.clone()),
+                        other => Err(other),
+                    };
                 }
                 Err(e) => {
-                    // NEGATIVE CONTROL ONLY (never set in production): reproduce the 2018
-                    // Gryadka bug by keeping the ballot after an accept failed without a
-                    // conflict reply.
-                    if self.unsafe_keep_cache_after_failed_accept && !e.lost_race() {
-                        state.leader = Some((ballot, e.stale_before.clone()));
+                    tries += 1;
+                    let pause = self.backoff(tries);
+                    if Instant::now() + pause >= deadline {
+                        log::debug!("{key}: outcome unresolved by the deadline: {e}");
+                        return Err(Verdict::Unknown);
                     }
-                    return Err(e.error);
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
-        // A prepare that lost a race wrote nothing: one retry, past the ballot that won.
-        let (ballot, before) = match self.prepare(key).await {
-            Err(e) if e.lost_race() => self.prepare(key).await?,
-            result => result?,
-        };
-        let (change, next) = self.attempt(key, ballot, before, &f).await.map_err(|e| {
-            if self.unsafe_keep_cache_after_failed_accept && !e.error.lost_race() {
-                state.leader = Some((ballot, e.stale_before.clone()));
+    }
+
+    /// One full read round (never the cache): the state it chose on a quorum.
+    async fn read_round(&self, key: &str) -> Result<Option<String>, ProposerError> {
+        let (ballot, before) = self.prepare(key).await?;
+        let identity = |current: Option<&str>| Ok::<_, ()>(current.map(str::to_string));
+        match self.attempt(key, ballot, before, &identity).await {
+            Ok((change, next)) => {
+                if let Some((next, state)) = next {
+                    self.lock_cache().put(key, next, state);
+                }
+                Ok(change.before)
             }
-            e.error
-        })?;
-        state.leader = next;
-        Ok(change)
+            Err(failed) => Err(failed.error),
+        }
+    }
+
+    /// A jittered pause after `losses` lost rounds: uniform in [0, base * 2^(losses-1)],
+    /// capped. A proposer that keeps losing waits longer, which lets the winner finish and
+    /// leaves the key to it next; the ballot seen in a conflict is jumped past at once.
+    fn backoff(&self, losses: u32) -> Duration {
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1u32 << losses.saturating_sub(1).min(16))
+            .min(self.backoff_cap);
+        let micros = ceiling.as_micros() as u64;
+        let mut rng = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+        Duration::from_micros(rng.random_range(0..=micros))
     }
 
     /// Applies `f` to `before` and sends the result under `ballot` (phase 2). On success, the
@@ -271,8 +624,11 @@ impl Proposer {
                     phase: Phase::Accept,
                     failure,
                     effect_possible: changes_state,
+                    resolved: false,
                 },
-                stale_before: before,
+                ballot: Some(ballot),
+                before,
+                after: changes_state.then_some(after),
             }),
         }
     }
@@ -285,14 +641,23 @@ impl Proposer {
         Ok(change.before)
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<KeyState>> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = keys.get(key) {
-            return slot.clone();
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, LeaderCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock serializing this proposer's changes of `key`.
+    fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
+            return lock;
         }
-        let slot = Arc::new(tokio::sync::Mutex::new(KeyState::default()));
-        keys.put(key.to_string(), slot.clone());
-        slot
+        // Forget the keys nobody is changing any more (amortized: when the map doubled).
+        if locks.len() >= 64 && locks.len().is_power_of_two() {
+            locks.retain(|_, lock| lock.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key.to_string(), Arc::downgrade(&lock));
+        lock
     }
 
     /// Phase 1: a fresh ballot promised by a quorum, and the state it found.
@@ -307,7 +672,7 @@ impl Proposer {
                             Answer::Yes((accepted, value))
                         }
                         Ok(PrepareReply::Conflict(b)) => Answer::Conflict(b),
-                        Err(e) => Answer::Failed(e.to_string()),
+                        Err(e) => Answer::Failed(e),
                     }
                 }
             })
@@ -316,6 +681,7 @@ impl Proposer {
                 phase: Phase::Prepare,
                 failure,
                 effect_possible: false,
+                resolved: false,
             })?;
         let state = replies
             .yes
@@ -344,7 +710,7 @@ impl Proposer {
                 match acceptor.accept(&key, ballot, value.as_deref(), next).await {
                     Ok(AcceptReply::Accepted) => Answer::Yes(()),
                     Ok(AcceptReply::Conflict(b)) => Answer::Conflict(b),
-                    Err(e) => Answer::Failed(e.to_string()),
+                    Err(e) => Answer::Failed(e),
                 }
             }
         })
@@ -370,7 +736,7 @@ impl Proposer {
             tokio::spawn(async move {
                 let answer = match tokio::time::timeout(timeout, answer).await {
                     Ok(answer) => answer,
-                    Err(_) => Answer::Failed(AcceptorError::Timeout.to_string()),
+                    Err(_) => Answer::Failed(AcceptorError::Timeout),
                 };
                 // The receiver is gone once the phase is decided; that is fine.
                 let _ = tx.send((index, answer)).await;
@@ -403,5 +769,79 @@ impl Proposer {
             self.ballots.fast_forward(seen);
         }
         decided.map(|yes| Round { yes, conflict })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{self, Write};
+
+    fn set(value: &str, state: Option<&str>, id: &str) -> String {
+        record::apply(
+            &Write::Set {
+                value: value.into(),
+            },
+            state,
+            id,
+        )
+        .map(|r| r.encode())
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn judge_tells_applied_not_applied_and_unknown() {
+        let v = record::version;
+        let base = set("a", None, "w1"); // index 1
+        let ours = set("b", Some(&base), "w2"); // index 2
+        let rival = set("b", Some(&base), "w3"); // same value, another write at index 2
+        let later = set("c", Some(&ours), "w4"); // index 3
+        let older = set("z", None, "w0"); // index 1, not our base
+        assert_eq!(
+            judge(v, Some(&base), Some(&ours), Some(&ours)),
+            Verdict::Applied
+        );
+        assert_eq!(
+            judge(v, Some(&base), Some(&ours), Some(&base)),
+            Verdict::NotApplied
+        );
+        assert_eq!(
+            judge(v, Some(&base), Some(&ours), Some(&rival)),
+            Verdict::NotApplied
+        );
+        assert_eq!(
+            judge(v, Some(&base), Some(&ours), Some(&older)),
+            Verdict::NotApplied
+        );
+        assert_eq!(
+            judge(v, Some(&base), Some(&ours), None),
+            Verdict::NotApplied
+        );
+        // Above our index: may descend from ours or not.
+        assert_eq!(
+            judge(v, Some(&base), Some(&ours), Some(&later)),
+            Verdict::Unknown
+        );
+        // Not records: nothing is proved.
+        assert_eq!(judge(v, Some("x"), Some("y"), Some("z")), Verdict::Unknown);
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_and_hands_a_ballot_out_once() {
+        let mut cache = LeaderCache {
+            entries: LruCache::unbounded(),
+            bytes: 0,
+            budget: 1000,
+        };
+        let b = Ballot::new(1, 1, 1);
+        for i in 0..20 {
+            cache.put(&format!("k{i}"), b, Some("x".repeat(200)));
+            assert!(cache.bytes <= 1000, "{} bytes", cache.bytes);
+        }
+        assert_eq!(cache.entries.len(), 3);
+        assert!(cache.take("k19").is_some());
+        assert!(cache.take("k19").is_none());
+        cache.put("huge", b, Some("x".repeat(2000)));
+        assert!(cache.take("huge").is_none());
     }
 }

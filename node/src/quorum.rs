@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::acceptor::AcceptorError;
 use crate::ballot::Ballot;
 
 /// One acceptor's answer to one phase, reduced to what the count needs.
@@ -14,8 +15,49 @@ pub enum Answer<T> {
     Yes(T),
     /// The acceptor refused because of a higher ballot.
     Conflict(Ballot),
-    /// No usable answer (timeout, lost connection, bad reply), with a description.
-    Failed(String),
+    /// No usable answer (timeout, lost connection, bad reply, a recovering acceptor).
+    Failed(AcceptorError),
+}
+
+/// What went wrong with one acceptor that did not say yes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The acceptor's name.
+    pub acceptor: String,
+    pub kind: ProblemKind,
+}
+
+/// Why one acceptor did not say yes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// It refused: it had promised or accepted this higher ballot.
+    Conflict(Ballot),
+    /// It gave no usable answer.
+    Failed(AcceptorError),
+}
+
+/// Several acceptors' problems, shown as one line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            write!(f, "{}{problem}", if i == 0 { "" } else { "; " })?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ProblemKind::Conflict(ballot) => {
+                write!(f, "{}: conflict with {ballot}", self.acceptor)
+            }
+            ProblemKind::Failed(error) => write!(f, "{}: {error}", self.acceptor),
+        }
+    }
 }
 
 /// Where the count stands.
@@ -39,7 +81,7 @@ pub struct Failure {
     /// How many acceptors refused with a conflict.
     pub refused: usize,
     /// What went wrong with each acceptor that did not say yes.
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
 }
 
 impl Failure {
@@ -59,8 +101,8 @@ impl fmt::Display for Failure {
         if let Some(ballot) = self.conflict {
             write!(f, ", lost a ballot race to {ballot}")?;
         }
-        if !self.problems.is_empty() {
-            write!(f, ": {}", self.problems.join("; "))?;
+        for (i, problem) in self.problems.iter().enumerate() {
+            write!(f, "{}{problem}", if i == 0 { ": " } else { "; " })?;
         }
         Ok(())
     }
@@ -74,7 +116,7 @@ pub struct Tally<T> {
     yes: Vec<T>,
     conflict: Option<Ballot>,
     refused: usize,
-    problems: Vec<String>,
+    problems: Vec<Problem>,
 }
 
 impl<T> Tally<T> {
@@ -96,15 +138,22 @@ impl<T> Tally<T> {
 
     /// Records one answer (`who` names the acceptor) and says whether the phase is decided.
     pub fn add(&mut self, who: &str, answer: Answer<T>) -> Decision<T> {
-        match answer {
-            Answer::Yes(t) => self.yes.push(t),
+        let kind = match answer {
+            Answer::Yes(t) => {
+                self.yes.push(t);
+                return self.decision();
+            }
             Answer::Conflict(ballot) => {
                 self.conflict = self.conflict.max(Some(ballot));
                 self.refused += 1;
-                self.problems.push(format!("{who}: conflict with {ballot}"));
+                ProblemKind::Conflict(ballot)
             }
-            Answer::Failed(why) => self.problems.push(format!("{who}: {why}")),
-        }
+            Answer::Failed(error) => ProblemKind::Failed(error),
+        };
+        self.problems.push(Problem {
+            acceptor: who.to_string(),
+            kind,
+        });
         self.decision()
     }
 
@@ -150,7 +199,7 @@ mod tests {
     fn one_failure_still_allows_a_quorum() {
         let mut tally = Tally::new(3, 2);
         assert_eq!(
-            tally.add("a1", Answer::Failed("timed out".into())),
+            tally.add("a1", Answer::Failed(AcceptorError::Timeout)),
             Decision::Pending
         );
         assert_eq!(tally.add("a2", Answer::Yes(2)), Decision::Pending);
@@ -164,7 +213,7 @@ mod tests {
     fn gives_up_as_soon_as_a_quorum_is_impossible() {
         let mut tally: Tally<u8> = Tally::new(3, 2);
         assert_eq!(
-            tally.add("a1", Answer::Failed("timed out".into())),
+            tally.add("a1", Answer::Failed(AcceptorError::Timeout)),
             Decision::Pending
         );
         match tally.add("a2", Answer::Conflict(Ballot::new(9, 2, 1))) {
@@ -183,7 +232,7 @@ mod tests {
     fn all_refused_only_when_every_acceptor_refused() {
         let mut tally: Tally<u8> = Tally::new(3, 2);
         tally.add("a1", Answer::Conflict(Ballot::new(3, 1, 1)));
-        tally.add("a2", Answer::Failed("timed out".into()));
+        tally.add("a2", Answer::Failed(AcceptorError::Timeout));
         assert!(!tally.failure().all_refused());
         let mut tally: Tally<u8> = Tally::new(3, 2);
         for who in ["a1", "a2", "a3"] {

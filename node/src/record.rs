@@ -6,6 +6,10 @@
 //! modifiedIndex. Reads show a tombstone as "key not found"; a create after a delete starts
 //! from the tombstone's index, so a key's modifiedIndex never repeats and a stale `prevIndex`
 //! held from before the delete can never match the new key.
+//!
+//! Every write also stores its write id (the proposer's, unique per request): two records
+//! with equal text are then the same write, which is what lets a proposer tell, after an
+//! accept of unknown outcome, whether the chosen state is its own write.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +24,9 @@ pub struct Record {
     /// A tombstone: the key was deleted at index `modified` (`value` is empty).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The id of the write that produced this record (absent in records of older nodes).
+    #[serde(default, rename = "w", skip_serializing_if = "Option::is_none")]
+    pub write_id: Option<String>,
 }
 
 impl Record {
@@ -95,6 +102,12 @@ pub fn current(state: Option<&str>) -> Result<Option<Record>, Refusal> {
     Ok(stored(state)?.filter(|r| !r.deleted))
 }
 
+/// The version of a stored state for the proposer's outcome resolution: its modifiedIndex,
+/// which every write raises by exactly one (`None`: not a record).
+pub fn version(state: &str) -> Option<u64> {
+    Record::decode(state).ok().map(|r| r.modified)
+}
+
 /// The highest modifiedIndex a stored state shows (tombstones included; 0 if none).
 pub fn index_of(state: Option<&str>) -> u64 {
     stored(state).ok().flatten().map_or(0, |r| r.modified)
@@ -127,9 +140,9 @@ fn compare(
     }
 }
 
-/// Applies `write` to the current state: the new record (a tombstone for a delete), or why
-/// not.
-pub fn apply(write: &Write, state: Option<&str>) -> Result<Record, Refusal> {
+/// Applies `write` (with id `write_id`) to the current state: the new record (a tombstone for
+/// a delete), or why not.
+pub fn apply(write: &Write, state: Option<&str>, write_id: &str) -> Result<Record, Refusal> {
     let stored = stored(state)?;
     // Indices continue past a tombstone; `created` restarts with a new key.
     let index = stored.as_ref().map_or(0, |r| r.modified) + 1;
@@ -139,6 +152,7 @@ pub fn apply(write: &Write, state: Option<&str>) -> Result<Record, Refusal> {
         modified: index,
         created: live.as_ref().map_or(index, |r| r.created),
         deleted: false,
+        write_id: Some(write_id.to_string()),
     };
     match (write, &live) {
         (Write::Create { .. }, Some(existing)) => Err(Refusal::AlreadyExists {
@@ -168,6 +182,7 @@ pub fn apply(write: &Write, state: Option<&str>) -> Result<Record, Refusal> {
             modified: index,
             created: existing.created,
             deleted: true,
+            write_id: Some(write_id.to_string()),
         }),
     }
 }
@@ -182,6 +197,7 @@ mod tests {
             modified,
             created,
             deleted: false,
+            write_id: None,
         }
         .encode()
     }
@@ -196,29 +212,29 @@ mod tests {
         assert_eq!(delete(None, None).action(), "delete");
         assert_eq!(delete(Some(3), None).action(), "compareAndDelete");
         assert!(matches!(
-            apply(&delete(Some(2), None), Some(&state)),
+            apply(&delete(Some(2), None), Some(&state), "w1"),
             Err(Refusal::CompareFailed { index: 3, .. })
         ));
         assert!(matches!(
-            apply(&delete(None, Some("b")), Some(&state)),
+            apply(&delete(None, Some("b")), Some(&state), "w1"),
             Err(Refusal::CompareFailed { .. })
         ));
-        let tomb = apply(&delete(Some(3), Some("a")), Some(&state)).unwrap();
+        let tomb = apply(&delete(Some(3), Some("a")), Some(&state), "w1").unwrap();
         assert_eq!((tomb.modified, tomb.created, tomb.deleted), (4, 1, true));
         let tomb = tomb.encode();
         assert_eq!(current(Some(&tomb)), Ok(None));
         assert_eq!(index_of(Some(&tomb)), 4);
         // deleted keys are missing to every write that needs the key
         assert_eq!(
-            apply(&delete(None, None), Some(&tomb)),
+            apply(&delete(None, None), Some(&tomb), "w1"),
             Err(Refusal::NotFound)
         );
         assert_eq!(
-            apply(&Write::Update { value: "x".into() }, Some(&tomb)),
+            apply(&Write::Update { value: "x".into() }, Some(&tomb), "w1"),
             Err(Refusal::NotFound)
         );
         // a create after the delete continues the index
-        let again = apply(&Write::Create { value: "b".into() }, Some(&tomb)).unwrap();
+        let again = apply(&Write::Create { value: "b".into() }, Some(&tomb), "w1").unwrap();
         assert_eq!(
             (again.modified, again.created, again.deleted),
             (5, 5, false)
@@ -233,11 +249,11 @@ mod tests {
 
     #[test]
     fn create_then_refuse_a_second_create() {
-        let created = apply(&Write::Create { value: "0".into() }, None).unwrap();
+        let created = apply(&Write::Create { value: "0".into() }, None, "w1").unwrap();
         assert_eq!((created.modified, created.created), (1, 1));
         let state = created.encode();
         assert_eq!(
-            apply(&Write::Create { value: "1".into() }, Some(&state)),
+            apply(&Write::Create { value: "1".into() }, Some(&state), "w1"),
             Err(Refusal::AlreadyExists { index: 1 })
         );
     }
@@ -250,30 +266,33 @@ mod tests {
             prev_index,
             prev_value: prev_value.map(str::to_string),
         };
-        let ok = apply(&cas(Some(7), None), Some(&state)).unwrap();
+        let ok = apply(&cas(Some(7), None), Some(&state), "w1").unwrap();
         assert_eq!((ok.value.as_str(), ok.modified, ok.created), ("6", 8, 2));
-        assert!(apply(&cas(None, Some("5")), Some(&state)).is_ok());
+        assert!(apply(&cas(None, Some("5")), Some(&state), "w1").is_ok());
         assert_eq!(
-            apply(&cas(Some(6), None), Some(&state)),
+            apply(&cas(Some(6), None), Some(&state), "w1"),
             Err(Refusal::CompareFailed {
                 cause: "[6 != 7]".into(),
                 index: 7
             })
         );
-        assert_eq!(apply(&cas(Some(1), None), None), Err(Refusal::NotFound));
+        assert_eq!(
+            apply(&cas(Some(1), None), None, "w1"),
+            Err(Refusal::NotFound)
+        );
     }
 
     #[test]
     fn set_overwrites_and_update_needs_the_key() {
         let state = stored("a", 3, 1);
         assert_eq!(
-            apply(&Write::Set { value: "b".into() }, Some(&state))
+            apply(&Write::Set { value: "b".into() }, Some(&state), "w1")
                 .unwrap()
                 .modified,
             4
         );
         assert_eq!(
-            apply(&Write::Update { value: "b".into() }, None),
+            apply(&Write::Update { value: "b".into() }, None, "w1"),
             Err(Refusal::NotFound)
         );
     }
@@ -281,7 +300,7 @@ mod tests {
     #[test]
     fn corrupt_state_is_reported_not_panicked_on() {
         assert!(matches!(
-            apply(&Write::Set { value: "b".into() }, Some("not json")),
+            apply(&Write::Set { value: "b".into() }, Some("not json"), "w1"),
             Err(Refusal::Corrupt(_))
         ));
     }

@@ -15,6 +15,7 @@ use futures::future::join_all;
 
 use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
 use crate::ballot::{Ballot, BallotSource};
+use crate::quorum::{Problem, ProblemKind, Problems};
 
 /// Why one key's catch-up round failed (the acceptor stays recovering).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +25,7 @@ pub enum CatchUpError {
         key: String,
         promised: usize,
         quorum: usize,
-        problems: String,
+        problems: Problems,
     },
     #[error("key {key}: accept: {accepted} members accepted (quorum {quorum}), the recovering acceptor {target}: {problems}")]
     Accept {
@@ -32,7 +33,7 @@ pub enum CatchUpError {
         accepted: usize,
         quorum: usize,
         target: String,
-        problems: String,
+        problems: Problems,
     },
 }
 
@@ -43,6 +44,13 @@ async fn bounded<T>(
     tokio::time::timeout(timeout, call)
         .await
         .unwrap_or(Err(AcceptorError::Timeout))
+}
+
+fn problem(acceptor: &Arc<dyn Acceptor>, kind: ProblemKind) -> Problem {
+    Problem {
+        acceptor: acceptor.name().to_string(),
+        kind,
+    }
 }
 
 /// One catch-up round of `key` for the acceptor at index `target`.
@@ -74,9 +82,9 @@ pub async fn catch_up_key(
             }
             Ok(PrepareReply::Conflict(seen)) => {
                 ballots.fast_forward(seen);
-                problems.push(format!("{}: conflict with {seen}", acceptor.name()));
+                problems.push(problem(acceptor, ProblemKind::Conflict(seen)));
             }
-            Err(e) => problems.push(format!("{}: {e}", acceptor.name())),
+            Err(e) => problems.push(problem(acceptor, ProblemKind::Failed(e))),
         }
     }
     if promised < quorum {
@@ -84,7 +92,7 @@ pub async fn catch_up_key(
             key: key.into(),
             promised,
             quorum,
-            problems: problems.join("; "),
+            problems: Problems(problems),
         });
     }
     let value = best.and_then(|(_, value)| value);
@@ -106,9 +114,9 @@ pub async fn catch_up_key(
             Err(AcceptorError::Recovering) if index == target => target_took_it = true,
             Ok(AcceptReply::Conflict(seen)) => {
                 ballots.fast_forward(seen);
-                problems.push(format!("{}: conflict with {seen}", acceptor.name()));
+                problems.push(problem(acceptor, ProblemKind::Conflict(seen)));
             }
-            Err(e) => problems.push(format!("{}: {e}", acceptor.name())),
+            Err(e) => problems.push(problem(acceptor, ProblemKind::Failed(e))),
         }
     }
     if accepted >= quorum && target_took_it {
@@ -119,7 +127,7 @@ pub async fn catch_up_key(
             accepted,
             quorum,
             target: acceptors[target].name().to_string(),
-            problems: problems.join("; "),
+            problems: Problems(problems),
         })
     }
 }

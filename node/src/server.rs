@@ -59,8 +59,10 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
             id: settings.id,
             quorum: settings.quorum(),
             timeout: settings.acceptor_timeout(),
-            cache_capacity: settings.cache_capacity,
-            unsafe_keep_cache_after_failed_accept: false,
+            deadline: settings.request_deadline(),
+            cache_bytes: settings.cache_bytes,
+            jitter_seed: rand::random(),
+            ..ProposerConfig::default()
         },
         acceptors,
     );
@@ -78,7 +80,8 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
         },
         settings.cluster_members(),
         settings.acceptor_timeout(),
-    );
+    )
+    .with_in_flight(settings.max_in_flight, settings.request_deadline());
     app.membership = Some(membership);
     Ok(Arc::new(app))
 }

@@ -50,8 +50,12 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::Correct => "proposer_is_safe",
             Variant::QuorumOfOne => "quorum_of_one",
             Variant::KeepCacheAfterFailedAccept => "ballot_kept",
+            Variant::RetryAfterUnknownOutcome => "retry_after_unknown",
+            Variant::NotAppliedOnForeignState => "not_applied_on_foreign",
+            Variant::ResolveFromPrepare => "resolve_from_prepare",
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
+            Variant::ResendAfterLostReply => "resend_after_lost_reply",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -241,6 +245,21 @@ fn negative_control_ballot_kept_after_failed_accept_is_caught() {
 }
 
 #[test]
+fn negative_control_retry_after_unknown_outcome_is_caught() {
+    negative_control(Variant::RetryAfterUnknownOutcome);
+}
+
+#[test]
+fn negative_control_not_applied_on_foreign_state_is_caught() {
+    negative_control(Variant::NotAppliedOnForeignState);
+}
+
+#[test]
+fn negative_control_resolve_from_prepare_is_caught() {
+    negative_control(Variant::ResolveFromPrepare);
+}
+
+#[test]
 fn negative_control_recovering_prepare_counted_is_caught() {
     negative_control(Variant::CountRecoveringPrepare);
 }
@@ -248,6 +267,11 @@ fn negative_control_recovering_prepare_counted_is_caught() {
 #[test]
 fn negative_control_recovering_accept_counted_is_caught() {
     negative_control(Variant::CountRecoveringAccept);
+}
+
+#[test]
+fn negative_control_resend_after_lost_reply_is_caught() {
+    negative_control(Variant::ResendAfterLostReply);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names
@@ -265,6 +289,7 @@ mod checker {
             modified: index,
             created: 1,
             deleted: false,
+            write_id: None,
         }
     }
 
@@ -275,14 +300,14 @@ mod checker {
         history.attempt("k", &record("a", 1), None);
         history.complete(
             w,
-            Some("a".into()),
+            vec!["a".into()],
             Outcome::Wrote {
                 index: 1,
                 tag: "a".into(),
             },
         );
         let r = history.invoke(1, "k", "read", 1);
-        history.complete(r, None, seen);
+        history.complete(r, Vec::new(), seen);
         let finals = BTreeMap::from([("k".to_string(), last)]);
         history.check(&finals).0
     }
@@ -304,6 +329,80 @@ mod checker {
             write_then_read(seen, Some(record("a", 1))),
             Vec::<String>::new()
         );
+    }
+
+    /// Client 0's increment made attempts `a` (index 1) and `b` (index 2, from `a`), answered
+    /// with `outcome`; the final state is `last`.
+    fn retried(outcome: Outcome, last: Record) -> Vec<String> {
+        let history = History::default();
+        let w = history.invoke(0, "k", "increment", 0);
+        history.attempt("k", &record("a", 1), None);
+        history.attempt("k", &record("b", 2), Some("a".into()));
+        history.complete(w, vec!["a".into(), "b".into()], outcome);
+        let finals = BTreeMap::from([("k".to_string(), Some(last))]);
+        history.check(&finals).0
+    }
+
+    #[test]
+    fn catches_a_write_reported_not_applied_that_was_chosen() {
+        expect_one(
+            retried(Outcome::NoEffect, record("a", 1)),
+            "REPORTED NOT APPLIED WAS CHOSEN",
+        );
+    }
+
+    /// Client 0's compare-and-swap on index 0 made attempt `a` at index 1 (judged not
+    /// applied), then found `seen` and was refused (answered 412); the final state is `last`.
+    /// Before it, client 1 wrote `b`, with `b_outcome`.
+    fn refused_after_an_attempt(b_outcome: Outcome, seen: Outcome, last: Record) -> Vec<String> {
+        let history = History::default();
+        let b = history.invoke(1, "k", "increment", 1);
+        history.attempt("k", &record("b", 1), None);
+        history.complete(b, vec!["b".into()], b_outcome);
+        let w = history.invoke(0, "k", "cas", 0);
+        history.attempt("k", &record("a", 1), None);
+        history.complete(w, vec!["a".into()], seen);
+        let finals = BTreeMap::from([("k".to_string(), Some(last))]);
+        history.check(&finals).0
+    }
+
+    #[test]
+    fn accepts_a_refused_write_whose_attempt_was_not_chosen() {
+        let wrote = Outcome::Wrote {
+            index: 1,
+            tag: "b".into(),
+        };
+        let seen = Outcome::Saw {
+            index: 1,
+            tag: Some("b".into()),
+        };
+        assert_eq!(
+            refused_after_an_attempt(wrote, seen, record("b", 1)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn catches_a_write_answered_as_refused_that_was_chosen() {
+        // `b` of unknown outcome, not chosen (the slack the counter bound allows); the refused
+        // CAS saw its own attempt `a`, which is what was chosen.
+        let seen = Outcome::Saw {
+            index: 1,
+            tag: Some("a".into()),
+        };
+        expect_one(
+            refused_after_an_attempt(Outcome::Unknown, seen, record("a", 1)),
+            "A WRITE ANSWERED AS REFUSED WAS CHOSEN",
+        );
+    }
+
+    #[test]
+    fn catches_one_request_applied_twice() {
+        let wrote = Outcome::Wrote {
+            index: 2,
+            tag: "b".into(),
+        };
+        expect_one(retried(wrote, record("b", 2)), "APPLIED TWICE");
     }
 
     #[test]

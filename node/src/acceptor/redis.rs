@@ -5,7 +5,16 @@
 //! Every call is bounded by a timeout. A lost connection, or calls that keep timing out, drop
 //! the connection and start a background task that reconnects until the server answers again,
 //! so a Redis that comes back is used again without restarting the node. While no connection
-//! exists calls fail at once instead of waiting for the timeout.
+//! exists calls fail at once instead of waiting for the timeout, except just after a loss,
+//! when the call waits (within its timeout) for the new connection: it was never sent, so
+//! sending it later is safe. A keepalive PING every second finds a dead connection (a
+//! restarted Redis) before a request needs it.
+//!
+//! A call that failed on the connection is never sent again: the redis crate reports the same
+//! I/O error ("broken pipe") for a request Redis never received and for one it ran whose reply
+//! was lost with the connection. Sent again, an accept that already ran would be refused by the
+//! promise it set itself, and that refusal would tell the proposer the value was stored
+//! nowhere. The failure goes up as it is, an outcome the proposer must treat as unknown.
 //!
 //! Every prepare and accept also checks, inside the same script, the acceptor's identity
 //! record against the cluster id the node learned (see `membership`): a wiped, replaced or
@@ -37,6 +46,10 @@ pub const IDENTITY_KEY: &str = "perseus-identity";
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
 /// Pause between reconnection attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// Interval of the keepalive PING.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+/// A call made this soon after the connection was lost waits for the new one.
+const RECENT_LOSS: Duration = Duration::from_secs(2);
 /// Every key's acceptor state lives in one hash named with this prefix.
 const KEY_PREFIX: &str = "perseus:";
 
@@ -53,6 +66,8 @@ struct Inner {
     connection: Mutex<Option<(u64, MultiplexedConnection)>>,
     generation: AtomicU64,
     reconnecting: AtomicBool,
+    /// When the last live connection was dropped.
+    lost_at: Mutex<Option<std::time::Instant>>,
     timeouts_in_a_row: AtomicU32,
     prepare: Script,
     accept: Script,
@@ -96,6 +111,7 @@ impl RedisAcceptor {
             connection: Mutex::new(None),
             generation: AtomicU64::new(0),
             reconnecting: AtomicBool::new(false),
+            lost_at: Mutex::new(None),
             timeouts_in_a_row: AtomicU32::new(0),
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
@@ -105,6 +121,7 @@ impl RedisAcceptor {
             durability_problem: Mutex::new(None),
         });
         Inner::reconnect(&inner, None);
+        Inner::keepalive(&inner);
         Ok(RedisAcceptor { inner })
     }
 
@@ -247,7 +264,12 @@ impl Inner {
             let mut connection = this.connection.lock().unwrap_or_else(|e| e.into_inner());
             match (&*connection, failed) {
                 (Some((current, _)), Some(failed)) if *current != failed => return,
-                _ => *connection = None,
+                (Some(_), _) => {
+                    *connection = None;
+                    *this.lost_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(std::time::Instant::now());
+                }
+                (None, _) => {}
             }
         }
         if this.reconnecting.swap(true, Ordering::SeqCst) {
@@ -277,6 +299,24 @@ impl Inner {
                 }
                 drop(inner);
                 tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+        });
+    }
+
+    /// PINGs the acceptor every [`KEEPALIVE`] while it exists, so that an idle node finds a
+    /// dead connection (e.g. the Redis restarted) and replaces it before a request needs it.
+    fn keepalive(this: &Arc<Inner>) {
+        let weak: Weak<Inner> = Arc::downgrade(this);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEPALIVE).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.current().is_some() {
+                    // A failure is handled inside (reconnect, timeout count); nothing to add.
+                    let _ = RedisAcceptor { inner }.ping().await;
+                }
             }
         });
     }
@@ -328,16 +368,19 @@ impl Inner {
 }
 
 impl RedisAcceptor {
-    /// Runs one script invocation with the timeout, keeping the connection healthy.
+    /// Runs one script invocation with the timeout, keeping the connection healthy. Sent at
+    /// most once: a failure after sending may hide a call the acceptor ran (module comment).
     async fn call(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<Vec<String>, AcceptorError> {
         let inner = &self.inner;
-        let Some((generation, mut connection)) = inner.current() else {
+        let started = tokio::time::Instant::now();
+        let Some((generation, mut connection)) = self.connection_for(started).await else {
             return Err(AcceptorError::NotConnected);
         };
-        match tokio::time::timeout(inner.timeout, invocation.invoke_async(&mut connection)).await {
+        let left = inner.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await {
             Ok(Ok(reply)) => {
                 inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
                 Ok(reply)
@@ -355,6 +398,30 @@ impl RedisAcceptor {
             Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
             Err(_) => Err(self.timed_out(generation)),
         }
+    }
+
+    /// The live connection. With none, but one lost less than [`RECENT_LOSS`] ago (the
+    /// reconnection is likely under way), waits for the new one until the call's timeout
+    /// (nothing was sent yet, so waiting is safe); otherwise fails at once.
+    async fn connection_for(
+        &self,
+        started: tokio::time::Instant,
+    ) -> Option<(u64, MultiplexedConnection)> {
+        let inner = &self.inner;
+        if let Some(live) = inner.current() {
+            return Some(live);
+        }
+        let lost_at = *inner.lost_at.lock().unwrap_or_else(|e| e.into_inner());
+        if lost_at.is_none_or(|t| t.elapsed() >= RECENT_LOSS) {
+            return None;
+        }
+        while started.elapsed() < inner.timeout {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Some(live) = inner.current() {
+                return Some(live);
+            }
+        }
+        None
     }
 
     /// Counts a timeout of a call on connection `generation`; timeouts of an older connection

@@ -1,10 +1,11 @@
 //! The clients' history of one run, and the linearizability check of every key.
 //!
 //! A key's state is a `record::Record` whose `modified` index counts the writes and whose
-//! `value` is a tag naming the client operation that wrote it (unique per run). Every write
-//! is computed by the proposer calling the client's function exactly once; that call is
-//! recorded as an *attempt* (tag, key, index, the tag of the state it was computed from), so
-//! even writes with an unknown outcome are known exactly.
+//! `value` is a tag naming the client operation, and the call of its function, that wrote it
+//! (unique per run: a change the proposer retries calls the function again, under a new tag).
+//! Every call that produced a new state is recorded as an *attempt* (tag, key, index, the tag
+//! of the state it was computed from), so even writes with an unknown outcome are known
+//! exactly.
 //!
 //! The check, per key, against the final state read through a fresh proposer on a healed
 //! network:
@@ -19,7 +20,10 @@
 //! - real time: an operation that completed before another was invoked is ordered before it
 //!   in the chain (a write must land above, a read must see at least, every index completed
 //!   before it started; unknown-outcome writes that were chosen must land above everything
-//!   completed before they started).
+//!   completed before they started);
+//! - client-visible answers: an operation answered "not applied" (`NoEffect`) or "refused"
+//!   (a compare-and-swap whose earlier attempts were judged not applied, then refused) has none
+//!   of its attempts in the chain, and no operation has two (a request applied twice).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,8 +51,9 @@ struct Op {
     proposer: usize,
     invoked: u64,
     completed: u64,
-    /// The attempt this operation made, if the function was called and wrote.
-    tag: Option<String>,
+    /// The attempts this operation made (the function called and wrote), in order: a
+    /// retried change makes several, at most one of which may be chosen.
+    tags: Vec<String>,
     outcome: Outcome,
 }
 
@@ -82,7 +87,6 @@ pub struct Pending {
     what: &'static str,
     proposer: usize,
     invoked: u64,
-    tag: Option<String>,
 }
 
 /// Counters for the closing summary.
@@ -110,7 +114,6 @@ impl History {
             what,
             proposer,
             invoked: state.clock,
-            tag: None,
         }
     }
 
@@ -127,12 +130,7 @@ impl History {
         );
     }
 
-    pub fn has_attempt(&self, tag: &str) -> bool {
-        self.lock().attempts.contains_key(tag)
-    }
-
-    pub fn complete(&self, mut pending: Pending, tag: Option<String>, outcome: Outcome) {
-        pending.tag = tag;
+    pub fn complete(&self, pending: Pending, tags: Vec<String>, outcome: Outcome) {
         let mut state = self.lock();
         state.clock += 1;
         let completed = state.clock;
@@ -143,7 +141,7 @@ impl History {
             proposer: pending.proposer,
             invoked: pending.invoked,
             completed,
-            tag: pending.tag,
+            tags,
             outcome,
         });
     }
@@ -230,12 +228,34 @@ fn check_key(
         }
     };
 
-    // 2. Acknowledged writes: distinct indexes, all chosen, and the counter bounds.
+    // 2. Acknowledged writes: distinct indexes, all chosen, and the counter bounds. A retried
+    // operation has several attempts; at most one of them may be chosen (two would be one
+    // request applied twice).
+    let chosen_tags: HashMap<&String, u64> = chain.iter().map(|(i, t)| (t, *i)).collect();
+    let chosen_of = |op: &Op| -> Vec<(u64, String)> {
+        op.tags
+            .iter()
+            .filter_map(|t| chosen_tags.get(t).map(|i| (*i, t.clone())))
+            .collect()
+    };
     let mut acked: BTreeMap<u64, &Op> = BTreeMap::new();
     let mut unknown_attempts = 0u64;
     for op in ops {
+        let chosen = chosen_of(op);
+        if chosen.len() > 1 {
+            v.push(format!(
+                "ONE REQUEST APPLIED TWICE: [{}]; its attempts chosen at {chosen:?}",
+                describe(op)
+            ));
+        }
         match &op.outcome {
             Outcome::Wrote { index, tag } => {
+                if chosen.iter().any(|(_, t)| t != tag) {
+                    v.push(format!(
+                        "acknowledged write [{}] has another attempt chosen: {chosen:?}",
+                        describe(op)
+                    ));
+                }
                 if let Some(other) = acked.insert(*index, op) {
                     v.push(format!(
                         "two acknowledged writes at index {index}: [{}] and [{}]",
@@ -272,16 +292,22 @@ fn check_key(
                         tag_at(*index)
                     ));
                 }
+                // A compare-and-swap answered "refused" after earlier attempts (each judged
+                // not applied) tells the client none of them took effect.
+                if !chosen.is_empty() {
+                    v.push(format!(
+                        "A WRITE ANSWERED AS REFUSED WAS CHOSEN: [{}] at {chosen:?}",
+                        describe(op)
+                    ));
+                }
             }
-            Outcome::Unknown => unknown_attempts += u64::from(op.tag.is_some()),
+            Outcome::Unknown => unknown_attempts += u64::from(!op.tags.is_empty()),
             Outcome::NoEffect => {
-                if let Some(tag) = &op.tag {
-                    if chain.values().any(|t| t == tag) {
-                        v.push(format!(
-                            "a write with no effect was chosen: [{}]",
-                            describe(op)
-                        ));
-                    }
+                if !chosen.is_empty() {
+                    v.push(format!(
+                        "A WRITE REPORTED NOT APPLIED WAS CHOSEN: [{}] at {chosen:?}",
+                        describe(op)
+                    ));
                 }
             }
         }
@@ -302,12 +328,7 @@ fn check_key(
             Outcome::Wrote { index, .. } => Some((*index, true)),
             Outcome::Saw { index, .. } => Some((*index, false)),
             // An unknown write that was chosen is a write at its chain index.
-            Outcome::Unknown => op.tag.as_ref().and_then(|tag| {
-                chain
-                    .iter()
-                    .find(|(_, t)| *t == tag)
-                    .map(|(index, _)| (*index, true))
-            }),
+            Outcome::Unknown => chosen_of(op).first().map(|(index, _)| (*index, true)),
             Outcome::NoEffect => None,
         }
     };

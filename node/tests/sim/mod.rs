@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use perseus_node::acceptor::{Acceptor, Identity, Standing};
 use perseus_node::ballot::BallotSource;
-use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError};
+use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl};
 use perseus_node::record::{self, Record, Write};
 use perseus_node::recovery::catch_up_key_with_retries;
 use rand::rngs::StdRng;
@@ -54,11 +54,20 @@ pub enum Variant {
     QuorumOfOne,
     /// Negative control: the 2018 Gryadka bug (ballot kept after a failed accept).
     KeepCacheAfterFailedAccept,
+    /// Negative control: a change retried after an accept of unknown outcome, unresolved.
+    RetryAfterUnknownOutcome,
+    /// Negative control: "not applied" declared on any chosen state that is not ours.
+    NotAppliedOnForeignState,
+    /// Negative control: the outcome resolved from a prepare's read (not chosen).
+    ResolveFromPrepare,
     /// Negative control: a recovering acceptor's promise counts in prepare quorums.
     CountRecoveringPrepare,
     /// Negative control: a recovering acceptor's acceptance counts in accept quorums (so the
     /// one-round-trip promise given with it is trusted).
     CountRecoveringAccept,
+    /// Negative control: a call whose reply was lost after the acceptor ran it is sent again
+    /// (an accept then comes back refused by its own promise, read as "stored nowhere").
+    ResendAfterLostReply,
 }
 
 /// What one run did and found.
@@ -98,7 +107,8 @@ struct Shape {
     clients: usize,
     keys: usize,
     ops_per_client: usize,
-    cache_capacity: usize,
+    cache_bytes: usize,
+    deadline: Duration,
     faults: Faults,
     crash_every: Duration,
     partition_every: Duration,
@@ -113,8 +123,10 @@ impl Shape {
             clients: rng.random_range(6..=10),
             keys: rng.random_range(2..=3),
             ops_per_client: rng.random_range(10..=25),
-            // 1 and 2 force LRU evictions of keys whose change is in flight.
-            cache_capacity: [1, 2, 64][rng.random_range(0..3)],
+            // Nothing, about one and about two entries (a record, its key and the overhead
+            // take about 220 bytes): forced evictions of keys whose change is in flight.
+            cache_bytes: [0, 300, 500, 1 << 16][rng.random_range(0..4)],
+            deadline: ms([60, 150, 400][rng.random_range(0..3)]),
             faults: Faults {
                 drop_request: 0.04 * intensity,
                 drop_reply: 0.04 * intensity,
@@ -208,9 +220,19 @@ impl Run {
                 _ => ACCEPTORS / 2 + 1,
             },
             timeout: TIMEOUT,
-            cache_capacity: self.shape.cache_capacity,
-            unsafe_keep_cache_after_failed_accept: self.variant
-                == Variant::KeepCacheAfterFailedAccept,
+            deadline: self.shape.deadline,
+            cache_bytes: self.shape.cache_bytes,
+            jitter_seed: self.world.with_rng(|rng| rng.random()),
+            unsafe_control: match self.variant {
+                Variant::KeepCacheAfterFailedAccept => {
+                    Some(UnsafeControl::KeepCacheAfterFailedAccept)
+                }
+                Variant::RetryAfterUnknownOutcome => Some(UnsafeControl::RetryAfterUnknownOutcome),
+                Variant::NotAppliedOnForeignState => Some(UnsafeControl::NotAppliedOnForeignState),
+                Variant::ResolveFromPrepare => Some(UnsafeControl::ResolveFromPrepare),
+                _ => None,
+            },
+            ..ProposerConfig::default()
         };
         // A new incarnation never seen before in this run (as the production random one is
         // meant to be).
@@ -251,30 +273,36 @@ async fn client(run: Arc<Run>, client: usize) {
         let Some((proposer, life)) = run.nodes[node].get() else {
             continue; // The process is down: the request is refused, nothing invoked.
         };
-        let tag = format!("c{client}.{n}");
+        // Each call of the function writes under its own tag `c{client}.{n}.{call}`.
+        let op_tag = format!("c{client}.{n}");
         let prev_index = last_seen.get(&key).copied().unwrap_or(0);
-        let (what, write) = match kind {
-            0..=2 => ("read", None),
-            3..=5 => (
-                "cas",
-                Some(Write::CompareAndSwap {
-                    value: tag.clone(),
-                    prev_index: Some(prev_index),
-                    prev_value: None,
-                }),
-            ),
-            _ => ("increment", Some(Write::Set { value: tag.clone() })),
+        let what = match kind {
+            0..=2 => "read",
+            3..=5 => "cas",
+            _ => "increment",
         };
+        let write_id = proposer.write_id();
         let pending = run.history.invoke(client, &key, what, node);
+        let tags: Arc<Mutex<Vec<String>>> = Arc::default();
         let f = {
-            let (history, key) = (run.history.clone(), key.clone());
+            let (history, key, tags) = (run.history.clone(), key.clone(), tags.clone());
+            let op_tag = op_tag.clone();
             move |state: Option<&str>| -> Result<Option<String>, record::Refusal> {
-                let Some(write) = &write else {
-                    return Ok(state.map(str::to_string)); // a read writes back what it found
+                let mut tags = tags.lock().unwrap_or_else(|e| e.into_inner());
+                let tag = format!("{op_tag}.{}", tags.len());
+                let write = match what {
+                    "read" => return Ok(state.map(str::to_string)), // writes back what it found
+                    "cas" => Write::CompareAndSwap {
+                        value: tag.clone(),
+                        prev_index: Some(prev_index),
+                        prev_value: None,
+                    },
+                    _ => Write::Set { value: tag.clone() },
                 };
-                let next = record::apply(write, state)?;
+                let next = record::apply(&write, state, &write_id)?;
                 let before = record::current(state).ok().flatten().map(|r| r.value);
                 history.attempt(&key, &next, before);
+                tags.push(tag);
                 Ok(Some(next.encode()))
             }
         };
@@ -284,8 +312,8 @@ async fn client(run: Arc<Run>, client: usize) {
             result = proposer.change(&key, f) => Some(result),
         };
         drop(proposer);
-        let attempted = run.history.has_attempt(&tag);
-        let attempt_tag = attempted.then(|| tag.clone());
+        let tags = std::mem::take(&mut *tags.lock().unwrap_or_else(|e| e.into_inner()));
+        let attempted = !tags.is_empty();
         let outcome = match result {
             Some(Ok(change)) => {
                 let decode = |state: Option<&str>| match record::current(state) {
@@ -307,13 +335,13 @@ async fn client(run: Arc<Run>, client: usize) {
                         match after {
                             Some(Record {
                                 value, modified, ..
-                            }) if value == tag => Outcome::Wrote {
+                            }) if tags.last() == Some(&value) => Outcome::Wrote {
                                 index: modified,
                                 tag: value,
                             },
                             other => {
                                 run.world.violation(format!(
-                                    "key {key}: client {client} wrote {tag} but got {other:?}"
+                                    "key {key}: client {client} wrote {tags:?} but got {other:?}"
                                 ));
                                 continue;
                             }
@@ -330,7 +358,7 @@ async fn client(run: Arc<Run>, client: usize) {
             // or an accept every acceptor refused), so the history check verifies it: such a
             // write turning up in the final chain is a violation.
             Some(Err(e)) => {
-                if e.phase() == Phase::Prepare && e.outcome_unknown() {
+                if e.phase() != Some(Phase::Accept) && e.outcome_unknown() {
                     run.world.violation(format!(
                         "key {key}: a failed prepare claims an unknown outcome: {e}"
                     ));
@@ -347,7 +375,7 @@ async fn client(run: Arc<Run>, client: usize) {
         if let Outcome::Wrote { index, .. } | Outcome::Saw { index, .. } = &outcome {
             last_seen.insert(key.clone(), *index);
         }
-        run.history.complete(pending, attempt_tag, outcome);
+        run.history.complete(pending, tags, outcome);
     }
 }
 
@@ -504,10 +532,18 @@ async fn partitioner(run: Arc<Run>) {
 
 async fn simulate(seed: u64, variant: Variant) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
-    let shape = Shape::draw(&mut rng);
+    let mut shape = Shape::draw(&mut rng);
+    if matches!(
+        variant,
+        Variant::CountRecoveringAccept | Variant::CountRecoveringPrepare
+    ) {
+        // These controls can only bite while an acceptor is recovering: wipe more often.
+        shape.wipe_every /= 3;
+    }
     let controls = Controls {
         count_recovering_prepare: variant == Variant::CountRecoveringPrepare,
         count_recovering_accept: variant == Variant::CountRecoveringAccept,
+        resend_after_lost_reply: variant == Variant::ResendAfterLostReply,
     };
     let world = World::new(ACCEPTORS, rng, shape.faults, controls);
     let run = Arc::new(Run {
@@ -562,8 +598,7 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
             id: 1000,
             quorum: ACCEPTORS / 2 + 1,
             timeout: TIMEOUT,
-            cache_capacity: 64,
-            unsafe_keep_cache_after_failed_accept: false,
+            ..ProposerConfig::default()
         },
         links(&world, PROPOSERS),
         1,

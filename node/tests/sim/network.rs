@@ -14,8 +14,8 @@
 //! and identity lost, like FLUSHALL), after which they refuse until marked recovering, and a
 //! recovering acceptor's answers reach the proposer as `AcceptorError::Recovering` (through
 //! the production `acceptor::counted`), except under the negative controls, which count them
-//! (see [`Controls`]). Around every step the
-//! world checks: the promise never decreases, the accepted ballot never decreases nor exceeds
+//! (see [`Controls`]). Another control resends a call whose reply was lost, as a connection
+//! layer that retries "broken pipe" would. Around every step the world checks: the promise never decreases, the accepted ballot never decreases nor exceeds
 //! the promise, the value changes only with the accepted ballot, and one value per ballot:
 //! every (key, ballot) ever accepted anywhere maps to a single value.
 
@@ -66,7 +66,8 @@ impl Faults {
     }
 }
 
-/// NEGATIVE CONTROLS: unsafe ways of counting a recovering acceptor's answers.
+/// NEGATIVE CONTROLS at the acceptors' end of the links: unsafe ways of counting a recovering
+/// acceptor's answers, and an unsafe resend.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Controls {
     /// Count a recovering acceptor's promise in prepare quorums.
@@ -74,7 +75,14 @@ pub struct Controls {
     /// Count a recovering acceptor's acceptance in accept quorums (and so trust the
     /// one-round-trip promise it gave with it).
     pub count_recovering_accept: bool,
+    /// Now and then the reply is lost with the connection after the acceptor ran the call,
+    /// and the call is sent once more; the caller gets the second reply (an accept refused by
+    /// the promise its first copy set). What sending a call again on "broken pipe" does.
+    pub resend_after_lost_reply: bool,
 }
+
+/// How often a call is resent under [`Controls::resend_after_lost_reply`].
+const RESEND_RATE: f64 = 0.1;
 
 /// Counters for the closing summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,6 +126,8 @@ struct Plan {
     reply_delay: Duration,
     drop_reply: bool,
     error_reply: bool,
+    /// The call runs twice and the caller gets the second reply (negative control).
+    resend: bool,
 }
 
 impl World {
@@ -233,6 +243,8 @@ impl World {
             reply_delay,
             drop_reply: rng.random_bool(f.drop_reply),
             error_reply: rng.random_bool(f.error_reply),
+            // Drawn only under the control, so correct runs replay as before.
+            resend: self.controls.resend_after_lost_reply && rng.random_bool(RESEND_RATE),
         }
     }
 
@@ -382,7 +394,10 @@ impl Link {
                 world.lock().stats.lost_requests += 1;
                 return;
             }
-            let reply = deliver(&world);
+            let mut reply = deliver(&world);
+            if plan.resend {
+                reply = deliver(&world);
+            }
             if let Some(later) = plan.duplicate {
                 let world = world.clone();
                 let deliver = deliver.clone();
