@@ -73,7 +73,9 @@ async fn bad_usage_exits_2() {
     let mut c = loadgen();
     c.args(["--nodes", "http://127.0.0.1:1", "--bucket-ms", "7"]);
     assert_eq!(output(c).await.status.code(), Some(2));
-    let c = loadgen();
+    // Without --nodes the system's own hosts are used; an unknown system is bad usage.
+    let mut c = loadgen();
+    c.args(["--system", "cockroach"]);
     assert_eq!(output(c).await.status.code(), Some(2));
     let mut c = loadgen();
     c.args([
