@@ -216,7 +216,7 @@ async fn opinions(cluster: &Cluster, system: System) -> Result<Vec<(HostName, Op
             }
             Leadership::PatroniLeader => {
                 let addr = probe::address(host, PATRONI_PORT)?;
-                let (code, body) = probe::get_body(addr, "/cluster").await?;
+                let (code, body) = probe::fetch(addr, "/cluster").await?;
                 if code != 200 {
                     bail!("/cluster on {addr} answered {code}");
                 }
@@ -243,7 +243,7 @@ async fn opinions(cluster: &Cluster, system: System) -> Result<Vec<(HostName, Op
             }
             _ => {
                 let addr = probe::address(host, 8222)?;
-                let (code, body) = probe::get_body(addr, "/jsz?accounts=true&streams=true").await?;
+                let (code, body) = probe::fetch(addr, "/jsz?accounts=true&streams=true").await?;
                 if code != 200 {
                     bail!("/jsz on {addr} answered {code}");
                 }
@@ -294,7 +294,12 @@ async fn named_leader(cluster: &Cluster, system: System, wait: Duration) -> Resu
             )
         })
         .collect();
-    bail!(
+    Err(no_leader(system, wait, &seen))
+}
+
+/// The error when no leader was agreed on in `wait`, with each host's last answer.
+fn no_leader(system: System, wait: Duration, seen: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
         "no {system} leader agreed on by a quorum within {} s (answers: {})",
         wait.as_secs(),
         if seen.is_empty() {
@@ -331,15 +336,7 @@ pub async fn etcd_leader(cluster: &Cluster, wait: Duration) -> Result<HostName> 
             )
         })
         .collect();
-    bail!(
-        "no etcd leader agreed on by a quorum within {} s (answers: {})",
-        wait.as_secs(),
-        if seen.is_empty() {
-            "none".to_string()
-        } else {
-            seen.join("; ")
-        }
-    )
+    Err(no_leader(System::Etcd, wait, &seen))
 }
 
 /// The address a sentinel's `SENTINEL get-master-addr-by-name` names, from its RESP answer

@@ -5,7 +5,7 @@
 //! container (on the network) and from the machine (which routes to it); a swarm host is asked
 //! at the port its machine publishes. The body is read too: a Perseus node's carries its view of
 //! every acceptor ([`perseus_model::Health`]), which `chaos status` shows. The leader lookups of
-//! ZooKeeper and NATS ask the same way ([`exchange`], [`get_body`]).
+//! ZooKeeper and NATS ask the same way ([`exchange`], [`fetch`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,34 +42,26 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<u16> {
 
 /// `GET path` on `addr` (HTTP/1.0, the server closes); returns the status code and the body.
 pub async fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut buf = Vec::new();
-        (&mut stream)
-            .take(MAX_ANSWER as u64)
-            .read_to_end(&mut buf)
-            .await?;
-        let text = String::from_utf8_lossy(&buf);
-        let code = status_code(&text)
-            .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {text:.80}"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        Ok((code, body))
-    };
-    timeout(PROBE_TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let answer = exchange(addr, request.as_bytes()).await?;
+    let code = status_code(&answer)
+        .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {answer:.80}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
 /// Sends `request` to `addr` and reads the answer until the server closes (bounded in time
 /// and size): ZooKeeper's four-letter words, HTTP/1.0.
 pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    talk(addr, request, |_| false).await
+}
+
+/// Sends `request` to `addr` and reads until the server closes, the answer is `complete`, or
+/// it reaches [`MAX_ANSWER`]; all within [`PROBE_TIMEOUT`].
+async fn talk(addr: SocketAddr, request: &[u8], complete: fn(&str) -> bool) -> Result<String> {
     let talk = async {
         let mut stream = TcpStream::connect(addr)
             .await
@@ -83,6 +75,9 @@ pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Result<String> {
                 break;
             }
             buf.extend_from_slice(&chunk[..n]);
+            if complete(&String::from_utf8_lossy(&buf)) {
+                break;
+            }
         }
         Ok::<_, anyhow::Error>(String::from_utf8_lossy(&buf).into_owned())
     };
@@ -115,41 +110,7 @@ pub fn resp_complete(answer: &str) -> bool {
 /// Sends one Redis command (inline, `\r\n`-terminated) to `addr` and reads until its reply
 /// is whole ([`resp_complete`]): a sentinel does not close the connection after answering.
 pub async fn redis_command(addr: SocketAddr, request: &[u8]) -> Result<String> {
-    let talk = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.write_all(request).await?;
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 4096];
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 || buf.len() + n > MAX_ANSWER {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if resp_complete(&String::from_utf8_lossy(&buf)) {
-                break;
-            }
-        }
-        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&buf).into_owned())
-    };
-    timeout(PROBE_TIMEOUT, talk)
-        .await
-        .map_err(|_| anyhow!("no answer from {addr} within {} s", PROBE_TIMEOUT.as_secs()))?
-}
-
-/// `GET path` on `addr` (HTTP/1.0, so the server closes); the status code and the body.
-pub async fn get_body(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let answer = exchange(addr, request.as_bytes()).await?;
-    let code = status_code(&answer)
-        .ok_or_else(|| anyhow!("not an HTTP answer from {addr}: {answer:.80}"))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    talk(addr, request, resp_complete).await
 }
 
 /// The mode a ZooKeeper server's `srvr` answer names (`leader`, `follower`, `standalone`), or
