@@ -22,8 +22,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer};
 
 use crate::analysis::{self, FaultKind, Subject};
-use crate::data::Run;
+use crate::data::{Run, ViolationRecord};
 use crate::scenario::parse_duration;
+use perseus_model::load::ViolationKind;
+use perseus_model::Consistency;
 
 /// A span of time written like the scenario durations (`5s`, `500ms`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +56,12 @@ fn zero() -> Span {
 pub enum Expect {
     /// The load generator found no consistency violation.
     NoViolations,
+    /// No violation the system's promise forbids. A system whose replication is asynchronous
+    /// (Redis with Sentinel: `Consistency::LinearizableUntilFailover`) may lose writes its old
+    /// primary acknowledged when a fault makes it fail over: those lost writes are listed as
+    /// findings (key, versions, second), not failures; any other violation, or a lost write
+    /// before the first fault, still fails. For every other system this is `no-violations`.
+    NoViolationsBeyondPromise,
     /// In every whole second inside a fault that takes a node away (kill, isolate, pause),
     /// that node had no success; each such fault lasted at least `min_seconds` whole seconds.
     FaultedNodeDown {
@@ -135,6 +143,33 @@ impl Expectations {
     }
 }
 
+/// The violations a system's promise allows: with `LinearizableUntilFailover`, the lost writes
+/// found at or after the first fault began (a failover needs a fault); none otherwise.
+pub fn promised_losses(run: &Run) -> Vec<&ViolationRecord> {
+    if run.promise != Some(Consistency::LinearizableUntilFailover) {
+        return Vec::new();
+    }
+    let Some(first_fault) = analysis::faults(run).iter().map(|f| f.begin_ms).min() else {
+        return Vec::new();
+    };
+    run.violations
+        .iter()
+        .filter(|v| v.violation.kind == ViolationKind::LostWrite)
+        .filter(|v| run.offset_ms(v.unix_ms) >= first_fault)
+        .collect()
+}
+
+/// One allowed lost write as a figure: its key, what was acknowledged and what was read, when.
+fn lost_write_figure(run: &Run, v: &ViolationRecord) -> String {
+    format!(
+        "lost[{}@{:.1}s:acked={},read={}]",
+        v.violation.key,
+        run.offset_ms(v.unix_ms) as f64 / 1000.0,
+        v.violation.expected,
+        v.violation.got
+    )
+}
+
 fn node_name(i: usize) -> String {
     format!("n{}", i + 1)
 }
@@ -144,6 +179,9 @@ impl Expect {
     pub fn describe(&self) -> String {
         match self {
             Expect::NoViolations => "no consistency violation".into(),
+            Expect::NoViolationsBeyondPromise => {
+                "no consistency violation the system's promise forbids".into()
+            }
             Expect::FaultedNodeDown { min_seconds } => format!(
                 "a faulted node serves nothing while it is down ({min_seconds}+ whole seconds per fault)"
             ),
@@ -197,6 +235,27 @@ impl Expect {
                     vec![format!("{n} consistency violations")]
                 };
                 Verdict::of(vec![format!("violations={n}")], problems)
+            }
+            Expect::NoViolationsBeyondPromise => {
+                let n = run.violation_count();
+                let allowed = promised_losses(run);
+                let mut figures = vec![format!("violations={n}")];
+                let mut problems = Vec::new();
+                if !allowed.is_empty() {
+                    figures.push(format!("lost_writes_on_failover={}", allowed.len()));
+                    for v in &allowed {
+                        figures.push(lost_write_figure(run, v));
+                    }
+                }
+                let forbidden = n.saturating_sub(allowed.len() as u64);
+                if forbidden > 0 {
+                    problems.push(format!(
+                        "{forbidden} consistency violations the system's promise ({}) forbids",
+                        run.promise
+                            .map_or("linearizable (system unknown)", |c| c.as_str())
+                    ));
+                }
+                Verdict::of(figures, problems)
             }
             Expect::FaultedNodeDown { min_seconds } => {
                 let mut figures = Vec::new();
@@ -535,6 +594,59 @@ mod tests {
         assert!(table.contains("killed a1"), "{table}");
         assert!(table.contains("isolated a1"), "{table}");
         assert!(table.contains("start a1"), "{table}");
+    }
+
+    /// A violation record of `kind` on key k1, `at_ms` into the run.
+    fn violation(run: &Run, kind: ViolationKind, at_ms: i64) -> ViolationRecord {
+        ViolationRecord {
+            time: chrono::DateTime::default(),
+            unix_ms: run.start_unix_ms + at_ms,
+            t_us: (at_ms * 1000) as u64,
+            node: 1,
+            violation: perseus_model::load::Violation {
+                key: "k1".into(),
+                kind,
+                expected: "41".into(),
+                got: "40".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_promise_allows_only_the_losses_it_states() {
+        let checks = expect("[[expect]]\ncheck = \"no-violations-beyond-promise\"\n");
+        let with = |promise, violations: Vec<ViolationRecord>| {
+            let mut run = e2e_like();
+            run.promise = promise;
+            run.violations = violations;
+            checks[0].check(&run)
+        };
+        let run = e2e_like();
+        let lost_after_kill = || vec![violation(&run, ViolationKind::LostWrite, 4000)];
+        // Sentinel: a write lost after the kill is a finding, listed with its key and second.
+        let v = with(
+            Some(Consistency::LinearizableUntilFailover),
+            lost_after_kill(),
+        );
+        assert!(v.valid, "{v:?}");
+        assert!(
+            v.figures.contains(&"lost_writes_on_failover=1".to_string()),
+            "{v:?}"
+        );
+        assert!(
+            v.figures.iter().any(|f| f.starts_with("lost[k1@4.0s")),
+            "{v:?}"
+        );
+        // The same loss on a linearizable store, or with the system unknown, fails.
+        assert!(!with(Some(Consistency::Linearizable), lost_after_kill()).valid);
+        assert!(!with(None, lost_after_kill()).valid);
+        // Sentinel: a loss before any fault, or a stale read, is not what it promises.
+        let before = vec![violation(&run, ViolationKind::LostWrite, 1000)];
+        assert!(!with(Some(Consistency::LinearizableUntilFailover), before).valid);
+        let stale = vec![violation(&run, ViolationKind::StaleRead, 4000)];
+        assert!(!with(Some(Consistency::LinearizableUntilFailover), stale).valid);
+        // No violation: valid for every promise.
+        assert!(with(None, vec![]).valid);
     }
 
     #[test]

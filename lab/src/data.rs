@@ -20,6 +20,9 @@ pub struct Run {
     pub violations: Vec<ViolationRecord>,
     pub summary: Option<Summary>,
     pub events: Vec<Event>,
+    /// What the system's reads promise, when the caller knows the system (`lab run`):
+    /// `no-violations-beyond-promise` reads it.
+    pub promise: Option<perseus_model::Consistency>,
 }
 
 impl Run {

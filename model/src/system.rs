@@ -92,6 +92,17 @@ pub enum Consistency {
     LinearizableUntilFailover,
 }
 
+impl Consistency {
+    /// The promise's name in reports and in `chaos describe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Sequential => "sequential",
+            Consistency::LinearizableUntilFailover => "linearizable-until-failover",
+        }
+    }
+}
+
 /// A name that is not a system.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown system {0:?}: expected one of perseus, etcd, etcd3, zookeeper, nats, galera, postgres, sentinel")]
@@ -323,11 +334,7 @@ pub fn describe(system: System) -> String {
         services.join(" "),
         hosts.join(" "),
         system.nodes().join(","),
-        match system.consistency() {
-            Consistency::Linearizable => "linearizable",
-            Consistency::Sequential => "sequential",
-            Consistency::LinearizableUntilFailover => "linearizable-until-failover",
-        }
+        system.consistency().as_str()
     )
 }
 
