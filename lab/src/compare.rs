@@ -1,6 +1,7 @@
 //! `lab compare DIR...`: the same scenario run on several systems, side by side. One row per
 //! results folder: the unavailability windows after the crashed and the isolated leader (whole
-//! cluster, and the worst surviving node), the throughput and p99 latency without faults, and
+//! cluster, and the worst surviving node) and how soon the faulted host served again after its
+//! start or heal, the partition's windows, the throughput and p99 latency without faults, and
 //! the consistency violations; written as `compare.md`, with the throughput plots stacked in
 //! `compare.png`.
 
@@ -24,9 +25,13 @@ pub struct Row {
     pub crash_host: Option<String>,
     pub crash_cluster_ms: Option<f64>,
     pub crash_survivors_ms: Option<f64>,
+    /// From the start of the crashed host until its node served again, ms.
+    pub crash_back_ms: Option<f64>,
     pub isolate_host: Option<String>,
     pub isolate_cluster_ms: Option<f64>,
     pub isolate_survivors_ms: Option<f64>,
+    /// From the heal of the isolated host until its node served again, ms.
+    pub isolate_back_ms: Option<f64>,
     /// The first partition's shape (e.g. majorities-ring) and its windows in ms: the cluster's,
     /// and the worst node's (a partition hits every node).
     pub partition_shape: Option<String>,
@@ -78,9 +83,11 @@ pub fn row(system: &str, run: &Run) -> Row {
         crash_host: crash.map(|r| r.fault.host.to_string()),
         crash_cluster_ms: crash.and_then(report::cluster_ms),
         crash_survivors_ms: crash.and_then(report::survivors_worst_ms),
+        crash_back_ms: crash.and_then(|r| r.recovery_ms),
         isolate_host: isolate.map(|r| r.fault.host.to_string()),
         isolate_cluster_ms: isolate.and_then(report::cluster_ms),
         isolate_survivors_ms: isolate.and_then(report::survivors_worst_ms),
+        isolate_back_ms: isolate.and_then(|r| r.recovery_ms),
         partition_shape: partition.and_then(|r| r.fault.kind.param()),
         partition_cluster_ms: partition.and_then(report::cluster_ms),
         partition_worst_node_ms: partition.and_then(|r| {
@@ -113,23 +120,27 @@ pub fn markdown(rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "| system | crashed leader: cluster unavailable (ms) | crashed leader: survivors unavailable (ms) \
+         | crashed leader: back after start (ms) \
          | isolated leader: cluster unavailable (ms) | isolated leader: survivors unavailable (ms) \
+         | isolated leader: back after heal (ms) \
          | partition: cluster unavailable (ms) | partition: worst node unavailable (ms) \
          | iterations/s, no faults | p99 ms, no faults | p99 ms, whole run | violations |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
             num(r.crash_cluster_ms),
             num(r.crash_survivors_ms),
+            num(r.crash_back_ms),
             num(r.isolate_cluster_ms),
             num(r.isolate_survivors_ms),
+            num(r.isolate_back_ms),
             num(r.partition_cluster_ms),
             num(r.partition_worst_node_ms),
             num(r.baseline_per_s),
@@ -152,7 +163,8 @@ pub fn markdown(rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "\nUnavailable: the longest stretch with no successful iteration overlapping the fault \
-         (cluster: no node succeeding; survivors: the worst of the nodes not hit). No faults: the \
+         (cluster: no node succeeding; survivors: the worst of the nodes not hit). Back: from the \
+         start or heal until the faulted host's node served again. No faults: the \
          whole seconds after the 2 s warm-up and before the first fault; p99 there is the median \
          of the per-second p99s."
     );
@@ -257,6 +269,9 @@ mod tests {
         assert_eq!(r.crash_survivors_ms, Some(1510.0));
         assert_eq!(r.isolate_cluster_ms, Some(1210.0));
         assert_eq!(r.isolate_survivors_ms, Some(1210.0));
+        // How soon each faulted node served again after its start and its heal.
+        assert_eq!(r.crash_back_ms, Some(210.0));
+        assert_eq!(r.isolate_back_ms, Some(110.0));
         // Seconds 3..6 (whole seconds from 2 s to the kill at 6 s): 300/s.
         assert_eq!(r.baseline_per_s, Some(300.0));
         // p99 of seconds 3, 4, 5, 6 = 3, 4, 5, 6 ms: median 4.5.
@@ -265,7 +280,9 @@ mod tests {
         assert_eq!(r.violations, 0);
         let md = markdown(&[r]);
         assert!(
-            md.contains("| etcd | 1510 | 1510 | 1210 | 1210 | – | – | 300 | 4.5 | 7.5 | 0 |"),
+            md.contains(
+                "| etcd | 1510 | 1510 | 210 | 1210 | 1210 | 110 | – | – | 300 | 4.5 | 7.5 | 0 |"
+            ),
             "{md}"
         );
         assert!(md.contains("the crash hit e2, the isolation hit e3"));
@@ -277,7 +294,7 @@ mod tests {
         let r = row("quiet", &run);
         assert_eq!(r.crash_cluster_ms, None);
         assert_eq!(r.baseline_per_s, Some(300.0));
-        assert!(markdown(&[r]).contains("| quiet | – | – | – | – | – | – | 300 |"));
+        assert!(markdown(&[r]).contains("| quiet | – | – | – | – | – | – | – | – | 300 |"));
     }
 
     #[test]
