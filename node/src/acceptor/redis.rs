@@ -40,7 +40,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script};
 
 use super::rules::{Identity, IdentityRefusal, Standing};
 use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
@@ -119,7 +120,15 @@ impl RedisAcceptor {
         timeout: Duration,
         require_fsync: bool,
     ) -> Result<Self, RedisError> {
-        let client = Client::open(url)?;
+        // TCP_NODELAY (the redis crate leaves Nagle on): a call is one small write, and Nagle
+        // holds it back while an earlier one is unacknowledged. On a lossy link that earlier
+        // one may wait for a retransmission (200 ms or more), and every call behind it with
+        // it; sent at once, the later segments also make the receiver report the gap, so the
+        // lost one is retransmitted after a round trip instead of after the timeout.
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = Client::open(info)?;
         let inner = Arc::new(Inner {
             name: url.trim_start_matches("redis://").to_string(),
             client,
