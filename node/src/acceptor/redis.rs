@@ -84,8 +84,8 @@ struct Inner {
     reconnecting: AtomicBool,
     /// When the last live connection was dropped.
     lost_at: Mutex<Option<std::time::Instant>>,
-    /// When the live connection last answered anything (or was made).
-    answered_at: Mutex<std::time::Instant>,
+    /// When connection `.0` last answered anything (or was made).
+    answered_at: Mutex<(u64, std::time::Instant)>,
     prepare: Script,
     accept: Script,
     identity: Script,
@@ -137,7 +137,7 @@ impl RedisAcceptor {
             generation: AtomicU64::new(0),
             reconnecting: AtomicBool::new(false),
             lost_at: Mutex::new(None),
-            answered_at: Mutex::new(std::time::Instant::now()),
+            answered_at: Mutex::new((0, std::time::Instant::now())),
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
             identity: Script::new(IDENTITY_LUA),
@@ -250,7 +250,7 @@ impl RedisAcceptor {
         let step = command.query_async::<(u64, Vec<String>)>(&mut connection);
         match tokio::time::timeout(inner.timeout * 4, step).await {
             Ok(Ok((next, keys))) => {
-                inner.answered();
+                inner.answered(generation);
                 Ok((
                     next,
                     keys.into_iter()
@@ -285,9 +285,13 @@ impl Inner {
             .clone()
     }
 
-    /// Notes that the live connection answered just now.
-    fn answered(&self) {
-        *self.answered_at.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    /// Notes that connection `generation` answered just now. A late answer on a replaced
+    /// connection says nothing about the live one.
+    fn answered(&self, generation: u64) {
+        let mut answered = self.answered_at.lock().unwrap_or_else(|e| e.into_inner());
+        if answered.0 <= generation {
+            *answered = (generation, std::time::Instant::now());
+        }
     }
 
     /// How long the live connection has answered nothing.
@@ -295,6 +299,7 @@ impl Inner {
         self.answered_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .elapsed()
     }
 
@@ -324,7 +329,7 @@ impl Inner {
                 match inner.connect().await {
                     Ok(connection) => {
                         let generation = inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                        inner.answered();
+                        inner.answered(generation);
                         *inner.connection.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some((generation, connection));
                         inner.reconnecting.store(false, Ordering::SeqCst);
@@ -370,10 +375,10 @@ impl Inner {
                     return;
                 };
                 match answer {
-                    Ok(Ok(_)) => inner.answered(),
+                    Ok(Ok(_)) => inner.answered(generation),
                     Ok(Err(e)) if is_broken(&e) => Inner::reconnect(&inner, Some(generation)),
                     // An error reply (e.g. LOADING) is still an answer: the server is there.
-                    Ok(Err(e)) if !e.is_timeout() => inner.answered(),
+                    Ok(Err(e)) if !e.is_timeout() => inner.answered(generation),
                     _ => {
                         if inner.silent_for() >= LIVENESS {
                             log::warn!(
@@ -451,7 +456,7 @@ impl RedisAcceptor {
         let left = inner.timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await {
             Ok(Ok(reply)) => {
-                inner.answered();
+                inner.answered(generation);
                 Ok(reply)
             }
             Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
@@ -460,7 +465,7 @@ impl RedisAcceptor {
                 Err(AcceptorError::Io(e.to_string()))
             }
             Ok(Err(e)) => {
-                inner.answered();
+                inner.answered(generation);
                 Err(AcceptorError::Protocol(e.to_string()))
             }
             Err(_) => Err(self.timed_out(generation)),
@@ -653,7 +658,7 @@ impl Acceptor for RedisAcceptor {
         let ping = command.query_async::<String>(&mut connection);
         match tokio::time::timeout(inner.timeout, ping).await {
             Ok(Ok(_)) => {
-                inner.answered();
+                inner.answered(generation);
                 Ok(())
             }
             Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
