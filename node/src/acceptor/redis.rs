@@ -2,13 +2,24 @@
 //!
 //! The scripts are loaded with SCRIPT LOAD on every (re)connection and invoked by EVALSHA;
 //! a NOSCRIPT reply (a restarted or flushed Redis) makes the redis crate load them again.
-//! Every call is bounded by a timeout. A lost connection, or calls that keep timing out, drop
-//! the connection and start a background task that reconnects until the server answers again,
-//! so a Redis that comes back is used again without restarting the node. While no connection
-//! exists calls fail at once instead of waiting for the timeout, except just after a loss,
-//! when the call waits (within its timeout) for the new connection: it was never sent, so
-//! sending it later is safe. A keepalive PING every second finds a dead connection (a
-//! restarted Redis) before a request needs it.
+//! Every call is bounded by a timeout. A broken connection, or one that has answered nothing
+//! for [`LIVENESS`] (3 s), is dropped and a background task reconnects until the server
+//! answers again, so a Redis that comes back is used again without restarting the node. While
+//! no connection exists calls fail at once instead of waiting for the timeout, except just
+//! after a loss, when the call waits (within its timeout) for the new connection: it was never
+//! sent, so sending it later is safe. A keepalive PING every second, which waits up to
+//! [`LIVENESS`] for its answer, finds a dead connection (a restarted, frozen or cut-off Redis)
+//! before a request needs it.
+//!
+//! A call that times out does not by itself condemn the connection: on a lossy link one lost
+//! segment costs a TCP retransmission (at least 200 ms on Linux, doubling on each further
+//! loss), so a healthy connection to a reachable Redis misses a 300 ms timeout now and then.
+//! Dropping it for that (as this client once did after two timeouts in a row) replaced a slow
+//! link by none: a new connection needs a handshake (a lost SYN costs 1 s) and its set-up
+//! commands, and under 30 % loss each way it rarely came up within its budget, so a node
+//! whose links to two acceptors lost packets nearly stopped. A connection is replaced only
+//! when it breaks or stays silent for [`LIVENESS`]; the set-up after the handshake is one
+//! pipelined round trip, bounded by [`LIVENESS`] too.
 //!
 //! A call that failed on the connection is never sent again: the redis crate reports the same
 //! I/O error ("broken pipe") for a request Redis never received and for one it ran whose reply
@@ -23,13 +34,14 @@
 //! otherwise, refuses a Redis that does not fsync every write (`appendonly yes`,
 //! `appendfsync always`): an acceptor that forgets after a crash is not an acceptor.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script};
 
 use super::rules::{Identity, IdentityRefusal, Standing};
 use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
@@ -42,8 +54,12 @@ const IDENTITY_LUA: &str = include_str!("identity.lua");
 /// The acceptor's identity record (outside the `perseus:` key space, so no key collides).
 pub const IDENTITY_KEY: &str = "perseus-identity";
 
-/// Consecutive timeouts after which the connection is presumed dead and replaced.
-const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
+/// How long a connection may answer nothing (no reply to a call, nor to the keepalive PING,
+/// which waits this long) before it is presumed dead and replaced. Longer than a few TCP
+/// retransmissions (200, 400, 800 ms) on a lossy link; short enough that a Redis cut off or
+/// frozen is given up (and calls to it fail at once) within about 4 s, and that a replaced
+/// connection comes up again within a second of the link healing.
+pub const LIVENESS: Duration = Duration::from_secs(3);
 /// Pause between reconnection attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 /// Interval of the keepalive PING.
@@ -68,7 +84,8 @@ struct Inner {
     reconnecting: AtomicBool,
     /// When the last live connection was dropped.
     lost_at: Mutex<Option<std::time::Instant>>,
-    timeouts_in_a_row: AtomicU32,
+    /// When connection `.0` last answered anything (or was made).
+    answered_at: Mutex<(u64, std::time::Instant)>,
     prepare: Script,
     accept: Script,
     identity: Script,
@@ -103,7 +120,15 @@ impl RedisAcceptor {
         timeout: Duration,
         require_fsync: bool,
     ) -> Result<Self, RedisError> {
-        let client = Client::open(url)?;
+        // TCP_NODELAY (the redis crate leaves Nagle on): a call is one small write, and Nagle
+        // holds it back while an earlier one is unacknowledged. On a lossy link that earlier
+        // one may wait for a retransmission (200 ms or more), and every call behind it with
+        // it; sent at once, the later segments also make the receiver report the gap, so the
+        // lost one is retransmitted after a round trip instead of after the timeout.
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = Client::open(info)?;
         let inner = Arc::new(Inner {
             name: url.trim_start_matches("redis://").to_string(),
             client,
@@ -112,7 +137,7 @@ impl RedisAcceptor {
             generation: AtomicU64::new(0),
             reconnecting: AtomicBool::new(false),
             lost_at: Mutex::new(None),
-            timeouts_in_a_row: AtomicU32::new(0),
+            answered_at: Mutex::new((0, std::time::Instant::now())),
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
             identity: Script::new(IDENTITY_LUA),
@@ -224,12 +249,15 @@ impl RedisAcceptor {
             .arg(1000);
         let step = command.query_async::<(u64, Vec<String>)>(&mut connection);
         match tokio::time::timeout(inner.timeout * 4, step).await {
-            Ok(Ok((next, keys))) => Ok((
-                next,
-                keys.into_iter()
-                    .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
-                    .collect(),
-            )),
+            Ok(Ok((next, keys))) => {
+                inner.answered(generation);
+                Ok((
+                    next,
+                    keys.into_iter()
+                        .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
+                        .collect(),
+                ))
+            }
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() {
                     Inner::reconnect(inner, Some(generation));
@@ -255,6 +283,24 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Notes that connection `generation` answered just now. A late answer on a replaced
+    /// connection says nothing about the live one.
+    fn answered(&self, generation: u64) {
+        let mut answered = self.answered_at.lock().unwrap_or_else(|e| e.into_inner());
+        if answered.0 <= generation {
+            *answered = (generation, std::time::Instant::now());
+        }
+    }
+
+    /// How long the live connection has answered nothing.
+    fn silent_for(&self) -> Duration {
+        self.answered_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .elapsed()
     }
 
     /// Drops the connection (only if it is still generation `failed`, when given) and makes
@@ -283,9 +329,9 @@ impl Inner {
                 match inner.connect().await {
                     Ok(connection) => {
                         let generation = inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                        inner.answered(generation);
                         *inner.connection.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some((generation, connection));
-                        inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
                         inner.reconnecting.store(false, Ordering::SeqCst);
                         log::info!("acceptor {}: connected", inner.name);
                         return;
@@ -305,6 +351,9 @@ impl Inner {
 
     /// PINGs the acceptor every [`KEEPALIVE`] while it exists, so that an idle node finds a
     /// dead connection (e.g. the Redis restarted) and replaces it before a request needs it.
+    /// The PING waits up to [`LIVENESS`] (a late answer over a lossy link still proves the
+    /// connection alive); a connection that has answered nothing at all by then, neither this
+    /// PING nor any call, is replaced.
     fn keepalive(this: &Arc<Inner>) {
         let weak: Weak<Inner> = Arc::downgrade(this);
         tokio::spawn(async move {
@@ -313,32 +362,57 @@ impl Inner {
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                if inner.current().is_some() {
-                    // A failure is handled inside (reconnect, timeout count); nothing to add.
-                    let _ = RedisAcceptor { inner }.ping().await;
+                let Some((generation, mut connection)) = inner.current() else {
+                    continue;
+                };
+                // Not holding the acceptor while waiting: it may be dropped meanwhile.
+                drop(inner);
+                let command = redis::cmd("PING");
+                let answer =
+                    tokio::time::timeout(LIVENESS, command.query_async::<String>(&mut connection))
+                        .await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                match answer {
+                    Ok(Ok(_)) => inner.answered(generation),
+                    Ok(Err(e)) if is_broken(&e) => Inner::reconnect(&inner, Some(generation)),
+                    // An error reply (e.g. LOADING) is still an answer: the server is there.
+                    Ok(Err(e)) if !e.is_timeout() => inner.answered(generation),
+                    _ => {
+                        if inner.silent_for() >= LIVENESS {
+                            log::warn!(
+                                "acceptor {}: no answer for {} ms, reconnecting",
+                                inner.name,
+                                inner.silent_for().as_millis()
+                            );
+                            Inner::reconnect(&inner, Some(generation));
+                        }
+                    }
                 }
             }
         });
     }
 
+    /// One connection attempt: the TCP handshake within the acceptor timeout (a lost SYN is
+    /// retransmitted only after 1 s; a fresh attempt is quicker), then the persistence settings
+    /// and the scripts in one pipelined round trip within [`LIVENESS`] (on a lossy link it may
+    /// take a retransmission or two; a frozen Redis answers it as soon as it thaws).
     async fn connect(&self) -> Result<MultiplexedConnection, String> {
+        // Every call bounds itself (`call`, `ping`); this only bounds what nothing else does.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
+            .set_response_timeout(Some(LIVENESS));
         let attempt = async {
             let mut connection = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            let appendonly = config_get(&mut connection, "appendonly").await?;
-            let appendfsync = config_get(&mut connection, "appendfsync").await?;
-            for script in [&self.prepare, &self.accept, &self.identity] {
-                script.load_async(&mut connection).await?;
-            }
+            let (appendonly, appendfsync) = set_up(&mut connection).await?;
             Ok::<_, RedisError>((connection, appendonly, appendfsync))
         };
         let (connection, appendonly, appendfsync) =
-            match tokio::time::timeout(self.timeout * 2, attempt).await {
+            match tokio::time::timeout(self.timeout + LIVENESS, attempt).await {
                 Ok(Ok(connected)) => connected,
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(_) => return Err("timed out".to_string()),
@@ -382,20 +456,18 @@ impl RedisAcceptor {
         let left = inner.timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await {
             Ok(Ok(reply)) => {
-                inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
+                inner.answered(generation);
                 Ok(reply)
             }
             Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
-            Ok(Err(e))
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_unrecoverable_error() =>
-            {
+            Ok(Err(e)) if is_broken(&e) => {
                 Inner::reconnect(inner, Some(generation));
                 Err(AcceptorError::Io(e.to_string()))
             }
-            Ok(Err(e)) => Err(AcceptorError::Protocol(e.to_string())),
+            Ok(Err(e)) => {
+                inner.answered(generation);
+                Err(AcceptorError::Protocol(e.to_string()))
+            }
             Err(_) => Err(self.timed_out(generation)),
         }
     }
@@ -424,32 +496,41 @@ impl RedisAcceptor {
         None
     }
 
-    /// Counts a timeout of a call on connection `generation`; timeouts of an older connection
-    /// say nothing about the current one.
+    /// A call on connection `generation` timed out. The connection is replaced only if it has
+    /// answered nothing for [`LIVENESS`]: a late answer is a slow link, not a dead one (module
+    /// comment). Timeouts of an older connection say nothing about the current one.
     fn timed_out(&self, generation: u64) -> AcceptorError {
         let inner = &self.inner;
         let current = inner.current().map(|(g, _)| g) == Some(generation);
-        if current
-            && inner.timeouts_in_a_row.fetch_add(1, Ordering::SeqCst) + 1
-                >= TIMEOUTS_BEFORE_RECONNECT
-        {
+        if current && inner.silent_for() >= LIVENESS {
             Inner::reconnect(inner, Some(generation));
         }
         AcceptorError::Timeout
     }
 }
 
-/// `CONFIG GET name` (the value, "" if the server does not know the setting).
-async fn config_get(
-    connection: &mut MultiplexedConnection,
-    name: &str,
-) -> Result<String, RedisError> {
-    let pair: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query_async(connection)
-        .await?;
-    Ok(pair.get(1).cloned().unwrap_or_default())
+/// A failure that ends the connection (as opposed to a timeout or an error reply).
+fn is_broken(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+}
+
+/// Reads `appendonly` and `appendfsync` ("" for a setting the server does not know) and loads
+/// the three scripts, in one pipelined round trip.
+async fn set_up(connection: &mut MultiplexedConnection) -> Result<(String, String), RedisError> {
+    let mut pipe = redis::pipe();
+    for setting in ["appendonly", "appendfsync"] {
+        pipe.cmd("CONFIG").arg("GET").arg(setting);
+    }
+    for code in [PREPARE_LUA, ACCEPT_LUA, IDENTITY_LUA] {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(code);
+    }
+    let (appendonly, appendfsync, _, _, _): (Vec<String>, Vec<String>, String, String, String) =
+        pipe.query_async(connection).await?;
+    let value = |pair: Vec<String>| pair.get(1).cloned().unwrap_or_default();
+    Ok((value(appendonly), value(appendfsync)))
 }
 
 /// What is wrong with these persistence settings for an acceptor, if anything.
@@ -577,16 +658,12 @@ impl Acceptor for RedisAcceptor {
         let ping = command.query_async::<String>(&mut connection);
         match tokio::time::timeout(inner.timeout, ping).await {
             Ok(Ok(_)) => {
-                inner.timeouts_in_a_row.store(0, Ordering::SeqCst);
+                inner.answered(generation);
                 Ok(())
             }
             Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
             Ok(Err(e)) => {
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_unrecoverable_error()
-                {
+                if is_broken(&e) {
                     Inner::reconnect(inner, Some(generation));
                 }
                 Err(AcceptorError::Io(e.to_string()))
