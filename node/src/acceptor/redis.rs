@@ -128,6 +128,12 @@ impl RedisAcceptor {
         let info = url
             .into_connection_info()?
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        // No CLIENT SETINFO exchange before the set-up: the crate waits for its reply within
+        // the connection timeout (the acceptor timeout), so one retransmission on a lossy
+        // link, or a Redis still frozen, failed the whole attempt. The set-up is then one
+        // pipelined round trip (`set_up`).
+        let redis_settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let info = info.set_redis_settings(redis_settings);
         let client = Client::open(info)?;
         let inner = Arc::new(Inner {
             name: url.trim_start_matches("redis://").to_string(),
@@ -317,9 +323,9 @@ impl Inner {
                 }
                 (None, _) => {}
             }
-        }
-        if this.reconnecting.swap(true, Ordering::SeqCst) {
-            return;
+            if this.reconnecting.swap(true, Ordering::SeqCst) {
+                return;
+            }
         }
         let weak: Weak<Inner> = Arc::downgrade(this);
         tokio::spawn(async move {
@@ -330,9 +336,14 @@ impl Inner {
                     Ok(connection) => {
                         let generation = inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
                         inner.answered(generation);
-                        *inner.connection.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some((generation, connection));
+                        // Published and the flag cleared under the same lock that `reconnect`
+                        // checks both under: a failure of this new connection seen at once
+                        // either finds the flag set (before) or starts a new task (after),
+                        // never a flag about to be cleared by a task that is ending.
+                        let mut slot = inner.connection.lock().unwrap_or_else(|e| e.into_inner());
+                        *slot = Some((generation, connection));
                         inner.reconnecting.store(false, Ordering::SeqCst);
+                        drop(slot);
                         log::info!("acceptor {}: connected", inner.name);
                         return;
                     }
@@ -402,7 +413,10 @@ impl Inner {
         // Every call bounds itself (`call`, `ping`); this only bounds what nothing else does.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(LIVENESS));
+            // No response timeout inside the crate: it reports one as an I/O error, which
+            // reads as a broken connection, and every call, the keepalive PING and the set-up
+            // below already bound their own wait (a late reply is discarded in order).
+            .set_response_timeout(None);
         let attempt = async {
             let mut connection = self
                 .client
