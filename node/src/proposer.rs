@@ -6,6 +6,12 @@
 //! proposer's next ballot; after a successful accept the proposer caches that ballot and the
 //! new state, and the next change of the key skips prepare (one round trip).
 //!
+//! A read first tries a *quorum read* (`quorum_reads`, on by default): it asks every acceptor
+//! for its accepted ballot and value, promising and writing nothing, and returns at once when
+//! a quorum of answers carry the same accepted ballot (that state is chosen, and no newer one
+//! was chosen before the read began); otherwise it runs the full round above. See
+//! docs/design-proposer.md.
+//!
 //! Within one request deadline a change is retried, with jittered exponential backoff, when
 //! the failed round cannot have had an effect and lost a ballot race; an accept whose outcome
 //! is unknown is first *resolved*: a follow-up read round chooses the key's state on a
@@ -31,9 +37,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
 use crate::ballot::{Ballot, BallotSource};
-use crate::quorum::{Answer, Decision, Failure, Tally};
+use crate::quorum::{Agreed, Agreement, Answer, Decision, Failure, Tally};
 
 /// Which phase of a change failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +165,9 @@ pub enum UnsafeControl {
     /// Outcome resolution trusts the state a prepare read (possibly held by a minority)
     /// instead of the state its own follow-up accept chose on a majority.
     ResolveFromPrepare,
+    /// A quorum read returns the state with the highest accepted ballot among the first
+    /// quorum of answers, whether or not they agree (a state possibly held by one acceptor).
+    QuorumReadWithoutAgreement,
 }
 
 /// Settings of a proposer.
@@ -174,6 +183,8 @@ pub struct ProposerConfig {
     pub deadline: Duration,
     /// Budget of the one-round-trip cache: keys and cached states, in bytes.
     pub cache_bytes: usize,
+    /// Reads try a quorum read first (no promise, no write; see [`Proposer::read`]).
+    pub quorum_reads: bool,
     /// First backoff pause after a lost race; doubles with every further loss.
     pub backoff_base: Duration,
     /// Longest backoff pause.
@@ -197,6 +208,7 @@ impl Default for ProposerConfig {
             timeout: Duration::from_millis(300),
             deadline: Duration::from_millis(1000),
             cache_bytes: 64 << 20,
+            quorum_reads: true,
             backoff_base: Duration::from_millis(1),
             backoff_cap: Duration::from_millis(64),
             jitter_seed: 0,
@@ -306,6 +318,7 @@ pub struct Proposer {
     quorum: usize,
     timeout: Duration,
     deadline: Duration,
+    quorum_reads: bool,
     backoff_base: Duration,
     backoff_cap: Duration,
     version: fn(&str) -> Option<u64>,
@@ -347,6 +360,7 @@ impl Proposer {
             quorum: config.quorum,
             timeout: config.timeout,
             deadline: config.deadline,
+            quorum_reads: config.quorum_reads,
             backoff_base: config.backoff_base,
             backoff_cap: config.backoff_cap.max(config.backoff_base),
             version: config.version,
@@ -431,7 +445,16 @@ impl Proposer {
         key: &str,
         f: impl Fn(Option<&str>) -> Result<Option<String>, R>,
     ) -> Result<Change<R>, ProposerError> {
-        let deadline = Instant::now() + self.deadline;
+        self.change_by(key, f, Instant::now() + self.deadline).await
+    }
+
+    /// [`Proposer::change`] with the request's deadline given.
+    async fn change_by<R>(
+        &self,
+        key: &str,
+        f: impl Fn(Option<&str>) -> Result<Option<String>, R>,
+        deadline: Instant,
+    ) -> Result<Change<R>, ProposerError> {
         let lock = self.key_lock(key);
         let Ok(_serialized) = tokio::time::timeout_at(deadline, lock.lock()).await else {
             return Err(ProposerError::Queued);
@@ -633,12 +656,71 @@ impl Proposer {
         }
     }
 
-    /// Reads the key linearizably (a change with the identity function).
+    /// Reads the key linearizably. With `quorum_reads`, a quorum read first (one round trip,
+    /// no write); when its answers do not agree, or it gets no quorum of answers, a change
+    /// with the identity function (which chooses the state it reads), within the same
+    /// deadline.
     pub async fn read(&self, key: &str) -> Result<Option<String>, ProposerError> {
+        let deadline = Instant::now() + self.deadline;
+        if self.quorum_reads {
+            if let Some(state) = self.quorum_read(key).await {
+                return Ok(state);
+            }
+        }
         let change = self
-            .change(key, |current| Ok::<_, ()>(current.map(str::to_string)))
+            .change_by(
+                key,
+                |current| Ok::<_, ()>(current.map(str::to_string)),
+                deadline,
+            )
             .await?;
         Ok(change.before)
+    }
+
+    /// The quorum read: every acceptor is asked for its accepted ballot and value (no
+    /// promise, no write). `Some(state)` as soon as a quorum of answers carry the same
+    /// accepted ballot and value: that state is chosen, and it is the newest state chosen
+    /// before this read began (docs/design-proposer.md has the argument). `None` once no
+    /// ballot can gather a quorum any more (answers split by a write in flight, acceptors
+    /// down): the caller runs the full round. Neither the key lock nor the one-round-trip
+    /// cache is touched: nothing this does changes a promise, so a cached ballot stays
+    /// exactly as valid as it was.
+    async fn quorum_read(&self, key: &str) -> Option<Option<String>> {
+        let mut answers = self.send_all(|acceptor| {
+            let key = key.to_string();
+            async move {
+                match acceptor.read(&key).await {
+                    Ok(reply) => Answer::Yes(reply),
+                    Err(e) => Answer::Failed(e),
+                }
+            }
+        });
+        let mut agreement = Agreement::new(self.acceptors.len(), self.quorum);
+        let mut first: Vec<ReadReply> = Vec::new();
+        while let Some((_, answer)) = answers.recv().await {
+            let reply = match answer {
+                Answer::Yes(reply) => Some(reply),
+                Answer::Conflict(_) | Answer::Failed(_) => None,
+            };
+            if self.control(UnsafeControl::QuorumReadWithoutAgreement) {
+                // NEGATIVE CONTROL: the newest of the first quorum of answers, agreed or not.
+                first.extend(reply);
+                if first.len() == self.quorum {
+                    return first
+                        .into_iter()
+                        .max_by_key(|reply| reply.accepted)
+                        .map(|reply| reply.value);
+                }
+                continue;
+            }
+            match agreement.add(reply) {
+                Agreed::Pending => continue,
+                Agreed::Chosen(reply) => return Some(reply.value),
+                Agreed::Never => break,
+            }
+        }
+        log::debug!("{key}: quorum read without agreement, full read round");
+        None
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, LeaderCache> {
@@ -718,32 +800,16 @@ impl Proposer {
         .map(|round| round.conflict.is_none())
     }
 
-    /// Sends one phase to every acceptor (each call in its own task, bounded by the timeout,
-    /// so the slowest acceptor still gets the message) and returns the first quorum of yeses.
-    /// Any conflict seen fast-forwards the ballot counter past it. With `complete_failures`,
-    /// a phase that cannot reach a quorum still collects every answer before it reports.
+    /// Sends one phase to every acceptor and returns the first quorum of yeses. Any conflict
+    /// seen fast-forwards the ballot counter past it. With `complete_failures`, a phase that
+    /// cannot reach a quorum still collects every answer before it reports.
     async fn round<T, F, Fut>(&self, complete_failures: bool, call: F) -> Result<Round<T>, Failure>
     where
         T: Send + 'static,
         F: Fn(Arc<dyn Acceptor>) -> Fut,
         Fut: std::future::Future<Output = Answer<T>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel(self.acceptors.len().max(1));
-        for (index, acceptor) in self.acceptors.iter().enumerate() {
-            let tx = tx.clone();
-            let answer = call(acceptor.clone());
-            let timeout = self.timeout;
-            tokio::spawn(async move {
-                let answer = match tokio::time::timeout(timeout, answer).await {
-                    Ok(answer) => answer,
-                    Err(_) => Answer::Failed(AcceptorError::Timeout),
-                };
-                // The receiver is gone once the phase is decided; that is fine.
-                let _ = tx.send((index, answer)).await;
-            });
-        }
-        drop(tx);
-
+        let mut rx = self.send_all(call);
         let mut tally = Tally::new(self.acceptors.len(), self.quorum);
         let decided = loop {
             let Some((index, answer)) = rx.recv().await else {
@@ -769,6 +835,32 @@ impl Proposer {
             self.ballots.fast_forward(seen);
         }
         decided.map(|yes| Round { yes, conflict })
+    }
+
+    /// Sends one call to every acceptor, each in its own task bounded by the timeout (so the
+    /// slowest acceptor still gets the message after the caller stopped listening), and
+    /// returns the answers as they arrive, with the acceptor's index.
+    fn send_all<T, F, Fut>(&self, call: F) -> mpsc::Receiver<(usize, Answer<T>)>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<dyn Acceptor>) -> Fut,
+        Fut: std::future::Future<Output = Answer<T>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(self.acceptors.len().max(1));
+        for (index, acceptor) in self.acceptors.iter().enumerate() {
+            let tx = tx.clone();
+            let answer = call(acceptor.clone());
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                let answer = match tokio::time::timeout(timeout, answer).await {
+                    Ok(answer) => answer,
+                    Err(_) => Answer::Failed(AcceptorError::Timeout),
+                };
+                // The receiver is gone once the phase is decided; that is fine.
+                let _ = tx.send((index, answer)).await;
+            });
+        }
+        rx
     }
 }
 

@@ -10,7 +10,9 @@
 //!
 //! - `SIM_SEEDS=N` checks seeds `0..N` (default [`DEFAULT_SEEDS`]);
 //! - `SIM_SEED=n` replays the single seed `n` (every failure names its seed);
-//! - `SIM_THREADS=t` spreads the seeds over `t` threads (default: the available cores).
+//! - `SIM_THREADS=t` spreads the seeds over `t` threads (default: the available cores);
+//! - `SIM_QUORUM_READS=mixed|on|off` chooses which proposers serve reads with quorum reads
+//!   (default `mixed`: proposer 1 without, 2 and 3 with, so every run has both read paths).
 //!
 //! `SIM_SEEDS=100000 cargo test --release -p perseus-node --test simulation` is the long run.
 
@@ -56,6 +58,7 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
             Variant::ResendAfterLostReply => "resend_after_lost_reply",
+            Variant::QuorumReadWithoutAgreement => "quorum_read_without_agreement",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -272,6 +275,11 @@ fn negative_control_recovering_accept_counted_is_caught() {
 #[test]
 fn negative_control_resend_after_lost_reply_is_caught() {
     negative_control(Variant::ResendAfterLostReply);
+}
+
+#[test]
+fn negative_control_quorum_read_without_agreement_is_caught() {
+    negative_control(Variant::QuorumReadWithoutAgreement);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names

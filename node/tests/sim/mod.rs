@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use perseus_node::acceptor::{Acceptor, Identity, Standing};
 use perseus_node::ballot::BallotSource;
-use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl};
+use perseus_node::proposer::{
+    Change, Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl,
+};
 use perseus_node::record::{self, Record, Write};
 use perseus_node::recovery::catch_up_key_with_retries;
 use rand::rngs::StdRng;
@@ -68,6 +70,41 @@ pub enum Variant {
     /// Negative control: a call whose reply was lost after the acceptor ran it is sent again
     /// (an accept then comes back refused by its own promise, read as "stored nowhere").
     ResendAfterLostReply,
+    /// Negative control: a quorum read returns the newest state among the first quorum of
+    /// answers without their agreement (a state perhaps held by one acceptor only).
+    QuorumReadWithoutAgreement,
+}
+
+/// Which proposers serve reads with quorum reads (`SIM_QUORUM_READS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuorumReads {
+    /// Proposer 1 without, proposers 2 and 3 with: both read paths in every run, as in a
+    /// cluster in the middle of switching the setting (the default).
+    Mixed,
+    /// Every proposer with quorum reads.
+    On,
+    /// No proposer with quorum reads (every read a full round).
+    Off,
+}
+
+impl QuorumReads {
+    /// From `SIM_QUORUM_READS` (`mixed`, `on` or `off`; default `mixed`).
+    pub fn from_env() -> QuorumReads {
+        match std::env::var("SIM_QUORUM_READS").as_deref() {
+            Err(_) | Ok("mixed") => QuorumReads::Mixed,
+            Ok("on") => QuorumReads::On,
+            Ok("off") => QuorumReads::Off,
+            Ok(other) => panic!("SIM_QUORUM_READS={other:?}: expected mixed, on or off"),
+        }
+    }
+
+    fn for_node(self, node: usize) -> bool {
+        match self {
+            QuorumReads::Mixed => node != 0,
+            QuorumReads::On => true,
+            QuorumReads::Off => false,
+        }
+    }
 }
 
 /// What one run did and found.
@@ -203,6 +240,7 @@ struct Run {
     nodes: Vec<Node>,
     shape: Shape,
     variant: Variant,
+    quorum_reads: QuorumReads,
     done: AtomicBool,
     incarnations: Mutex<Vec<u64>>,
     crashes: AtomicU64,
@@ -222,6 +260,11 @@ impl Run {
             timeout: TIMEOUT,
             deadline: self.shape.deadline,
             cache_bytes: self.shape.cache_bytes,
+            quorum_reads: match self.variant {
+                // The control needs the quorum read it breaks.
+                Variant::QuorumReadWithoutAgreement => true,
+                _ => self.quorum_reads.for_node(node),
+            },
             jitter_seed: self.world.with_rng(|rng| rng.random()),
             unsafe_control: match self.variant {
                 Variant::KeepCacheAfterFailedAccept => {
@@ -230,6 +273,9 @@ impl Run {
                 Variant::RetryAfterUnknownOutcome => Some(UnsafeControl::RetryAfterUnknownOutcome),
                 Variant::NotAppliedOnForeignState => Some(UnsafeControl::NotAppliedOnForeignState),
                 Variant::ResolveFromPrepare => Some(UnsafeControl::ResolveFromPrepare),
+                Variant::QuorumReadWithoutAgreement => {
+                    Some(UnsafeControl::QuorumReadWithoutAgreement)
+                }
                 _ => None,
             },
             ..ProposerConfig::default()
@@ -291,7 +337,8 @@ async fn client(run: Arc<Run>, client: usize) {
                 let mut tags = tags.lock().unwrap_or_else(|e| e.into_inner());
                 let tag = format!("{op_tag}.{}", tags.len());
                 let write = match what {
-                    "read" => return Ok(state.map(str::to_string)), // writes back what it found
+                    // Reads go through `Proposer::read` (below); kept total anyway.
+                    "read" => return Ok(state.map(str::to_string)),
                     "cas" => Write::CompareAndSwap {
                         value: tag.clone(),
                         prev_index: Some(prev_index),
@@ -306,10 +353,22 @@ async fn client(run: Arc<Run>, client: usize) {
                 Ok(Some(next.encode()))
             }
         };
+        // A read goes through the production read (a quorum read, or the full round with the
+        // identity function), as a GET does.
+        let change = async {
+            if what == "read" {
+                proposer.read(&key).await.map(|state| Change {
+                    before: state.clone(),
+                    outcome: Ok(state),
+                })
+            } else {
+                proposer.change(&key, f).await
+            }
+        };
         let result = tokio::select! {
             biased;
             _ = life.died() => None,
-            result = proposer.change(&key, f) => Some(result),
+            result = change => Some(result),
         };
         drop(proposer);
         let tags = std::mem::take(&mut *tags.lock().unwrap_or_else(|e| e.into_inner()));
@@ -530,7 +589,7 @@ async fn partitioner(run: Arc<Run>) {
     }
 }
 
-async fn simulate(seed: u64, variant: Variant) -> Report {
+async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut shape = Shape::draw(&mut rng);
     if matches!(
@@ -557,6 +616,7 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
             .collect(),
         shape,
         variant,
+        quorum_reads,
         done: AtomicBool::new(false),
         incarnations: Mutex::new(Vec::new()),
         crashes: AtomicU64::new(0),
@@ -598,6 +658,8 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
             id: 1000,
             quorum: ACCEPTORS / 2 + 1,
             timeout: TIMEOUT,
+            // The final state is CHOSEN by a full round of its own.
+            quorum_reads: false,
             ..ProposerConfig::default()
         },
         links(&world, PROPOSERS),
@@ -655,5 +717,5 @@ pub fn run_seed(seed: u64, variant: Variant) -> Report {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    runtime.block_on(simulate(seed, variant))
+    runtime.block_on(simulate(seed, variant, QuorumReads::from_env()))
 }

@@ -28,7 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use perseus_node::acceptor::memory::MemoryAcceptor;
 use perseus_node::acceptor::rules::Slot;
-use perseus_node::acceptor::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use perseus_node::acceptor::{
+    counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply,
+};
 use perseus_node::ballot::Ballot;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -281,6 +283,24 @@ impl World {
         })
     }
 
+    /// A quorum read at the acceptor: it must change nothing (checked), and a recovering
+    /// acceptor's answer never counts (no control counts it).
+    fn deliver_read(&self, acceptor: usize, key: &str) -> Result<ReadReply, AcceptorError> {
+        let a = &self.acceptors[acceptor];
+        let before = a.slot(key);
+        let reply = a.apply_read(key);
+        let after = a.slot(key);
+        self.check_step(acceptor, key, &before, &after);
+        if after != before {
+            self.violation(format!(
+                "acceptor {}, key {key}: a read changed the slot from {before:?} to {after:?}",
+                a.name()
+            ));
+        }
+        let (reply, standing) = reply?;
+        counted(standing, reply, |_| true)
+    }
+
     fn deliver_accept(
         &self,
         acceptor: usize,
@@ -439,6 +459,12 @@ impl Acceptor for Link {
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
         let (key, acceptor) = (key.to_string(), self.acceptor);
         self.send(move |world| world.deliver_prepare(acceptor, &key, ballot))
+            .await
+    }
+
+    async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
+        let (key, acceptor) = (key.to_string(), self.acceptor);
+        self.send(move |world| world.deliver_read(acceptor, &key))
             .await
     }
 
