@@ -329,6 +329,9 @@ pub struct Proposer {
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     jitter: Mutex<StdRng>,
     writes: AtomicU64,
+    /// Quorum reads answered from agreeing acceptors, and those that fell back.
+    reads_agreed: AtomicU64,
+    reads_fell_back: AtomicU64,
     #[cfg(feature = "sim-controls")]
     unsafe_control: Option<UnsafeControl>,
 }
@@ -373,6 +376,8 @@ impl Proposer {
             locks: Mutex::new(HashMap::new()),
             jitter: Mutex::new(StdRng::seed_from_u64(config.jitter_seed ^ incarnation)),
             writes: AtomicU64::new(0),
+            reads_agreed: AtomicU64::new(0),
+            reads_fell_back: AtomicU64::new(0),
             #[cfg(feature = "sim-controls")]
             unsafe_control: config.unsafe_control,
         }
@@ -417,6 +422,15 @@ impl Proposer {
     /// How many acceptors are connected right now.
     pub fn reachable(&self) -> usize {
         self.acceptors.iter().filter(|a| a.is_connected()).count()
+    }
+
+    /// Quorum reads so far: answered from a quorum that agreed, and fallen back to a full
+    /// round.
+    pub fn quorum_read_counts(&self) -> (u64, u64) {
+        (
+            self.reads_agreed.load(Ordering::Relaxed),
+            self.reads_fell_back.load(Ordering::Relaxed),
+        )
     }
 
     /// Bytes the one-round-trip cache holds now.
@@ -664,8 +678,10 @@ impl Proposer {
         let deadline = Instant::now() + self.deadline;
         if self.quorum_reads {
             if let Some(state) = self.quorum_read(key).await {
+                self.reads_agreed.fetch_add(1, Ordering::Relaxed);
                 return Ok(state);
             }
+            self.reads_fell_back.fetch_add(1, Ordering::Relaxed);
         }
         let change = self
             .change_by(

@@ -73,6 +73,9 @@ pub enum Variant {
     /// Negative control: a quorum read returns the newest state among the first quorum of
     /// answers without their agreement (a state perhaps held by one acceptor only).
     QuorumReadWithoutAgreement,
+    /// Negative control: a recovering acceptor's answer counts in quorum reads (it may have
+    /// forgotten an acknowledged write and agree with an acceptor that never saw it).
+    CountRecoveringRead,
 }
 
 /// Which proposers serve reads with quorum reads (`SIM_QUORUM_READS`).
@@ -118,6 +121,9 @@ pub struct Report {
     /// Acceptors wiped, and catch-up passes that made one a member again.
     pub wipes: u64,
     pub recoveries: u64,
+    /// Quorum reads answered from agreeing acceptors, and fallen back to a full round.
+    pub reads_agreed: u64,
+    pub reads_fell_back: u64,
     /// A hash of every acceptor step and of the final states: equal for equal runs.
     pub fingerprint: u64,
     /// Acceptor invariants (one value per ballot...) and client-side anomalies.
@@ -218,12 +224,17 @@ impl Node {
             Some((Arc::new(proposer), Arc::default()));
     }
 
-    /// Kills the process: its clients' calls are abandoned, its memory is gone.
-    fn crash(&self) {
+    /// Kills the process: its clients' calls are abandoned, its memory is gone. Returns its
+    /// quorum-read counts (agreed, fell back).
+    fn crash(&self) -> (u64, u64) {
         let up = self.up.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((_, life)) = up {
-            life.dead.store(true, Ordering::SeqCst);
-            life.notify.notify_waiters();
+        match up {
+            Some((proposer, life)) => {
+                life.dead.store(true, Ordering::SeqCst);
+                life.notify.notify_waiters();
+                proposer.quorum_read_counts()
+            }
+            None => (0, 0),
         }
     }
 }
@@ -247,9 +258,17 @@ struct Run {
     partitions: AtomicU64,
     wipes: AtomicU64,
     recoveries: AtomicU64,
+    /// Quorum reads answered from agreeing acceptors / fallen back, over every process.
+    reads_agreed: AtomicU64,
+    reads_fell_back: AtomicU64,
 }
 
 impl Run {
+    fn count_reads(&self, (agreed, fell_back): (u64, u64)) {
+        self.reads_agreed.fetch_add(agreed, Ordering::SeqCst);
+        self.reads_fell_back.fetch_add(fell_back, Ordering::SeqCst);
+    }
+
     fn proposer(&self, node: usize) -> Proposer {
         let config = ProposerConfig {
             id: node as u64 + 1,
@@ -261,8 +280,12 @@ impl Run {
             deadline: self.shape.deadline,
             cache_bytes: self.shape.cache_bytes,
             quorum_reads: match self.variant {
-                // The control needs the quorum read it breaks.
-                Variant::QuorumReadWithoutAgreement => true,
+                // These controls need the quorum read they break.
+                Variant::QuorumReadWithoutAgreement | Variant::CountRecoveringRead => true,
+                // This one breaks the accept path, and reads were the accepts that exposed
+                // it (its single catch in the default seeds is a read's accept): every read
+                // a full round, as before quorum reads.
+                Variant::CountRecoveringAccept => false,
                 _ => self.quorum_reads.for_node(node),
             },
             jitter_seed: self.world.with_rng(|rng| rng.random()),
@@ -446,7 +469,7 @@ async fn crasher(run: Arc<Run>) {
             return;
         }
         let node = run.draw(|rng| rng.random_range(0..PROPOSERS));
-        run.nodes[node].crash();
+        run.count_reads(run.nodes[node].crash());
         run.crashes.fetch_add(1, Ordering::SeqCst);
         run.sleep_random(Duration::from_millis(25)).await;
         run.nodes[node].start(run.proposer(node));
@@ -594,7 +617,9 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
     let mut shape = Shape::draw(&mut rng);
     if matches!(
         variant,
-        Variant::CountRecoveringAccept | Variant::CountRecoveringPrepare
+        Variant::CountRecoveringAccept
+            | Variant::CountRecoveringPrepare
+            | Variant::CountRecoveringRead
     ) {
         // These controls can only bite while an acceptor is recovering: wipe more often.
         shape.wipe_every /= 3;
@@ -602,6 +627,7 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
     let controls = Controls {
         count_recovering_prepare: variant == Variant::CountRecoveringPrepare,
         count_recovering_accept: variant == Variant::CountRecoveringAccept,
+        count_recovering_read: variant == Variant::CountRecoveringRead,
         resend_after_lost_reply: variant == Variant::ResendAfterLostReply,
     };
     let world = World::new(ACCEPTORS, rng, shape.faults, controls);
@@ -623,6 +649,8 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
         partitions: AtomicU64::new(0),
         wipes: AtomicU64::new(0),
         recoveries: AtomicU64::new(0),
+        reads_agreed: AtomicU64::new(0),
+        reads_fell_back: AtomicU64::new(0),
     });
     for node in &run.nodes {
         node.start(run.proposer(node.index));
@@ -645,6 +673,11 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
     for handle in chaos {
         if let Err(e) = handle.await {
             world.violation(format!("chaos task failed: {e}"));
+        }
+    }
+    for node in &run.nodes {
+        if let Some((proposer, _)) = node.get() {
+            run.count_reads(proposer.quorum_read_counts());
         }
     }
 
@@ -704,6 +737,8 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
         partitions: run.partitions.load(Ordering::SeqCst),
         wipes: run.wipes.load(Ordering::SeqCst),
         recoveries: run.recoveries.load(Ordering::SeqCst),
+        reads_agreed: run.reads_agreed.load(Ordering::SeqCst),
+        reads_fell_back: run.reads_fell_back.load(Ordering::SeqCst),
         fingerprint: hasher.finish(),
         invariant_violations: world.violations(),
         history_violations,

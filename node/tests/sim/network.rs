@@ -77,6 +77,8 @@ pub struct Controls {
     /// Count a recovering acceptor's acceptance in accept quorums (and so trust the
     /// one-round-trip promise it gave with it).
     pub count_recovering_accept: bool,
+    /// Count a recovering acceptor's answer to a quorum read.
+    pub count_recovering_read: bool,
     /// Now and then the reply is lost with the connection after the acceptor ran the call,
     /// and the call is sent once more; the caller gets the second reply (an accept refused by
     /// the promise its first copy set). What sending a call again on "broken pipe" does.
@@ -284,7 +286,7 @@ impl World {
     }
 
     /// A quorum read at the acceptor: it must change nothing (checked), and a recovering
-    /// acceptor's answer never counts (no control counts it).
+    /// acceptor's answer never counts, except under its negative control.
     fn deliver_read(&self, acceptor: usize, key: &str) -> Result<ReadReply, AcceptorError> {
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
@@ -298,6 +300,9 @@ impl World {
             ));
         }
         let (reply, standing) = reply?;
+        if self.controls.count_recovering_read {
+            return Ok(reply);
+        }
         counted(standing, reply, |_| true)
     }
 
