@@ -695,7 +695,7 @@ impl Proposer {
 
     /// The quorum read: every acceptor is asked for its accepted ballot and value (no
     /// promise, no write). `Some(state)` as soon as a quorum of answers carry the same
-    /// accepted ballot and value: that state is chosen, and it is the newest state chosen
+    /// accepted ballot and value: that state is chosen, and no newer state was chosen
     /// before this read began (docs/design-proposer.md has the argument). `None` once no
     /// ballot can gather a quorum any more (answers split by a write in flight, acceptors
     /// down): the caller runs the full round. Neither the key lock nor the one-round-trip
