@@ -883,6 +883,7 @@ impl Proposer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acceptor::memory::MemoryAcceptor;
     use crate::record::{self, Write};
 
     fn set(value: &str, state: Option<&str>, id: &str) -> String {
@@ -932,6 +933,77 @@ mod tests {
         );
         // Not records: nothing is proved.
         assert_eq!(judge(v, Some("x"), Some("y"), Some("z")), Verdict::Unknown);
+    }
+
+    /// Three in-memory acceptors and a proposer over them.
+    fn cluster(quorum_reads: bool) -> (Vec<Arc<MemoryAcceptor>>, Proposer) {
+        let acceptors: Vec<Arc<MemoryAcceptor>> = (1..=3)
+            .map(|i| Arc::new(MemoryAcceptor::new(format!("a{i}"))))
+            .collect();
+        let dyns = acceptors
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect();
+        let config = ProposerConfig {
+            quorum_reads,
+            ..ProposerConfig::default()
+        };
+        (acceptors, Proposer::with_incarnation(config, dyns, 7))
+    }
+
+    fn put(value: &'static str) -> impl Fn(Option<&str>) -> Result<Option<String>, ()> {
+        move |_| Ok(Some(value.to_string()))
+    }
+
+    #[tokio::test]
+    async fn a_quorum_read_writes_nothing_and_keeps_the_cached_ballot() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        let slots: Vec<_> = acceptors.iter().map(|a| a.slot("k")).collect();
+        let cached = proposer.cache_bytes();
+        assert!(cached > 0);
+        assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+        assert_eq!(proposer.quorum_read_counts(), (1, 0));
+        // Nothing changed anywhere: not a promise, not the cache.
+        let after: Vec<_> = acceptors.iter().map(|a| a.slot("k")).collect();
+        assert_eq!(after, slots);
+        assert_eq!(proposer.cache_bytes(), cached);
+        // The cached ballot still serves the next write in one round trip: it is accepted
+        // under exactly the ballot the first write's accept had them promise.
+        proposer.change("k", put("v2")).await.expect("write");
+        for (acceptor, before) in acceptors.iter().zip(&slots) {
+            assert_eq!(acceptor.slot("k").accepted, before.promise);
+        }
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+    }
+
+    #[tokio::test]
+    async fn a_split_quorum_read_falls_back_to_the_full_round() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        // A write in flight at a higher ballot reached a1 only, and a3 is down: a1 and a2
+        // disagree and no third answer can settle it.
+        let high = Ballot::new(u64::from(u32::MAX), 9, 9);
+        acceptors[0]
+            .apply_accept("k", high, Some("v-minority"), high)
+            .expect("accept");
+        acceptors[2].set_down(true);
+        let read = proposer.read("k").await;
+        assert_eq!(proposer.quorum_read_counts(), (0, 1));
+        // The full round either chose the minority's value (now on a quorum) or refused
+        // against its promise; never a value only one acceptor held, unchosen.
+        match read {
+            Ok(state) => {
+                assert_eq!(state.as_deref(), Some("v-minority"));
+                assert_eq!(acceptors[1].slot("k").value.as_deref(), Some("v-minority"));
+            }
+            Err(e) => assert!(e.lost_race(), "{e}"),
+        }
+        // Without quorum reads a read is always a full round.
+        let (_, proposer) = cluster(false);
+        proposer.change("k", put("v1")).await.expect("write");
+        assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+        assert_eq!(proposer.quorum_read_counts(), (0, 0));
     }
 
     #[test]
