@@ -79,6 +79,11 @@ pub struct Settings {
     /// clients run. Empty: this node alone.
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Serve a read from one round of reads of the acceptors (no promise, no write) when a
+    /// quorum of them hold the same accepted ballot; a full round otherwise. Off: every read
+    /// is a full round (prepare, or the cached ballot, then an accept that writes).
+    #[serde(default = "default_true")]
+    pub quorum_reads: bool,
     /// Refuse an acceptor whose Redis does not fsync every write (`appendonly yes`,
     /// `appendfsync always`). Turning it off trades acknowledged writes for speed.
     #[serde(default = "default_true")]

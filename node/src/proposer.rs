@@ -6,6 +6,12 @@
 //! proposer's next ballot; after a successful accept the proposer caches that ballot and the
 //! new state, and the next change of the key skips prepare (one round trip).
 //!
+//! A read first tries a *quorum read* (`quorum_reads`, on by default): it asks every acceptor
+//! for its accepted ballot and value, promising and writing nothing, and returns at once when
+//! a quorum of answers carry the same accepted ballot (that state is chosen, and no newer one
+//! was chosen before the read began); otherwise it runs the full round above. See
+//! docs/design-proposer.md.
+//!
 //! Within one request deadline a change is retried, with jittered exponential backoff, when
 //! the failed round cannot have had an effect and lost a ballot race; an accept whose outcome
 //! is unknown is first *resolved*: a follow-up read round chooses the key's state on a
@@ -31,9 +37,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
 use crate::ballot::{Ballot, BallotSource};
-use crate::quorum::{Answer, Decision, Failure, Tally};
+use crate::quorum::{Agreed, Agreement, Answer, Decision, Failure, Tally};
 
 /// Which phase of a change failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +165,9 @@ pub enum UnsafeControl {
     /// Outcome resolution trusts the state a prepare read (possibly held by a minority)
     /// instead of the state its own follow-up accept chose on a majority.
     ResolveFromPrepare,
+    /// A quorum read returns the state with the highest accepted ballot among the first
+    /// quorum of answers, whether or not they agree (a state possibly held by one acceptor).
+    QuorumReadWithoutAgreement,
 }
 
 /// Settings of a proposer.
@@ -174,6 +183,8 @@ pub struct ProposerConfig {
     pub deadline: Duration,
     /// Budget of the one-round-trip cache: keys and cached states, in bytes.
     pub cache_bytes: usize,
+    /// Reads try a quorum read first (no promise, no write; see [`Proposer::read`]).
+    pub quorum_reads: bool,
     /// First backoff pause after a lost race; doubles with every further loss.
     pub backoff_base: Duration,
     /// Longest backoff pause.
@@ -197,6 +208,7 @@ impl Default for ProposerConfig {
             timeout: Duration::from_millis(300),
             deadline: Duration::from_millis(1000),
             cache_bytes: 64 << 20,
+            quorum_reads: true,
             backoff_base: Duration::from_millis(1),
             backoff_cap: Duration::from_millis(64),
             jitter_seed: 0,
@@ -306,6 +318,7 @@ pub struct Proposer {
     quorum: usize,
     timeout: Duration,
     deadline: Duration,
+    quorum_reads: bool,
     backoff_base: Duration,
     backoff_cap: Duration,
     version: fn(&str) -> Option<u64>,
@@ -316,6 +329,9 @@ pub struct Proposer {
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     jitter: Mutex<StdRng>,
     writes: AtomicU64,
+    /// Quorum reads answered from agreeing acceptors, and those that fell back.
+    reads_agreed: AtomicU64,
+    reads_fell_back: AtomicU64,
     #[cfg(feature = "sim-controls")]
     unsafe_control: Option<UnsafeControl>,
 }
@@ -347,6 +363,7 @@ impl Proposer {
             quorum: config.quorum,
             timeout: config.timeout,
             deadline: config.deadline,
+            quorum_reads: config.quorum_reads,
             backoff_base: config.backoff_base,
             backoff_cap: config.backoff_cap.max(config.backoff_base),
             version: config.version,
@@ -359,6 +376,8 @@ impl Proposer {
             locks: Mutex::new(HashMap::new()),
             jitter: Mutex::new(StdRng::seed_from_u64(config.jitter_seed ^ incarnation)),
             writes: AtomicU64::new(0),
+            reads_agreed: AtomicU64::new(0),
+            reads_fell_back: AtomicU64::new(0),
             #[cfg(feature = "sim-controls")]
             unsafe_control: config.unsafe_control,
         }
@@ -405,6 +424,15 @@ impl Proposer {
         self.acceptors.iter().filter(|a| a.is_connected()).count()
     }
 
+    /// Quorum reads so far: answered from a quorum that agreed, and fallen back to a full
+    /// round.
+    pub fn quorum_read_counts(&self) -> (u64, u64) {
+        (
+            self.reads_agreed.load(Ordering::Relaxed),
+            self.reads_fell_back.load(Ordering::Relaxed),
+        )
+    }
+
     /// Bytes the one-round-trip cache holds now.
     pub fn cache_bytes(&self) -> usize {
         self.lock_cache().bytes
@@ -431,7 +459,16 @@ impl Proposer {
         key: &str,
         f: impl Fn(Option<&str>) -> Result<Option<String>, R>,
     ) -> Result<Change<R>, ProposerError> {
-        let deadline = Instant::now() + self.deadline;
+        self.change_by(key, f, Instant::now() + self.deadline).await
+    }
+
+    /// [`Proposer::change`] with the request's deadline given.
+    async fn change_by<R>(
+        &self,
+        key: &str,
+        f: impl Fn(Option<&str>) -> Result<Option<String>, R>,
+        deadline: Instant,
+    ) -> Result<Change<R>, ProposerError> {
         let lock = self.key_lock(key);
         let Ok(_serialized) = tokio::time::timeout_at(deadline, lock.lock()).await else {
             return Err(ProposerError::Queued);
@@ -633,12 +670,73 @@ impl Proposer {
         }
     }
 
-    /// Reads the key linearizably (a change with the identity function).
+    /// Reads the key linearizably. With `quorum_reads`, a quorum read first (one round trip,
+    /// no write); when its answers do not agree, or it gets no quorum of answers, a change
+    /// with the identity function (which chooses the state it reads), within the same
+    /// deadline.
     pub async fn read(&self, key: &str) -> Result<Option<String>, ProposerError> {
+        let deadline = Instant::now() + self.deadline;
+        if self.quorum_reads {
+            if let Some(state) = self.quorum_read(key).await {
+                self.reads_agreed.fetch_add(1, Ordering::Relaxed);
+                return Ok(state);
+            }
+            self.reads_fell_back.fetch_add(1, Ordering::Relaxed);
+        }
         let change = self
-            .change(key, |current| Ok::<_, ()>(current.map(str::to_string)))
+            .change_by(
+                key,
+                |current| Ok::<_, ()>(current.map(str::to_string)),
+                deadline,
+            )
             .await?;
         Ok(change.before)
+    }
+
+    /// The quorum read: every acceptor is asked for its accepted ballot and value (no
+    /// promise, no write). `Some(state)` as soon as a quorum of answers carry the same
+    /// accepted ballot and value: that state is chosen, and no newer state was chosen
+    /// before this read began (docs/design-proposer.md has the argument). `None` once no
+    /// ballot can gather a quorum any more (answers split by a write in flight, acceptors
+    /// down): the caller runs the full round. Neither the key lock nor the one-round-trip
+    /// cache is touched: nothing this does changes a promise, so a cached ballot stays
+    /// exactly as valid as it was.
+    async fn quorum_read(&self, key: &str) -> Option<Option<String>> {
+        let mut answers = self.send_all(|acceptor| {
+            let key = key.to_string();
+            async move {
+                match acceptor.read(&key).await {
+                    Ok(reply) => Answer::Yes(reply),
+                    Err(e) => Answer::Failed(e),
+                }
+            }
+        });
+        let mut agreement = Agreement::new(self.acceptors.len(), self.quorum);
+        let mut first: Vec<ReadReply> = Vec::new();
+        while let Some((_, answer)) = answers.recv().await {
+            let reply = match answer {
+                Answer::Yes(reply) => Some(reply),
+                Answer::Conflict(_) | Answer::Failed(_) => None,
+            };
+            if self.control(UnsafeControl::QuorumReadWithoutAgreement) {
+                // NEGATIVE CONTROL: the newest of the first quorum of answers, agreed or not.
+                first.extend(reply);
+                if first.len() == self.quorum {
+                    return first
+                        .into_iter()
+                        .max_by_key(|reply| reply.accepted)
+                        .map(|reply| reply.value);
+                }
+                continue;
+            }
+            match agreement.add(reply) {
+                Agreed::Pending => continue,
+                Agreed::Chosen(reply) => return Some(reply.value),
+                Agreed::Never => break,
+            }
+        }
+        log::debug!("{key}: quorum read without agreement, full read round");
+        None
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, LeaderCache> {
@@ -718,32 +816,16 @@ impl Proposer {
         .map(|round| round.conflict.is_none())
     }
 
-    /// Sends one phase to every acceptor (each call in its own task, bounded by the timeout,
-    /// so the slowest acceptor still gets the message) and returns the first quorum of yeses.
-    /// Any conflict seen fast-forwards the ballot counter past it. With `complete_failures`,
-    /// a phase that cannot reach a quorum still collects every answer before it reports.
+    /// Sends one phase to every acceptor and returns the first quorum of yeses. Any conflict
+    /// seen fast-forwards the ballot counter past it. With `complete_failures`, a phase that
+    /// cannot reach a quorum still collects every answer before it reports.
     async fn round<T, F, Fut>(&self, complete_failures: bool, call: F) -> Result<Round<T>, Failure>
     where
         T: Send + 'static,
         F: Fn(Arc<dyn Acceptor>) -> Fut,
         Fut: std::future::Future<Output = Answer<T>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel(self.acceptors.len().max(1));
-        for (index, acceptor) in self.acceptors.iter().enumerate() {
-            let tx = tx.clone();
-            let answer = call(acceptor.clone());
-            let timeout = self.timeout;
-            tokio::spawn(async move {
-                let answer = match tokio::time::timeout(timeout, answer).await {
-                    Ok(answer) => answer,
-                    Err(_) => Answer::Failed(AcceptorError::Timeout),
-                };
-                // The receiver is gone once the phase is decided; that is fine.
-                let _ = tx.send((index, answer)).await;
-            });
-        }
-        drop(tx);
-
+        let mut rx = self.send_all(call);
         let mut tally = Tally::new(self.acceptors.len(), self.quorum);
         let decided = loop {
             let Some((index, answer)) = rx.recv().await else {
@@ -770,11 +852,38 @@ impl Proposer {
         }
         decided.map(|yes| Round { yes, conflict })
     }
+
+    /// Sends one call to every acceptor, each in its own task bounded by the timeout (so the
+    /// slowest acceptor still gets the message after the caller stopped listening), and
+    /// returns the answers as they arrive, with the acceptor's index.
+    fn send_all<T, F, Fut>(&self, call: F) -> mpsc::Receiver<(usize, Answer<T>)>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<dyn Acceptor>) -> Fut,
+        Fut: std::future::Future<Output = Answer<T>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(self.acceptors.len().max(1));
+        for (index, acceptor) in self.acceptors.iter().enumerate() {
+            let tx = tx.clone();
+            let answer = call(acceptor.clone());
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                let answer = match tokio::time::timeout(timeout, answer).await {
+                    Ok(answer) => answer,
+                    Err(_) => Answer::Failed(AcceptorError::Timeout),
+                };
+                // The receiver is gone once the phase is decided; that is fine.
+                let _ = tx.send((index, answer)).await;
+            });
+        }
+        rx
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acceptor::memory::MemoryAcceptor;
     use crate::record::{self, Write};
 
     fn set(value: &str, state: Option<&str>, id: &str) -> String {
@@ -824,6 +933,77 @@ mod tests {
         );
         // Not records: nothing is proved.
         assert_eq!(judge(v, Some("x"), Some("y"), Some("z")), Verdict::Unknown);
+    }
+
+    /// Three in-memory acceptors and a proposer over them.
+    fn cluster(quorum_reads: bool) -> (Vec<Arc<MemoryAcceptor>>, Proposer) {
+        let acceptors: Vec<Arc<MemoryAcceptor>> = (1..=3)
+            .map(|i| Arc::new(MemoryAcceptor::new(format!("a{i}"))))
+            .collect();
+        let dyns = acceptors
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect();
+        let config = ProposerConfig {
+            quorum_reads,
+            ..ProposerConfig::default()
+        };
+        (acceptors, Proposer::with_incarnation(config, dyns, 7))
+    }
+
+    fn put(value: &'static str) -> impl Fn(Option<&str>) -> Result<Option<String>, ()> {
+        move |_| Ok(Some(value.to_string()))
+    }
+
+    #[tokio::test]
+    async fn a_quorum_read_writes_nothing_and_keeps_the_cached_ballot() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        let slots: Vec<_> = acceptors.iter().map(|a| a.slot("k")).collect();
+        let cached = proposer.cache_bytes();
+        assert!(cached > 0);
+        assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+        assert_eq!(proposer.quorum_read_counts(), (1, 0));
+        // Nothing changed anywhere: not a promise, not the cache.
+        let after: Vec<_> = acceptors.iter().map(|a| a.slot("k")).collect();
+        assert_eq!(after, slots);
+        assert_eq!(proposer.cache_bytes(), cached);
+        // The cached ballot still serves the next write in one round trip: it is accepted
+        // under exactly the ballot the first write's accept had them promise.
+        proposer.change("k", put("v2")).await.expect("write");
+        for (acceptor, before) in acceptors.iter().zip(&slots) {
+            assert_eq!(acceptor.slot("k").accepted, before.promise);
+        }
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+    }
+
+    #[tokio::test]
+    async fn a_split_quorum_read_falls_back_to_the_full_round() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        // A write in flight at a higher ballot reached a1 only, and a3 is down: a1 and a2
+        // disagree and no third answer can settle it.
+        let high = Ballot::new(u64::from(u32::MAX), 9, 9);
+        acceptors[0]
+            .apply_accept("k", high, Some("v-minority"), high)
+            .expect("accept");
+        acceptors[2].set_down(true);
+        let read = proposer.read("k").await;
+        assert_eq!(proposer.quorum_read_counts(), (0, 1));
+        // The full round either chose the minority's value (now on a quorum) or refused
+        // against its promise; never a value only one acceptor held, unchosen.
+        match read {
+            Ok(state) => {
+                assert_eq!(state.as_deref(), Some("v-minority"));
+                assert_eq!(acceptors[1].slot("k").value.as_deref(), Some("v-minority"));
+            }
+            Err(e) => assert!(e.lost_race(), "{e}"),
+        }
+        // Without quorum reads a read is always a full round.
+        let (_, proposer) = cluster(false);
+        proposer.change("k", put("v1")).await.expect("write");
+        assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+        assert_eq!(proposer.quorum_read_counts(), (0, 0));
     }
 
     #[test]

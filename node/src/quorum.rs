@@ -1,11 +1,12 @@
-//! Counting acceptor answers for one phase until a quorum is reached or cannot be.
+//! Counting acceptor answers for one phase until a quorum is reached or cannot be, and
+//! counting a quorum read's answers until a quorum agrees or cannot.
 //!
 //! Pure logic, separate from the I/O: the proposer feeds each answer in as it arrives and
 //! stops at the first decision, never waiting for the answers it does not need.
 
 use std::fmt;
 
-use crate::acceptor::AcceptorError;
+use crate::acceptor::{AcceptorError, ReadReply};
 use crate::ballot::Ballot;
 
 /// One acceptor's answer to one phase, reduced to what the count needs.
@@ -181,9 +182,123 @@ impl<T> Tally<T> {
     }
 }
 
+/// Where a quorum read's count stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Agreed {
+    Pending,
+    /// A quorum of acceptors answered with this accepted ballot and value: it is chosen.
+    Chosen(ReadReply),
+    /// No accepted ballot can gather a quorum of answers any more.
+    Never,
+}
+
+/// The running count of a quorum read: answers grouped by accepted ballot and value. Two
+/// quorums intersect, so at most one group can ever reach a quorum.
+#[derive(Debug)]
+pub struct Agreement {
+    total: usize,
+    quorum: usize,
+    answered: usize,
+    /// Each distinct answer with the number of acceptors that gave it.
+    groups: Vec<(ReadReply, usize)>,
+}
+
+impl Agreement {
+    pub fn new(total: usize, quorum: usize) -> Self {
+        Agreement {
+            total,
+            quorum,
+            answered: 0,
+            groups: Vec::with_capacity(total),
+        }
+    }
+
+    /// Records one acceptor's answer (`None`: no usable answer) and says whether the read is
+    /// decided. The ballot AND the value must match: one ballot never carries two values, and
+    /// comparing the value costs nothing next to the round trip.
+    pub fn add(&mut self, reply: Option<ReadReply>) -> Agreed {
+        self.answered += 1;
+        if let Some(reply) = reply {
+            match self.groups.iter_mut().find(|(seen, _)| *seen == reply) {
+                Some((_, count)) => *count += 1,
+                None => self.groups.push((reply, 1)),
+            }
+        }
+        if let Some(at) = self.groups.iter().position(|(_, n)| *n >= self.quorum) {
+            return Agreed::Chosen(self.groups.swap_remove(at).0);
+        }
+        let largest = self.groups.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        if largest + self.total.saturating_sub(self.answered) < self.quorum {
+            Agreed::Never
+        } else {
+            Agreed::Pending
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(counter: u64, value: &str) -> Option<ReadReply> {
+        Some(ReadReply {
+            accepted: Ballot::new(counter, 1, 1),
+            value: Some(value.into()),
+        })
+    }
+
+    #[test]
+    fn a_quorum_read_is_chosen_when_a_quorum_agrees() {
+        let mut agreement = Agreement::new(3, 2);
+        assert_eq!(agreement.add(read(4, "a")), Agreed::Pending);
+        assert_eq!(
+            agreement.add(read(4, "a")),
+            Agreed::Chosen(read(4, "a").expect("a reply"))
+        );
+    }
+
+    #[test]
+    fn a_split_quorum_read_waits_for_the_third_answer() {
+        // A write in flight reached one acceptor: the other two still agree.
+        let mut agreement = Agreement::new(3, 2);
+        assert_eq!(agreement.add(read(5, "new")), Agreed::Pending);
+        assert_eq!(agreement.add(read(4, "old")), Agreed::Pending);
+        assert_eq!(
+            agreement.add(read(4, "old")),
+            Agreed::Chosen(read(4, "old").expect("a reply"))
+        );
+        // Three different answers, or a failure after a split: no agreement.
+        let mut agreement = Agreement::new(3, 2);
+        agreement.add(read(5, "new"));
+        agreement.add(read(4, "old"));
+        assert_eq!(agreement.add(read(3, "older")), Agreed::Never);
+        let mut agreement = Agreement::new(3, 2);
+        agreement.add(read(5, "new"));
+        assert_eq!(agreement.add(None), Agreed::Pending);
+        assert_eq!(agreement.add(read(4, "old")), Agreed::Never);
+    }
+
+    #[test]
+    fn a_quorum_read_needs_the_same_value_and_a_quorum_of_answers() {
+        let mut agreement = Agreement::new(3, 2);
+        agreement.add(read(4, "a"));
+        assert_eq!(agreement.add(read(4, "b")), Agreed::Pending);
+        assert_eq!(agreement.add(None), Agreed::Never);
+        let mut agreement = Agreement::new(3, 2);
+        assert_eq!(agreement.add(None), Agreed::Pending);
+        assert_eq!(agreement.add(None), Agreed::Never);
+        // A key nobody wrote: the zero ballot, agreed, is an answer too.
+        let nothing = ReadReply {
+            accepted: Ballot::ZERO,
+            value: None,
+        };
+        let mut agreement = Agreement::new(3, 2);
+        agreement.add(Some(nothing.clone()));
+        assert_eq!(
+            agreement.add(Some(nothing.clone())),
+            Agreed::Chosen(nothing)
+        );
+    }
 
     #[test]
     fn decides_on_the_first_quorum_without_the_third_answer() {

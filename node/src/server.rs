@@ -61,6 +61,7 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
             timeout: settings.acceptor_timeout(),
             deadline: settings.request_deadline(),
             cache_bytes: settings.cache_bytes,
+            quorum_reads: settings.quorum_reads,
             jitter_seed: rand::random(),
             ..ProposerConfig::default()
         },

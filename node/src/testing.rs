@@ -155,6 +155,7 @@ pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
         max_key_bytes: 512,
         max_value_bytes: 1024,
         acceptor_require_fsync: true,
+        quorum_reads: true,
         advertise_client_urls: Vec::new(),
         members: Vec::new(),
     }

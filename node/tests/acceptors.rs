@@ -1,6 +1,7 @@
 //! The Redis Lua acceptor against the in-memory rules (a table of cases and a seeded
 //! differential test of thousands of random calls), its identity check, its durability
-//! across kill -9 and its refusal of a Redis that does not fsync.
+//! across kill -9, its refusal of a Redis that does not fsync, and its quorum-read call,
+//! which must write nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use perseus_node::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
 use perseus_node::acceptor::redis::RedisAcceptor;
 use perseus_node::acceptor::rules::Slot;
 use perseus_node::acceptor::{
-    AcceptReply, Acceptor, AcceptorError, Identity, IdentityRefusal, PrepareReply, Standing,
+    AcceptReply, Acceptor, AcceptorError, Identity, IdentityRefusal, PrepareReply, ReadReply,
+    Standing,
 };
 use perseus_node::ballot::{Ballot, MAX_COUNTER};
 use perseus_node::testing::Redis;
@@ -329,6 +331,12 @@ async fn differential_lua_against_rules() {
             }
         };
         assert_eq!(got, expected, "seed {seed} step {step}: {what:?} on {key}");
+        // The quorum read after every call (no random draw, so the seeds' sequences stay).
+        assert_eq!(
+            kind(&lua.read(key).await),
+            kind(&memory.read(key).await),
+            "seed {seed} step {step}: read of {key} after {what:?}"
+        );
         refused += usize::from(got.contains("Unmarked") || got.contains("Recovering"));
         *counts
             .entry(got.split(['(', ' ', '{']).next().unwrap_or("").to_string())
@@ -371,6 +379,10 @@ async fn a_wiped_acceptor_refuses_on_an_open_connection() {
             .await,
         Err(AcceptorError::Unmarked(IdentityRefusal::Missing))
     );
+    assert_eq!(
+        acceptor.read("k").await,
+        Err(AcceptorError::Unmarked(IdentityRefusal::Missing))
+    );
     assert_eq!(acceptor.inspect().await.expect("inspect").data_keys, 0);
     // A foreign identity is refused too.
     acceptor
@@ -411,4 +423,116 @@ async fn a_redis_that_does_not_fsync_is_refused() {
     let lenient = RedisAcceptor::with_durability(&redis.url(), Duration::from_secs(1), false)
         .expect("acceptor");
     assert!(lenient.wait_connected(Duration::from_secs(5)).await);
+}
+
+/// One `INFO` section as field -> value.
+async fn info(
+    connection: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+) -> HashMap<String, String> {
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(connection)
+        .await
+        .expect("INFO");
+    text.lines()
+        .filter_map(|line| line.trim().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What a write to Redis would move: the count of changes since the last save (every write
+/// to the dataset), the AOF's size (every write appended, and fsynced with `appendfsync
+/// always`) and the calls of the write command the scripts use.
+async fn write_marks(connection: &mut redis::aio::MultiplexedConnection) -> Vec<(String, String)> {
+    let persistence = info(connection, "persistence").await;
+    let commands = info(connection, "commandstats").await;
+    let field = |map: &HashMap<String, String>, name: &str| {
+        (name.to_string(), map.get(name).cloned().unwrap_or_default())
+    };
+    let hset_calls = commands
+        .get("cmdstat_hset")
+        .and_then(|stats| stats.split(',').next().map(str::to_string))
+        .unwrap_or_default();
+    vec![
+        field(&persistence, "rdb_changes_since_last_save"),
+        field(&persistence, "aof_current_size"),
+        ("hset".to_string(), hset_calls),
+    ]
+}
+
+/// The quorum-read call against a real redis-server (AOF on, fsync always): it answers the
+/// accepted ballot and value, and writes nothing: no change counted, the AOF not one byte
+/// longer, no HSET run, no hash created for a key never written. Its script is declared
+/// `no-writes`, so Redis itself would refuse a write in it.
+#[tokio::test]
+async fn a_quorum_read_writes_nothing() {
+    let redis = Redis::start();
+    let acceptor = member(&redis).await;
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    acceptor.prepare("k", b(3, 1, 1)).await.expect("prepare");
+    let accepted = acceptor
+        .accept("k", b(3, 1, 1), Some("v"), b(4, 1, 1))
+        .await
+        .expect("accept");
+    assert_eq!(accepted, AcceptReply::Accepted);
+    let before = write_marks(&mut connection).await;
+    assert!(
+        before.iter().all(|(_, v)| !v.is_empty() && v != "0"),
+        "the marks must be readable and moved by the writes above: {before:?}"
+    );
+    let calls_before = info(&mut connection, "commandstats").await;
+    for _ in 0..100 {
+        assert_eq!(
+            acceptor.read("k").await,
+            Ok(ReadReply {
+                accepted: b(3, 1, 1),
+                value: Some("v".into())
+            })
+        );
+        assert_eq!(
+            acceptor.read("never-written").await,
+            Ok(ReadReply {
+                accepted: Ballot::ZERO,
+                value: None
+            })
+        );
+    }
+    assert_eq!(
+        write_marks(&mut connection).await,
+        before,
+        "200 quorum reads wrote to Redis"
+    );
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg("perseus:never-written")
+        .query_async(&mut connection)
+        .await
+        .expect("EXISTS");
+    assert_eq!(exists, 0, "a read created the key's hash");
+    // The reads did run in Redis (as scripts), 200 of them.
+    let evalsha = |stats: &HashMap<String, String>| {
+        stats
+            .get("cmdstat_evalsha")
+            .and_then(|s| s.strip_prefix("calls="))
+            .and_then(|s| s.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let calls_after = info(&mut connection, "commandstats").await;
+    assert!(
+        evalsha(&calls_after) >= evalsha(&calls_before) + 200,
+        "{calls_before:?} -> {calls_after:?}"
+    );
+    // The promise is untouched: the one-round-trip ballot still works.
+    assert_eq!(
+        acceptor
+            .accept("k", b(4, 1, 1), Some("w"), b(5, 1, 1))
+            .await
+            .expect("accept"),
+        AcceptReply::Accepted
+    );
 }

@@ -10,7 +10,9 @@
 //!
 //! - `SIM_SEEDS=N` checks seeds `0..N` (default [`DEFAULT_SEEDS`]);
 //! - `SIM_SEED=n` replays the single seed `n` (every failure names its seed);
-//! - `SIM_THREADS=t` spreads the seeds over `t` threads (default: the available cores).
+//! - `SIM_THREADS=t` spreads the seeds over `t` threads (default: the available cores);
+//! - `SIM_QUORUM_READS=mixed|on|off` chooses which proposers serve reads with quorum reads
+//!   (default `mixed`: proposer 1 without, 2 and 3 with, so every run has both read paths).
 //!
 //! `SIM_SEEDS=100000 cargo test --release -p perseus-node --test simulation` is the long run.
 
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use sim::{run_seed, Report, Variant};
+use sim::{run_seed, QuorumReads, Report, Variant};
 
 /// Seeds checked by default (and within which the negative controls must be caught).
 const DEFAULT_SEEDS: u64 = 300;
@@ -56,6 +58,8 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
             Variant::ResendAfterLostReply => "resend_after_lost_reply",
+            Variant::QuorumReadWithoutAgreement => "quorum_read_without_agreement",
+            Variant::CountRecoveringRead => "recovering_read",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -83,6 +87,8 @@ struct Totals {
     partitions: u64,
     wipes: u64,
     recoveries: u64,
+    reads_agreed: u64,
+    reads_fell_back: u64,
 }
 
 impl Totals {
@@ -100,6 +106,8 @@ impl Totals {
         self.partitions += r.partitions;
         self.wipes += r.wipes;
         self.recoveries += r.recoveries;
+        self.reads_agreed += r.reads_agreed;
+        self.reads_fell_back += r.reads_fell_back;
     }
 }
 
@@ -142,7 +150,8 @@ fn proposer_is_safe_under_faults() {
         "simulation: {} seeds ({}..), {} operations checked ({} acknowledged writes, {} \
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
          messages lost, {} duplicated, {} proposer crashes, {} partitions, {} acceptors wiped, \
-         {} caught up and members again, {} failing seeds, {:.1?} on {threads} thread(s)",
+         {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
+         round; {} failing seeds, {:.1?} on {threads} thread(s)",
         t.seeds,
         seeds.first().copied().unwrap_or(0),
         t.ops,
@@ -157,6 +166,9 @@ fn proposer_is_safe_under_faults() {
         t.partitions,
         t.wipes,
         t.recoveries,
+        QuorumReads::from_env(),
+        t.reads_agreed,
+        t.reads_fell_back,
         failed.load(Ordering::SeqCst),
         started.elapsed()
     );
@@ -272,6 +284,16 @@ fn negative_control_recovering_accept_counted_is_caught() {
 #[test]
 fn negative_control_resend_after_lost_reply_is_caught() {
     negative_control(Variant::ResendAfterLostReply);
+}
+
+#[test]
+fn negative_control_quorum_read_without_agreement_is_caught() {
+    negative_control(Variant::QuorumReadWithoutAgreement);
+}
+
+#[test]
+fn negative_control_recovering_read_counted_is_caught() {
+    negative_control(Variant::CountRecoveringRead);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::rules::{self, Identity, Slot, Standing};
-use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
 use crate::ballot::Ballot;
 
 /// The cluster id of in-memory acceptors.
@@ -110,6 +110,15 @@ impl MemoryAcceptor {
         })
     }
 
+    /// Applies a read synchronously: the answer and the acceptor's standing (no slot is
+    /// created, nothing changes).
+    pub fn apply_read(&self, key: &str) -> Result<(ReadReply, Standing), AcceptorError> {
+        self.with_store(|s| {
+            let standing = admit(s, &self.name)?;
+            Ok((rules::read(s.slots.get(key)), standing))
+        })
+    }
+
     /// Applies an accept synchronously.
     pub fn apply_accept(
         &self,
@@ -163,6 +172,12 @@ impl Acceptor for MemoryAcceptor {
         counted(standing, reply, |r| {
             matches!(r, PrepareReply::Promised { .. })
         })
+    }
+
+    async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
+        self.check_up()?;
+        let (reply, standing) = self.apply_read(key)?;
+        counted(standing, reply, |_| true)
     }
 
     async fn accept(

@@ -15,7 +15,7 @@ pub mod rules;
 use async_trait::async_trait;
 
 use crate::ballot::Ballot;
-pub use rules::{AcceptReply, Identity, IdentityRefusal, PrepareReply, Standing};
+pub use rules::{AcceptReply, Identity, IdentityRefusal, PrepareReply, ReadReply, Standing};
 
 /// Why an acceptor gave no answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -72,6 +72,12 @@ pub trait Acceptor: Send + Sync + 'static {
     }
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError>;
+
+    /// The key's accepted ballot and value, for a quorum read: promises nothing and writes
+    /// nothing (in Redis: no write, so nothing for the AOF to fsync). A recovering acceptor's
+    /// answer comes back as [`AcceptorError::Recovering`], like its promises: it may have lost
+    /// what it accepted, so it counts toward no quorum.
+    async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError>;
 
     async fn accept(
         &self,

@@ -44,13 +44,20 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script};
 
 use super::rules::{Identity, IdentityRefusal, Standing};
-use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
 use crate::ballot::Ballot;
 
 /// Each script is the shared slot.lua (ballot comparison, state reading) followed by its own.
 const PREPARE_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare.lua"));
 const ACCEPT_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept.lua"));
 const IDENTITY_LUA: &str = include_str!("identity.lua");
+/// The quorum read: declared `no-writes` (the shebang must be the first line), so Redis
+/// itself refuses any write in it; loaded on first use (EVALSHA, NOSCRIPT, SCRIPT LOAD).
+const READ_LUA: &str = concat!(
+    "#!lua flags=no-writes\n",
+    include_str!("slot.lua"),
+    include_str!("read.lua")
+);
 /// The acceptor's identity record (outside the `perseus:` key space, so no key collides).
 pub const IDENTITY_KEY: &str = "perseus-identity";
 
@@ -89,6 +96,7 @@ struct Inner {
     prepare: Script,
     accept: Script,
     identity: Script,
+    read: Script,
     /// The cluster id the scripts check the identity record against (learned by the
     /// membership task; `None` until then, and calls are refused).
     cluster: RwLock<Option<String>>,
@@ -147,6 +155,7 @@ impl RedisAcceptor {
             prepare: Script::new(PREPARE_LUA),
             accept: Script::new(ACCEPT_LUA),
             identity: Script::new(IDENTITY_LUA),
+            read: Script::new(READ_LUA),
             cluster: RwLock::new(None),
             require_fsync,
             durability_problem: Mutex::new(None),
@@ -610,6 +619,20 @@ pub fn parse_prepare(reply: &[String]) -> Result<(PrepareReply, Standing), Accep
     }
 }
 
+/// Turns a read script reply into a [`ReadReply`] and the acceptor's standing.
+pub fn parse_read(reply: &[String]) -> Result<(ReadReply, Standing), AcceptorError> {
+    match reply.first().map(String::as_str) {
+        Some("ok") if reply.len() == 7 => Ok((
+            ReadReply {
+                accepted: parse_ballot(&reply[2..5])?,
+                value: (reply[5] == "1").then(|| reply[6].clone()),
+            },
+            parse_standing(&reply[1])?,
+        )),
+        _ => Err(parse_refusal(reply)),
+    }
+}
+
 /// Turns an accept script reply into an [`AcceptReply`] and the acceptor's standing.
 pub fn parse_accept(reply: &[String]) -> Result<(AcceptReply, Standing), AcceptorError> {
     match reply.first().map(String::as_str) {
@@ -702,6 +725,15 @@ impl Acceptor for RedisAcceptor {
         })
     }
 
+    /// `read.lua`: the accepted ballot and value, no write (quorum reads).
+    async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
+        let (cluster, me) = self.expected()?;
+        let mut invocation = self.inner.read.key(redis_key(key));
+        invocation.key(IDENTITY_KEY).arg(cluster).arg(me);
+        let (reply, standing) = parse_read(&self.call(invocation).await?)?;
+        counted(standing, reply, |_| true)
+    }
+
     async fn accept(
         &self,
         key: &str,
@@ -772,6 +804,25 @@ mod tests {
         assert!(parse_prepare(&strings(&["ok"])).is_err());
         assert!(parse_prepare(&strings(&["conflict", "x", "2", "1"])).is_err());
         assert!(parse_prepare(&strings(&["ok", "boss", "0", "0", "0", "0", ""])).is_err());
+    }
+
+    #[test]
+    fn parses_read_replies() {
+        assert_eq!(
+            parse_read(&strings(&["ok", "member", "3", "1", "9", "1", "v"])),
+            Ok((
+                ReadReply {
+                    accepted: Ballot::new(3, 1, 9),
+                    value: Some("v".into())
+                },
+                Standing::Member
+            ))
+        );
+        assert_eq!(
+            parse_read(&strings(&["unmarked", "missing"])),
+            Err(AcceptorError::Unmarked(IdentityRefusal::Missing))
+        );
+        assert!(parse_read(&strings(&["conflict", "7", "2", "1"])).is_err());
     }
 
     #[test]

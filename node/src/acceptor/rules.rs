@@ -1,7 +1,7 @@
 //! The acceptor's rules, as pure functions over one key's state.
 //!
 //! This is the single statement of what an acceptor does. The Redis Lua scripts
-//! (`slot.lua`, `prepare.lua`, `accept.lua`) implement exactly these rules inside Redis, the
+//! (`slot.lua`, `prepare.lua`, `accept.lua`, `read.lua`) implement exactly these rules inside Redis, the
 //! in-memory acceptor runs them directly, and a differential test (`tests/acceptors.rs`) runs
 //! thousands of random sequences against both and requires identical answers and states.
 //!
@@ -116,6 +116,14 @@ pub enum PrepareReply {
     Conflict(Ballot),
 }
 
+/// Answer to a read (for quorum reads): the last accepted ballot and value. A read promises
+/// nothing and changes nothing, so it is never refused for its ballot (it has none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadReply {
+    pub accepted: Ballot,
+    pub value: Option<String>,
+}
+
 /// Answer to an accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcceptReply {
@@ -139,6 +147,21 @@ pub fn prepare(slot: &mut Slot, ballot: Ballot) -> PrepareReply {
     } else {
         PrepareReply::Conflict(beaten_by(slot))
     }
+}
+
+/// read(): the accepted ballot and value, and nothing else: no promise is made, nothing is
+/// written (a slot that does not exist reads as the zero ballot and no value).
+pub fn read(slot: Option<&Slot>) -> ReadReply {
+    slot.map_or(
+        ReadReply {
+            accepted: Ballot::ZERO,
+            value: None,
+        },
+        |slot| ReadReply {
+            accepted: slot.accepted,
+            value: slot.value.clone(),
+        },
+    )
 }
 
 /// accept(ballot, value, next_promise): store the value if `ballot` is not below the promise
@@ -215,6 +238,29 @@ mod tests {
             AcceptReply::Conflict(b(5))
         );
         assert_eq!(slot.value, None);
+    }
+
+    #[test]
+    fn read_reports_the_accepted_value_and_changes_nothing() {
+        assert_eq!(
+            read(None),
+            ReadReply {
+                accepted: Ballot::ZERO,
+                value: None
+            }
+        );
+        let mut slot = Slot::default();
+        prepare(&mut slot, b(2));
+        accept(&mut slot, b(2), Some("x".into()), b(3));
+        let before = slot.clone();
+        assert_eq!(
+            read(Some(&slot)),
+            ReadReply {
+                accepted: b(2),
+                value: Some("x".into())
+            }
+        );
+        assert_eq!(slot, before);
     }
 
     #[test]

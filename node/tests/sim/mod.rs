@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use perseus_node::acceptor::{Acceptor, Identity, Standing};
 use perseus_node::ballot::BallotSource;
-use perseus_node::proposer::{Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl};
+use perseus_node::proposer::{
+    Change, Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl,
+};
 use perseus_node::record::{self, Record, Write};
 use perseus_node::recovery::catch_up_key_with_retries;
 use rand::rngs::StdRng;
@@ -68,6 +70,44 @@ pub enum Variant {
     /// Negative control: a call whose reply was lost after the acceptor ran it is sent again
     /// (an accept then comes back refused by its own promise, read as "stored nowhere").
     ResendAfterLostReply,
+    /// Negative control: a quorum read returns the newest state among the first quorum of
+    /// answers without their agreement (a state perhaps held by one acceptor only).
+    QuorumReadWithoutAgreement,
+    /// Negative control: a recovering acceptor's answer counts in quorum reads (it may have
+    /// forgotten an acknowledged write and agree with an acceptor that never saw it).
+    CountRecoveringRead,
+}
+
+/// Which proposers serve reads with quorum reads (`SIM_QUORUM_READS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuorumReads {
+    /// Proposer 1 without, proposers 2 and 3 with: both read paths in every run, as in a
+    /// cluster in the middle of switching the setting (the default).
+    Mixed,
+    /// Every proposer with quorum reads.
+    On,
+    /// No proposer with quorum reads (every read a full round).
+    Off,
+}
+
+impl QuorumReads {
+    /// From `SIM_QUORUM_READS` (`mixed`, `on` or `off`; default `mixed`).
+    pub fn from_env() -> QuorumReads {
+        match std::env::var("SIM_QUORUM_READS").as_deref() {
+            Err(_) | Ok("mixed") => QuorumReads::Mixed,
+            Ok("on") => QuorumReads::On,
+            Ok("off") => QuorumReads::Off,
+            Ok(other) => panic!("SIM_QUORUM_READS={other:?}: expected mixed, on or off"),
+        }
+    }
+
+    fn for_node(self, node: usize) -> bool {
+        match self {
+            QuorumReads::Mixed => node != 0,
+            QuorumReads::On => true,
+            QuorumReads::Off => false,
+        }
+    }
 }
 
 /// What one run did and found.
@@ -81,6 +121,9 @@ pub struct Report {
     /// Acceptors wiped, and catch-up passes that made one a member again.
     pub wipes: u64,
     pub recoveries: u64,
+    /// Quorum reads answered from agreeing acceptors, and fallen back to a full round.
+    pub reads_agreed: u64,
+    pub reads_fell_back: u64,
     /// A hash of every acceptor step and of the final states: equal for equal runs.
     pub fingerprint: u64,
     /// Acceptor invariants (one value per ballot...) and client-side anomalies.
@@ -181,12 +224,17 @@ impl Node {
             Some((Arc::new(proposer), Arc::default()));
     }
 
-    /// Kills the process: its clients' calls are abandoned, its memory is gone.
-    fn crash(&self) {
+    /// Kills the process: its clients' calls are abandoned, its memory is gone. Returns its
+    /// quorum-read counts (agreed, fell back).
+    fn crash(&self) -> (u64, u64) {
         let up = self.up.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((_, life)) = up {
-            life.dead.store(true, Ordering::SeqCst);
-            life.notify.notify_waiters();
+        match up {
+            Some((proposer, life)) => {
+                life.dead.store(true, Ordering::SeqCst);
+                life.notify.notify_waiters();
+                proposer.quorum_read_counts()
+            }
+            None => (0, 0),
         }
     }
 }
@@ -203,15 +251,24 @@ struct Run {
     nodes: Vec<Node>,
     shape: Shape,
     variant: Variant,
+    quorum_reads: QuorumReads,
     done: AtomicBool,
     incarnations: Mutex<Vec<u64>>,
     crashes: AtomicU64,
     partitions: AtomicU64,
     wipes: AtomicU64,
     recoveries: AtomicU64,
+    /// Quorum reads answered from agreeing acceptors / fallen back, over every process.
+    reads_agreed: AtomicU64,
+    reads_fell_back: AtomicU64,
 }
 
 impl Run {
+    fn count_reads(&self, (agreed, fell_back): (u64, u64)) {
+        self.reads_agreed.fetch_add(agreed, Ordering::SeqCst);
+        self.reads_fell_back.fetch_add(fell_back, Ordering::SeqCst);
+    }
+
     fn proposer(&self, node: usize) -> Proposer {
         let config = ProposerConfig {
             id: node as u64 + 1,
@@ -222,6 +279,15 @@ impl Run {
             timeout: TIMEOUT,
             deadline: self.shape.deadline,
             cache_bytes: self.shape.cache_bytes,
+            quorum_reads: match self.variant {
+                // These controls need the quorum read they break.
+                Variant::QuorumReadWithoutAgreement | Variant::CountRecoveringRead => true,
+                // This one breaks the accept path, and reads were the accepts that exposed
+                // it (its single catch in the default seeds is a read's accept): every read
+                // a full round, as before quorum reads.
+                Variant::CountRecoveringAccept => false,
+                _ => self.quorum_reads.for_node(node),
+            },
             jitter_seed: self.world.with_rng(|rng| rng.random()),
             unsafe_control: match self.variant {
                 Variant::KeepCacheAfterFailedAccept => {
@@ -230,6 +296,9 @@ impl Run {
                 Variant::RetryAfterUnknownOutcome => Some(UnsafeControl::RetryAfterUnknownOutcome),
                 Variant::NotAppliedOnForeignState => Some(UnsafeControl::NotAppliedOnForeignState),
                 Variant::ResolveFromPrepare => Some(UnsafeControl::ResolveFromPrepare),
+                Variant::QuorumReadWithoutAgreement => {
+                    Some(UnsafeControl::QuorumReadWithoutAgreement)
+                }
                 _ => None,
             },
             ..ProposerConfig::default()
@@ -291,7 +360,8 @@ async fn client(run: Arc<Run>, client: usize) {
                 let mut tags = tags.lock().unwrap_or_else(|e| e.into_inner());
                 let tag = format!("{op_tag}.{}", tags.len());
                 let write = match what {
-                    "read" => return Ok(state.map(str::to_string)), // writes back what it found
+                    // Reads go through `Proposer::read` (below); kept total anyway.
+                    "read" => return Ok(state.map(str::to_string)),
                     "cas" => Write::CompareAndSwap {
                         value: tag.clone(),
                         prev_index: Some(prev_index),
@@ -306,10 +376,22 @@ async fn client(run: Arc<Run>, client: usize) {
                 Ok(Some(next.encode()))
             }
         };
+        // A read goes through the production read (a quorum read, or the full round with the
+        // identity function), as a GET does.
+        let change = async {
+            if what == "read" {
+                proposer.read(&key).await.map(|state| Change {
+                    before: state.clone(),
+                    outcome: Ok(state),
+                })
+            } else {
+                proposer.change(&key, f).await
+            }
+        };
         let result = tokio::select! {
             biased;
             _ = life.died() => None,
-            result = proposer.change(&key, f) => Some(result),
+            result = change => Some(result),
         };
         drop(proposer);
         let tags = std::mem::take(&mut *tags.lock().unwrap_or_else(|e| e.into_inner()));
@@ -387,7 +469,7 @@ async fn crasher(run: Arc<Run>) {
             return;
         }
         let node = run.draw(|rng| rng.random_range(0..PROPOSERS));
-        run.nodes[node].crash();
+        run.count_reads(run.nodes[node].crash());
         run.crashes.fetch_add(1, Ordering::SeqCst);
         run.sleep_random(Duration::from_millis(25)).await;
         run.nodes[node].start(run.proposer(node));
@@ -530,12 +612,14 @@ async fn partitioner(run: Arc<Run>) {
     }
 }
 
-async fn simulate(seed: u64, variant: Variant) -> Report {
+async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut shape = Shape::draw(&mut rng);
     if matches!(
         variant,
-        Variant::CountRecoveringAccept | Variant::CountRecoveringPrepare
+        Variant::CountRecoveringAccept
+            | Variant::CountRecoveringPrepare
+            | Variant::CountRecoveringRead
     ) {
         // These controls can only bite while an acceptor is recovering: wipe more often.
         shape.wipe_every /= 3;
@@ -543,6 +627,7 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
     let controls = Controls {
         count_recovering_prepare: variant == Variant::CountRecoveringPrepare,
         count_recovering_accept: variant == Variant::CountRecoveringAccept,
+        count_recovering_read: variant == Variant::CountRecoveringRead,
         resend_after_lost_reply: variant == Variant::ResendAfterLostReply,
     };
     let world = World::new(ACCEPTORS, rng, shape.faults, controls);
@@ -557,12 +642,15 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
             .collect(),
         shape,
         variant,
+        quorum_reads,
         done: AtomicBool::new(false),
         incarnations: Mutex::new(Vec::new()),
         crashes: AtomicU64::new(0),
         partitions: AtomicU64::new(0),
         wipes: AtomicU64::new(0),
         recoveries: AtomicU64::new(0),
+        reads_agreed: AtomicU64::new(0),
+        reads_fell_back: AtomicU64::new(0),
     });
     for node in &run.nodes {
         node.start(run.proposer(node.index));
@@ -587,6 +675,11 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
             world.violation(format!("chaos task failed: {e}"));
         }
     }
+    for node in &run.nodes {
+        if let Some((proposer, _)) = node.get() {
+            run.count_reads(proposer.quorum_read_counts());
+        }
+    }
 
     // Heal, let every late message and duplicate land, then read each key through a fresh,
     // correct proposer on a perfect network.
@@ -598,6 +691,8 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
             id: 1000,
             quorum: ACCEPTORS / 2 + 1,
             timeout: TIMEOUT,
+            // The final state is CHOSEN by a full round of its own.
+            quorum_reads: false,
             ..ProposerConfig::default()
         },
         links(&world, PROPOSERS),
@@ -642,6 +737,8 @@ async fn simulate(seed: u64, variant: Variant) -> Report {
         partitions: run.partitions.load(Ordering::SeqCst),
         wipes: run.wipes.load(Ordering::SeqCst),
         recoveries: run.recoveries.load(Ordering::SeqCst),
+        reads_agreed: run.reads_agreed.load(Ordering::SeqCst),
+        reads_fell_back: run.reads_fell_back.load(Ordering::SeqCst),
         fingerprint: hasher.finish(),
         invariant_violations: world.violations(),
         history_violations,
@@ -655,5 +752,5 @@ pub fn run_seed(seed: u64, variant: Variant) -> Report {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    runtime.block_on(simulate(seed, variant))
+    runtime.block_on(simulate(seed, variant, QuorumReads::from_env()))
 }

@@ -28,7 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use perseus_node::acceptor::memory::MemoryAcceptor;
 use perseus_node::acceptor::rules::Slot;
-use perseus_node::acceptor::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply};
+use perseus_node::acceptor::{
+    counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply,
+};
 use perseus_node::ballot::Ballot;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -75,6 +77,8 @@ pub struct Controls {
     /// Count a recovering acceptor's acceptance in accept quorums (and so trust the
     /// one-round-trip promise it gave with it).
     pub count_recovering_accept: bool,
+    /// Count a recovering acceptor's answer to a quorum read.
+    pub count_recovering_read: bool,
     /// Now and then the reply is lost with the connection after the acceptor ran the call,
     /// and the call is sent once more; the caller gets the second reply (an accept refused by
     /// the promise its first copy set). What sending a call again on "broken pipe" does.
@@ -281,6 +285,27 @@ impl World {
         })
     }
 
+    /// A quorum read at the acceptor: it must change nothing (checked), and a recovering
+    /// acceptor's answer never counts, except under its negative control.
+    fn deliver_read(&self, acceptor: usize, key: &str) -> Result<ReadReply, AcceptorError> {
+        let a = &self.acceptors[acceptor];
+        let before = a.slot(key);
+        let reply = a.apply_read(key);
+        let after = a.slot(key);
+        self.check_step(acceptor, key, &before, &after);
+        if after != before {
+            self.violation(format!(
+                "acceptor {}, key {key}: a read changed the slot from {before:?} to {after:?}",
+                a.name()
+            ));
+        }
+        let (reply, standing) = reply?;
+        if self.controls.count_recovering_read {
+            return Ok(reply);
+        }
+        counted(standing, reply, |_| true)
+    }
+
     fn deliver_accept(
         &self,
         acceptor: usize,
@@ -439,6 +464,12 @@ impl Acceptor for Link {
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
         let (key, acceptor) = (key.to_string(), self.acceptor);
         self.send(move |world| world.deliver_prepare(acceptor, &key, ballot))
+            .await
+    }
+
+    async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
+        let (key, acceptor) = (key.to_string(), self.acceptor);
+        self.send(move |world| world.deliver_read(acceptor, &key))
             .await
     }
 
