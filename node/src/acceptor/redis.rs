@@ -541,17 +541,17 @@ fn is_broken(e: &RedisError) -> bool {
 }
 
 /// Reads `appendonly` and `appendfsync` ("" for a setting the server does not know) and loads
-/// the three scripts, in one pipelined round trip.
+/// the four scripts, in one pipelined round trip.
 async fn set_up(connection: &mut MultiplexedConnection) -> Result<(String, String), RedisError> {
     let mut pipe = redis::pipe();
     for setting in ["appendonly", "appendfsync"] {
         pipe.cmd("CONFIG").arg("GET").arg(setting);
     }
-    for code in [PREPARE_LUA, ACCEPT_LUA, IDENTITY_LUA] {
+    for code in [PREPARE_LUA, ACCEPT_LUA, IDENTITY_LUA, READ_LUA] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(code);
     }
-    let (appendonly, appendfsync, _, _, _): (Vec<String>, Vec<String>, String, String, String) =
-        pipe.query_async(connection).await?;
+    type Loaded = (Vec<String>, Vec<String>, String, String, String, String);
+    let (appendonly, appendfsync, _, _, _, _): Loaded = pipe.query_async(connection).await?;
     let value = |pair: Vec<String>| pair.get(1).cloned().unwrap_or_default();
     Ok((value(appendonly), value(appendfsync)))
 }
