@@ -17,8 +17,12 @@
 # `lab bench` prints per level iterations/s, p50/p99, the CPU share of each group, the Redis
 # calls and fsyncs per iteration, and with two systems the ratio per level. Perseus runs
 # first (`make bench` brought it up); for etcd the Perseus containers are paused (no CPU) and
-# etcd is brought up, and the Perseus containers are resumed at the end. Output kept in
-# results/bench-<time>/.
+# etcd is brought up, and the Perseus containers are resumed at the end. The system
+# `perseus-full-rounds` is the same Perseus cluster with quorum reads off (every read a full
+# CASPaxos round that writes): its nodes are recreated with PERSEUS_QUORUM_READS=false for
+# its levels and put back as configured at the end, so `make bench SYSTEMS="perseus
+# perseus-full-rounds etcd"` shows both read modes and etcd in one run, with the ratios.
+# Output kept in results/bench-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -85,7 +89,7 @@ etcd_fsyncs() {
 # Everything counted before/after a level, as "key value" lines.
 snapshot() {
   local system=$1 c a
-  if [ "$system" = perseus ]; then
+  if [ "$system" != etcd ]; then
     echo "cpu_nodes_ns $(group_cpu p1 p2 p3)"
     echo "cpu_redis_ns $(group_cpu a1 a2 a3)"
     local sc=0 c=0 a=0 rs rc ra
@@ -107,12 +111,27 @@ resume() {
   [ ${#paused[@]} -gt 0 ] && docker unpause "${paused[@]}" >/dev/null 2>&1 || true
   paused=()
 }
-trap resume EXIT
+# Nodes recreated with quorum reads off: put back as configured (compose recreates them).
+reads_changed=0
+restore_reads() {
+  if [ "$reads_changed" = 1 ]; then
+    reads_changed=0
+    make -s up >/dev/null || echo "bench: putting the nodes' read mode back failed: run make up" >&2
+  fi
+}
+trap 'resume; restore_reads' EXIT
 
 files=()
 for system in $SYSTEMS; do
   case "$system" in
     perseus) nodes="" ;;
+    perseus-full-rounds)
+      resume
+      echo "=== bench: recreating p1..p3 with quorum reads off (PERSEUS_QUORUM_READS=false)"
+      reads_changed=1
+      PERSEUS_QUORUM_READS=false make -s up >/dev/null
+      nodes=""
+      ;;
     etcd)
       # Perseus idles meanwhile: paused, so it takes no CPU from the etcd levels.
       for s in a1 a2 a3 p1 p2 p3; do
@@ -122,7 +141,7 @@ for system in $SYSTEMS; do
       make -s up-etcd
       nodes="$ETCD_NODES"
       ;;
-    *) echo "bench: unknown system $system (perseus or etcd)" >&2; exit 2 ;;
+    *) echo "bench: unknown system $system (perseus, perseus-full-rounds or etcd)" >&2; exit 2 ;;
   esac
   for c in $LEVELS; do
     echo "=== bench: $system, $c connection(s) per node, ${DURATION} s"
@@ -162,5 +181,6 @@ for system in $SYSTEMS; do
   done
 done
 resume
+restore_reads
 
 target/release/lab bench "${files[@]}" | tee "$out/bench.txt"
