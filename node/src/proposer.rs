@@ -677,7 +677,10 @@ impl Proposer {
     pub async fn read(&self, key: &str) -> Result<Option<String>, ProposerError> {
         let deadline = Instant::now() + self.deadline;
         if self.quorum_reads {
-            if let Some(state) = self.quorum_read(key).await {
+            // Within the request's deadline like the rest of the read (each acceptor's answer
+            // is bounded by the acceptor timeout too, which may be set longer).
+            if let Ok(Some(state)) = tokio::time::timeout_at(deadline, self.quorum_read(key)).await
+            {
                 self.reads_agreed.fetch_add(1, Ordering::Relaxed);
                 return Ok(state);
             }

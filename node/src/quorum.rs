@@ -324,6 +324,27 @@ mod tests {
         );
     }
 
+    /// The same value under different ballots is not agreement. A history where it would be
+    /// wrong (all acceptors start at (b0, u)): P prepares b1 on a1, a2; X prepares b1.5 on a2,
+    /// a3 and its accept (b1.5, w) lands on a3 only; P's accept (b1, v) lands on a1 only; Q
+    /// prepares b2 on a1, a2, sees v and its accept (b2, v) lands on a2 only; R prepares b5 on
+    /// a1, a3, picks w (b1.5 is the highest it saw) and accepts (b5, w) on a3. A read now sees
+    /// a1 (b1, v), a2 (b2, v), a3 (b5, w), and v was never chosen: once R's accept reaches
+    /// a1, w is. Grouping the answers by value alone would return v.
+    #[test]
+    fn the_same_value_under_two_ballots_is_not_agreement() {
+        let at = |counter, proposer, value: &str| {
+            Some(ReadReply {
+                accepted: Ballot::new(counter, proposer, 1),
+                value: Some(value.to_string()),
+            })
+        };
+        let mut agreement = Agreement::new(3, 2);
+        assert_eq!(agreement.add(at(1, 1, "v")), Agreed::Pending);
+        assert_eq!(agreement.add(at(2, 3, "v")), Agreed::Pending);
+        assert_eq!(agreement.add(at(5, 4, "w")), Agreed::Never);
+    }
+
     #[test]
     fn gives_up_as_soon_as_a_quorum_is_impossible() {
         let mut tally: Tally<u8> = Tally::new(3, 2);
