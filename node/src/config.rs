@@ -35,6 +35,8 @@ pub enum ConfigError {
     NotHttpUrl { field: &'static str, url: String },
     #[error("bad configuration: field `members`: {0}")]
     Members(String),
+    #[error("bad configuration: {file}: unknown key `{key}` (the keys are listed in docs/api.md)")]
+    UnknownKey { file: String, key: String },
 }
 
 /// Every key of the node's configuration, with its default.
@@ -148,7 +150,26 @@ impl Settings {
                 .with_list_parse_key("acceptors")
                 .with_list_parse_key("advertise_client_urls"),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        // A key serde does not know is ignored by default, so a typo (`cache_capacity` for
+        // `cache_bytes`) would silently leave the default in force. Keys the file sets that no
+        // field reads are refused; the environment's are not checked, because `PERSEUS_*`
+        // also carries the host script's own variables (PERSEUS_HOST, PERSEUS_PEERS, ...).
+        let mut ignored = Vec::new();
+        let settings: Settings =
+            serde_ignored::deserialize(builder.build()?, |path| ignored.push(path.to_string()))?;
+        if let Some(path) = file {
+            let in_file = Config::builder()
+                .add_source(File::new(path, FileFormat::Toml))
+                .build()?
+                .try_deserialize::<std::collections::HashMap<String, config::Value>>()?;
+            let top = |key: &String| key.split(['.', '[']).next().unwrap_or("").to_string();
+            if let Some(key) = ignored.iter().find(|k| in_file.contains_key(&top(k))) {
+                return Err(ConfigError::UnknownKey {
+                    file: path.to_string(),
+                    key: key.clone(),
+                });
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -320,6 +341,27 @@ mod tests {
         assert_eq!(settings.client_urls(), vec!["http://0.0.0.0:8080"]);
         assert_eq!(settings.cluster_members().len(), 1);
         assert_eq!(settings.cluster_members()[0].name(), "p2");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused_by_name() {
+        let acceptors = "acceptors = [\"redis://a:1\", \"redis://b:1\", \"redis://c:1\"]\n";
+        let file = write(&format!("id = 2\n{acceptors}cache_capacity = 1000\n"));
+        let e = Settings::load(Some(file.as_str())).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, .. } if key == "cache_capacity"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("unknown key `cache_capacity`"),
+            "{e}"
+        );
+        // Inside a table too.
+        let file = write(&format!(
+            "id = 1\n{acceptors}[[members]]\nid = 1\nclient_urls = [\"http://x:1\"]\nclients = 3\n"
+        ));
+        let e = Settings::load(Some(file.as_str())).unwrap_err();
+        assert!(e.to_string().contains("clients"), "{e}");
     }
 
     #[test]
