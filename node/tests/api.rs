@@ -531,9 +531,12 @@ async fn unknown_routes_methods_and_unparsable_requests_get_json() {
             (head.to_string(), body.to_string())
         }
     };
+    // Far over hyper's limit on a request head (about 400 KB): with a head only a little over
+    // it, a fast reader (a release build) may parse the whole head in the read that crosses
+    // the limit, before the limit is checked, and answer the request.
     let long_header = format!(
         "GET /v2/keys/a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(500_000)
+        "a".repeat(2_000_000)
     );
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"GARBAGE\r\n\r\n".to_vec(), "400"),
