@@ -317,7 +317,19 @@ fn soak(
     run_and_report(tools, &scenario, out)
 }
 
+/// A reader that stops early (`lab matrix | head`) closes the pipe: end quietly, as other
+/// command-line tools do, instead of panicking in `println!` on the write error. Rust starts
+/// programs with SIGPIPE ignored; this puts back the default.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called first in main, before any thread starts; setting a signal's disposition
+    // to SIG_DFL has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run {
