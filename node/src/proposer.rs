@@ -1009,6 +1009,34 @@ mod tests {
         assert_eq!(proposer.quorum_read_counts(), (0, 0));
     }
 
+    /// An acceptor that lost its data answers reads as if it never saw the key; while it is
+    /// recovering that answer must not count, or it and an acceptor that missed the write
+    /// would agree on "missing" and lose an acknowledged write (the `CountRecoveringRead`
+    /// control, which the simulation catches in only a few seeds, made deterministic).
+    #[tokio::test]
+    async fn a_recovering_acceptor_never_helps_a_quorum_read_agree() {
+        use crate::acceptor::memory::MEMORY_CLUSTER;
+        use crate::acceptor::{Identity, Standing};
+        let (acceptors, proposer) = cluster(true);
+        // v1 acknowledged on a1 and a2 while a3 was down: a3 never saw it.
+        acceptors[2].set_down(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        acceptors[2].set_down(false);
+        // a2 loses everything and is marked again, as recovering.
+        acceptors[1].wipe();
+        acceptors[1].claim(Identity {
+            cluster: MEMORY_CLUSTER.into(),
+            acceptor: "a2".into(),
+            standing: Standing::Recovering,
+            mark: "m1".into(),
+        });
+        // a1 (v1) against a3 (nothing): no agreement, so the full round runs, in which a2
+        // does not count either; a1 and a3 carry v1 forward.
+        assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+        assert_eq!(proposer.quorum_read_counts(), (0, 1));
+        assert_eq!(acceptors[2].slot("k").value.as_deref(), Some("v1"));
+    }
+
     #[test]
     fn the_cache_is_bounded_in_bytes_and_hands_a_ballot_out_once() {
         let mut cache = LeaderCache {
