@@ -52,7 +52,7 @@ const PREPARE_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepar
 const ACCEPT_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept.lua"));
 const IDENTITY_LUA: &str = include_str!("identity.lua");
 /// The quorum read: declared `no-writes` (the shebang must be the first line), so Redis
-/// itself refuses any write in it; loaded on first use (EVALSHA, NOSCRIPT, SCRIPT LOAD).
+/// itself refuses any write in it.
 const READ_LUA: &str = concat!(
     "#!lua flags=no-writes\n",
     include_str!("slot.lua"),
@@ -263,24 +263,14 @@ impl RedisAcceptor {
             .arg("COUNT")
             .arg(1000);
         let step = command.query_async::<(u64, Vec<String>)>(&mut connection);
-        match tokio::time::timeout(inner.timeout * 4, step).await {
-            Ok(Ok((next, keys))) => {
-                inner.answered(generation);
-                Ok((
-                    next,
-                    keys.into_iter()
-                        .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
-                        .collect(),
-                ))
-            }
-            Ok(Err(e)) => {
-                if e.is_io_error() || e.is_connection_dropped() {
-                    Inner::reconnect(inner, Some(generation));
-                }
-                Err(AcceptorError::Io(e.to_string()))
-            }
-            Err(_) => Err(self.timed_out(generation)),
-        }
+        let answer = tokio::time::timeout(inner.timeout * 4, step).await;
+        let (next, keys) = Inner::settle(inner, generation, answer, AcceptorError::Io)?;
+        Ok((
+            next,
+            keys.into_iter()
+                .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
+                .collect(),
+        ))
     }
 
     /// The identity and cluster arguments every CASPaxos script starts with.
@@ -316,6 +306,52 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .1
             .elapsed()
+    }
+
+    /// What one bounded request on connection `generation` came to, with the connection kept
+    /// healthy on the way, the same for every request (scripts, PING, SCAN, the keepalive):
+    /// any reply, an error reply included, shows the server is there; a broken connection is
+    /// replaced at once; a timeout replaces it only after [`LIVENESS`] of silence (module
+    /// comment). `reply_error` classifies an error reply.
+    fn settle<T>(
+        this: &Arc<Inner>,
+        generation: u64,
+        answer: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+        reply_error: fn(String) -> AcceptorError,
+    ) -> Result<T, AcceptorError> {
+        match answer {
+            Ok(Ok(reply)) => {
+                this.answered(generation);
+                Ok(reply)
+            }
+            Ok(Err(e)) if e.is_timeout() => Err(Inner::timed_out(this, generation)),
+            Ok(Err(e)) if is_broken(&e) => {
+                Inner::reconnect(this, Some(generation));
+                Err(AcceptorError::Io(e.to_string()))
+            }
+            Ok(Err(e)) => {
+                this.answered(generation);
+                Err(reply_error(e.to_string()))
+            }
+            Err(_) => Err(Inner::timed_out(this, generation)),
+        }
+    }
+
+    /// A request on connection `generation` timed out. The connection is replaced only if it
+    /// has answered nothing for [`LIVENESS`]: a late answer is a slow link, not a dead one.
+    /// Timeouts of an older connection say nothing about the current one.
+    fn timed_out(this: &Arc<Inner>, generation: u64) -> AcceptorError {
+        let current = this.current().map(|(g, _)| g) == Some(generation);
+        let silent = this.silent_for();
+        if current && silent >= LIVENESS {
+            log::warn!(
+                "acceptor {}: no answer for {} ms, reconnecting",
+                this.name,
+                silent.as_millis()
+            );
+            Inner::reconnect(this, Some(generation));
+        }
+        AcceptorError::Timeout
     }
 
     /// Drops the connection (only if it is still generation `failed`, when given) and makes
@@ -394,22 +430,8 @@ impl Inner {
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                match answer {
-                    Ok(Ok(_)) => inner.answered(generation),
-                    Ok(Err(e)) if is_broken(&e) => Inner::reconnect(&inner, Some(generation)),
-                    // An error reply (e.g. LOADING) is still an answer: the server is there.
-                    Ok(Err(e)) if !e.is_timeout() => inner.answered(generation),
-                    _ => {
-                        if inner.silent_for() >= LIVENESS {
-                            log::warn!(
-                                "acceptor {}: no answer for {} ms, reconnecting",
-                                inner.name,
-                                inner.silent_for().as_millis()
-                            );
-                            Inner::reconnect(&inner, Some(generation));
-                        }
-                    }
-                }
+                // Handled inside (an answer noted, a broken or silent connection replaced).
+                let _ = Inner::settle(&inner, generation, answer, AcceptorError::Io);
             }
         });
     }
@@ -477,22 +499,8 @@ impl RedisAcceptor {
             return Err(AcceptorError::NotConnected);
         };
         let left = inner.timeout.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await {
-            Ok(Ok(reply)) => {
-                inner.answered(generation);
-                Ok(reply)
-            }
-            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
-            Ok(Err(e)) if is_broken(&e) => {
-                Inner::reconnect(inner, Some(generation));
-                Err(AcceptorError::Io(e.to_string()))
-            }
-            Ok(Err(e)) => {
-                inner.answered(generation);
-                Err(AcceptorError::Protocol(e.to_string()))
-            }
-            Err(_) => Err(self.timed_out(generation)),
-        }
+        let answer = tokio::time::timeout(left, invocation.invoke_async(&mut connection)).await;
+        Inner::settle(inner, generation, answer, AcceptorError::Protocol)
     }
 
     /// The live connection. With none, but one lost less than [`RECENT_LOSS`] ago (the
@@ -517,18 +525,6 @@ impl RedisAcceptor {
             }
         }
         None
-    }
-
-    /// A call on connection `generation` timed out. The connection is replaced only if it has
-    /// answered nothing for [`LIVENESS`]: a late answer is a slow link, not a dead one (module
-    /// comment). Timeouts of an older connection say nothing about the current one.
-    fn timed_out(&self, generation: u64) -> AcceptorError {
-        let inner = &self.inner;
-        let current = inner.current().map(|(g, _)| g) == Some(generation);
-        if current && inner.silent_for() >= LIVENESS {
-            Inner::reconnect(inner, Some(generation));
-        }
-        AcceptorError::Timeout
     }
 }
 
@@ -693,20 +689,8 @@ impl Acceptor for RedisAcceptor {
         };
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(inner.timeout, ping).await {
-            Ok(Ok(_)) => {
-                inner.answered(generation);
-                Ok(())
-            }
-            Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(generation)),
-            Ok(Err(e)) => {
-                if is_broken(&e) {
-                    Inner::reconnect(inner, Some(generation));
-                }
-                Err(AcceptorError::Io(e.to_string()))
-            }
-            Err(_) => Err(self.timed_out(generation)),
-        }
+        let answer = tokio::time::timeout(inner.timeout, ping).await;
+        Inner::settle(inner, generation, answer, AcceptorError::Io).map(|_: String| ())
     }
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
