@@ -145,11 +145,11 @@ impl Expectations {
 
 /// The violations a system's promise allows: with `LinearizableUntilFailover`, the lost writes
 /// found at or after the first fault began (a failover needs a fault); none otherwise.
-pub fn promised_losses(run: &Run) -> Vec<&ViolationRecord> {
+fn promised_losses<'r>(run: &'r Run, faults: &[analysis::Fault]) -> Vec<&'r ViolationRecord> {
     if run.promise != Some(Consistency::LinearizableUntilFailover) {
         return Vec::new();
     }
-    let Some(first_fault) = analysis::faults(run).iter().map(|f| f.begin_ms).min() else {
+    let Some(first_fault) = faults.iter().map(|f| f.begin_ms).min() else {
         return Vec::new();
     };
     run.violations
@@ -238,7 +238,7 @@ impl Expect {
             }
             Expect::NoViolationsBeyondPromise => {
                 let n = run.violation_count();
-                let allowed = promised_losses(run);
+                let allowed = promised_losses(run, &faults);
                 let mut figures = vec![format!("violations={n}")];
                 let mut problems = Vec::new();
                 if !allowed.is_empty() {
