@@ -86,6 +86,15 @@ pub struct Settings {
     /// is a full round (prepare, or the cached ballot, then an accept that writes).
     #[serde(default = "default_true")]
     pub quorum_reads: bool,
+    /// Ask only a quorum of acceptors (the first ones in `acceptors` that are connected)
+    /// in every phase, and the others only when one of those refuses or fails, their
+    /// answers disagree, or no decision came within `hedge_ms`. Off: every phase asks every
+    /// acceptor at once.
+    #[serde(default = "default_true")]
+    pub thrifty: bool,
+    /// How long a thrifty phase waits for a decision before asking the other acceptors too.
+    #[serde(default = "default_hedge_ms")]
+    pub hedge_ms: u64,
     /// Refuse an acceptor whose Redis does not fsync every write (`appendonly yes`,
     /// `appendfsync always`). Turning it off trades acknowledged writes for speed.
     #[serde(default = "default_true")]
@@ -119,6 +128,9 @@ fn default_listen() -> String {
 }
 fn default_timeout_ms() -> u64 {
     300
+}
+fn default_hedge_ms() -> u64 {
+    10
 }
 fn default_request_deadline_ms() -> u64 {
     1000
@@ -181,6 +193,10 @@ impl Settings {
 
     pub fn acceptor_timeout(&self) -> Duration {
         Duration::from_millis(self.acceptor_timeout_ms)
+    }
+
+    pub fn hedge(&self) -> Duration {
+        Duration::from_millis(self.hedge_ms)
     }
 
     pub fn request_deadline(&self) -> Duration {

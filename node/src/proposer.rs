@@ -12,6 +12,13 @@
 //! was chosen before the read began); otherwise it runs the full round above. See
 //! docs/design-proposer.md.
 //!
+//! Every phase is *thrifty* (`thrifty`, on by default): it asks only the first quorum of
+//! acceptors in the configured order that are connected, and asks the others too as soon as
+//! one of those refuses or fails, when their answers do not agree (a quorum read), when a
+//! phase that failed must hear every acceptor, or when no decision came within the hedge
+//! delay (`hedge`). A quorum of answers is a quorum whoever gave it, so this only saves the
+//! calls (and the fsyncs) a decision does not need; see docs/design-proposer.md.
+//!
 //! Within one request deadline a change is retried, with jittered exponential backoff, when
 //! the failed round cannot have had an effect and lost a ballot race; an accept whose outcome
 //! is unknown is first *resolved*: a follow-up read round chooses the key's state on a
@@ -34,7 +41,7 @@ use std::time::Duration;
 use lru::LruCache;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
@@ -168,6 +175,12 @@ pub enum UnsafeControl {
     /// A quorum read returns the state with the highest accepted ballot among the first
     /// quorum of answers, whether or not they agree (a state possibly held by one acceptor).
     QuorumReadWithoutAgreement,
+    /// A thrifty accept that every acceptor it asked at once refused is judged stored
+    /// nowhere without hearing the others, whose calls the hedge delay may already have
+    /// released, or still will: the "stored nowhere" write may be accepted by one of them.
+    /// (Even with the held calls cancelled at the decision instead, it is caught in about
+    /// as many seeds: the hedge delay often released them before the refusals arrived.)
+    ThriftyRefusalWithHeldCalls,
 }
 
 /// Settings of a proposer.
@@ -185,6 +198,10 @@ pub struct ProposerConfig {
     pub cache_bytes: usize,
     /// Reads try a quorum read first (no promise, no write; see [`Proposer::read`]).
     pub quorum_reads: bool,
+    /// Every phase asks only a quorum of acceptors first (see [`Fanout`]).
+    pub thrifty: bool,
+    /// How long a thrifty phase waits for a decision before it asks the other acceptors too.
+    pub hedge: Duration,
     /// First backoff pause after a lost race; doubles with every further loss.
     pub backoff_base: Duration,
     /// Longest backoff pause.
@@ -209,6 +226,8 @@ impl Default for ProposerConfig {
             deadline: Duration::from_millis(1000),
             cache_bytes: 64 << 20,
             quorum_reads: true,
+            thrifty: true,
+            hedge: Duration::from_millis(10),
             backoff_base: Duration::from_millis(1),
             backoff_cap: Duration::from_millis(64),
             jitter_seed: 0,
@@ -319,6 +338,8 @@ pub struct Proposer {
     timeout: Duration,
     deadline: Duration,
     quorum_reads: bool,
+    thrifty: bool,
+    hedge: Duration,
     backoff_base: Duration,
     backoff_cap: Duration,
     version: fn(&str) -> Option<u64>,
@@ -364,6 +385,8 @@ impl Proposer {
             timeout: config.timeout,
             deadline: config.deadline,
             quorum_reads: config.quorum_reads,
+            thrifty: config.thrifty,
+            hedge: config.hedge,
             backoff_base: config.backoff_base,
             backoff_cap: config.backoff_cap.max(config.backoff_base),
             version: config.version,
@@ -716,11 +739,17 @@ impl Proposer {
         });
         let mut agreement = Agreement::new(self.acceptors.len(), self.quorum);
         let mut first: Vec<ReadReply> = Vec::new();
+        let mut answered = 0;
         while let Some((_, answer)) = answers.recv().await {
+            answered += 1;
             let reply = match answer {
                 Answer::Yes(reply) => Some(reply),
                 Answer::Conflict(_) | Answer::Failed(_) => None,
             };
+            // A failed answer, or a quorum of answers that did not agree: the others too.
+            if reply.is_none() || answered >= self.quorum {
+                answers.widen();
+            }
             if self.control(UnsafeControl::QuorumReadWithoutAgreement) {
                 // NEGATIVE CONTROL: the newest of the first quorum of answers, agreed or not.
                 first.extend(reply);
@@ -834,14 +863,36 @@ impl Proposer {
             let Some((index, answer)) = rx.recv().await else {
                 break Err(tally.failure());
             };
+            let refused_or_failed = !matches!(answer, Answer::Yes(_));
             match tally.add(self.acceptors[index].name(), answer) {
-                Decision::Pending => continue,
+                Decision::Pending => {
+                    // The acceptors asked first can no longer all say yes: the others too.
+                    if refused_or_failed {
+                        rx.widen();
+                    }
+                }
                 Decision::Quorum(yes) => break Ok(yes),
                 Decision::NoQuorum(failure) => break Err(failure),
             }
         };
         let decided = match decided {
+            Err(failure)
+                if complete_failures
+                    && self.control(UnsafeControl::ThriftyRefusalWithHeldCalls) =>
+            {
+                // NEGATIVE CONTROL: judged on the acceptors asked so far, the held calls
+                // still armed (a refusal by all of them reads as "stored nowhere").
+                let asked = rx.asked;
+                rx.abandon();
+                Err(Failure {
+                    total: asked,
+                    ..failure
+                })
+            }
             Err(_) if complete_failures => {
+                // Every acceptor's answer, so that the failure tells whether all refused:
+                // the ones held back are asked now.
+                rx.widen();
                 while let Some((index, answer)) = rx.recv().await {
                     tally.add(self.acceptors[index].name(), answer);
                 }
@@ -856,21 +907,61 @@ impl Proposer {
         decided.map(|yes| Round { yes, conflict })
     }
 
-    /// Sends one call to every acceptor, each in its own task bounded by the timeout (so the
+    /// Sends one call to the acceptors, each in its own task bounded by the timeout (so the
     /// slowest acceptor still gets the message after the caller stopped listening), and
-    /// returns the answers as they arrive, with the acceptor's index.
-    fn send_all<T, F, Fut>(&self, call: F) -> mpsc::Receiver<(usize, Answer<T>)>
+    /// returns the answers as they arrive, with the acceptor's index. Thrifty, the calls to
+    /// all but the first quorum of connected acceptors are held back until
+    /// [`Fanout::widen`] or the hedge delay; a held call that was never released is never
+    /// sent.
+    fn send_all<T, F, Fut>(&self, call: F) -> Fanout<T>
     where
         T: Send + 'static,
         F: Fn(Arc<dyn Acceptor>) -> Fut,
         Fut: std::future::Future<Output = Answer<T>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(self.acceptors.len().max(1));
+        // The first quorum of connected acceptors in the configured order; all of them when
+        // fewer are connected (their calls then fail at once and widen nothing further).
+        let first: Vec<bool> = if self.thrifty {
+            let mut chosen = 0;
+            let connected: Vec<bool> = self
+                .acceptors
+                .iter()
+                .map(|acceptor| {
+                    let take = chosen < self.quorum && acceptor.is_connected();
+                    chosen += usize::from(take);
+                    take
+                })
+                .collect();
+            if chosen < self.quorum {
+                vec![true; self.acceptors.len()]
+            } else {
+                connected
+            }
+        } else {
+            vec![true; self.acceptors.len()]
+        };
+        let (release, released) = watch::channel(false);
+        let mut held = 0;
         for (index, acceptor) in self.acceptors.iter().enumerate() {
             let tx = tx.clone();
             let answer = call(acceptor.clone());
             let timeout = self.timeout;
+            let hold = (!first[index]).then(|| (released.clone(), self.hedge));
+            held += usize::from(hold.is_some());
             tokio::spawn(async move {
+                if let Some((mut released, hedge)) = hold {
+                    let ask = tokio::select! {
+                        biased;
+                        // Nobody listens any more: the phase was decided without it.
+                        _ = tx.closed() => false,
+                        released = released.wait_for(|released| *released) => released.is_ok(),
+                        _ = tokio::time::sleep(hedge) => true,
+                    };
+                    if !ask {
+                        return;
+                    }
+                }
                 let answer = match tokio::time::timeout(timeout, answer).await {
                     Ok(answer) => answer,
                     Err(_) => Answer::Failed(AcceptorError::Timeout),
@@ -879,7 +970,40 @@ impl Proposer {
                 let _ = tx.send((index, answer)).await;
             });
         }
-        rx
+        Fanout {
+            rx,
+            release: (held > 0).then_some(release),
+            asked: self.acceptors.len() - held,
+        }
+    }
+}
+
+/// The answers of one phase as they arrive, and the calls held back for it (thrifty).
+struct Fanout<T> {
+    rx: mpsc::Receiver<(usize, Answer<T>)>,
+    /// Releases the held calls; `None` once released or when none were held.
+    release: Option<watch::Sender<bool>>,
+    /// How many acceptors were asked at once.
+    asked: usize,
+}
+
+impl<T> Fanout<T> {
+    async fn recv(&mut self) -> Option<(usize, Answer<T>)> {
+        self.rx.recv().await
+    }
+
+    /// Asks the acceptors held back too (at once; idempotent).
+    fn widen(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(true);
+        }
+    }
+
+    /// NEGATIVE CONTROL ONLY: stops listening but leaves the held calls armed, to go out
+    /// when the hedge delay passes (leaked: the held tasks must see neither the receiver nor
+    /// the release go away).
+    fn abandon(self) {
+        std::mem::forget(self);
     }
 }
 

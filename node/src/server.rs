@@ -62,6 +62,8 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
             deadline: settings.request_deadline(),
             cache_bytes: settings.cache_bytes,
             quorum_reads: settings.quorum_reads,
+            thrifty: settings.thrifty,
+            hedge: settings.hedge(),
             jitter_seed: rand::random(),
             ..ProposerConfig::default()
         },

@@ -156,6 +156,8 @@ pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
         max_value_bytes: 1024,
         acceptor_require_fsync: true,
         quorum_reads: true,
+        thrifty: true,
+        hedge_ms: 10,
         advertise_client_urls: Vec::new(),
         members: Vec::new(),
     }

@@ -12,7 +12,9 @@
 //! - `SIM_SEED=n` replays the single seed `n` (every failure names its seed);
 //! - `SIM_THREADS=t` spreads the seeds over `t` threads (default: the available cores);
 //! - `SIM_QUORUM_READS=mixed|on|off` chooses which proposers serve reads with quorum reads
-//!   (default `mixed`: proposer 1 without, 2 and 3 with, so every run has both read paths).
+//!   (default `mixed`: proposer 1 without, 2 and 3 with, so every run has both read paths);
+//! - `SIM_THRIFTY=mixed|on|off` chooses which proposers ask only a quorum of acceptors first
+//!   (default `mixed`: proposers 1 and 3 thrifty, 2 asking every acceptor at once).
 //!
 //! `SIM_SEEDS=100000 cargo test --release -p perseus-node --test simulation` is the long run.
 
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use sim::{run_seed, QuorumReads, Report, Variant};
+use sim::{run_seed, QuorumReads, Report, Thrifty, Variant};
 
 /// Seeds checked by default (and within which the negative controls must be caught).
 const DEFAULT_SEEDS: u64 = 300;
@@ -60,6 +62,7 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::ResendAfterLostReply => "resend_after_lost_reply",
             Variant::QuorumReadWithoutAgreement => "quorum_read_without_agreement",
             Variant::CountRecoveringRead => "recovering_read",
+            Variant::ThriftyRefusalWithHeldCalls => "thrifty_refusal",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -151,7 +154,7 @@ fn proposer_is_safe_under_faults() {
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
          messages lost, {} duplicated, {} proposer crashes, {} partitions, {} acceptors wiped, \
          {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
-         round; {} failing seeds, {:.1?} on {threads} thread(s)",
+         round; thrifty proposers: {:?}; {} failing seeds, {:.1?} on {threads} thread(s)",
         t.seeds,
         seeds.first().copied().unwrap_or(0),
         t.ops,
@@ -169,6 +172,7 @@ fn proposer_is_safe_under_faults() {
         QuorumReads::from_env(),
         t.reads_agreed,
         t.reads_fell_back,
+        Thrifty::from_env(),
         failed.load(Ordering::SeqCst),
         started.elapsed()
     );
@@ -294,6 +298,11 @@ fn negative_control_quorum_read_without_agreement_is_caught() {
 #[test]
 fn negative_control_recovering_read_counted_is_caught() {
     negative_control(Variant::CountRecoveringRead);
+}
+
+#[test]
+fn negative_control_thrifty_refusal_with_held_calls_is_caught() {
+    negative_control(Variant::ThriftyRefusalWithHeldCalls);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names

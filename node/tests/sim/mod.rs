@@ -76,6 +76,9 @@ pub enum Variant {
     /// Negative control: a recovering acceptor's answer counts in quorum reads (it may have
     /// forgotten an acknowledged write and agree with an acceptor that never saw it).
     CountRecoveringRead,
+    /// Negative control: a thrifty accept refused by every acceptor it asked is judged
+    /// stored nowhere while the calls it held back still go out at the hedge delay.
+    ThriftyRefusalWithHeldCalls,
 }
 
 /// Which proposers serve reads with quorum reads (`SIM_QUORUM_READS`).
@@ -109,6 +112,41 @@ impl QuorumReads {
         }
     }
 }
+
+/// Which proposers ask only a quorum of acceptors first (`SIM_THRIFTY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Thrifty {
+    /// Proposers 1 and 3 thrifty, proposer 2 asking everyone (the default): thrifty
+    /// phases with both read paths, next to a proposer whose answers come from every
+    /// acceptor.
+    Mixed,
+    On,
+    Off,
+}
+
+impl Thrifty {
+    /// From `SIM_THRIFTY` (`mixed`, `on` or `off`; default `mixed`).
+    pub fn from_env() -> Thrifty {
+        match std::env::var("SIM_THRIFTY").as_deref() {
+            Err(_) | Ok("mixed") => Thrifty::Mixed,
+            Ok("on") => Thrifty::On,
+            Ok("off") => Thrifty::Off,
+            Ok(other) => panic!("SIM_THRIFTY={other:?}: expected mixed, on or off"),
+        }
+    }
+
+    fn for_node(self, node: usize) -> bool {
+        match self {
+            Thrifty::Mixed => node != 1,
+            Thrifty::On => true,
+            Thrifty::Off => false,
+        }
+    }
+}
+
+/// The hedge delay of thrifty proposers: within a round trip of the simulated network
+/// (up to 5 ms each way), so it fires on slow links and not only on lost messages.
+const HEDGE: Duration = Duration::from_millis(3);
 
 /// What one run did and found.
 #[derive(Clone, Debug)]
@@ -252,6 +290,7 @@ struct Run {
     shape: Shape,
     variant: Variant,
     quorum_reads: QuorumReads,
+    thrifty: Thrifty,
     done: AtomicBool,
     incarnations: Mutex<Vec<u64>>,
     crashes: AtomicU64,
@@ -288,6 +327,15 @@ impl Run {
                 Variant::CountRecoveringAccept => false,
                 _ => self.quorum_reads.for_node(node),
             },
+            thrifty: match self.variant {
+                Variant::Correct => self.thrifty.for_node(node),
+                // The control breaks the thrifty accept.
+                Variant::ThriftyRefusalWithHeldCalls => true,
+                // The other controls run as they did before thrifty phases existed (the
+                // same runs, the same catches).
+                _ => false,
+            },
+            hedge: HEDGE,
             jitter_seed: self.world.with_rng(|rng| rng.random()),
             unsafe_control: match self.variant {
                 Variant::KeepCacheAfterFailedAccept => {
@@ -298,6 +346,9 @@ impl Run {
                 Variant::ResolveFromPrepare => Some(UnsafeControl::ResolveFromPrepare),
                 Variant::QuorumReadWithoutAgreement => {
                     Some(UnsafeControl::QuorumReadWithoutAgreement)
+                }
+                Variant::ThriftyRefusalWithHeldCalls => {
+                    Some(UnsafeControl::ThriftyRefusalWithHeldCalls)
                 }
                 _ => None,
             },
@@ -612,7 +663,12 @@ async fn partitioner(run: Arc<Run>) {
     }
 }
 
-async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Report {
+async fn simulate(
+    seed: u64,
+    variant: Variant,
+    quorum_reads: QuorumReads,
+    thrifty: Thrifty,
+) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut shape = Shape::draw(&mut rng);
     if matches!(
@@ -643,6 +699,7 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
         shape,
         variant,
         quorum_reads,
+        thrifty,
         done: AtomicBool::new(false),
         incarnations: Mutex::new(Vec::new()),
         crashes: AtomicU64::new(0),
@@ -691,8 +748,9 @@ async fn simulate(seed: u64, variant: Variant, quorum_reads: QuorumReads) -> Rep
             id: 1000,
             quorum: ACCEPTORS / 2 + 1,
             timeout: TIMEOUT,
-            // The final state is CHOSEN by a full round of its own.
+            // The final state is CHOSEN by a full round of its own, on every acceptor.
             quorum_reads: false,
+            thrifty: false,
             ..ProposerConfig::default()
         },
         links(&world, PROPOSERS),
@@ -752,5 +810,10 @@ pub fn run_seed(seed: u64, variant: Variant) -> Report {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    runtime.block_on(simulate(seed, variant, QuorumReads::from_env()))
+    runtime.block_on(simulate(
+        seed,
+        variant,
+        QuorumReads::from_env(),
+        Thrifty::from_env(),
+    ))
 }
