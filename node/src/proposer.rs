@@ -353,6 +353,8 @@ pub struct Proposer {
     /// Quorum reads answered from agreeing acceptors, and those that fell back.
     reads_agreed: AtomicU64,
     reads_fell_back: AtomicU64,
+    /// Acceptors thrifty phases pass over for now (see [`SUSPICION`]).
+    suspects: Arc<Suspects>,
     #[cfg(feature = "sim-controls")]
     unsafe_control: Option<UnsafeControl>,
 }
@@ -379,6 +381,7 @@ impl Proposer {
         acceptors: Vec<Arc<dyn Acceptor>>,
         incarnation: u64,
     ) -> Self {
+        let count = acceptors.len();
         Proposer {
             acceptors,
             quorum: config.quorum,
@@ -401,6 +404,7 @@ impl Proposer {
             writes: AtomicU64::new(0),
             reads_agreed: AtomicU64::new(0),
             reads_fell_back: AtomicU64::new(0),
+            suspects: Arc::new(Suspects::new(count)),
             #[cfg(feature = "sim-controls")]
             unsafe_control: config.unsafe_control,
         }
@@ -920,15 +924,19 @@ impl Proposer {
         Fut: std::future::Future<Output = Answer<T>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(self.acceptors.len().max(1));
-        // The first quorum of connected acceptors in the configured order; all of them when
-        // fewer are connected (their calls then fail at once and widen nothing further).
+        // The first quorum of connected acceptors in the configured order, passing over those
+        // that lately let a phase wait past the hedge delay; all of them when fewer remain.
+        let now = Instant::now();
         let first: Vec<bool> = if self.thrifty {
             let mut chosen = 0;
             let connected: Vec<bool> = self
                 .acceptors
                 .iter()
-                .map(|acceptor| {
-                    let take = chosen < self.quorum && acceptor.is_connected();
+                .enumerate()
+                .map(|(index, acceptor)| {
+                    let take = chosen < self.quorum
+                        && acceptor.is_connected()
+                        && !self.suspects.is_suspect(index, now);
                     chosen += usize::from(take);
                     take
                 })
@@ -974,6 +982,43 @@ impl Proposer {
             rx,
             release: (held > 0).then_some(release),
             asked: self.acceptors.len() - held,
+            heard: vec![false; first.len()],
+            first,
+            sent_at: now,
+            hedge: self.hedge,
+            suspects: (held > 0).then(|| self.suspects.clone()),
+        }
+    }
+}
+
+/// How long an acceptor that let a thrifty phase wait past the hedge delay is passed over
+/// when choosing whom to ask first. A cut-off acceptor stays "connected" until its
+/// connection has been silent for seconds; without this every phase would wait the hedge
+/// delay for it meanwhile. With it, about one phase per node in this time does.
+const SUSPICION: Duration = Duration::from_millis(500);
+
+/// Per acceptor, until when it is passed over by thrifty phases.
+#[derive(Debug, Default)]
+struct Suspects(Mutex<Vec<Option<Instant>>>);
+
+impl Suspects {
+    fn new(acceptors: usize) -> Self {
+        Suspects(Mutex::new(vec![None; acceptors]))
+    }
+
+    fn is_suspect(&self, index: usize, now: Instant) -> bool {
+        let until = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        until
+            .get(index)
+            .copied()
+            .flatten()
+            .is_some_and(|until| until > now)
+    }
+
+    fn suspect(&self, index: usize, now: Instant) {
+        let mut until = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = until.get_mut(index) {
+            *slot = Some(now + SUSPICION);
         }
     }
 }
@@ -985,11 +1030,25 @@ struct Fanout<T> {
     release: Option<watch::Sender<bool>>,
     /// How many acceptors were asked at once.
     asked: usize,
+    /// Which acceptors were asked at once, and which of all have answered (anything but a
+    /// failure) so far.
+    first: Vec<bool>,
+    heard: Vec<bool>,
+    sent_at: Instant,
+    hedge: Duration,
+    /// The proposer's suspects, when calls were held back.
+    suspects: Option<Arc<Suspects>>,
 }
 
 impl<T> Fanout<T> {
     async fn recv(&mut self) -> Option<(usize, Answer<T>)> {
-        self.rx.recv().await
+        let answer = self.rx.recv().await;
+        if let Some((index, Answer::Yes(_) | Answer::Conflict(_))) = &answer {
+            if let Some(heard) = self.heard.get_mut(*index) {
+                *heard = true;
+            }
+        }
+        answer
     }
 
     /// Asks the acceptors held back too (at once; idempotent).
@@ -1004,6 +1063,25 @@ impl<T> Fanout<T> {
     /// the release go away).
     fn abandon(self) {
         std::mem::forget(self);
+    }
+}
+
+impl<T> Drop for Fanout<T> {
+    /// A phase that lasted past the hedge delay: the acceptors asked at once that had not
+    /// answered by its end are passed over for a while.
+    fn drop(&mut self) {
+        let Some(suspects) = &self.suspects else {
+            return;
+        };
+        let now = Instant::now();
+        if now.duration_since(self.sent_at) < self.hedge {
+            return;
+        }
+        for (index, (first, heard)) in self.first.iter().zip(&self.heard).enumerate() {
+            if *first && !*heard {
+                suspects.suspect(index, now);
+            }
+        }
     }
 }
 
@@ -1076,6 +1154,96 @@ mod tests {
             ..ProposerConfig::default()
         };
         (acceptors, Proposer::with_incarnation(config, dyns, 7))
+    }
+
+    #[tokio::test]
+    async fn a_thrifty_proposer_asks_only_the_first_quorum() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        proposer.change("k", put("v2")).await.expect("write");
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+        assert_eq!(acceptors[0].slot("k").value.as_deref(), Some("v2"));
+        assert_eq!(acceptors[1].slot("k").value.as_deref(), Some("v2"));
+        // Never asked: no promise, nothing accepted.
+        assert_eq!(acceptors[2].slot("k"), Default::default());
+    }
+
+    #[tokio::test]
+    async fn a_thrifty_proposer_asks_the_third_when_one_of_the_first_fails() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        // Failing while still counted as connected: the failure itself widens the phase.
+        let flaky = FailingAcceptor(acceptors[0].clone());
+        let dyns: Vec<Arc<dyn Acceptor>> =
+            vec![Arc::new(flaky), acceptors[1].clone(), acceptors[2].clone()];
+        let proposer = Proposer::with_incarnation(ProposerConfig::default(), dyns, 8);
+        proposer.change("k", put("v2")).await.expect("write");
+        assert_eq!(acceptors[2].slot("k").value.as_deref(), Some("v2"));
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+        // Down and known to be: passed over at once.
+        acceptors[1].set_down(true);
+        let (fresh, proposer) = (acceptors.clone(), cluster_over(&acceptors));
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+        proposer.change("k", put("v3")).await.expect("write");
+        assert_eq!(fresh[0].slot("k").value.as_deref(), Some("v3"));
+        assert_eq!(fresh[2].slot("k").value.as_deref(), Some("v3"));
+    }
+
+    #[tokio::test]
+    async fn a_thrifty_accept_refused_by_the_first_quorum_hears_the_third_before_judging() {
+        let (acceptors, proposer) = cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        // A rival promised a higher ballot on the two asked first (not on the third).
+        let rival = Ballot::new(1 << 40, 9, 9);
+        for acceptor in &acceptors[..2] {
+            let reply = acceptor.prepare("k", rival).await.expect("prepare");
+            assert!(matches!(reply, PrepareReply::Promised { .. }));
+        }
+        // The cached ballot's accept is refused by both. The third is asked before the
+        // failure is judged, and accepts: the write may yet be chosen, so its outcome is
+        // unknown (these plain values carry no version to resolve it by), never "stored
+        // nowhere", which would let it be retried and applied twice.
+        let error = proposer.change("k", put("v2")).await.expect_err("refused");
+        assert!(error.outcome_unknown(), "{error}");
+        assert!(!error.all_refused(), "{error}");
+        assert_eq!(acceptors[2].slot("k").value.as_deref(), Some("v2"));
+    }
+
+    /// The acceptors given, behind a fresh default (thrifty) proposer.
+    fn cluster_over(acceptors: &[Arc<MemoryAcceptor>]) -> Proposer {
+        let dyns = acceptors
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect();
+        Proposer::with_incarnation(ProposerConfig::default(), dyns, 9)
+    }
+
+    /// An acceptor that says it is connected and fails every call.
+    struct FailingAcceptor(Arc<MemoryAcceptor>);
+
+    #[async_trait::async_trait]
+    impl Acceptor for FailingAcceptor {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn is_connected(&self) -> bool {
+            true
+        }
+        async fn prepare(&self, _: &str, _: Ballot) -> Result<PrepareReply, AcceptorError> {
+            Err(AcceptorError::Timeout)
+        }
+        async fn accept(
+            &self,
+            _: &str,
+            _: Ballot,
+            _: Option<&str>,
+            _: Ballot,
+        ) -> Result<AcceptReply, AcceptorError> {
+            Err(AcceptorError::Timeout)
+        }
+        async fn read(&self, _: &str) -> Result<ReadReply, AcceptorError> {
+            Err(AcceptorError::Timeout)
+        }
     }
 
     fn put(value: &'static str) -> impl Fn(Option<&str>) -> Result<Option<String>, ()> {
