@@ -22,6 +22,8 @@
 # CASPaxos round that writes): its nodes are recreated with PERSEUS_QUORUM_READS=false for
 # its levels and put back as configured at the end, so `make bench SYSTEMS="perseus
 # perseus-full-rounds etcd"` shows both read modes and etcd in one run, with the ratios.
+# `perseus-every-acceptor` likewise recreates them with PERSEUS_THRIFTY=false: every phase
+# asks all three acceptors at once instead of a quorum first.
 # Output kept in results/bench-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -132,6 +134,13 @@ for system in $SYSTEMS; do
       PERSEUS_QUORUM_READS=false make -s up >/dev/null
       nodes=""
       ;;
+    perseus-every-acceptor)
+      resume
+      echo "=== bench: recreating p1..p3 asking every acceptor at once (PERSEUS_THRIFTY=false)"
+      reads_changed=1
+      PERSEUS_THRIFTY=false make -s up >/dev/null
+      nodes=""
+      ;;
     etcd)
       # Perseus idles meanwhile: paused, so it takes no CPU from the etcd levels.
       for s in a1 a2 a3 p1 p2 p3; do
@@ -141,7 +150,7 @@ for system in $SYSTEMS; do
       make -s up-etcd
       nodes="$ETCD_NODES"
       ;;
-    *) echo "bench: unknown system $system (perseus, perseus-full-rounds or etcd)" >&2; exit 2 ;;
+    *) echo "bench: unknown system $system (perseus, perseus-full-rounds, perseus-every-acceptor or etcd)" >&2; exit 2 ;;
   esac
   for c in $LEVELS; do
     echo "=== bench: $system, $c connection(s) per node, ${DURATION} s"
