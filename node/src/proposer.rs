@@ -1161,6 +1161,194 @@ mod tests {
         assert_eq!(acceptors[2].slot("k").value.as_deref(), Some("v1"));
     }
 
+    /// An in-memory acceptor whose every call is delivered and answered `lag` late (on the
+    /// test's paused clock), counting the calls it was sent: a slow or hung acceptor that
+    /// still looks connected.
+    struct Lagging {
+        inner: Arc<MemoryAcceptor>,
+        lag: Mutex<Duration>,
+        calls: AtomicU64,
+    }
+
+    impl Lagging {
+        fn new(name: &str) -> Arc<Lagging> {
+            Arc::new(Lagging {
+                inner: Arc::new(MemoryAcceptor::new(name)),
+                lag: Mutex::new(Duration::ZERO),
+                calls: AtomicU64::new(0),
+            })
+        }
+
+        fn set_lag(&self, lag: Duration) {
+            *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        }
+
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        async fn arrive(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let lag = *self.lag.lock().unwrap_or_else(|e| e.into_inner());
+            if !lag.is_zero() {
+                tokio::time::sleep(lag).await;
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Acceptor for Lagging {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        fn is_connected(&self) -> bool {
+            self.inner.is_connected()
+        }
+
+        async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
+            self.arrive().await;
+            self.inner.prepare(key, ballot).await
+        }
+
+        async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
+            self.arrive().await;
+            self.inner.read(key).await
+        }
+
+        async fn accept(
+            &self,
+            key: &str,
+            ballot: Ballot,
+            value: Option<&str>,
+            next_promise: Ballot,
+        ) -> Result<AcceptReply, AcceptorError> {
+            self.arrive().await;
+            self.inner.accept(key, ballot, value, next_promise).await
+        }
+    }
+
+    /// Three lagging acceptors and a proposer over them (quorum reads on).
+    fn lagging_cluster(thrifty: bool) -> (Vec<Arc<Lagging>>, Proposer) {
+        let acceptors: Vec<Arc<Lagging>> =
+            (1..=3).map(|i| Lagging::new(&format!("a{i}"))).collect();
+        let dyns = acceptors
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect();
+        let config = ProposerConfig {
+            thrifty,
+            ..ProposerConfig::default()
+        };
+        (acceptors, Proposer::with_incarnation(config, dyns, 7))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thrifty_phase_asks_only_the_first_quorum() {
+        let (acceptors, proposer) = lagging_cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        proposer.change("k", put("v2")).await.expect("write");
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+        // prepare, accept, accept (cached ballot), quorum read: never a3.
+        let calls: Vec<u64> = acceptors.iter().map(|a| a.calls()).collect();
+        assert_eq!(calls, [4, 4, 0]);
+        // Let the held tasks see the phases end: still nothing for a3.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(acceptors[2].calls(), 0);
+    }
+
+    /// The accept that the two acceptors asked first both refuse is not "stored nowhere"
+    /// until the held one answered: here it accepted, so the write may still be chosen.
+    #[tokio::test(start_paused = true)]
+    async fn a_thrifty_accept_refused_by_those_asked_hears_the_held_acceptor() {
+        let (acceptors, proposer) = lagging_cluster(true);
+        let high = Ballot::new(1 << 40, 9, 9);
+        let ours = Ballot::new(5, 1, 7);
+        let next = Ballot::new(6, 1, 7);
+        for a in &acceptors[..2] {
+            a.inner.apply_prepare("k", high).expect("prepare");
+        }
+        let failure = proposer
+            .accept("k", ours, Some("v"), next)
+            .await
+            .expect_err("refused by a1 and a2");
+        assert_eq!((failure.refused, failure.total, failure.yes), (2, 3, 1));
+        assert!(!failure.all_refused(), "{failure}");
+        assert_eq!(acceptors[2].inner.slot("k").value.as_deref(), Some("v"));
+        // Refused by a3 too: now, and only now, stored nowhere.
+        acceptors[2]
+            .inner
+            .apply_prepare("k", high)
+            .expect("prepare");
+        let failure = proposer
+            .accept("k", Ballot::new(7, 1, 7), Some("w"), Ballot::new(8, 1, 7))
+            .await
+            .expect_err("refused by all");
+        assert!(failure.all_refused(), "{failure}");
+        assert_eq!(acceptors[2].calls(), 2);
+    }
+
+    /// A first acceptor that hangs but still looks connected costs each phase the hedge
+    /// delay, not the acceptor timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_first_acceptor_costs_a_write_the_hedge_not_the_timeout() {
+        let (acceptors, proposer) = lagging_cluster(true);
+        acceptors[0].set_lag(Duration::from_secs(60));
+        let started = Instant::now();
+        proposer.change("k", put("v1")).await.expect("write");
+        // prepare and accept, each after one hedge delay.
+        assert_eq!(started.elapsed(), 2 * ProposerConfig::default().hedge);
+    }
+
+    /// LATENCY FINDING (ignored: fails on purpose). Thrifty writes leave the third acceptor
+    /// without the keys' latest states; when the first acceptor then turns slow (still
+    /// connected: a fsync stall, a frozen Redis for up to the 3 s liveness), a quorum read
+    /// cannot agree with the second and third, and waits for the slow one (or its timeout,
+    /// then a full round). Asking everyone, the same read agrees at once.
+    #[tokio::test(start_paused = true)]
+    #[ignore = "latency finding of the thrifty review: a slow first acceptor slows quorum reads"]
+    async fn a_slow_first_acceptor_does_not_slow_quorum_reads() {
+        let mut elapsed = Vec::new();
+        for (thrifty, lag) in [(false, 200), (true, 200), (false, 60_000), (true, 60_000)] {
+            let (acceptors, proposer) = lagging_cluster(thrifty);
+            proposer.change("k", put("v1")).await.expect("write");
+            acceptors[0].set_lag(Duration::from_millis(lag));
+            let started = Instant::now();
+            assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+            elapsed.push((thrifty, lag, started.elapsed()));
+        }
+        // Asking everyone: 0 ms both times. Thrifty: 200 ms (a1's lag), then 310 ms (the
+        // 300 ms acceptor timeout, then the fallback round: its accept, on the ballot the
+        // write cached, after one hedge delay).
+        let hedge = ProposerConfig::default().hedge;
+        assert!(
+            elapsed.iter().all(|(_, _, e)| *e <= hedge),
+            "read latencies (thrifty, a1 lag ms, elapsed): {elapsed:?}"
+        );
+    }
+
+    /// LATENCY FINDING (ignored: fails on purpose). Once the first acceptor is gone, the
+    /// second and third answer a quorum read; the third missed every thrifty write, so the
+    /// first read of each key written since cannot agree and becomes a full round (three
+    /// round trips and a write instead of one round trip, for every key).
+    #[tokio::test(start_paused = true)]
+    #[ignore = "latency finding of the thrifty review: reads after a failover become full rounds"]
+    async fn a_failover_keeps_quorum_reads_one_round_trip() {
+        let mut counts = Vec::new();
+        for thrifty in [false, true] {
+            let (acceptors, proposer) = lagging_cluster(thrifty);
+            proposer.change("k", put("v1")).await.expect("write");
+            acceptors[0].inner.set_down(true);
+            assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+            counts.push((thrifty, proposer.quorum_read_counts()));
+        }
+        // (agreed, fell back): asking everyone (1, 0); thrifty (0, 1).
+        assert!(
+            counts.iter().all(|(_, c)| *c == (1, 0)),
+            "quorum reads (thrifty, (agreed, fell back)): {counts:?}"
+        );
+    }
+
     #[test]
     fn the_cache_is_bounded_in_bytes_and_hands_a_ballot_out_once() {
         let mut cache = LeaderCache {
