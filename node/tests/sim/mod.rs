@@ -332,8 +332,9 @@ impl Run {
                 // The control breaks the thrifty accept.
                 Variant::ThriftyRefusalWithHeldCalls => true,
                 // The other controls run as they did before thrifty phases existed (the
-                // same runs, the same catches).
-                _ => false,
+                // same runs, the same catches), unless `SIM_CONTROLS_THRIFTY=on` makes them
+                // thrifty too (how well the checks still catch them among thrifty phases).
+                _ => std::env::var("SIM_CONTROLS_THRIFTY").as_deref() == Ok("on"),
             },
             hedge: HEDGE,
             jitter_seed: self.world.with_rng(|rng| rng.random()),
