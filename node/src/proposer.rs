@@ -191,8 +191,8 @@ pub struct ProposerConfig {
     /// Bound of every acceptor call.
     pub timeout: Duration,
     /// The time a change may spend: no new round starts after it (a round already started
-    /// ends within two acceptor timeouts, and the first follow-up read of an unknown outcome
-    /// still runs: at most four acceptor timeouts past it).
+    /// ends within two acceptor timeouts plus two hedge delays, and the first follow-up read
+    /// of an unknown outcome still runs: at most four of each past it).
     pub deadline: Duration,
     /// Budget of the one-round-trip cache: keys and cached states, in bytes.
     pub cache_bytes: usize,
@@ -1347,6 +1347,39 @@ mod tests {
             counts.iter().all(|(_, c)| *c == (1, 0)),
             "quorum reads (thrifty, (agreed, fell back)): {counts:?}"
         );
+    }
+
+    /// A held call starts at the latest when the hedge delay passes, so a thrifty phase
+    /// ends within one acceptor timeout plus the hedge delay, as long as the hedge delay is
+    /// below the timeout (the configuration refuses any other): a failure that arrives
+    /// only at the timeout would otherwise release the held call then, and the phase would
+    /// take two timeouts.
+    #[tokio::test(start_paused = true)]
+    async fn a_thrifty_phase_ends_within_the_timeout_plus_the_hedge() {
+        for hedge_ms in [10, 299, 1000] {
+            let (acceptors, _) = lagging_cluster(true);
+            let dyns = acceptors
+                .iter()
+                .map(|a| a.clone() as Arc<dyn Acceptor>)
+                .collect();
+            let config = ProposerConfig {
+                hedge: Duration::from_millis(hedge_ms),
+                ..ProposerConfig::default()
+            };
+            let proposer = Proposer::with_incarnation(config, dyns, 7);
+            // a1 answers at once, a2 and a3 hang: the prepare fails.
+            acceptors[1].set_lag(Duration::from_secs(60));
+            acceptors[2].set_lag(Duration::from_secs(60));
+            let started = Instant::now();
+            let error = proposer
+                .change("k", put("v1"))
+                .await
+                .expect_err("no quorum");
+            assert_eq!(error.phase(), Some(Phase::Prepare));
+            let timeout = ProposerConfig::default().timeout;
+            let expected = timeout + Duration::from_millis(hedge_ms).min(timeout);
+            assert_eq!(started.elapsed(), expected, "hedge {hedge_ms} ms");
+        }
     }
 
     #[test]
