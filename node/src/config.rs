@@ -19,6 +19,8 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("bad configuration: field `{0}` must be above 0")]
     Zero(&'static str),
+    #[error("bad configuration: field `hedge_ms` is {hedge_ms}, must be below `acceptor_timeout_ms` ({timeout_ms}): a held call starts at the latest after the hedge delay, so a phase ends within one timeout plus it; a longer one would let a phase take two timeouts")]
+    HedgeNotBelowTimeout { hedge_ms: u64, timeout_ms: u64 },
     #[error("bad configuration: fields `max_key_bytes` and `max_value_bytes` must be above 0")]
     ZeroLimit,
     #[error("bad configuration: field `id` is {id}, the largest id is {max} (ballots are compared as Lua numbers)")]
@@ -240,6 +242,12 @@ impl Settings {
         if self.acceptor_timeout_ms == 0 {
             return Err(ConfigError::ZeroTimeout);
         }
+        if self.thrifty && self.hedge_ms >= self.acceptor_timeout_ms {
+            return Err(ConfigError::HedgeNotBelowTimeout {
+                hedge_ms: self.hedge_ms,
+                timeout_ms: self.acceptor_timeout_ms,
+            });
+        }
         if self.request_deadline_ms == 0 {
             return Err(ConfigError::Zero("request_deadline_ms"));
         }
@@ -437,6 +445,21 @@ mod tests {
         ));
         let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
         assert!(error.contains("`id`"), "{error}");
+    }
+
+    #[test]
+    fn a_hedge_delay_not_below_the_timeout_is_refused() {
+        let acceptors = "acceptors = [\"redis://a:1\"]\n";
+        let file = write(&format!(
+            "id = 1\n{acceptors}acceptor_timeout_ms = 100\nhedge_ms = 100\n"
+        ));
+        let error = Settings::load(Some(file.as_str())).unwrap_err().to_string();
+        assert!(error.contains("`hedge_ms`"), "{error}");
+        // Not thrifty, the hedge delay is unused.
+        let file = write(&format!(
+            "id = 1\n{acceptors}acceptor_timeout_ms = 100\nhedge_ms = 100\nthrifty = false\n"
+        ));
+        assert!(Settings::load(Some(file.as_str())).is_ok());
     }
 
     #[test]

@@ -191,8 +191,8 @@ pub struct ProposerConfig {
     /// Bound of every acceptor call.
     pub timeout: Duration,
     /// The time a change may spend: no new round starts after it (a round already started
-    /// ends within two acceptor timeouts, and the first follow-up read of an unknown outcome
-    /// still runs: at most four acceptor timeouts past it).
+    /// ends within two acceptor timeouts plus two hedge delays, and the first follow-up read
+    /// of an unknown outcome still runs: at most four of each past it).
     pub deadline: Duration,
     /// Budget of the one-round-trip cache: keys and cached states, in bytes.
     pub cache_bytes: usize,
@@ -744,18 +744,28 @@ impl Proposer {
         let mut agreement = Agreement::new(self.acceptors.len(), self.quorum);
         let mut first: Vec<ReadReply> = Vec::new();
         let mut answered = 0;
-        while let Some((_, answer)) = answers.recv().await {
+        // Once a quorum has answered without agreeing, the rest get one hedge delay more:
+        // an acceptor that is slow to answer (an fsync stall, a frozen Redis still connected)
+        // must not hold the read for its timeout when a full round on the others is quicker.
+        let mut patience: Option<Instant> = None;
+        loop {
+            let next = match patience {
+                Some(until) => tokio::time::timeout_at(until, answers.recv())
+                    .await
+                    .unwrap_or(None),
+                None => answers.recv().await,
+            };
+            let Some((_, answer)) = next else { break };
             answered += 1;
             let reply = match answer {
                 Answer::Yes(reply) => Some(reply),
                 Answer::Conflict(_) | Answer::Failed(_) => None,
             };
-            // A failed answer, or a quorum of answers that did not agree: the others too.
-            if reply.is_none() || answered >= self.quorum {
-                answers.widen();
-            }
             if self.control(UnsafeControl::QuorumReadWithoutAgreement) {
                 // NEGATIVE CONTROL: the newest of the first quorum of answers, agreed or not.
+                if reply.is_none() {
+                    answers.widen();
+                }
                 first.extend(reply);
                 if first.len() == self.quorum {
                     return first
@@ -765,10 +775,18 @@ impl Proposer {
                 }
                 continue;
             }
+            let failed = reply.is_none();
             match agreement.add(reply) {
-                Agreed::Pending => continue,
+                Agreed::Pending => {}
                 Agreed::Chosen(reply) => return Some(reply.value),
                 Agreed::Never => break,
+            }
+            // A failed answer, or a quorum of answers that did not agree: the others too.
+            if failed || answered >= self.quorum {
+                answers.widen();
+            }
+            if answered >= self.quorum && patience.is_none() {
+                patience = Some(Instant::now() + self.hedge);
             }
         }
         log::debug!("{key}: quorum read without agreement, full read round");
@@ -1327,6 +1345,223 @@ mod tests {
         assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
         assert_eq!(proposer.quorum_read_counts(), (0, 1));
         assert_eq!(acceptors[2].slot("k").value.as_deref(), Some("v1"));
+    }
+
+    /// An in-memory acceptor whose every call is delivered and answered `lag` late (on the
+    /// test's paused clock), counting the calls it was sent: a slow or hung acceptor that
+    /// still looks connected.
+    struct Lagging {
+        inner: Arc<MemoryAcceptor>,
+        lag: Mutex<Duration>,
+        calls: AtomicU64,
+    }
+
+    impl Lagging {
+        fn new(name: &str) -> Arc<Lagging> {
+            Arc::new(Lagging {
+                inner: Arc::new(MemoryAcceptor::new(name)),
+                lag: Mutex::new(Duration::ZERO),
+                calls: AtomicU64::new(0),
+            })
+        }
+
+        fn set_lag(&self, lag: Duration) {
+            *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        }
+
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        async fn arrive(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let lag = *self.lag.lock().unwrap_or_else(|e| e.into_inner());
+            if !lag.is_zero() {
+                tokio::time::sleep(lag).await;
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Acceptor for Lagging {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        fn is_connected(&self) -> bool {
+            self.inner.is_connected()
+        }
+
+        async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
+            self.arrive().await;
+            self.inner.prepare(key, ballot).await
+        }
+
+        async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
+            self.arrive().await;
+            self.inner.read(key).await
+        }
+
+        async fn accept(
+            &self,
+            key: &str,
+            ballot: Ballot,
+            value: Option<&str>,
+            next_promise: Ballot,
+        ) -> Result<AcceptReply, AcceptorError> {
+            self.arrive().await;
+            self.inner.accept(key, ballot, value, next_promise).await
+        }
+    }
+
+    /// Three lagging acceptors and a proposer over them (quorum reads on).
+    fn lagging_cluster(thrifty: bool) -> (Vec<Arc<Lagging>>, Proposer) {
+        let acceptors: Vec<Arc<Lagging>> =
+            (1..=3).map(|i| Lagging::new(&format!("a{i}"))).collect();
+        let dyns = acceptors
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect();
+        let config = ProposerConfig {
+            thrifty,
+            ..ProposerConfig::default()
+        };
+        (acceptors, Proposer::with_incarnation(config, dyns, 7))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thrifty_phase_asks_only_the_first_quorum() {
+        let (acceptors, proposer) = lagging_cluster(true);
+        proposer.change("k", put("v1")).await.expect("write");
+        proposer.change("k", put("v2")).await.expect("write");
+        assert_eq!(proposer.read("k").await, Ok(Some("v2".into())));
+        // prepare, accept, accept (cached ballot), quorum read: never a3.
+        let calls: Vec<u64> = acceptors.iter().map(|a| a.calls()).collect();
+        assert_eq!(calls, [4, 4, 0]);
+        // Let the held tasks see the phases end: still nothing for a3.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(acceptors[2].calls(), 0);
+    }
+
+    /// The accept that the two acceptors asked first both refuse is not "stored nowhere"
+    /// until the held one answered: here it accepted, so the write may still be chosen.
+    #[tokio::test(start_paused = true)]
+    async fn a_thrifty_accept_refused_by_those_asked_hears_the_held_acceptor() {
+        let (acceptors, proposer) = lagging_cluster(true);
+        let high = Ballot::new(1 << 40, 9, 9);
+        let ours = Ballot::new(5, 1, 7);
+        let next = Ballot::new(6, 1, 7);
+        for a in &acceptors[..2] {
+            a.inner.apply_prepare("k", high).expect("prepare");
+        }
+        let failure = proposer
+            .accept("k", ours, Some("v"), next)
+            .await
+            .expect_err("refused by a1 and a2");
+        assert_eq!((failure.refused, failure.total, failure.yes), (2, 3, 1));
+        assert!(!failure.all_refused(), "{failure}");
+        assert_eq!(acceptors[2].inner.slot("k").value.as_deref(), Some("v"));
+        // Refused by a3 too: now, and only now, stored nowhere.
+        acceptors[2]
+            .inner
+            .apply_prepare("k", high)
+            .expect("prepare");
+        let failure = proposer
+            .accept("k", Ballot::new(7, 1, 7), Some("w"), Ballot::new(8, 1, 7))
+            .await
+            .expect_err("refused by all");
+        assert!(failure.all_refused(), "{failure}");
+        assert_eq!(acceptors[2].calls(), 2);
+    }
+
+    /// A first acceptor that hangs but still looks connected costs each phase the hedge
+    /// delay, not the acceptor timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_first_acceptor_costs_a_write_the_hedge_not_the_timeout() {
+        let (acceptors, proposer) = lagging_cluster(true);
+        acceptors[0].set_lag(Duration::from_secs(60));
+        let started = Instant::now();
+        proposer.change("k", put("v1")).await.expect("write");
+        // The prepare after one hedge delay; a1, which let it wait, is then passed over, so
+        // the accept asks a2 and a3 at once.
+        assert_eq!(started.elapsed(), ProposerConfig::default().hedge);
+    }
+
+    /// Thrifty writes leave the third acceptor without the keys' latest states. When the
+    /// first acceptor then turns slow while still connected (an fsync stall, a frozen Redis
+    /// for up to the 3 s liveness), a quorum read asks the third after one hedge delay, finds
+    /// it stale, waits one hedge delay more and falls back to a full round on the two that
+    /// answer, which brings the third up to date; the slow one is passed over meanwhile, so
+    /// the next read agrees at once. (Before the bounded wait, found by the review of the
+    /// thrifty change: 200 ms with a1 lagging 200 ms, 310 ms with a1 hung.)
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_first_acceptor_costs_one_read_two_hedge_delays() {
+        let hedge = ProposerConfig::default().hedge;
+        for lag in [200, 60_000] {
+            let (acceptors, proposer) = lagging_cluster(true);
+            proposer.change("k", put("v1")).await.expect("write");
+            acceptors[0].set_lag(Duration::from_millis(lag));
+            let started = Instant::now();
+            assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+            assert_eq!(started.elapsed(), 2 * hedge, "a1 lagging {lag} ms");
+            assert_eq!(proposer.quorum_read_counts(), (0, 1));
+            let started = Instant::now();
+            assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+            assert_eq!(started.elapsed(), Duration::ZERO, "a1 lagging {lag} ms");
+            assert_eq!(proposer.quorum_read_counts(), (1, 1));
+        }
+    }
+
+    /// Once the first acceptor is gone, the second and third answer a quorum read; the third
+    /// missed the thrifty writes, so the first read of each key written since cannot agree
+    /// and becomes a full round, which brings the third up to date: one full round per key,
+    /// then quorum reads agree again. Asking everyone, the first read agrees already.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failover_each_key_costs_one_full_round() {
+        let mut counts = Vec::new();
+        for thrifty in [false, true] {
+            let (acceptors, proposer) = lagging_cluster(thrifty);
+            proposer.change("k", put("v1")).await.expect("write");
+            acceptors[0].inner.set_down(true);
+            assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+            assert_eq!(proposer.read("k").await, Ok(Some("v1".into())));
+            counts.push(proposer.quorum_read_counts());
+        }
+        // (agreed, fell back): asking everyone (2, 0); thrifty (1, 1).
+        assert_eq!(counts, [(2, 0), (1, 1)]);
+    }
+
+    /// A held call starts at the latest when the hedge delay passes, so a thrifty phase
+    /// ends within one acceptor timeout plus the hedge delay, as long as the hedge delay is
+    /// below the timeout (the configuration refuses any other): a failure that arrives
+    /// only at the timeout would otherwise release the held call then, and the phase would
+    /// take two timeouts.
+    #[tokio::test(start_paused = true)]
+    async fn a_thrifty_phase_ends_within_the_timeout_plus_the_hedge() {
+        for hedge_ms in [10, 299, 1000] {
+            let (acceptors, _) = lagging_cluster(true);
+            let dyns = acceptors
+                .iter()
+                .map(|a| a.clone() as Arc<dyn Acceptor>)
+                .collect();
+            let config = ProposerConfig {
+                hedge: Duration::from_millis(hedge_ms),
+                ..ProposerConfig::default()
+            };
+            let proposer = Proposer::with_incarnation(config, dyns, 7);
+            // a1 answers at once, a2 and a3 hang: the prepare fails.
+            acceptors[1].set_lag(Duration::from_secs(60));
+            acceptors[2].set_lag(Duration::from_secs(60));
+            let started = Instant::now();
+            let error = proposer
+                .change("k", put("v1"))
+                .await
+                .expect_err("no quorum");
+            assert_eq!(error.phase(), Some(Phase::Prepare));
+            let timeout = ProposerConfig::default().timeout;
+            let expected = timeout + Duration::from_millis(hedge_ms).min(timeout);
+            assert_eq!(started.elapsed(), expected, "hedge {hedge_ms} ms");
+        }
     }
 
     #[test]

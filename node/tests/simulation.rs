@@ -216,7 +216,7 @@ fn negative_control(variant: Variant) {
     // `SIM_SEED` replays one seed of the control too.
     let seeds: Vec<u64> = match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..DEFAULT_SEEDS).collect(),
+        None => (0..control_seeds()).collect(),
     };
     for seed in seeds {
         let report = run_seed(seed, variant);
@@ -239,15 +239,23 @@ fn negative_control(variant: Variant) {
     }
     if all {
         eprintln!(
-            "negative control {variant:?}: caught in {caught} of {DEFAULT_SEEDS} seeds (first: \
+            "negative control {variant:?}: caught in {caught} of {} seeds (first: \
              {first:?}); acceptor invariants fired in {by_invariants}, the history check in \
-             {by_history}"
+             {by_history}",
+            control_seeds()
         );
     }
     assert!(
         first.is_some(),
-        "negative control {variant:?}: NOT caught within {DEFAULT_SEEDS} seeds"
+        "negative control {variant:?}: NOT caught within {} seeds",
+        control_seeds()
     );
+}
+
+/// Seeds a negative control runs: the default 300, or `SIM_CONTROL_SEEDS` (to measure a
+/// control's catch rate over more seeds).
+fn control_seeds() -> u64 {
+    env_u64("SIM_CONTROL_SEEDS").unwrap_or(DEFAULT_SEEDS)
 }
 
 #[test]

@@ -145,7 +145,8 @@ impl Thrifty {
 }
 
 /// The hedge delay of thrifty proposers: within a round trip of the simulated network
-/// (up to 5 ms each way), so it fires on slow links and not only on lost messages.
+/// (up to 5 ms each way), so it fires on slow links and not only on lost messages
+/// (`SIM_HEDGE_MS` sets another).
 const HEDGE: Duration = Duration::from_millis(3);
 
 /// What one run did and found.
@@ -332,10 +333,14 @@ impl Run {
                 // The control breaks the thrifty accept.
                 Variant::ThriftyRefusalWithHeldCalls => true,
                 // The other controls run as they did before thrifty phases existed (the
-                // same runs, the same catches).
-                _ => false,
+                // same runs, the same catches), unless `SIM_CONTROLS_THRIFTY=on` makes them
+                // thrifty too (how well the checks still catch them among thrifty phases).
+                _ => std::env::var("SIM_CONTROLS_THRIFTY").as_deref() == Ok("on"),
             },
-            hedge: HEDGE,
+            hedge: std::env::var("SIM_HEDGE_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map_or(HEDGE, Duration::from_millis),
             jitter_seed: self.world.with_rng(|rng| rng.random()),
             unsafe_control: match self.variant {
                 Variant::KeepCacheAfterFailedAccept => {
