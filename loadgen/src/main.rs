@@ -38,7 +38,17 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, msg)
             .exit(),
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    // One runtime thread asked for (TOKIO_WORKER_THREADS=1, the compose default): the
+    // current-thread scheduler, as for the nodes; otherwise the multi-thread one.
+    let one_thread = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let built = if one_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadgen: cannot start the runtime: {e}");
