@@ -123,24 +123,22 @@ restore_reads() {
 }
 trap 'resume; restore_reads' EXIT
 
+# A Perseus variant: p1..p3 recreated with one setting changed ($1, as NAME=value) for its
+# levels, put back as configured at the end.
+recreate_nodes() {
+  resume
+  echo "=== bench: recreating p1..p3 with $2 ($1)"
+  reads_changed=1
+  env "$1" make -s up >/dev/null
+  nodes=""
+}
+
 files=()
 for system in $SYSTEMS; do
   case "$system" in
     perseus) nodes="" ;;
-    perseus-full-rounds)
-      resume
-      echo "=== bench: recreating p1..p3 with quorum reads off (PERSEUS_QUORUM_READS=false)"
-      reads_changed=1
-      PERSEUS_QUORUM_READS=false make -s up >/dev/null
-      nodes=""
-      ;;
-    perseus-every-acceptor)
-      resume
-      echo "=== bench: recreating p1..p3 asking every acceptor at once (PERSEUS_THRIFTY=false)"
-      reads_changed=1
-      PERSEUS_THRIFTY=false make -s up >/dev/null
-      nodes=""
-      ;;
+    perseus-full-rounds) recreate_nodes PERSEUS_QUORUM_READS=false "quorum reads off" ;;
+    perseus-every-acceptor) recreate_nodes PERSEUS_THRIFTY=false "every acceptor asked at once" ;;
     etcd)
       # Perseus idles meanwhile: paused, so it takes no CPU from the etcd levels.
       for s in a1 a2 a3 p1 p2 p3; do
