@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use sim::{run_seed, QuorumReads, Report, Thrifty, Variant};
+use sim::{run_seed, Mix, Report, Variant};
 
 /// Seeds checked by default (and within which the negative controls must be caught).
 const DEFAULT_SEEDS: u64 = 300;
@@ -169,10 +169,10 @@ fn proposer_is_safe_under_faults() {
         t.partitions,
         t.wipes,
         t.recoveries,
-        QuorumReads::from_env(),
+        Mix::from_env("SIM_QUORUM_READS"),
         t.reads_agreed,
         t.reads_fell_back,
-        Thrifty::from_env(),
+        Mix::from_env("SIM_THRIFTY"),
         failed.load(Ordering::SeqCst),
         started.elapsed()
     );

@@ -81,65 +81,35 @@ pub enum Variant {
     ThriftyRefusalWithHeldCalls,
 }
 
-/// Which proposers serve reads with quorum reads (`SIM_QUORUM_READS`).
+/// Which proposers run with a setting on, read from an environment variable: `mixed` (the
+/// default), `on` or `off`. Mixed leaves one proposer with it off and the others with it on,
+/// so every run has both paths, as in a cluster in the middle of switching the setting:
+/// `SIM_QUORUM_READS` (proposer 1 without quorum reads) and `SIM_THRIFTY` (proposer 2 asking
+/// every acceptor at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QuorumReads {
-    /// Proposer 1 without, proposers 2 and 3 with: both read paths in every run, as in a
-    /// cluster in the middle of switching the setting (the default).
-    Mixed,
-    /// Every proposer with quorum reads.
-    On,
-    /// No proposer with quorum reads (every read a full round).
-    Off,
-}
-
-impl QuorumReads {
-    /// From `SIM_QUORUM_READS` (`mixed`, `on` or `off`; default `mixed`).
-    pub fn from_env() -> QuorumReads {
-        match std::env::var("SIM_QUORUM_READS").as_deref() {
-            Err(_) | Ok("mixed") => QuorumReads::Mixed,
-            Ok("on") => QuorumReads::On,
-            Ok("off") => QuorumReads::Off,
-            Ok(other) => panic!("SIM_QUORUM_READS={other:?}: expected mixed, on or off"),
-        }
-    }
-
-    fn for_node(self, node: usize) -> bool {
-        match self {
-            QuorumReads::Mixed => node != 0,
-            QuorumReads::On => true,
-            QuorumReads::Off => false,
-        }
-    }
-}
-
-/// Which proposers ask only a quorum of acceptors first (`SIM_THRIFTY`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Thrifty {
-    /// Proposers 1 and 3 thrifty, proposer 2 asking everyone (the default): thrifty
-    /// phases with both read paths, next to a proposer whose answers come from every
-    /// acceptor.
+pub enum Mix {
     Mixed,
     On,
     Off,
 }
 
-impl Thrifty {
-    /// From `SIM_THRIFTY` (`mixed`, `on` or `off`; default `mixed`).
-    pub fn from_env() -> Thrifty {
-        match std::env::var("SIM_THRIFTY").as_deref() {
-            Err(_) | Ok("mixed") => Thrifty::Mixed,
-            Ok("on") => Thrifty::On,
-            Ok("off") => Thrifty::Off,
-            Ok(other) => panic!("SIM_THRIFTY={other:?}: expected mixed, on or off"),
+impl Mix {
+    pub fn from_env(var: &str) -> Mix {
+        match std::env::var(var).as_deref() {
+            Err(_) | Ok("mixed") => Mix::Mixed,
+            Ok("on") => Mix::On,
+            Ok("off") => Mix::Off,
+            Ok(other) => panic!("{var}={other:?}: expected mixed, on or off"),
         }
     }
 
-    fn for_node(self, node: usize) -> bool {
+    /// Whether proposer `node` runs with the setting on; `off_when_mixed` is the one left
+    /// without it in a mixed run.
+    fn for_node(self, node: usize, off_when_mixed: usize) -> bool {
         match self {
-            Thrifty::Mixed => node != 1,
-            Thrifty::On => true,
-            Thrifty::Off => false,
+            Mix::Mixed => node != off_when_mixed,
+            Mix::On => true,
+            Mix::Off => false,
         }
     }
 }
@@ -290,8 +260,8 @@ struct Run {
     nodes: Vec<Node>,
     shape: Shape,
     variant: Variant,
-    quorum_reads: QuorumReads,
-    thrifty: Thrifty,
+    quorum_reads: Mix,
+    thrifty: Mix,
     done: AtomicBool,
     incarnations: Mutex<Vec<u64>>,
     crashes: AtomicU64,
@@ -326,10 +296,10 @@ impl Run {
                 // it (its single catch in the default seeds is a read's accept): every read
                 // a full round, as before quorum reads.
                 Variant::CountRecoveringAccept => false,
-                _ => self.quorum_reads.for_node(node),
+                _ => self.quorum_reads.for_node(node, 0),
             },
             thrifty: match self.variant {
-                Variant::Correct => self.thrifty.for_node(node),
+                Variant::Correct => self.thrifty.for_node(node, 1),
                 // The control breaks the thrifty accept.
                 Variant::ThriftyRefusalWithHeldCalls => true,
                 // The other controls run as they did before thrifty phases existed (the
@@ -668,12 +638,7 @@ async fn partitioner(run: Arc<Run>) {
     }
 }
 
-async fn simulate(
-    seed: u64,
-    variant: Variant,
-    quorum_reads: QuorumReads,
-    thrifty: Thrifty,
-) -> Report {
+async fn simulate(seed: u64, variant: Variant, quorum_reads: Mix, thrifty: Mix) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut shape = Shape::draw(&mut rng);
     if matches!(
@@ -818,7 +783,7 @@ pub fn run_seed(seed: u64, variant: Variant) -> Report {
     runtime.block_on(simulate(
         seed,
         variant,
-        QuorumReads::from_env(),
-        Thrifty::from_env(),
+        Mix::from_env("SIM_QUORUM_READS"),
+        Mix::from_env("SIM_THRIFTY"),
     ))
 }
