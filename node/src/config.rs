@@ -153,9 +153,17 @@ fn default_max_value_bytes() -> usize {
 impl Settings {
     /// Loads the file (if given) and the environment, and checks the result.
     pub fn load(file: Option<&str>) -> Result<Settings, ConfigError> {
+        // The file is read once: a source of the settings, and the list of keys it sets.
+        let from_file = file
+            .map(|path| {
+                Config::builder()
+                    .add_source(File::new(path, FileFormat::Toml))
+                    .build()
+            })
+            .transpose()?;
         let mut builder = Config::builder();
-        if let Some(path) = file {
-            builder = builder.add_source(File::new(path, FileFormat::Toml));
+        if let Some(from_file) = &from_file {
+            builder = builder.add_source(from_file.clone());
         }
         builder = builder.add_source(
             Environment::with_prefix("PERSEUS")
@@ -171,10 +179,8 @@ impl Settings {
         let mut ignored = Vec::new();
         let settings: Settings =
             serde_ignored::deserialize(builder.build()?, |path| ignored.push(path.to_string()))?;
-        if let Some(path) = file {
-            let in_file = Config::builder()
-                .add_source(File::new(path, FileFormat::Toml))
-                .build()?
+        if let (Some(path), Some(from_file)) = (file, from_file) {
+            let in_file = from_file
                 .try_deserialize::<std::collections::HashMap<String, config::Value>>()?;
             let top = |key: &String| key.split(['.', '[']).next().unwrap_or("").to_string();
             if let Some(key) = ignored.iter().find(|k| in_file.contains_key(&top(k))) {
