@@ -180,8 +180,8 @@ impl Settings {
         let settings: Settings =
             serde_ignored::deserialize(builder.build()?, |path| ignored.push(path.to_string()))?;
         if let (Some(path), Some(from_file)) = (file, from_file) {
-            let in_file = from_file
-                .try_deserialize::<std::collections::HashMap<String, config::Value>>()?;
+            let in_file =
+                from_file.try_deserialize::<std::collections::HashMap<String, config::Value>>()?;
             let top = |key: &String| key.split(['.', '[']).next().unwrap_or("").to_string();
             if let Some(key) = ignored.iter().find(|k| in_file.contains_key(&top(k))) {
                 return Err(ConfigError::UnknownKey {

@@ -904,7 +904,7 @@ impl Proposer {
             {
                 // NEGATIVE CONTROL: judged on the acceptors asked so far, the held calls
                 // still armed (a refusal by all of them reads as "stored nowhere").
-                let asked = rx.asked;
+                let asked = rx.first.iter().filter(|first| **first).count();
                 rx.abandon();
                 Err(Failure {
                     total: asked,
@@ -946,15 +946,14 @@ impl Proposer {
         // that lately let a phase wait past the hedge delay; all of them when fewer remain.
         let now = Instant::now();
         let first: Vec<bool> = if self.thrifty {
+            let suspected = self.suspects.at(now);
             let mut chosen = 0;
             let connected: Vec<bool> = self
                 .acceptors
                 .iter()
                 .enumerate()
                 .map(|(index, acceptor)| {
-                    let take = chosen < self.quorum
-                        && acceptor.is_connected()
-                        && !self.suspects.is_suspect(index, now);
+                    let take = chosen < self.quorum && acceptor.is_connected() && !suspected[index];
                     chosen += usize::from(take);
                     take
                 })
@@ -999,11 +998,9 @@ impl Proposer {
         Fanout {
             rx,
             release: (held > 0).then_some(release),
-            asked: self.acceptors.len() - held,
             heard: vec![false; first.len()],
             first,
-            sent_at: now,
-            hedge: self.hedge,
+            suspect_after: now + self.hedge,
             suspects: (held > 0).then(|| self.suspects.clone()),
         }
     }
@@ -1024,13 +1021,13 @@ impl Suspects {
         Suspects(Mutex::new(vec![None; acceptors]))
     }
 
-    fn is_suspect(&self, index: usize, now: Instant) -> bool {
+    /// Per acceptor, whether it is passed over at `now` (one lock per phase).
+    fn at(&self, now: Instant) -> Vec<bool> {
         let until = self.0.lock().unwrap_or_else(|e| e.into_inner());
         until
-            .get(index)
-            .copied()
-            .flatten()
-            .is_some_and(|until| until > now)
+            .iter()
+            .map(|until| until.is_some_and(|until| until > now))
+            .collect()
     }
 
     fn suspect(&self, index: usize, now: Instant) {
@@ -1046,14 +1043,13 @@ struct Fanout<T> {
     rx: mpsc::Receiver<(usize, Answer<T>)>,
     /// Releases the held calls; `None` once released or when none were held.
     release: Option<watch::Sender<bool>>,
-    /// How many acceptors were asked at once.
-    asked: usize,
     /// Which acceptors were asked at once, and which of all have answered (anything but a
     /// failure) so far.
     first: Vec<bool>,
     heard: Vec<bool>,
-    sent_at: Instant,
-    hedge: Duration,
+    /// When the hedge delay of the phase ends: a phase still undecided then passes over
+    /// the acceptors asked at once that had not answered.
+    suspect_after: Instant,
     /// The proposer's suspects, when calls were held back.
     suspects: Option<Arc<Suspects>>,
 }
@@ -1092,7 +1088,7 @@ impl<T> Drop for Fanout<T> {
             return;
         };
         let now = Instant::now();
-        if now.duration_since(self.sent_at) < self.hedge {
+        if now < self.suspect_after {
             return;
         }
         for (index, (first, heard)) in self.first.iter().zip(&self.heard).enumerate() {
