@@ -178,8 +178,9 @@ pub enum UnsafeControl {
     /// A thrifty accept that every acceptor it asked at once refused is judged stored
     /// nowhere without hearing the others, whose calls the hedge delay may already have
     /// released, or still will: the "stored nowhere" write may be accepted by one of them.
-    /// (Even with the held calls cancelled at the decision instead, it is caught in about
-    /// as many seeds: the hedge delay often released them before the refusals arrived.)
+    /// (At 1bd9f8e, even with the held calls cancelled at the decision instead, it was
+    /// caught in about as many seeds: the hedge delay often released them before the
+    /// refusals arrived.)
     ThriftyRefusalWithHeldCalls,
 }
 
