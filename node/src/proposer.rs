@@ -1160,15 +1160,21 @@ mod tests {
         let acceptors: Vec<Arc<MemoryAcceptor>> = (1..=3)
             .map(|i| Arc::new(MemoryAcceptor::new(format!("a{i}"))))
             .collect();
-        let dyns = acceptors
-            .iter()
-            .map(|a| a.clone() as Arc<dyn Acceptor>)
-            .collect();
         let config = ProposerConfig {
             quorum_reads,
             ..ProposerConfig::default()
         };
-        (acceptors, Proposer::with_incarnation(config, dyns, 7))
+        let proposer = proposer_over(&acceptors, config);
+        (acceptors, proposer)
+    }
+
+    /// A proposer (incarnation 7) over the acceptors given.
+    fn proposer_over<A: Acceptor>(acceptors: &[Arc<A>], config: ProposerConfig) -> Proposer {
+        let dyns = acceptors
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect();
+        Proposer::with_incarnation(config, dyns, 7)
     }
 
     fn put(value: &'static str) -> impl Fn(Option<&str>) -> Result<Option<String>, ()> {
@@ -1336,15 +1342,12 @@ mod tests {
     fn lagging_cluster(thrifty: bool) -> (Vec<Arc<Lagging>>, Proposer) {
         let acceptors: Vec<Arc<Lagging>> =
             (1..=3).map(|i| Lagging::new(&format!("a{i}"))).collect();
-        let dyns = acceptors
-            .iter()
-            .map(|a| a.clone() as Arc<dyn Acceptor>)
-            .collect();
         let config = ProposerConfig {
             thrifty,
             ..ProposerConfig::default()
         };
-        (acceptors, Proposer::with_incarnation(config, dyns, 7))
+        let proposer = proposer_over(&acceptors, config);
+        (acceptors, proposer)
     }
 
     #[tokio::test(start_paused = true)]
@@ -1477,15 +1480,11 @@ mod tests {
     async fn a_thrifty_phase_ends_within_the_timeout_plus_the_hedge() {
         for hedge_ms in [10, 299, 1000] {
             let (acceptors, _) = lagging_cluster(true);
-            let dyns = acceptors
-                .iter()
-                .map(|a| a.clone() as Arc<dyn Acceptor>)
-                .collect();
             let config = ProposerConfig {
                 hedge: Duration::from_millis(hedge_ms),
                 ..ProposerConfig::default()
             };
-            let proposer = Proposer::with_incarnation(config, dyns, 7);
+            let proposer = proposer_over(&acceptors, config);
             // a1 answers at once, a2 and a3 hang: the prepare fails.
             acceptors[1].set_lag(Duration::from_secs(60));
             acceptors[2].set_lag(Duration::from_secs(60));
