@@ -113,22 +113,22 @@ resume() {
   [ ${#paused[@]} -gt 0 ] && docker unpause "${paused[@]}" >/dev/null 2>&1 || true
   paused=()
 }
-# Nodes recreated with quorum reads off: put back as configured (compose recreates them).
-reads_changed=0
-restore_reads() {
-  if [ "$reads_changed" = 1 ]; then
-    reads_changed=0
-    make -s up >/dev/null || echo "bench: putting the nodes' read mode back failed: run make up" >&2
+# Nodes recreated with a setting changed (recreate_nodes): put back as configured.
+nodes_changed=0
+restore_nodes() {
+  if [ "$nodes_changed" = 1 ]; then
+    nodes_changed=0
+    make -s up >/dev/null || echo "bench: putting the nodes' settings back failed: run make up" >&2
   fi
 }
-trap 'resume; restore_reads' EXIT
+trap 'resume; restore_nodes' EXIT
 
 # A Perseus variant: p1..p3 recreated with one setting changed ($1, as NAME=value) for its
 # levels, put back as configured at the end.
 recreate_nodes() {
   resume
   echo "=== bench: recreating p1..p3 with $2 ($1)"
-  reads_changed=1
+  nodes_changed=1
   env "$1" make -s up >/dev/null
   nodes=""
 }
@@ -188,6 +188,6 @@ for system in $SYSTEMS; do
   done
 done
 resume
-restore_reads
+restore_nodes
 
 target/release/lab bench "${files[@]}" | tee "$out/bench.txt"
