@@ -45,7 +45,8 @@ LOADGEN_DURATION ?= 300
 # or `shared:N` (all connections of all nodes race on N keys), e.g. KEYS=shared:1 CONNECTIONS=10
 CONNECTIONS ?= 1
 KEYS ?= own
-BENCH_DURATION ?= 20
+BENCH_DURATION ?= 10
+BENCH_ROUNDS ?= 3
 BENCH_CONNECTIONS ?= 1 4 16
 # `make experiment` / `make soak`
 SCENARIO ?= kill-and-isolate
@@ -138,8 +139,8 @@ load-etcd: ## The same as make load SYSTEM=etcd (LOADGEN_DURATION, CONNECTIONS, 
 # `make bench` measures Perseus; `make bench SYSTEMS="perseus etcd"` adds etcd (SYSTEMS's own
 # default is the matrix's, so bench reads it only when given).
 BENCH_SYSTEMS ?= $(if $(filter command line environment,$(origin SYSTEMS)),$(SYSTEMS),perseus)
-bench: up ## Throughput, latency, CPU per component, Redis calls and fsyncs per iteration at BENCH_CONNECTIONS="1 4 16" per node (BENCH_DURATION=20 s each; SYSTEMS="perseus etcd" adds etcd)
-	BENCH_DURATION=$(BENCH_DURATION) BENCH_CONNECTIONS="$(BENCH_CONNECTIONS)" BENCH_SYSTEMS="$(BENCH_SYSTEMS)" scripts/bench.sh
+bench: up ## Throughput, latency, CPU per component, Redis calls and fsyncs per iteration at BENCH_CONNECTIONS="1 4 16" per node (BENCH_DURATION=10 s, median of BENCH_ROUNDS=3 turns; SYSTEMS="perseus etcd" adds etcd, taking turns)
+	BENCH_DURATION=$(BENCH_DURATION) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_CONNECTIONS="$(BENCH_CONNECTIONS)" BENCH_SYSTEMS="$(BENCH_SYSTEMS)" scripts/bench.sh
 
 logs: ## Show the load generator's output (follows it while it runs)
 	@id=$(CLIENT_ID); \

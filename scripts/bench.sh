@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # `make bench`: the healthy cluster's throughput and latency, no faults, and where the time
 # goes. For each system of BENCH_SYSTEMS (default "perseus"; `make bench SYSTEMS="perseus
-# etcd"`), runs the load generator in the client container once per level of
-# BENCH_CONNECTIONS (connections per node, default "1 4 16") for BENCH_DURATION seconds each
-# (default 20). Around each level it reads, from the machine:
+# etcd"`), runs the load generator in the client container at each level of
+# BENCH_CONNECTIONS (connections per node, default "1 4 16") for BENCH_DURATION seconds
+# (default 10), BENCH_ROUNDS times (default 3). The systems take turns at each level, round
+# after round (perseus 1, etcd 1, perseus 4, etcd 4, ...): this machine's CPU is shared with
+# other guests (steal was 20-30 % at times) and drifts over minutes, so systems compared at
+# the same level are measured seconds apart, and `lab bench` reports each level's median
+# round. Around each level it reads, from the machine:
 #   - CPU: each container's cgroup CPU counter (cpuacct.usage, or cpu.stat on cgroup v2)
 #     before and after, for the nodes p1..p3, the Redis acceptors a1..a3, the etcd members
-#     e1..e3; the client's is sampled every half second while it runs (its cgroup goes when
-#     it exits), so up to half a second of its CPU at the very end is not counted;
+#     e1..e3; the client's from its own last line, `# cpu ms=…` (its cgroup goes when it
+#     exits; sampling it while it ran cost a `docker inspect` every half second, 4 % of
+#     the machine under perf, taken from the system measured);
 #   - Perseus's Redis: script calls (EVALSHA/EVAL) and commands executed, those inside the
 #     scripts included (INFO commandstats, INFO itself left out), and AOF
 #     writes, each followed by an fsync under `appendfsync always`: the redis-server
@@ -15,22 +20,23 @@
 #     stats total_writes_processed);
 #   - etcd: its WAL fsyncs (the etcd_disk_wal_fsync_duration_seconds_count metric).
 # `lab bench` prints per level iterations/s, p50/p99, the CPU share of each group, the Redis
-# calls and fsyncs per iteration, and with two systems the ratio per level. Perseus runs
-# first (`make bench` brought it up); for etcd the Perseus containers are paused (no CPU) and
-# etcd is brought up, and the Perseus containers are resumed at the end. The system
-# `perseus-full-rounds` is the same Perseus cluster with quorum reads off (every read a full
-# CASPaxos round that writes): its nodes are recreated with PERSEUS_QUORUM_READS=false for
-# its levels and put back as configured at the end, so `make bench SYSTEMS="perseus
-# perseus-full-rounds etcd"` shows both read modes and etcd in one run, with the ratios.
-# `perseus-every-acceptor` likewise recreates them with PERSEUS_THRIFTY=false: every phase
-# asks all three acceptors at once instead of a quorum first.
+# calls and fsyncs per iteration, and with two systems the ratio per level. The system not
+# measured is paused (no CPU); one just unpaused is given 3 s to settle and must answer its
+# health check first. The system `perseus-full-rounds` is the same Perseus cluster with
+# quorum reads off (every read a full CASPaxos round that writes): its nodes are recreated
+# with PERSEUS_QUORUM_READS=false for its turns, and put back as configured for perseus's
+# and at the end, so `make bench SYSTEMS="perseus perseus-full-rounds etcd"` shows both read
+# modes and etcd in one run, with the ratios. `perseus-every-acceptor` likewise recreates
+# them with PERSEUS_THRIFTY=false: every phase asks all three acceptors at once instead of
+# a quorum first.
 # Output kept in results/bench-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 LEVELS="${BENCH_CONNECTIONS:-1 4 16}"
-DURATION="${BENCH_DURATION:-20}"
+DURATION="${BENCH_DURATION:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 SYSTEMS="${BENCH_SYSTEMS:-perseus}"
 ETCD_NODES="${ETCD_NODES:-http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379}"
 name="bench-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -108,83 +114,124 @@ snapshot() {
   fi
 }
 
+# The running system is the one measured; the other is paused (no CPU). Containers paused
+# here, unpaused when the other system's turn comes and at the end.
+perseus_services="a1 a2 a3 p1 p2 p3"
+etcd_services="e1 e2 e3"
 paused=()
+pause() {
+  local s c
+  for s in "$@"; do
+    c="$(cid "$s")"
+    [ -n "$c" ] && [ "$(docker inspect -f '{{.State.Status}}' "$c")" = running ] &&
+      docker pause "$c" >/dev/null && paused+=("$c")
+  done
+  return 0
+}
+unpause() {
+  local s c keep=() p
+  for s in "$@"; do
+    c="$(cid "$s")"
+    [ -n "$c" ] && [ "$(docker inspect -f '{{.State.Status}}' "$c")" = paused ] && docker unpause "$c" >/dev/null
+    for p in "${paused[@]}"; do [ "$p" = "$c" ] || keep+=("$p"); done
+    paused=("${keep[@]}") keep=()
+  done
+  return 0
+}
 resume() {
   [ ${#paused[@]} -gt 0 ] && docker unpause "${paused[@]}" >/dev/null 2>&1 || true
   paused=()
 }
-# Nodes recreated with a setting changed (recreate_nodes): put back as configured.
-nodes_changed=0
+# The setting p1..p3 run with now: "" as configured, else NAME=value (recreate_nodes).
+nodes_setting=""
 restore_nodes() {
-  if [ "$nodes_changed" = 1 ]; then
-    nodes_changed=0
+  if [ -n "$nodes_setting" ]; then
+    nodes_setting=""
     make -s up >/dev/null || echo "bench: putting the nodes' settings back failed: run make up" >&2
   fi
 }
 trap 'resume; restore_nodes' EXIT
 
-# A Perseus variant: p1..p3 recreated with one setting changed ($1, as NAME=value) for its
-# levels, put back as configured at the end.
-recreate_nodes() {
-  resume
-  echo "=== bench: recreating p1..p3 with $2 ($1)"
-  nodes_changed=1
-  env "$1" make -s up >/dev/null
+# Makes $1 the running system: the other paused, p1..p3 recreated when the Perseus variant
+# needs another setting ($2, as NAME=value; "" as configured), and the system healthy again.
+# A system just unpaused finds its timers expired (Redis connections silent past their
+# liveness, etcd's election timeout), so it is given a few seconds to settle first.
+activate() {
+  local system=$1 setting=$2
+  if [ "$system" = etcd ]; then
+    pause $perseus_services
+    if [ -z "$(cid e1)" ]; then
+      make -s up-etcd
+    else
+      unpause $etcd_services
+      sleep 3
+      scripts/wait-healthy.sh etcd >/dev/null
+    fi
+    nodes="$ETCD_NODES"
+    return
+  fi
+  pause $etcd_services
+  unpause $perseus_services
+  if [ "$setting" != "$nodes_setting" ]; then
+    echo "=== bench: recreating p1..p3 with ${setting:-the settings configured}"
+    nodes_setting="$setting"
+    env ${setting:+"$setting"} make -s up >/dev/null
+  else
+    sleep 3
+    scripts/wait-healthy.sh perseus >/dev/null
+  fi
   nodes=""
 }
 
-files=()
-for system in $SYSTEMS; do
-  case "$system" in
-    perseus) nodes="" ;;
-    perseus-full-rounds) recreate_nodes PERSEUS_QUORUM_READS=false "quorum reads off" ;;
-    perseus-every-acceptor) recreate_nodes PERSEUS_THRIFTY=false "every acceptor asked at once" ;;
-    etcd)
-      # Perseus idles meanwhile: paused, so it takes no CPU from the etcd levels.
-      for s in a1 a2 a3 p1 p2 p3; do
-        c="$(cid "$s")"
-        [ -n "$c" ] && [ "$(docker inspect -f '{{.State.Status}}' "$c")" = running ] && docker pause "$c" >/dev/null && paused+=("$c")
-      done
-      make -s up-etcd
-      nodes="$ETCD_NODES"
-      ;;
-    *) echo "bench: unknown system $system (perseus, perseus-full-rounds, perseus-every-acceptor or etcd)" >&2; exit 2 ;;
+# The setting of each Perseus variant.
+setting_of() {
+  case "$1" in
+    perseus) echo "" ;;
+    perseus-full-rounds) echo "PERSEUS_QUORUM_READS=false" ;;
+    perseus-every-acceptor) echo "PERSEUS_THRIFTY=false" ;;
+    etcd) echo "" ;;
+    *) echo "bench: unknown system $1 (perseus, perseus-full-rounds, perseus-every-acceptor or etcd)" >&2; return 2 ;;
   esac
+}
+for system in $SYSTEMS; do setting_of "$system" >/dev/null || exit 2; done
+case "$ROUNDS" in '' | *[!0-9]* | 0) echo "bench: BENCH_ROUNDS must be a positive number, not '$ROUNDS'" >&2; exit 2 ;; esac
+
+files=()
+for round in $(seq 1 "$ROUNDS"); do
   for c in $LEVELS; do
-    echo "=== bench: $system, $c connection(s) per node, ${DURATION} s"
-    base="$out/$system-$c"
-    snapshot "$system" >"$base.before"
-    t0="$(date +%s%N)"
-    # shellcheck disable=SC2086
-    env LOADGEN_CONNECTIONS="$c" LOADGEN_DURATION="$DURATION" LOADGEN_OUT="/results/$name/$system-$c.jsonl" \
-      ${nodes:+LOADGEN_NODES=$nodes} $COMPOSE --profile load up -d --no-deps --force-recreate client \
-      >"$out/compose-$system-$c.txt" 2>&1 ||
-      { echo "bench: starting the client failed:" >&2; cat "$out/compose-$system-$c.txt" >&2; exit 1; }
-    id="$(cid client)"
-    [ -n "$id" ] || { echo "bench: no client container" >&2; exit 1; }
-    loadgen_cpu=""
-    while [ "$(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null)" = true ]; do
-      v="$(cpu_ns "$id" || true)"
-      [ -n "$v" ] && loadgen_cpu="$v"
-      sleep 0.5
+    for system in $SYSTEMS; do
+      activate "$system" "$(setting_of "$system")"
+      echo "=== bench: round $round of $ROUNDS, $system, $c connection(s) per node, ${DURATION} s"
+      base="$out/$system-$c-r$round"
+      run="$system-$c-r$round"
+      snapshot "$system" >"$base.before"
+      t0="$(date +%s%N)"
+      # shellcheck disable=SC2086
+      env LOADGEN_CONNECTIONS="$c" LOADGEN_DURATION="$DURATION" LOADGEN_OUT="/results/$name/$run.jsonl" \
+        ${nodes:+LOADGEN_NODES=$nodes} $COMPOSE --profile load up -d --no-deps --force-recreate client \
+        >"$out/compose-$run.txt" 2>&1 ||
+        { echo "bench: starting the client failed:" >&2; cat "$out/compose-$run.txt" >&2; exit 1; }
+      id="$(cid client)"
+      [ -n "$id" ] || { echo "bench: no client container" >&2; exit 1; }
+      code="$(docker wait "$id")"
+      t1="$(date +%s%N)"
+      snapshot "$system" >"$base.after"
+      docker logs "$id" >"$out/loadgen-$run.txt" 2>&1
+      loadgen_cpu="$(awk -F'ms=' '/^# cpu ms=/ { printf "%.0f\n", $2 * 1000000 }' "$out/loadgen-$run.txt")"
+      grep -E '^# (iterations|latency_ms iteration|errors|violations)' "$out/loadgen-$run.txt" || true
+      [ "$code" = 0 ] || { echo "bench: the load generator exited with $code (see $out/loadgen-$run.txt)" >&2; exit 1; }
+      # The costs of the level: deltas of every counter, the wall time, the client's CPU.
+      {
+        echo "system $system"
+        echo "cores $(nproc)"
+        echo "wall_ns $((t1 - t0))"
+        [ -n "$loadgen_cpu" ] && echo "cpu_loadgen_ns $loadgen_cpu"
+        join <(sort "$base.before") <(sort "$base.after") |
+          awk 'NF == 3 { printf "%s %.0f\n", $1, $3 - $2 }'
+      } >"$base.costs" || { echo "bench: counting the costs of $run failed" >&2; exit 1; }
+      rm -f "$base.before" "$base.after"
+      files+=("$out/$run.jsonl")
     done
-    code="$(docker wait "$id")"
-    t1="$(date +%s%N)"
-    snapshot "$system" >"$base.after"
-    docker logs "$id" >"$out/loadgen-$system-$c.txt" 2>&1
-    grep -E '^# (iterations|latency_ms iteration|errors|violations)' "$out/loadgen-$system-$c.txt" || true
-    [ "$code" = 0 ] || { echo "bench: the load generator exited with $code (see $out/loadgen-$system-$c.txt)" >&2; exit 1; }
-    # The costs of the level: deltas of every counter, the wall time, the client's CPU.
-    {
-      echo "system $system"
-      echo "cores $(nproc)"
-      echo "wall_ns $((t1 - t0))"
-      [ -n "$loadgen_cpu" ] && echo "cpu_loadgen_ns $loadgen_cpu"
-      join <(sort "$base.before") <(sort "$base.after") |
-        awk 'NF == 3 { printf "%s %.0f\n", $1, $3 - $2 }'
-    } >"$base.costs" || { echo "bench: counting the costs of $system-$c failed" >&2; exit 1; }
-    rm -f "$base.before" "$base.after"
-    files+=("$out/$system-$c.jsonl")
   done
 done
 resume

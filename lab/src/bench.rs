@@ -4,7 +4,8 @@
 //! around each level (a `NAME.costs` file next to `NAME.jsonl`, `key value` lines): the CPU
 //! share of the nodes, the Redis acceptors, the etcd members and the load generator, and the
 //! Redis calls and fsyncs per iteration; with several systems, the ratio of each to the first
-//! at every level and at each one's best level.
+//! at every level and at each one's best level. A level run several times (rounds) is shown
+//! by its median round, with the range of all rounds' rates.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -137,41 +138,101 @@ fn per_iteration(v: Option<f64>, iterations: u64) -> String {
     }
 }
 
-/// The tables, levels grouped by system in the order first seen.
-pub fn table(levels: &[Level]) -> String {
-    let mut out = String::new();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let duration = levels.first().map_or(0.0, |l| l.start.duration_s);
-    let nodes = levels.first().map_or(0, |l| l.start.nodes.len());
-    let _ = writeln!(
-        out,
-        "# bench on {cores} cores, {duration:.0} s per level, {nodes} nodes, no faults ({})",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
-    );
+/// The round shown for one system at one level: the median by iterations/s (the lower of
+/// the middle two for an even count), with every round's rate.
+struct Median<'a> {
+    level: &'a Level,
+    rates: Vec<f64>,
+}
+
+/// One [`Median`] per system and connection count: systems in the order first seen, levels
+/// by connections.
+fn medians(levels: &[Level]) -> Vec<Median<'_>> {
     let mut systems: Vec<&str> = Vec::new();
     for l in levels {
         if !systems.contains(&l.system.as_str()) {
             systems.push(&l.system);
         }
     }
+    let mut out = Vec::new();
+    for system in systems {
+        let mut connections: Vec<u32> = levels
+            .iter()
+            .filter(|l| l.system == system)
+            .map(|l| l.start.connections)
+            .collect();
+        connections.sort_unstable();
+        connections.dedup();
+        for c in connections {
+            let mut rounds: Vec<&Level> = levels
+                .iter()
+                .filter(|l| l.system == system && l.start.connections == c)
+                .collect();
+            rounds.sort_by(|a, b| a.summary.mean_per_s.total_cmp(&b.summary.mean_per_s));
+            let rates = rounds.iter().map(|l| l.summary.mean_per_s).collect();
+            out.push(Median {
+                level: rounds[(rounds.len() - 1) / 2],
+                rates,
+            });
+        }
+    }
+    out
+}
+
+/// The tables, levels grouped by system in the order first seen.
+pub fn table(levels: &[Level]) -> String {
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let duration = levels.first().map_or(0.0, |l| l.start.duration_s);
+    let nodes = levels.first().map_or(0, |l| l.start.nodes.len());
+    let rows = medians(levels);
+    let rounds = rows.iter().map(|m| m.rates.len()).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# bench on {cores} cores, {duration:.0} s per level{}, {nodes} nodes, no faults ({})",
+        if rounds > 1 {
+            format!(", median of {rounds} rounds (the systems taking turns)")
+        } else {
+            String::new()
+        },
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let mut systems: Vec<&str> = Vec::new();
+    for m in &rows {
+        if !systems.contains(&m.level.system.as_str()) {
+            systems.push(&m.level.system);
+        }
+    }
     for system in &systems {
-        let mine: Vec<&Level> = levels.iter().filter(|l| l.system == *system).collect();
+        let mine: Vec<&Median> = rows.iter().filter(|m| m.level.system == *system).collect();
         if systems.len() > 1 {
             let _ = writeln!(out, "\n## {system}");
         }
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>14} {:>8} {:>9} {:>9} {:>9}",
-            "conn/node", "clients", "iterations/s", "ratio", "p50 ms", "p99 ms", "max ms"
+            "{:<12} {:>8} {:>14} {:>8} {:>9} {:>9} {:>9}{}",
+            "conn/node",
+            "clients",
+            "iterations/s",
+            "ratio",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            if rounds > 1 { "   rounds it/s" } else { "" }
         );
-        let first = mine.first().map_or(0.0, |l| l.summary.mean_per_s);
-        for l in &mine {
+        let first = mine.first().map_or(0.0, |m| m.level.summary.mean_per_s);
+        for m in &mine {
+            let l = m.level;
             let c = l.start.connections;
             let rate = l.summary.mean_per_s;
             let lat = &l.summary.latency_us;
+            let spread = match (m.rates.first(), m.rates.last()) {
+                (Some(low), Some(high)) if m.rates.len() > 1 => format!("   {low:.0}-{high:.0}"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "{:<12} {:>8} {:>14.0} {:>7.2}x {:>9.2} {:>9.2} {:>9.2}",
+                "{:<12} {:>8} {:>14.0} {:>7.2}x {:>9.2} {:>9.2} {:>9.2}{spread}",
                 c,
                 c as usize * l.start.nodes.len(),
                 rate,
@@ -181,7 +242,7 @@ pub fn table(levels: &[Level]) -> String {
                 ms(lat.max)
             );
         }
-        if mine.iter().any(|l| l.costs.is_some()) {
+        if mine.iter().any(|m| m.level.costs.is_some()) {
             let _ = writeln!(
                 out,
                 "where the time goes (CPU: % of all {cores} cores over the level; per iteration: \
@@ -200,7 +261,8 @@ pub fn table(levels: &[Level]) -> String {
                 "cmds/it",
                 "fsyncs/it"
             );
-            for l in &mine {
+            for m in &mine {
+                let l = m.level;
                 let Some(c) = &l.costs else { continue };
                 let shares = [
                     c.cpu_share("cpu_nodes_ns"),
@@ -231,14 +293,15 @@ pub fn table(levels: &[Level]) -> String {
         }
     }
     if systems.len() > 1 {
-        ratios(&mut out, levels, &systems);
+        let shown: Vec<&Level> = rows.iter().map(|m| m.level).collect();
+        ratios(&mut out, &shown, &systems);
     }
     out
 }
 
 /// Each system against the first one: per level (same connections per node) and at each
 /// one's best level.
-fn ratios(out: &mut String, levels: &[Level], systems: &[&str]) {
+fn ratios(out: &mut String, levels: &[&Level], systems: &[&str]) {
     let base = systems[0];
     let rate = |system: &str, c: u32| {
         levels
@@ -321,6 +384,34 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("where the time goes"), "{t}");
+    }
+
+    #[test]
+    fn rounds_are_shown_by_their_median_and_range() {
+        let mut e = level(1, 400.0);
+        e.system = "etcd".into();
+        let t = table(&[
+            level(1, 900.0),
+            e,
+            level(1, 1200.0),
+            level(1, 1000.0),
+            level(4, 1500.0),
+            level(4, 1400.0),
+        ]);
+        assert!(t.contains("median of 3 rounds"), "{t}");
+        assert!(
+            t.contains("1                   3           1000    1.00x      2.50      9.00     30.00   900-1200"),
+            "{t}"
+        );
+        // two rounds: the lower of the middle two
+        assert!(
+            t.contains("4                  12           1400    1.40x"),
+            "{t}"
+        );
+        assert!(
+            t.contains("1 conn/node: perseus 1000/s, etcd 400/s: 2.50x"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `loadgen` binary: parses flags (clap, also from `LOADGEN_*` environment variables), stops on
-//! SIGINT/SIGTERM, runs [`loadgen::run`] and exits 0, 1 (violations) or 2 (bad usage).
+//! SIGINT/SIGTERM, runs [`loadgen::run`] and exits 0, 1 (violations) or 2 (bad usage). Its last
+//! line, `# cpu ms=…`, is the CPU the process used (`make bench` reads it: the client's
+//! container is gone when it exits, and sampling its cgroup while it ran cost CPU itself).
 
 use std::process::ExitCode;
 
@@ -27,6 +29,25 @@ async fn shutdown_signal() {
         }
         _ = term => {}
     }
+}
+
+/// mimalloc instead of the system allocator, as for the node: every request allocates, and
+/// the load generator's CPU is taken from the same two cores as the system it measures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The CPU time this process has used so far (user + system, all threads), from
+/// `/proc/self/stat`; `None` where that file is unreadable (not Linux).
+fn cpu_used() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing ')' are
+    // state (3), ..., utime (14), stime (15), in clock ticks.
+    let after = stat.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // /proc reports ticks of USER_HZ, 100 per second on Linux whatever the kernel's HZ.
+    Some(std::time::Duration::from_millis((utime + stime) * 10))
 }
 
 fn main() -> ExitCode {
@@ -60,6 +81,9 @@ fn main() -> ExitCode {
         Box::new(std::io::stdout()),
         shutdown_signal(),
     ));
+    if let Some(cpu) = cpu_used() {
+        println!("# cpu ms={}", cpu.as_millis());
+    }
     match res {
         Ok(r) => ExitCode::from(r.exit_code as u8),
         Err(e) => {
