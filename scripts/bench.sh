@@ -22,13 +22,14 @@
 # `lab bench` prints per level iterations/s, p50/p99, the CPU share of each group, the Redis
 # calls and fsyncs per iteration, and with two systems the ratio per level. The system not
 # measured is paused (no CPU); one just unpaused is given 3 s to settle and must answer its
-# health check first. The system `perseus-full-rounds` is the same Perseus cluster with
-# quorum reads off (every read a full CASPaxos round that writes): its nodes are recreated
-# with PERSEUS_QUORUM_READS=false for its turns, and put back as configured for perseus's
-# and at the end, so `make bench SYSTEMS="perseus perseus-full-rounds etcd"` shows both read
-# modes and etcd in one run, with the ratios. `perseus-every-acceptor` likewise recreates
-# them with PERSEUS_THRIFTY=false: every phase asks all three acceptors at once instead of
-# a quorum first.
+# health check first; a system whose processes are new (first turn, started, recreated)
+# first runs BENCH_WARMUP seconds (default 3) of load that is not measured. The system
+# `perseus-full-rounds` is the same Perseus cluster with quorum reads off (every read a full
+# CASPaxos round that writes): its nodes are recreated with PERSEUS_QUORUM_READS=false for
+# its turns, and put back as configured for perseus's and at the end, so `make bench
+# SYSTEMS="perseus perseus-full-rounds etcd"` shows both read modes and etcd in one run, with
+# the ratios. `perseus-every-acceptor` likewise recreates them with PERSEUS_THRIFTY=false:
+# every phase asks all three acceptors at once instead of a quorum first.
 # Output kept in results/bench-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,8 @@ cd "$(dirname "$0")/.."
 LEVELS="${BENCH_CONNECTIONS:-1 4 16}"
 DURATION="${BENCH_DURATION:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
+WARMUP="${BENCH_WARMUP:-3}"
+warmed="" fresh=0
 SYSTEMS="${BENCH_SYSTEMS:-perseus}"
 ETCD_NODES="${ETCD_NODES:-http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379}"
 name="bench-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -158,10 +161,12 @@ trap 'resume; restore_nodes' EXIT
 # liveness, etcd's election timeout), so it is given a few seconds to settle first.
 activate() {
   local system=$1 setting=$2
+  case " $warmed " in *" $system "*) fresh=0 ;; *) fresh=1 warmed="$warmed $system" ;; esac
   if [ "$system" = etcd ]; then
     pause $perseus_services
     if [ -z "$(cid e1)" ]; then
       make -s up-etcd
+      fresh=1
     else
       unpause $etcd_services
       sleep 3
@@ -176,11 +181,25 @@ activate() {
     echo "=== bench: recreating p1..p3 with ${setting:-the settings configured}"
     nodes_setting="$setting"
     env ${setting:+"$setting"} make -s up >/dev/null
+    fresh=1
   else
     sleep 3
     scripts/wait-healthy.sh perseus >/dev/null
   fi
   nodes=""
+}
+
+# A warm-up load of WARMUP seconds, not measured, at $1 connections per node on a system
+# whose processes are new (first turn, just started or recreated): etcd's first seconds
+# after start ran at half its rate (WAL files, leader's caches), and a new node has no
+# connections nor cached ballots yet.
+warm_up() {
+  [ "$fresh" = 1 ] && [ "$WARMUP" -gt 0 ] || return 0
+  # shellcheck disable=SC2086
+  env LOADGEN_CONNECTIONS="$1" LOADGEN_DURATION="$WARMUP" ${nodes:+LOADGEN_NODES=$nodes} \
+    $COMPOSE --profile load up -d --no-deps --force-recreate client >/dev/null 2>&1 ||
+    { echo "bench: starting the warm-up client failed" >&2; exit 1; }
+  docker wait "$(cid client)" >/dev/null
 }
 
 # The setting of each Perseus variant.
@@ -195,12 +214,14 @@ setting_of() {
 }
 for system in $SYSTEMS; do setting_of "$system" >/dev/null || exit 2; done
 case "$ROUNDS" in '' | *[!0-9]* | 0) echo "bench: BENCH_ROUNDS must be a positive number, not '$ROUNDS'" >&2; exit 2 ;; esac
+case "$WARMUP" in '' | *[!0-9]*) echo "bench: BENCH_WARMUP must be a number of seconds, not '$WARMUP'" >&2; exit 2 ;; esac
 
 files=()
 for round in $(seq 1 "$ROUNDS"); do
   for c in $LEVELS; do
     for system in $SYSTEMS; do
       activate "$system" "$(setting_of "$system")"
+      warm_up "$c"
       echo "=== bench: round $round of $ROUNDS, $system, $c connection(s) per node, ${DURATION} s"
       base="$out/$system-$c-r$round"
       run="$system-$c-r$round"
