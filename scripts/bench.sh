@@ -18,7 +18,8 @@
 #     writes, each followed by an fsync under `appendfsync always`: the redis-server
 #     process's write system calls (/proc/PID/io syscw) minus its writes to clients (INFO
 #     stats total_writes_processed);
-#   - etcd: its WAL fsyncs (the etcd_disk_wal_fsync_duration_seconds_count metric).
+#   - etcd: its WAL fsyncs (the etcd_disk_wal_fsync_duration_seconds_count metric);
+#   - the machine: CPU stolen by the hypervisor (/proc/stat).
 # `lab bench` prints per level iterations/s, p50/p99, the CPU share of each group, the Redis
 # calls and fsyncs per iteration, and with two systems the ratio per level. The system not
 # measured is paused (no CPU); one just unpaused is given 3 s to settle and must answer its
@@ -39,7 +40,7 @@ LEVELS="${BENCH_CONNECTIONS:-1 4 16}"
 DURATION="${BENCH_DURATION:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-3}"
-warmed="" fresh=0
+warmed="" fresh=0 thawed=0
 SYSTEMS="${BENCH_SYSTEMS:-perseus}"
 ETCD_NODES="${ETCD_NODES:-http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379}"
 name="bench-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -100,6 +101,9 @@ etcd_fsyncs() {
 # Everything counted before/after a level, as "key value" lines.
 snapshot() {
   local system=$1 c a
+  # CPU time the hypervisor gave to other guests while ours wanted it (/proc/stat's steal,
+  # in USER_HZ ticks of 10 ms): it was 5-40 % here at times, and it slows every system.
+  awk '/^cpu / { printf "steal_ns %.0f\n", $9 * 10000000 }' /proc/stat
   if [ "$system" != etcd ]; then
     echo "cpu_nodes_ns $(group_cpu p1 p2 p3)"
     echo "cpu_redis_ns $(group_cpu a1 a2 a3)"
@@ -135,7 +139,7 @@ unpause() {
   local s c keep=() p
   for s in "$@"; do
     c="$(cid "$s")"
-    [ -n "$c" ] && [ "$(docker inspect -f '{{.State.Status}}' "$c")" = paused ] && docker unpause "$c" >/dev/null
+    [ -n "$c" ] && [ "$(docker inspect -f '{{.State.Status}}' "$c")" = paused ] && docker unpause "$c" >/dev/null && thawed=1
     for p in "${paused[@]}"; do [ "$p" = "$c" ] || keep+=("$p"); done
     paused=("${keep[@]}") keep=()
   done
@@ -168,14 +172,15 @@ activate() {
       make -s up-etcd
       fresh=1
     else
+      thawed=0
       unpause $etcd_services
-      sleep 3
-      scripts/wait-healthy.sh etcd >/dev/null
+      settle etcd
     fi
     nodes="$ETCD_NODES"
     return
   fi
   pause $etcd_services
+  thawed=0
   unpause $perseus_services
   if [ "$setting" != "$nodes_setting" ]; then
     echo "=== bench: recreating p1..p3 with ${setting:-the settings configured}"
@@ -183,10 +188,16 @@ activate() {
     env ${setting:+"$setting"} make -s up >/dev/null
     fresh=1
   else
-    sleep 3
-    scripts/wait-healthy.sh perseus >/dev/null
+    settle perseus
   fi
   nodes=""
+}
+
+# A system just unpaused ($thawed): 3 s to settle, then its health check.
+settle() {
+  [ "$thawed" = 1 ] || return 0
+  sleep 3
+  scripts/wait-healthy.sh "$1" >/dev/null
 }
 
 # A warm-up load of WARMUP seconds, not measured, at $1 connections per node on a system

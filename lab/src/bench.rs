@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use perseus_model::load::{self, Record, Start, Summary};
 
 /// What scripts/bench.sh counted around one level: counter deltas by name (`wall_ns`,
-/// `cores`, `cpu_nodes_ns`, `cpu_redis_ns`, `cpu_etcd_ns`, `cpu_loadgen_ns`, `redis_scripts`,
+/// `cores`, `cpu_nodes_ns`, `cpu_redis_ns`, `cpu_etcd_ns`, `cpu_loadgen_ns`, `steal_ns`, `redis_scripts`,
 /// `redis_calls`, `fsyncs`) and the system's name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Costs {
@@ -245,17 +245,19 @@ pub fn table(levels: &[Level]) -> String {
         if mine.iter().any(|m| m.level.costs.is_some()) {
             let _ = writeln!(
                 out,
-                "where the time goes (CPU: % of all {cores} cores over the level; per iteration: \
-                 Redis script calls, Redis commands run (inside scripts too), fsyncs):"
+                "where the time goes (CPU: % of all {cores} cores over the level, stolen: taken by \
+                 the hypervisor for other guests; per iteration: Redis script calls, Redis \
+                 commands run (inside scripts too), fsyncs):"
             );
             let _ = writeln!(
                 out,
-                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
+                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
                 "conn/node",
                 "nodes",
                 "redis",
                 "etcd",
                 "loadgen",
+                "stolen",
                 "other",
                 "scripts/it",
                 "cmds/it",
@@ -269,6 +271,7 @@ pub fn table(levels: &[Level]) -> String {
                     c.cpu_share("cpu_redis_ns"),
                     c.cpu_share("cpu_etcd_ns"),
                     c.cpu_share("cpu_loadgen_ns"),
+                    c.cpu_share("steal_ns"),
                 ];
                 // What none of them used: idle time, the kernel, anything else on the machine.
                 let idle = shares
@@ -278,12 +281,13 @@ pub fn table(levels: &[Level]) -> String {
                 let it = l.summary.iterations;
                 let _ = writeln!(
                     out,
-                    "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
+                    "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
                     l.start.connections,
                     pct(shares[0]),
                     pct(shares[1]),
                     pct(shares[2]),
                     pct(shares[3]),
+                    pct(shares[4]),
                     pct(idle),
                     per_iteration(c.get("redis_scripts"), it),
                     per_iteration(c.get("redis_calls"), it),
@@ -418,7 +422,8 @@ mod tests {
     fn explains_the_costs_and_compares_systems() {
         let costs = Costs::parse(
             "system perseus\ncores 2\nwall_ns 10000000000\ncpu_nodes_ns 5000000000\n\
-             cpu_redis_ns 4000000000\ncpu_loadgen_ns 3000000000\nredis_scripts 60000\n\
+             cpu_redis_ns 4000000000\ncpu_loadgen_ns 3000000000\nsteal_ns 2000000000\n\
+             redis_scripts 60000\n\
              redis_calls 240000\nfsyncs 30000\n",
         )
         .unwrap();
@@ -430,9 +435,10 @@ mod tests {
         let mut e4 = level(4, 500.0);
         e4.system = "etcd".into();
         let t = table(&[p, e, e4]);
-        // 5 s of CPU over 10 s on 2 cores: 25 %; 6 scripts, 24 commands, 3 fsyncs per iteration.
+        // 5 s of CPU over 10 s on 2 cores: 25 %; 2 s stolen: 10 %; 6 scripts, 24 commands,
+        // 3 fsyncs per iteration.
         assert!(
-            t.contains("1                 25%      20%        –      15%      40%       6.00     24.00       3.00"),
+            t.contains("1                 25%      20%        –      15%      10%      30%       6.00     24.00       3.00"),
             "{t}"
         );
         assert!(t.contains("## etcd"), "{t}");
