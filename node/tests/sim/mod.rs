@@ -300,9 +300,9 @@ impl Run {
             quorum_reads: match self.variant {
                 // These controls need the quorum read they break.
                 Variant::QuorumReadWithoutAgreement | Variant::CountRecoveringRead => true,
-                // This one breaks the accept path, and reads were the accepts that exposed
-                // it (its single catch in the default seeds is a read's accept): every read
-                // a full round, as before quorum reads.
+                // This one breaks the accept path: every read a full round, as before quorum
+                // reads, so reads make accepts too (its single catch before aimed wipes was a
+                // read's accept).
                 Variant::CountRecoveringAccept => false,
                 _ => self.quorum_reads.for_node(node, 0),
             },
