@@ -14,7 +14,12 @@
 //! - `SIM_QUORUM_READS=mixed|on|off` chooses which proposers serve reads with quorum reads
 //!   (default `mixed`: proposer 1 without, 2 and 3 with, so every run has both read paths);
 //! - `SIM_THRIFTY=mixed|on|off` chooses which proposers ask only a quorum of acceptors first
-//!   (default `mixed`: proposers 1 and 3 thrifty, 2 asking every acceptor at once).
+//!   (default `mixed`: proposers 1 and 3 thrifty, 2 asking every acceptor at once);
+//! - `SIM_AIMED_WIPES=on` adds aimed wipes (`AimedWipes` in `sim/network.rs`: an acceptor
+//!   wiped just before an accept or a read lands on it in the window where counting a
+//!   recovering acceptor is unsafe) to `proposer_is_safe_under_faults` (default `off`: its
+//!   runs replay as before). `proposer_is_safe_under_aimed_wipes` always adds them, and so do
+//!   the recovering-accept and recovering-read controls.
 //!
 //! `SIM_SEEDS=100000 cargo test --release -p perseus-node --test simulation` is the long run.
 
@@ -24,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use sim::{run_seed, Mix, Report, Variant};
+use sim::{aimed_wipes_from_env, run_seed, run_seed_with, Mix, Report, Variant};
 
 /// Seeds checked by default (and within which the negative controls must be caught).
 const DEFAULT_SEEDS: u64 = 300;
@@ -116,6 +121,17 @@ impl Totals {
 
 #[test]
 fn proposer_is_safe_under_faults() {
+    correct_runs(aimed_wipes_from_env());
+}
+
+/// The correct proposer under the very wipes that catch the recovering controls.
+#[test]
+fn proposer_is_safe_under_aimed_wipes() {
+    correct_runs(true);
+}
+
+/// Checks the correct proposer over the seeds, spread over threads, and prints a summary.
+fn correct_runs(aimed_wipes: bool) {
     let started = Instant::now();
     let seeds = seeds();
     let threads = env_u64("SIM_THREADS")
@@ -131,7 +147,7 @@ fn proposer_is_safe_under_faults() {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&seed) = seeds.get(i) else { break };
-                let report = run_seed(seed, Variant::Correct);
+                let report = run_seed_with(seed, Variant::Correct, aimed_wipes);
                 if seeds.len() == 1 {
                     eprintln!(
                         "seed {seed}: fingerprint {:016x}, {:?}",
@@ -140,7 +156,10 @@ fn proposer_is_safe_under_faults() {
                 }
                 if report.failed() {
                     failed.fetch_add(1, Ordering::SeqCst);
-                    let text = failure_text(&report, Variant::Correct);
+                    let mut text = failure_text(&report, Variant::Correct);
+                    if aimed_wipes {
+                        text = format!("with aimed wipes: {text}");
+                    }
                     eprintln!("{text}");
                     failures.lock().expect("failures").push(text);
                 }
@@ -154,7 +173,8 @@ fn proposer_is_safe_under_faults() {
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
          messages lost, {} duplicated, {} proposer crashes, {} partitions, {} acceptors wiped, \
          {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
-         round; thrifty proposers: {:?}; {} failing seeds, {:.1?} on {threads} thread(s)",
+         round; thrifty proposers: {:?}; aimed wipes: {}; {} failing seeds, {:.1?} on \
+         {threads} thread(s)",
         t.seeds,
         seeds.first().copied().unwrap_or(0),
         t.ops,
@@ -173,6 +193,7 @@ fn proposer_is_safe_under_faults() {
         t.reads_agreed,
         t.reads_fell_back,
         Mix::from_env("SIM_THRIFTY"),
+        aimed_wipes,
         failed.load(Ordering::SeqCst),
         started.elapsed()
     );

@@ -15,7 +15,8 @@
 //! recovering acceptor's answers reach the proposer as `AcceptorError::Recovering` (through
 //! the production `acceptor::counted`), except under the negative controls, which count them
 //! (see [`Controls`]). Another control resends a call whose reply was lost, as a connection
-//! layer that retries "broken pipe" would. Around every step the world checks: the promise never decreases, the accepted ballot never decreases nor exceeds
+//! layer that retries "broken pipe" would. [`AimedWipes`] wipes an acceptor at the moment a
+//! call lands on it in the window where counting a recovering acceptor is unsafe. Around every step the world checks: the promise never decreases, the accepted ballot never decreases nor exceeds
 //! the promise, the value changes only with the accepted ballot, and one value per ballot:
 //! every (key, ballot) ever accepted anywhere maps to a single value.
 
@@ -26,10 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use perseus_node::acceptor::memory::MemoryAcceptor;
+use perseus_node::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
 use perseus_node::acceptor::rules::Slot;
 use perseus_node::acceptor::{
-    counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply,
+    counted, AcceptReply, Acceptor, AcceptorError, Identity, PrepareReply, ReadReply, Standing,
 };
 use perseus_node::ballot::Ballot;
 use rand::rngs::StdRng;
@@ -85,6 +86,29 @@ pub struct Controls {
     pub resend_after_lost_reply: bool,
 }
 
+/// CHAOS aimed at the window in which counting a recovering acceptor is unsafe: an acceptor is
+/// wiped, and marked recovering at once (as a membership task that noticed it would), at the
+/// worst moment, and only while every acceptor is a member (one wiped at a time, as the
+/// wiper does). Two moments:
+/// - just before an accept lands on it that its promise would refuse, while the other members
+///   that take that accept are one short of a quorum: the wipe erases the promise that refused
+///   it, so the wiped acceptor completes a quorum for a ballot that a higher one, promised
+///   by a quorum including the wiped acceptor, has already overtaken. A correct proposer does
+///   not count the recovering acceptance and fails the accept; one that counts it
+///   (`count_recovering_accept`) reports a write that the higher ballot then overwrites, and
+///   a quorum read that counts the recovering answer (`count_recovering_read`) may return
+///   that state, which is never chosen;
+/// - just before a read lands on it while it holds an accepted state for the key and another
+///   member never accepted one: wiped, it agrees with that member on "no value", though the
+///   state it forgot may be an acknowledged write (`count_recovering_read`).
+///
+/// Only calls whose reply the caller will hear (still waiting, the reply not lost) are aimed
+/// at: a wipe for a late copy nobody hears is wasted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AimedWipes {
+    pub enabled: bool,
+}
+
 /// How often a call is resent under [`Controls::resend_after_lost_reply`].
 const RESEND_RATE: f64 = 0.1;
 
@@ -108,6 +132,8 @@ struct WorldState {
     chosen: HashMap<(String, Ballot), Option<String>>,
     violations: Vec<String>,
     stats: NetStats,
+    /// Acceptors wiped by [`AimedWipes`] (numbering their marks).
+    aimed_wipes_done: u64,
     /// A running hash of every acceptor step (what, where, when), to prove replays identical.
     trace: u64,
 }
@@ -118,6 +144,7 @@ pub struct World {
     start: tokio::time::Instant,
     acceptors: Vec<MemoryAcceptor>,
     controls: Controls,
+    aimed_wipes: AimedWipes,
     state: Mutex<WorldState>,
 }
 
@@ -135,13 +162,20 @@ struct Plan {
 }
 
 impl World {
-    pub fn new(acceptors: usize, rng: StdRng, faults: Faults, controls: Controls) -> Arc<World> {
+    pub fn new(
+        acceptors: usize,
+        rng: StdRng,
+        faults: Faults,
+        controls: Controls,
+        aimed_wipes: AimedWipes,
+    ) -> Arc<World> {
         Arc::new(World {
             start: tokio::time::Instant::now(),
             acceptors: (0..acceptors)
                 .map(|i| MemoryAcceptor::new(format!("a{}", i + 1)))
                 .collect(),
             controls,
+            aimed_wipes,
             state: Mutex::new(WorldState {
                 rng,
                 faults,
@@ -149,6 +183,7 @@ impl World {
                 chosen: HashMap::new(),
                 violations: Vec::new(),
                 stats: NetStats::default(),
+                aimed_wipes_done: 0,
                 trace: 0,
             }),
         })
@@ -266,6 +301,82 @@ impl World {
         state.trace = hasher.finish();
     }
 
+    /// Acceptors wiped by [`AimedWipes`] so far.
+    pub fn aimed_wipes_done(&self) -> u64 {
+        self.lock().aimed_wipes_done
+    }
+
+    /// [`AimedWipes`]: wipes acceptor `acceptor` and marks it recovering if the accept of
+    /// `ballot` about to land on it falls in the window (see there). `heard`: the caller will
+    /// hear this reply.
+    fn wipe_if_in_window(&self, acceptor: usize, key: &str, ballot: Ballot, heard: bool) {
+        if !self.aimed_wipes.enabled || !heard {
+            return;
+        }
+        let all_members = self.all_members();
+        let refuses = |slot: &Slot| ballot < slot.promise || ballot <= slot.accepted;
+        let here = self.acceptors[acceptor].slot(key);
+        // The other members that take (or already took) this very accept: with the wiped
+        // acceptor's acceptance they make a quorum, without it they do not (the others refuse
+        // already, and promises only grow).
+        let taken_elsewhere = self
+            .acceptors
+            .iter()
+            .enumerate()
+            .filter(|&(i, a)| {
+                let slot = a.slot(key);
+                i != acceptor && (slot.accepted == ballot || !refuses(&slot))
+            })
+            .count();
+        let quorum = self.acceptors.len() / 2 + 1;
+        if !(all_members && refuses(&here) && taken_elsewhere + 1 == quorum) {
+            return;
+        }
+        self.wipe_and_mark(acceptor);
+    }
+
+    fn all_members(&self) -> bool {
+        self.acceptors.iter().all(|a| {
+            a.identity()
+                .is_some_and(|id| id.standing == Standing::Member)
+        })
+    }
+
+    /// Wipes acceptor `acceptor` and marks it recovering at once (its own mark, `w<n>`,
+    /// which no catch-up pass started before can promote).
+    fn wipe_and_mark(&self, acceptor: usize) {
+        self.wipe(acceptor);
+        let mark = {
+            let mut state = self.lock();
+            state.aimed_wipes_done += 1;
+            format!("w{}", state.aimed_wipes_done)
+        };
+        self.acceptors[acceptor].claim(Identity {
+            cluster: MEMORY_CLUSTER.into(),
+            acceptor: format!("a{}", acceptor + 1),
+            standing: Standing::Recovering,
+            mark,
+        });
+    }
+
+    /// [`AimedWipes`] for reads: wipes acceptor `acceptor` and marks it recovering if it holds
+    /// an accepted state of `key` that another member never accepted (see there).
+    fn wipe_if_in_read_window(&self, acceptor: usize, key: &str, heard: bool) {
+        if !self.aimed_wipes.enabled || !heard {
+            return;
+        }
+        let all_members = self.all_members();
+        let holds = self.acceptors[acceptor].slot(key).accepted != Ballot::ZERO;
+        let never_accepted_elsewhere = self
+            .acceptors
+            .iter()
+            .enumerate()
+            .any(|(i, a)| i != acceptor && a.slot(key).accepted == Ballot::ZERO);
+        if all_members && holds && never_accepted_elsewhere {
+            self.wipe_and_mark(acceptor);
+        }
+    }
+
     fn deliver_prepare(
         &self,
         acceptor: usize,
@@ -287,7 +398,13 @@ impl World {
 
     /// A quorum read at the acceptor: it must change nothing (checked), and a recovering
     /// acceptor's answer never counts, except under its negative control.
-    fn deliver_read(&self, acceptor: usize, key: &str) -> Result<ReadReply, AcceptorError> {
+    fn deliver_read(
+        &self,
+        acceptor: usize,
+        key: &str,
+        heard: bool,
+    ) -> Result<ReadReply, AcceptorError> {
+        self.wipe_if_in_read_window(acceptor, key, heard);
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
         let reply = a.apply_read(key);
@@ -313,7 +430,9 @@ impl World {
         ballot: Ballot,
         value: Option<&str>,
         next: Ballot,
+        heard: bool,
     ) -> Result<AcceptReply, AcceptorError> {
+        self.wipe_if_in_window(acceptor, key, ballot, heard);
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
         let reply = a.apply_accept(key, ballot, value, next);
@@ -399,10 +518,12 @@ impl Link {
         }
     }
 
-    /// Sends one request through the network; `deliver` applies it at the acceptor.
+    /// Sends one request through the network; `deliver` applies it at the acceptor, told
+    /// whether the caller will hear its reply (still waiting, and the reply will not be lost
+    /// on the way: what only [`AimedWipes`] looks at).
     async fn send<R: Send + 'static>(
         &self,
-        deliver: impl Fn(&World) -> Result<R, AcceptorError> + Send + Sync + 'static,
+        deliver: impl Fn(&World, bool) -> Result<R, AcceptorError> + Send + Sync + 'static,
     ) -> Result<R, AcceptorError> {
         let link = (self.proposer, self.acceptor);
         let plan = self.world.plan(link);
@@ -419,9 +540,10 @@ impl Link {
                 world.lock().stats.lost_requests += 1;
                 return;
             }
-            let mut reply = deliver(&world);
+            let heard = !tx.is_closed() && !plan.drop_reply && !plan.error_reply;
+            let mut reply = deliver(&world, heard && !plan.resend);
             if plan.resend {
-                reply = deliver(&world);
+                reply = deliver(&world, heard);
             }
             if let Some(later) = plan.duplicate {
                 let world = world.clone();
@@ -430,7 +552,7 @@ impl Link {
                     tokio::time::sleep(later).await;
                     if !world.is_cut(link) {
                         world.lock().stats.duplicates += 1;
-                        let _ = deliver(&world);
+                        let _ = deliver(&world, false);
                     }
                 });
             }
@@ -463,13 +585,13 @@ impl Acceptor for Link {
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
         let (key, acceptor) = (key.to_string(), self.acceptor);
-        self.send(move |world| world.deliver_prepare(acceptor, &key, ballot))
+        self.send(move |world, _| world.deliver_prepare(acceptor, &key, ballot))
             .await
     }
 
     async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
         let (key, acceptor) = (key.to_string(), self.acceptor);
-        self.send(move |world| world.deliver_read(acceptor, &key))
+        self.send(move |world, heard| world.deliver_read(acceptor, &key, heard))
             .await
     }
 
@@ -482,8 +604,15 @@ impl Acceptor for Link {
     ) -> Result<AcceptReply, AcceptorError> {
         let (key, acceptor) = (key.to_string(), self.acceptor);
         let value = value.map(str::to_string);
-        self.send(move |world| {
-            world.deliver_accept(acceptor, &key, ballot, value.as_deref(), next_promise)
+        self.send(move |world, heard| {
+            world.deliver_accept(
+                acceptor,
+                &key,
+                ballot,
+                value.as_deref(),
+                next_promise,
+                heard,
+            )
         })
         .await
     }
