@@ -58,7 +58,7 @@ cpu_ns() {
   for f in "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" "/sys/fs/cgroup/docker/$id/cpu.stat"; do
     [ -r "$f" ] && { awk '/^usage_usec/ { printf "%d\n", $2 * 1000 }' "$f"; return 0; }
   done
-  return 0 # gone (the client just exited) or not found: nothing
+  return 0 # gone or not found: nothing
 }
 
 # The summed CPU ns of the services given (empty when any is unknown).
@@ -165,6 +165,7 @@ trap 'resume; restore_nodes' EXIT
 # liveness, etcd's election timeout), so it is given a few seconds to settle first.
 activate() {
   local system=$1 setting=$2
+  thawed=0
   case " $warmed " in *" $system "*) fresh=0 ;; *) fresh=1 warmed="$warmed $system" ;; esac
   if [ "$system" = etcd ]; then
     pause $perseus_services
@@ -172,7 +173,6 @@ activate() {
       make -s up-etcd
       fresh=1
     else
-      thawed=0
       unpause $etcd_services
       settle etcd
     fi
@@ -180,7 +180,6 @@ activate() {
     return
   fi
   pause $etcd_services
-  thawed=0
   unpause $perseus_services
   if [ "$setting" != "$nodes_setting" ]; then
     echo "=== bench: recreating p1..p3 with ${setting:-the settings configured}"
@@ -206,11 +205,20 @@ settle() {
 # connections nor cached ballots yet.
 warm_up() {
   [ "$fresh" = 1 ] && [ "$WARMUP" -gt 0 ] || return 0
+  start_client "$1" "$WARMUP" /dev/null "$out/compose-warm-up.txt"
+  docker wait "$id" >/dev/null
+}
+
+# Starts the load generator on the running system ($nodes; empty for Perseus) with $1
+# connections per node for $2 s, its --out at $3 (inside the container), compose's output
+# into $4; sets $id to the client's container.
+start_client() {
   # shellcheck disable=SC2086
-  env LOADGEN_CONNECTIONS="$1" LOADGEN_DURATION="$WARMUP" ${nodes:+LOADGEN_NODES=$nodes} \
-    $COMPOSE --profile load up -d --no-deps --force-recreate client >/dev/null 2>&1 ||
-    { echo "bench: starting the warm-up client failed" >&2; exit 1; }
-  docker wait "$(cid client)" >/dev/null
+  env LOADGEN_CONNECTIONS="$1" LOADGEN_DURATION="$2" LOADGEN_OUT="$3" ${nodes:+LOADGEN_NODES=$nodes} \
+    $COMPOSE --profile load up -d --no-deps --force-recreate client >"$4" 2>&1 ||
+    { echo "bench: starting the client failed:" >&2; cat "$4" >&2; exit 1; }
+  id="$(cid client)"
+  [ -n "$id" ] || { echo "bench: no client container" >&2; exit 1; }
 }
 
 # The setting of each Perseus variant.
@@ -238,13 +246,7 @@ for round in $(seq 1 "$ROUNDS"); do
       run="$system-$c-r$round"
       snapshot "$system" >"$base.before"
       t0="$(date +%s%N)"
-      # shellcheck disable=SC2086
-      env LOADGEN_CONNECTIONS="$c" LOADGEN_DURATION="$DURATION" LOADGEN_OUT="/results/$name/$run.jsonl" \
-        ${nodes:+LOADGEN_NODES=$nodes} $COMPOSE --profile load up -d --no-deps --force-recreate client \
-        >"$out/compose-$run.txt" 2>&1 ||
-        { echo "bench: starting the client failed:" >&2; cat "$out/compose-$run.txt" >&2; exit 1; }
-      id="$(cid client)"
-      [ -n "$id" ] || { echo "bench: no client container" >&2; exit 1; }
+      start_client "$c" "$DURATION" "/results/$name/$run.jsonl" "$out/compose-$run.txt"
       code="$(docker wait "$id")"
       t1="$(date +%s%N)"
       snapshot "$system" >"$base.after"

@@ -145,15 +145,21 @@ struct Median<'a> {
     rates: Vec<f64>,
 }
 
-/// One [`Median`] per system and connection count: systems in the order first seen, levels
-/// by connections.
-fn medians(levels: &[Level]) -> Vec<Median<'_>> {
+/// The systems of `levels`, each once, in the order first seen.
+fn first_seen<'a>(levels: impl Iterator<Item = &'a Level>) -> Vec<&'a str> {
     let mut systems: Vec<&str> = Vec::new();
     for l in levels {
         if !systems.contains(&l.system.as_str()) {
             systems.push(&l.system);
         }
     }
+    systems
+}
+
+/// One [`Median`] per system and connection count: systems in the order first seen, levels
+/// by connections.
+fn medians(levels: &[Level]) -> Vec<Median<'_>> {
+    let systems = first_seen(levels.iter());
     let mut out = Vec::new();
     for system in systems {
         let mut connections: Vec<u32> = levels
@@ -197,12 +203,7 @@ pub fn table(levels: &[Level]) -> String {
         },
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
     );
-    let mut systems: Vec<&str> = Vec::new();
-    for m in &rows {
-        if !systems.contains(&m.level.system.as_str()) {
-            systems.push(&m.level.system);
-        }
-    }
+    let systems = first_seen(rows.iter().map(|m| m.level));
     for system in &systems {
         let mine: Vec<&Median> = rows.iter().filter(|m| m.level.system == *system).collect();
         if systems.len() > 1 {

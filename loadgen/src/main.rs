@@ -59,17 +59,8 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, msg)
             .exit(),
     };
-    // One runtime thread asked for (TOKIO_WORKER_THREADS=1, the compose default): the
-    // current-thread scheduler, as for the nodes; otherwise the multi-thread one.
-    let one_thread = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
-    let built = if one_thread {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
-    };
-    let rt = match built {
+    // The same runtime as the nodes' for the same TOKIO_WORKER_THREADS.
+    let rt = match perseus_model::runtime::from_env() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadgen: cannot start the runtime: {e}");

@@ -14,6 +14,8 @@ pub mod fault;
 pub mod health;
 pub mod host;
 pub mod load;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod system;
 pub mod time;
 

@@ -88,24 +88,9 @@ async fn shutdown_signal() {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The runtime: with one runtime thread asked for (`TOKIO_WORKER_THREADS=1`, the compose
-/// default), tokio's current-thread scheduler, which runs every task on the main thread
-/// without the work-stealing machinery a single worker does not use (measured: 1.13x the
-/// iterations at 16 connections per node against the multi-thread scheduler with one
-/// worker; docs/results.md); otherwise the multi-thread scheduler (one worker per core
-/// unless TOKIO_WORKER_THREADS says otherwise).
+/// The runtime `TOKIO_WORKER_THREADS` asks for ([`perseus_model::runtime::from_env`]).
 fn main() -> ExitCode {
-    let one_thread = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
-    let runtime = if one_thread {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
-    match runtime {
+    match perseus_model::runtime::from_env() {
         Ok(runtime) => runtime.block_on(node_main()),
         Err(e) => {
             eprintln!("node: cannot start the runtime: {e}");
