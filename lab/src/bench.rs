@@ -66,6 +66,9 @@ pub struct Level {
     pub costs: Option<Costs>,
     /// The system it ran on: the costs' `system`, else the file name's part before `-`.
     pub system: String,
+    /// Which round it was (the file name's `-rN` ending), when the bench ran several: rounds
+    /// of two systems with the same number ran seconds apart, so their ratio is paired.
+    pub round: Option<u32>,
 }
 
 impl Level {
@@ -102,6 +105,7 @@ impl Level {
                 summary,
                 costs,
                 system,
+                round: round_of(path),
             }),
             _ => bail!(
                 "{}: no start or no summary record (the run was cut short?)",
@@ -121,6 +125,13 @@ fn system_of(path: &Path) -> String {
         Some((system, _)) if system != "load" => system.to_string(),
         _ => "perseus".into(),
     }
+}
+
+/// `perseus-4-r2.jsonl` → 2; a name without a round ending → none.
+fn round_of(path: &Path) -> Option<u32> {
+    let stem = path.file_stem()?.to_string_lossy().to_string();
+    let (_, round) = stem.rsplit_once("-r")?;
+    round.parse().ok()
 }
 
 fn ms(us: Option<u64>) -> f64 {
@@ -247,12 +258,13 @@ pub fn table(levels: &[Level]) -> String {
             let _ = writeln!(
                 out,
                 "where the time goes (CPU: % of all {cores} cores over the level, stolen: taken by \
-                 the hypervisor for other guests; per iteration: Redis script calls, Redis \
-                 commands run (inside scripts too), fsyncs):"
+                 the hypervisor for other guests; per iteration: the CPU time of the system and \
+                 the load generator together, Redis script calls, Redis commands run (inside \
+                 scripts too), fsyncs):"
             );
             let _ = writeln!(
                 out,
-                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
+                "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}",
                 "conn/node",
                 "nodes",
                 "redis",
@@ -260,6 +272,7 @@ pub fn table(levels: &[Level]) -> String {
                 "loadgen",
                 "stolen",
                 "other",
+                "cpu µs/it",
                 "scripts/it",
                 "cmds/it",
                 "fsyncs/it"
@@ -280,9 +293,20 @@ pub fn table(levels: &[Level]) -> String {
                     .any(Option::is_some)
                     .then(|| 100.0 - shares.iter().flatten().sum::<f64>());
                 let it = l.summary.iterations;
+                // Less noisy than the rate on a shared machine: what one iteration cost.
+                let cpu_us = [
+                    "cpu_nodes_ns",
+                    "cpu_redis_ns",
+                    "cpu_etcd_ns",
+                    "cpu_loadgen_ns",
+                ]
+                .iter()
+                .filter_map(|k| c.get(k))
+                .reduce(|a, b| a + b)
+                .map(|ns| ns / 1000.0);
                 let _ = writeln!(
                     out,
-                    "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}",
+                    "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}",
                     l.start.connections,
                     pct(shares[0]),
                     pct(shares[1]),
@@ -290,6 +314,10 @@ pub fn table(levels: &[Level]) -> String {
                     pct(shares[3]),
                     pct(shares[4]),
                     pct(idle),
+                    match cpu_us {
+                        Some(us) if it > 0 => format!("{:.0}", us / it as f64),
+                        _ => "–".into(),
+                    },
                     per_iteration(c.get("redis_scripts"), it),
                     per_iteration(c.get("redis_calls"), it),
                     per_iteration(c.get("fsyncs"), it)
@@ -299,14 +327,38 @@ pub fn table(levels: &[Level]) -> String {
     }
     if systems.len() > 1 {
         let shown: Vec<&Level> = rows.iter().map(|m| m.level).collect();
-        ratios(&mut out, &shown, &systems);
+        ratios(&mut out, &shown, levels, &systems);
     }
     out
 }
 
+/// The range of the ratios of `base`'s rounds at `a` connections per node to `other`'s at `b`,
+/// pairing rounds by their number (` (rounds 2.10-2.90x)`); nothing without two pairs.
+fn paired(all: &[Level], base: &str, a: u32, other: &str, b: u32) -> String {
+    let rate = |system: &str, c: u32, round: u32| {
+        all.iter()
+            .find(|l| l.system == system && l.start.connections == c && l.round == Some(round))
+            .map(|l| l.summary.mean_per_s)
+    };
+    let mut ratios: Vec<f64> = all
+        .iter()
+        .filter(|l| l.system == base && l.start.connections == a)
+        .filter_map(|l| {
+            let round = l.round?;
+            let theirs = rate(other, b, round)?;
+            (theirs > 0.0).then(|| l.summary.mean_per_s / theirs)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    match (ratios.first(), ratios.last()) {
+        (Some(low), Some(high)) if ratios.len() > 1 => format!(" (rounds {low:.2}-{high:.2}x)"),
+        _ => String::new(),
+    }
+}
+
 /// Each system against the first one: per level (same connections per node) and at each
-/// one's best level.
-fn ratios(out: &mut String, levels: &[&Level], systems: &[&str]) {
+/// one's best level, with the range of the paired rounds' ratios.
+fn ratios(out: &mut String, levels: &[&Level], all: &[Level], systems: &[&str]) {
     let base = systems[0];
     let rate = |system: &str, c: u32| {
         levels
@@ -330,17 +382,19 @@ fn ratios(out: &mut String, levels: &[&Level], systems: &[&str]) {
                 let ratio = if b > 0.0 { a / b } else { f64::INFINITY };
                 let _ = writeln!(
                     out,
-                    "{c:>3} conn/node: {base} {a:.0}/s, {other} {b:.0}/s: {ratio:.2}x"
+                    "{c:>3} conn/node: {base} {a:.0}/s, {other} {b:.0}/s: {ratio:.2}x{}",
+                    paired(all, base, c, other, c)
                 );
             }
         }
         if let (Some(a), Some(b)) = (best(base), best(other)) {
             let (ra, rb) = (a.summary.mean_per_s, b.summary.mean_per_s);
             let ratio = if rb > 0.0 { ra / rb } else { f64::INFINITY };
+            let (ca, cb) = (a.start.connections, b.start.connections);
             let _ = writeln!(
                 out,
-                "best levels: {base} {ra:.0}/s at {}, {other} {rb:.0}/s at {}: {ratio:.2}x",
-                a.start.connections, b.start.connections
+                "best levels: {base} {ra:.0}/s at {ca}, {other} {rb:.0}/s at {cb}: {ratio:.2}x{}",
+                paired(all, base, ca, other, cb)
             );
         }
     }
@@ -355,6 +409,7 @@ mod tests {
         Level {
             costs: None,
             system: "perseus".into(),
+            round: None,
             start: Start {
                 connections: c,
                 nodes: vec!["a".into(), "b".into(), "c".into()],
@@ -438,8 +493,9 @@ mod tests {
         let t = table(&[p, e, e4]);
         // 5 s of CPU over 10 s on 2 cores: 25 %; 2 s stolen: 10 %; 6 scripts, 24 commands,
         // 3 fsyncs per iteration.
+        // 12 s of CPU (nodes, Redis, load generator) over 10,000 iterations: 1200 µs each.
         assert!(
-            t.contains("1                 25%      20%        –      15%      10%      30%       6.00     24.00       3.00"),
+            t.contains("1                 25%      20%        –      15%      10%      30%       1200       6.00     24.00       3.00"),
             "{t}"
         );
         assert!(t.contains("## etcd"), "{t}");
@@ -455,5 +511,37 @@ mod tests {
         assert!(Costs::parse("lonely\n").is_err());
         assert_eq!(system_of(Path::new("r/etcd-16.jsonl")), "etcd");
         assert_eq!(system_of(Path::new("r/load-16.jsonl")), "perseus");
+        assert_eq!(
+            round_of(Path::new("r/perseus-full-rounds-16-r3.jsonl")),
+            Some(3)
+        );
+        assert_eq!(round_of(Path::new("r/etcd-16.jsonl")), None);
+    }
+
+    #[test]
+    fn paired_rounds_give_the_range_of_ratios() {
+        let at = |system: &str, c: u32, round: u32, rate: f64| {
+            let mut l = level(c, rate);
+            l.system = system.into();
+            l.round = Some(round);
+            l
+        };
+        let t = table(&[
+            at("perseus", 1, 1, 1000.0),
+            at("etcd", 1, 1, 500.0),
+            at("perseus", 1, 2, 1200.0),
+            at("etcd", 1, 2, 400.0),
+            at("perseus", 1, 3, 900.0),
+            at("etcd", 1, 3, 450.0),
+        ]);
+        // medians 1000 / 450; rounds 2.00x, 3.00x, 2.00x
+        assert!(
+            t.contains("1 conn/node: perseus 1000/s, etcd 450/s: 2.22x (rounds 2.00-3.00x)"),
+            "{t}"
+        );
+        assert!(t.contains("at 1: 2.22x (rounds 2.00-3.00x)"), "{t}");
+        // one round each: no range
+        let one = table(&[at("perseus", 1, 1, 1000.0), at("etcd", 1, 1, 500.0)]);
+        assert!(one.contains("etcd 500/s: 2.00x\n"), "{one}");
     }
 }
