@@ -2,10 +2,11 @@
 //! `start` and `summary` records — iterations/s, the ratio to the first level, and iteration
 //! latency percentiles — then where the time went, from the costs scripts/bench.sh measured
 //! around each level (a `NAME.costs` file next to `NAME.jsonl`, `key value` lines): the CPU
-//! share of the nodes, the Redis acceptors, the etcd members and the load generator, and the
-//! Redis calls and fsyncs per iteration; with several systems, the ratio of each to the first
-//! at every level and at each one's best level. A level run several times (rounds) is shown
-//! by its median round, with the range of all rounds' rates.
+//! share of the nodes, the Redis acceptors, the etcd members and the load generator, the CPU
+//! time per iteration, and the Redis calls and fsyncs per iteration; with several systems, the
+//! ratio of each to the first at every level and at each one's best level. A level run several
+//! times (rounds) is shown by its median round, with the range of all rounds' rates, and a
+//! ratio by the range of the paired rounds' ratios too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
