@@ -294,7 +294,8 @@ pub fn table(levels: &[Level]) -> String {
                     .any(Option::is_some)
                     .then(|| 100.0 - shares.iter().flatten().sum::<f64>());
                 let it = l.summary.iterations;
-                // Less noisy than the rate on a shared machine: what one iteration cost.
+                // What one iteration cost: tells a round that was slow for want of CPU time
+                // (more CPU per iteration) from one that waited (the same CPU, more idle).
                 let cpu_us = [
                     "cpu_nodes_ns",
                     "cpu_redis_ns",
