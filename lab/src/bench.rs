@@ -135,6 +135,15 @@ fn round_of(path: &Path) -> Option<u32> {
     round.parse().ok()
 }
 
+/// The CPU counters of the groups that run for a system under test: the nodes, the Redis
+/// acceptors, the etcd members and the load generator.
+const CPU_GROUPS: [&str; 4] = [
+    "cpu_nodes_ns",
+    "cpu_redis_ns",
+    "cpu_etcd_ns",
+    "cpu_loadgen_ns",
+];
+
 fn ms(us: Option<u64>) -> f64 {
     us.map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
@@ -281,13 +290,8 @@ pub fn table(levels: &[Level]) -> String {
             for m in &mine {
                 let l = m.level;
                 let Some(c) = &l.costs else { continue };
-                let shares = [
-                    c.cpu_share("cpu_nodes_ns"),
-                    c.cpu_share("cpu_redis_ns"),
-                    c.cpu_share("cpu_etcd_ns"),
-                    c.cpu_share("cpu_loadgen_ns"),
-                    c.cpu_share("steal_ns"),
-                ];
+                let [nodes, redis, etcd, loadgen] = CPU_GROUPS.map(|k| c.cpu_share(k));
+                let shares = [nodes, redis, etcd, loadgen, c.cpu_share("steal_ns")];
                 // What none of them used: idle time, the kernel, anything else on the machine.
                 let idle = shares
                     .iter()
@@ -296,16 +300,11 @@ pub fn table(levels: &[Level]) -> String {
                 let it = l.summary.iterations;
                 // What one iteration cost: tells a round that was slow for want of CPU time
                 // (more CPU per iteration) from one that waited (the same CPU, more idle).
-                let cpu_us = [
-                    "cpu_nodes_ns",
-                    "cpu_redis_ns",
-                    "cpu_etcd_ns",
-                    "cpu_loadgen_ns",
-                ]
-                .iter()
-                .filter_map(|k| c.get(k))
-                .reduce(|a, b| a + b)
-                .map(|ns| ns / 1000.0);
+                let cpu_us = CPU_GROUPS
+                    .iter()
+                    .filter_map(|k| c.get(k))
+                    .reduce(|a, b| a + b)
+                    .map(|ns| ns / 1000.0);
                 let _ = writeln!(
                     out,
                     "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}",

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use perseus_node::acceptor::{Acceptor, Identity, Standing};
+use perseus_node::acceptor::{Acceptor, Standing};
 use perseus_node::ballot::BallotSource;
 use perseus_node::proposer::{
     Change, Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl,
@@ -47,6 +47,8 @@ use network::{AimedWipes, Controls, Faults, Link, NetStats, World};
 
 pub const PROPOSERS: usize = 3;
 pub const ACCEPTORS: usize = 3;
+/// A majority of the acceptors: what the proposers and the recoverer count.
+pub const QUORUM: usize = ACCEPTORS / 2 + 1;
 const TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Which proposer the clients talk to.
@@ -292,7 +294,7 @@ impl Run {
             id: node as u64 + 1,
             quorum: match self.variant {
                 Variant::QuorumOfOne => 1,
-                _ => ACCEPTORS / 2 + 1,
+                _ => QUORUM,
             },
             timeout: TIMEOUT,
             deadline: self.shape.deadline,
@@ -542,7 +544,6 @@ async fn recoverer(run: Arc<Run>) {
     let incarnation = run.draw(|rng| rng.random::<u32>()) as u64;
     let ballots = BallotSource::new(900, incarnation);
     let acceptors = links(&run.world, PROPOSERS + 1);
-    let quorum = ACCEPTORS / 2 + 1;
     let mut marks = 0u64;
     let mut after_done = 0;
     loop {
@@ -564,7 +565,7 @@ async fn recoverer(run: Arc<Run>) {
                 return;
             }
         }
-        if members < quorum {
+        if members < QUORUM {
             continue;
         }
         // Marked at one inspection, caught up from the next one on (as the nodes do): the
@@ -574,12 +575,7 @@ async fn recoverer(run: Arc<Run>) {
             if standing(i).is_none() {
                 marked = true;
                 marks += 1;
-                run.world.acceptor(i).claim(Identity {
-                    cluster: perseus_node::acceptor::memory::MEMORY_CLUSTER.into(),
-                    acceptor: format!("a{}", i + 1),
-                    standing: Standing::Recovering,
-                    mark: format!("m{marks}"),
-                });
+                run.world.mark_recovering(i, format!("m{marks}"));
             }
         }
         if marked {
@@ -601,7 +597,7 @@ async fn recoverer(run: Arc<Run>) {
         let mut complete = true;
         for key in &keys {
             let round =
-                catch_up_key_with_retries(&acceptors, quorum, TIMEOUT, &ballots, key, target, 3);
+                catch_up_key_with_retries(&acceptors, QUORUM, TIMEOUT, &ballots, key, target, 3);
             if round.await.is_err() {
                 complete = false;
                 break;
@@ -757,7 +753,7 @@ async fn simulate(
     let checker = Proposer::with_incarnation(
         ProposerConfig {
             id: 1000,
-            quorum: ACCEPTORS / 2 + 1,
+            quorum: QUORUM,
             timeout: TIMEOUT,
             // The final state is CHOSEN by a full round of its own, on every acceptor.
             quorum_reads: false,

@@ -351,9 +351,16 @@ impl World {
             state.aimed_wipes_done += 1;
             format!("w{}", state.aimed_wipes_done)
         };
-        self.acceptors[acceptor].claim(Identity {
+        self.mark_recovering(acceptor, mark);
+    }
+
+    /// Writes acceptor `acceptor`'s identity as recovering with `mark`, as the nodes'
+    /// membership task does for an acceptor found without one.
+    pub fn mark_recovering(&self, acceptor: usize, mark: String) {
+        let a = &self.acceptors[acceptor];
+        a.claim(Identity {
             cluster: MEMORY_CLUSTER.into(),
-            acceptor: format!("a{}", acceptor + 1),
+            acceptor: a.name().into(),
             standing: Standing::Recovering,
             mark,
         });
