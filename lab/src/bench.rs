@@ -291,7 +291,8 @@ pub fn table(levels: &[Level]) -> String {
                 let l = m.level;
                 let Some(c) = &l.costs else { continue };
                 let [nodes, redis, etcd, loadgen] = CPU_GROUPS.map(|k| c.cpu_share(k));
-                let shares = [nodes, redis, etcd, loadgen, c.cpu_share("steal_ns")];
+                let steal = c.cpu_share("steal_ns");
+                let shares = [nodes, redis, etcd, loadgen, steal];
                 // What none of them used: idle time, the kernel, anything else on the machine.
                 let idle = shares
                     .iter()
@@ -309,11 +310,11 @@ pub fn table(levels: &[Level]) -> String {
                     out,
                     "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}",
                     l.start.connections,
-                    pct(shares[0]),
-                    pct(shares[1]),
-                    pct(shares[2]),
-                    pct(shares[3]),
-                    pct(shares[4]),
+                    pct(nodes),
+                    pct(redis),
+                    pct(etcd),
+                    pct(loadgen),
+                    pct(steal),
                     pct(idle),
                     match cpu_us {
                         Some(us) if it > 0 => format!("{:.0}", us / it as f64),
