@@ -83,7 +83,7 @@ endif
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
-        compare matrix etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention \
+        compare matrix results etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
 
@@ -100,7 +100,9 @@ help: ## Show this help
 base: ## Build the base image (debian:bookworm-slim, or debootstrap from this machine's apt mirror when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
 
-binaries: ## cargo build --release of node, loadgen, chaos, lab and watch
+binaries: ## cargo build --release of node, loadgen, chaos, lab and watch (installs protoc for etcd's gRPC client when missing)
+	scripts/lib.sh need protoc protobuf-compiler
+	scripts/lib.sh need /usr/include/google/protobuf/descriptor.proto libprotobuf-dev
 	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab -p perseus-watch
 
 images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
@@ -206,11 +208,14 @@ else
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
 endif
 
-test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests when missing)
+test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests, protoc for etcd's gRPC client and chromium for the report's browser check when missing)
 	scripts/lib.sh need redis-server
+	scripts/lib.sh need protoc protobuf-compiler
+	scripts/lib.sh need /usr/include/google/protobuf/descriptor.proto libprotobuf-dev
+	@scripts/lib.sh need chromium || echo "######## no chromium: the browser check of report.html will be SKIPPED ########" >&2
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace
+	PERSEUS_REQUIRE_BROWSER=$$(command -v chromium >/dev/null && echo 1 || echo 0) $(CARGO) test --workspace
 
 experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate) on SYSTEM into results/UTC-SCENARIO/
 	@test -f compose/scenarios/$(SCENARIO).toml || { echo "no scenario compose/scenarios/$(SCENARIO).toml; there are: $$(ls compose/scenarios | sed 's/.toml//' | tr '\n' ' ')" >&2; exit 2; }
@@ -230,6 +235,10 @@ compare: ## Same scenario (compose/scenarios/compare.toml) on each of SYSTEMS ("
 
 matrix: images ## SYSTEMS × FAULTS × RUNS fresh-cluster runs; the six measures as distributions in results/UTC-matrix/matrix.md
 	SYSTEMS="$(SYSTEMS)" FAULTS="$(FAULTS)" RUNS="$(RUNS)" SEED="$(SEED)" scripts/matrix.sh
+
+results: ## Regenerate docs/results.md from the runs in results/ (their summary.json) and the figures kept in docs/results/
+	$(CARGO) build -q --release -p perseus-lab
+	target/release/lab results
 
 etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
 	scripts/etcd-smoke.sh

@@ -5,7 +5,8 @@
 # from a clean slate: make down → for each system: make up SYSTEM=s → lab run --store s →
 # make down; then lab compare.
 # Prints one table (also results/<UTC>-compare/compare.md); each system's folder has its
-# throughput plot with the fault spans shaded, and compare.png stacks them. Exit code: non-zero
+# throughput plot with the fault spans shaded and its report.html, and compare.png stacks
+# them. On a terminal each run shows a progress bar (elapsed, left; which system of how many). Exit code: non-zero
 # when a run failed (chaos step, loadgen, violations).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ SCENARIO="${COMPARE_SCENARIO:-compose/scenarios/compare.toml}"
 SYSTEMS="${SYSTEMS:-perseus etcd}"
 CONNECTIONS="${COMPARE_CONNECTIONS:-1}"
 out="results/$(date -u +%Y%m%dT%H%M%SZ)-compare"
+# The command `lab results` quotes under the figures (docs/results.md).
+export LAB_COMMAND="make compare SYSTEMS=\"$SYSTEMS\""
 LAB=target/release/lab
 status=0
 
@@ -30,7 +33,7 @@ run_on() {
   local name="$1" rc
   echo "=== compare: $name (make up SYSTEM=$name; lab run $SCENARIO)"
   if make up SYSTEM="$name"; then
-    $LAB run "$SCENARIO" --out "$out/$name" --store "$name" --target "$name" \
+    LAB_PROGRESS_LABEL="compare: $name ($2 of $3)" $LAB run "$SCENARIO" --out "$out/$name" --store "$name" --target "$name" \
       --connections "$CONNECTIONS" 2>&1 | tee "$out/$name.log"
     rc=${PIPESTATUS[0]}
     [ "$rc" = 0 ] || { echo "compare: the $name run failed (exit $rc)" >&2; status=1; }
@@ -43,8 +46,11 @@ run_on() {
 }
 
 dirs=()
-for s in $SYSTEMS; do
-  run_on "$s"
+read -ra systems <<<"$SYSTEMS"
+i=0
+for s in "${systems[@]}"; do
+  i=$((i + 1))
+  run_on "$s" "$i" "${#systems[@]}"
   [ -f "$out/$s/load.jsonl" ] && dirs+=("$out/$s")
 done
 if [ ${#dirs[@]} -eq 0 ]; then

@@ -8,7 +8,8 @@
 # iptables rule remains. What the recorded load must show (n1 at 0 while a1 is down, n2/n3
 # always serving, n1 back within 5 s, no consistency violation) is checked by `lab check`
 # against compose/e2e-expect.toml, which also prints the per-second table with the faults
-# marked. Then:
+# marked; `lab report` writes the run's report.html and `lab browser-check` opens it in headless
+# Chromium (charts drawn, no console error, screenshot report.png kept with the run). Then:
 #   - a2's Redis container restarted on its own (`docker restart`): `make status` must flag p2
 #     as running in a namespace that is no longer a2's, `make up` must repair it, p2 must
 #     answer on its published port and a short load must see all three nodes serving;
@@ -123,6 +124,10 @@ $LAB check "$out" --expect compose/e2e-expect.toml | tee "$out/table.txt"
 [ "${PIPESTATUS[0]}" = 0 ] && ok "the recorded load meets compose/e2e-expect.toml" ||
   fail "the recorded load does not meet compose/e2e-expect.toml (see check FAIL above)"
 grep '^#' "$log" | tail -15
+
+echo "=== the run's report.html in a real browser (headless Chromium): charts drawn, no console error, screenshot kept"
+$LAB report "$out" >"$out/report.log" 2>&1 || fail "lab report (see $out/report.log)"
+if $LAB browser-check "$out"; then ok "report.html renders in Chromium ($out/report.png)"; else fail "report.html did not render in Chromium"; fi
 
 echo "=== e2e: a2's Redis container restarted on its own (docker restart)"
 docker restart -t 2 "$(cid a2)" >/dev/null || fail "docker restart a2"

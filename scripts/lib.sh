@@ -6,8 +6,13 @@
 #   cid SVC  the service's container id, running or not, one-off `run` containers excluded
 #            (by label: `compose ps` differs between v1 and v2)
 #   leftovers          the project's containers, networks and volumes (empty when clean)
-#   need CMD [PACKAGE] installs PACKAGE (default CMD) with apt-get when CMD is missing and we
-#            are root on Debian/Ubuntu; otherwise stops with the one command to run
+#   need CMD [PACKAGE] installs PACKAGE (default CMD) with apt-get when CMD (a command, or a
+#            file when it starts with /) is missing and we are root on Debian/Ubuntu;
+#            otherwise stops with the one command to run
+#   progress_start FEED TOTAL LABEL SECS_PER_STEP  on a terminal, a progress bar with elapsed
+#            and remaining time (`lab progress`) fed through the file FEED; then `progress_say` prints a
+#            line above it, `progress_now TEXT` names the step, `progress_step` counts one and
+#            `progress_end` removes the bar. Without a terminal: no bar, `progress_say` is echo.
 
 compose_command() {
   if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi
@@ -31,9 +36,12 @@ leftovers() {
   done
 }
 
+# A command on the PATH, or (a name starting with /) a file.
+have() { case "$1" in /*) [ -e "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac; }
+
 need() {
   local cmd="$1" pkg="${2:-$1}"
-  command -v "$cmd" >/dev/null 2>&1 && return 0
+  have "$cmd" && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "$cmd is missing: installing $pkg (apt-get install $pkg)"
     local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg")
@@ -42,11 +50,30 @@ need() {
       echo "installing $pkg failed" >&2
       return 1
     }
-    command -v "$cmd" >/dev/null 2>&1
+    have "$cmd"
   else
     echo "$cmd is missing: run  sudo apt-get install -y $pkg  and try again" >&2
     return 1
   fi
+}
+
+PROGRESS_FEED="" PROGRESS_PID=""
+progress_start() {
+  local lab="${LAB:-target/release/lab}"
+  [ -t 2 ] && [ -x "$lab" ] || return 0
+  PROGRESS_FEED="$1"
+  : >"$PROGRESS_FEED"
+  "$lab" progress --feed "$PROGRESS_FEED" --total "$2" --label "$3" --per-step "$4" &
+  PROGRESS_PID=$!
+}
+progress_say() { if [ -n "$PROGRESS_FEED" ]; then echo "$*" >>"$PROGRESS_FEED"; else echo "$*"; fi; }
+progress_now() { [ -z "$PROGRESS_FEED" ] || echo "now $*" >>"$PROGRESS_FEED"; }
+progress_step() { [ -z "$PROGRESS_FEED" ] || echo done >>"$PROGRESS_FEED"; }
+progress_end() {
+  [ -n "$PROGRESS_PID" ] || return 0
+  echo end >>"$PROGRESS_FEED"
+  wait "$PROGRESS_PID" 2>/dev/null || true
+  PROGRESS_FEED="" PROGRESS_PID=""
 }
 
 # Run as a command: `scripts/lib.sh FUNCTION ARGS...`.

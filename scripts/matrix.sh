@@ -7,11 +7,13 @@
 # combination, then run 2, …) so that an interrupted matrix still covers every combination.
 # Writes results/<UTC>-matrix/ (runs/<system>-<fault>-<i>/ are `lab run` folders) and, at the
 # end, `lab matrix` turns the finished runs into matrix.md, matrix.json and matrix.png.
-# Prints an estimate first and progress after every run. Ctrl-C stops the run in progress,
+# Prints an estimate first and progress after every run; on a terminal, a progress bar with
+# the time elapsed and left (scripts/lib.sh progress_start). Ctrl-C stops the run in progress,
 # heals, takes the cluster down and still writes the results of the finished runs.
 # Needs the Docker engine to itself (one cluster at a time): hold the shared lock around it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 SYSTEMS="${SYSTEMS:-perseus etcd}"
 FAULTS="${FAULTS:-kill isolate pause}"
@@ -28,6 +30,8 @@ OVERHEAD_S="${MATRIX_OVERHEAD:-30}"
 LAB=target/release/lab
 CHAOS=target/release/chaos
 out="${MATRIX_OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)-matrix}"
+# The command `lab results` quotes under the figures (docs/results.md).
+export LAB_COMMAND="make matrix SYSTEMS=\"$SYSTEMS\" FAULTS=\"$FAULTS\" RUNS=$RUNS SEED=$SEED"
 
 # The systems: any the testbed knows (perseus, etcd, etcd3, zookeeper, nats; model/src/system.rs
 # via `chaos --target s describe`): `make up SYSTEM=s` brings it up, `lab run --store s` loads
@@ -68,6 +72,7 @@ mkdir -p "$out/runs" || die "cannot create $out"
 echo "=== matrix: ${#systems[@]} system(s) × ${#faults[@]} fault(s) × $RUNS run(s) = $total runs"
 echo "=== matrix: estimate $(mins "$estimate_s") (about ${load_s} s of load + ${OVERHEAD_S} s of down/up per run), until about $(clock $(($(date +%s) + estimate_s))) UTC"
 echo "=== matrix: results in $out"
+progress_start "$out/progress.feed" "$total" matrix $((load_s + OVERHEAD_S))
 
 interrupted=0
 trap 'interrupted=1' INT TERM
@@ -76,6 +81,7 @@ down() { make -s down >/dev/null 2>&1 || echo "matrix: make down failed" >&2; }
 # Stops here when Ctrl-C came during the last command.
 check_interrupt() {
   if [ "$interrupted" = 1 ]; then
+    progress_end
     echo
     echo "=== matrix: interrupted: healing, taking the cluster down, keeping the finished runs"
     [ -n "${current_target:-}" ] && "$CHAOS" --target "$current_target" heal >/dev/null 2>&1
@@ -115,14 +121,16 @@ EOF
       printf '{"system":"%s","fault":"%s","run":%d,"seed":%d,"at_s":%s,"hold_s":%s}\n' \
         "$system" "$fault" "$round" "$SEED" "$(awk "BEGIN {print $at_ms / 1000}")" "$HOLD_S" \
         >"$dir/matrix-run.json"
-      echo "=== matrix: run $i of $total: $system, $fault at $(awk "BEGIN {print $at_ms / 1000}") s"
+      progress_say "=== matrix: run $i of $total: $system, $fault at $(awk "BEGIN {print $at_ms / 1000}") s"
+      progress_now "$system $fault run $round"
       current_target=""
       down
       check_interrupt && { stopped=1; break; }
       if ! make -s -o images up SYSTEM="$system" >"$dir/up.log" 2>&1; then
         check_interrupt && { stopped=1; break; }
-        echo "matrix: bringing $system up failed (see $dir/up.log); run skipped" >&2
+        progress_say "matrix: bringing $system up failed (see $dir/up.log); run skipped"
         done_runs=$((done_runs + 1))
+        progress_step
         continue
       fi
       current_target="$system"
@@ -132,16 +140,18 @@ EOF
       rc=$?
       check_interrupt && { stopped=1; break; }
       echo "$rc" >"$dir/done"
-      [ "$rc" = 0 ] || echo "matrix: lab run exited with $rc (see $dir/lab.log)" >&2
-      grep -A3 '^| fault | downtime' "$dir/report.md" 2>/dev/null | sed -n 3p
+      [ "$rc" = 0 ] || progress_say "matrix: lab run exited with $rc (see $dir/lab.log)"
+      progress_say "$(grep -A3 '^| fault | downtime' "$dir/report.md" 2>/dev/null | sed -n 3p)"
       done_runs=$((done_runs + 1))
+      progress_step
       elapsed=$(($(date +%s) - began))
       remaining=$((elapsed * (total - done_runs) / done_runs))
-      echo "=== matrix: $done_runs of $total done, elapsed $(mins "$elapsed"), remaining about $(mins "$remaining") (until $(clock $(($(date +%s) + remaining))) UTC)"
+      progress_say "=== matrix: $done_runs of $total done, elapsed $(mins "$elapsed"), remaining about $(mins "$remaining") (until $(clock $(($(date +%s) + remaining))) UTC)"
     done
   done
 done
 trap - INT TERM
+progress_end
 down
 elapsed=$(($(date +%s) - began))
 echo "=== matrix: $done_runs run(s) in $(mins "$elapsed") (estimate was $(mins "$estimate_s")); writing $out/matrix.md"

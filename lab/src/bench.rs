@@ -206,6 +206,32 @@ fn medians(levels: &[Level]) -> Vec<Median<'_>> {
     out
 }
 
+/// The figures `lab results` keeps of a bench: per system and level, the median round's
+/// rate with the range of all rounds, and its latency.
+pub fn summary(levels: &[Level]) -> crate::results::BenchEntry {
+    let lines = medians(levels)
+        .iter()
+        .map(|m| crate::results::BenchLine {
+            system: m.level.system.clone(),
+            connections: m.level.start.connections,
+            rounds: m.rates.len(),
+            per_s: m.level.summary.mean_per_s,
+            per_s_min: m.rates.iter().copied().fold(f64::INFINITY, f64::min),
+            per_s_max: m.rates.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            p50_ms: m.level.summary.latency_us.p50.map(|us| us as f64 / 1000.0),
+            p99_ms: m.level.summary.latency_us.p99.map(|us| us as f64 / 1000.0),
+        })
+        .collect();
+    crate::results::BenchEntry {
+        provenance: crate::results::Provenance::here(&crate::results::command()),
+        systems: first_seen(levels.iter())
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        lines,
+    }
+}
+
 /// The tables, levels grouped by system in the order first seen.
 pub fn table(levels: &[Level]) -> String {
     let mut out = String::new();

@@ -18,7 +18,7 @@ use crate::{plot, report};
 pub const SYSTEM_FILE: &str = "system.txt";
 
 /// One system's numbers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub system: String,
     /// Host the crash hit (resolved `leader`), and the windows in ms.
@@ -44,6 +44,9 @@ pub struct Row {
     /// The p99 of every iteration of the run (loadgen summary), ms.
     pub run_p99_ms: Option<f64>,
     pub violations: u64,
+    /// Of the violations, the acknowledged writes found lost.
+    #[serde(default)]
+    pub lost_writes: u64,
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -103,6 +106,21 @@ pub fn row(system: &str, run: &Run) -> Row {
             .and_then(|s| s.latency_us.p99)
             .map(|us| us as f64 / 1000.0),
         violations: run.violation_count(),
+        lost_writes: lost_writes(run),
+    }
+}
+
+/// The acknowledged writes a run found lost: the load generator's count by kind, or the
+/// violation records when the run has no summary.
+pub fn lost_writes(run: &Run) -> u64 {
+    let kind = perseus_model::ViolationKind::LostWrite;
+    match &run.summary {
+        Some(s) => s.violations_by_kind.get(&kind).copied().unwrap_or(0),
+        None => run
+            .violations
+            .iter()
+            .filter(|v| v.violation.kind == kind)
+            .count() as u64,
     }
 }
 
@@ -217,6 +235,13 @@ pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool> {
     }
     let _ = writeln!(md, "\n![throughput, side by side](compare.png)");
     std::fs::write(out.join("compare.md"), &md)?;
+    crate::results::write_summary(
+        &out,
+        &crate::results::Summary::Compare {
+            provenance: crate::results::Provenance::here(&crate::results::command()),
+            rows: rows.clone(),
+        },
+    )?;
     println!("{text}");
     plot::stacked_throughput(&out.join("compare.png"), &runs)?;
     println!("# wrote {0}/compare.md, {0}/compare.png", out.display());

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use perseus_model::load::{self, Record};
 
-pub use perseus_model::load::{Bucket, Second, Summary, ViolationRecord};
+pub use perseus_model::load::{Bucket, Second, Start, Summary, ViolationRecord};
 pub use perseus_model::ChaosEvent as Event;
 
 /// Everything recorded in one run.
@@ -15,6 +15,8 @@ pub struct Run {
     /// Wall-clock start of the load, Unix ms.
     pub start_unix_ms: i64,
     pub nodes: Vec<String>,
+    /// The load's settings as its `start` record gave them (connections, timeout, keys).
+    pub settings: Start,
     pub seconds: Vec<Second>,
     pub buckets: Vec<Bucket>,
     pub violations: Vec<ViolationRecord>,
@@ -52,7 +54,8 @@ impl Run {
             match record {
                 Record::Start(start) => {
                     run.start_unix_ms = start.unix_ms;
-                    run.nodes = start.nodes;
+                    run.nodes = start.nodes.clone();
+                    run.settings = start;
                     started = true;
                 }
                 Record::Second(s) => run.seconds.push(s),

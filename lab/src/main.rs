@@ -1,18 +1,23 @@
 //! `lab`: Perseus experiments. Runs scenario files and random soaks against the running
 //! testbed through the loadgen and chaos binaries, and turns the recorded data into a report
-//! (`report.md`) and plots (`throughput.png`, `latency.png`).
+//! (`report.md`, and `report.html` for a browser) and plots (`throughput.png`, `latency.png`).
 
 mod analysis;
 mod bench;
+mod browser;
 mod check;
 mod compare;
 mod data;
+mod html;
 mod matrix;
 mod measures;
 mod plot;
+mod progress;
 mod report;
+mod results;
 mod runner;
 mod scenario;
+mod spans;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +55,9 @@ struct Tools {
     /// except for perseus, where chaos decides)
     #[arg(long, env = "LAB_TARGET")]
     target: Option<String>,
+    /// What the progress bar (on a terminal) calls this run (default: the system's name)
+    #[arg(long, env = "LAB_PROGRESS_LABEL")]
+    progress_label: Option<String>,
 }
 
 impl Tools {
@@ -126,7 +134,34 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
-    /// (Re)write report.md and the plots of a results folder
+    /// Regenerate the results page (docs/results.md) from the runs' summaries under RESULTS,
+    /// kept in DATA (docs/results/*.json) with the hand-written sections there (*.md)
+    Results {
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long, default_value = "docs/results")]
+        data: PathBuf,
+        #[arg(long, default_value = "docs/results.md")]
+        out: PathBuf,
+    },
+    /// A progress bar (on a terminal; nothing otherwise) for a loop in a shell script, fed
+    /// through FILE: a line `done` per finished step, `now TEXT` for what runs, `end` at the
+    /// end, any other line printed above the bar
+    Progress {
+        #[arg(long)]
+        feed: PathBuf,
+        #[arg(long)]
+        total: u64,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The expected seconds per step, for the time left before the first step ends
+        #[arg(long, value_name = "SECS")]
+        per_step: Option<u64>,
+    },
+    /// Open DIR/report.html in headless Chromium: check that it renders (charts drawn, no
+    /// script error on the console) and keep a screenshot (DIR/report.png)
+    BrowserCheck { dir: PathBuf },
+    /// (Re)write report.md, report.html and the plots of a results folder
     Report {
         dir: PathBuf,
         #[arg(long, default_value = "Perseus (Gryadka/CASPaxos)")]
@@ -155,6 +190,10 @@ fn setup(tools: &Tools) -> Result<runner::Setup> {
         target: tools.target.clone().or_else(|| {
             (tools.store != perseus_model::System::Perseus).then(|| tools.store.name().to_string())
         }),
+        label: tools
+            .progress_label
+            .clone()
+            .unwrap_or_else(|| tools.store.name().to_string()),
     })
 }
 
@@ -178,6 +217,7 @@ fn report(
     let mut text = report::markdown(&title, system, &run, &reports);
     let violations = run.violation_count();
     let mut held = true;
+    let mut notes: Vec<(String, String)> = Vec::new();
     if let Some(explain) = scenario.and_then(|s| s.explain.as_deref()) {
         let found = match violations {
             0 => "no consistency violation (no lost write, stale read or unexpected value)"
@@ -193,23 +233,40 @@ fn report(
             .nth(1)
             .map_or(text.len(), |(i, _)| i + 2);
         text.insert_str(at, &section);
+        notes.push((
+            "What this run shows".into(),
+            format!("The load generator's checker found {found} on {system}.\n\n{explain}"),
+        ));
     }
     if let Some(s) = scenario.filter(|s| !s.expect.is_empty()) {
         let (ok, verdicts) = check::report(&run, &s.expect);
         held = ok;
         text.push_str(&format!("## Checks\n\n```\n{verdicts}```\n"));
+        notes.push(("Checks".into(), verdicts));
+    }
+    if let Ok(steps) = std::fs::read_to_string(dir.join("scenario.txt")) {
+        notes.push(("Scenario".into(), steps));
     }
     std::fs::write(dir.join("report.md"), &text)?;
+    let page = html::Page {
+        title: &title,
+        system,
+        notes,
+    };
+    std::fs::write(dir.join("report.html"), html::page(&page, &run, &reports))?;
     println!("{text}");
     // The numbers stand without the pictures: a missing font is a warning, not a failure.
     match plot::draw(dir, &title, &run) {
         Ok(()) => println!(
-            "# wrote {0}/report.md, {0}/throughput.png, {0}/latency.png",
+            "# wrote {0}/report.md, {0}/report.html, {0}/throughput.png, {0}/latency.png",
             dir.display()
         ),
         Err(e) => {
             eprintln!("lab: plots not drawn: {e:#}");
-            println!("# wrote {}/report.md (no plots)", dir.display());
+            println!(
+                "# wrote {0}/report.md, {0}/report.html (no plots)",
+                dir.display()
+            );
         }
     }
     Ok((violations, held))
@@ -363,12 +420,40 @@ fn main() -> ExitCode {
             .iter()
             .map(bench::Level::load)
             .collect::<Result<Vec<_>>>()
-            .map(|levels| {
+            .and_then(|levels| {
                 print!("{}", bench::table(&levels));
-                true
+                // The summary `lab results` reads, in the bench's folder.
+                if let Some(dir) = files.first().and_then(|f| f.parent()) {
+                    results::write_summary(dir, &results::Summary::Bench(bench::summary(&levels)))?;
+                }
+                Ok(true)
             }),
         Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
         Cmd::Matrix { dir } => matrix::run(&dir),
+        Cmd::Results {
+            results: from,
+            data,
+            out,
+        } => results::run(&from, &data, &out).map(|()| true),
+        Cmd::Progress {
+            feed,
+            total,
+            label,
+            per_step,
+        } => progress::follow_feed(&feed, total, &label, per_step.map(Duration::from_secs))
+            .map(|_| true)
+            .with_context(|| format!("following {}", feed.display())),
+        Cmd::BrowserCheck { dir } => browser::check(&dir)
+            .map(|checked| {
+                println!(
+                    "# browser check: {}/report.html renders ({} charts drawn, no console error); screenshot {}",
+                    dir.display(),
+                    checked.charts,
+                    checked.screenshot.display()
+                );
+                true
+            })
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

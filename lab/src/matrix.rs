@@ -54,7 +54,7 @@ pub struct RunFigures {
 }
 
 /// Median, p95 (nearest rank) and max of some runs' values; `missing` runs had none.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
     pub n: usize,
     pub median: Option<f64>,
@@ -89,7 +89,7 @@ impl Stats {
 }
 
 /// One system × fault over its runs.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Group {
     pub system: String,
     pub fault: String,
@@ -352,6 +352,13 @@ pub fn run(dir: &Path) -> Result<bool> {
     std::fs::write(
         dir.join("matrix.json"),
         serde_json::to_string_pretty(&json)? + "\n",
+    )?;
+    crate::results::write_summary(
+        dir,
+        &crate::results::Summary::Matrix {
+            provenance: crate::results::Provenance::here(&crate::results::command()),
+            groups: groups.clone(),
+        },
     )?;
     println!("{table}");
     match plot::distributions(&dir.join("matrix.png"), &runs) {

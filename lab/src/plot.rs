@@ -9,8 +9,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::analysis::{self, Fault};
+use crate::analysis;
 use crate::data::Run;
+use crate::spans;
 
 /// Where a TrueType font is looked for (Debian's fonts-dejavu-core first).
 const FONT_PATHS: &[&str] = &[
@@ -49,8 +50,8 @@ const NODE_COLORS: [RGBColor; 6] = [
     RGBColor(227, 119, 194),
 ];
 
-fn fault_color(fault: &Fault) -> RGBAColor {
-    match fault.kind {
+fn fault_color(kind: &analysis::FaultKind) -> RGBAColor {
+    match kind {
         analysis::FaultKind::Kill | analysis::FaultKind::Restart | analysis::FaultKind::Amnesia => {
             RED.mix(0.15)
         }
@@ -94,28 +95,41 @@ fn shade_faults<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let end = analysis::run_end_ms(run);
-    for fault in analysis::faults(run) {
-        let (x0, x1) = (
-            fault.start_ms as f64 / 1000.0,
-            fault.end_ms(end) as f64 / 1000.0,
-        );
+    let spans = spans::of_run(run);
+    // Where the labels go: in pixels of the plotting area, each span's label on the first row
+    // where it runs into no other.
+    let (width_px, height_px) = chart.plotting_area().dim_in_pixel();
+    let px_per_s = f64::from(width_px) / x_max(run).max(1e-9);
+    let labels: Vec<spans::Label> = spans
+        .iter()
+        .map(|s| spans::Label {
+            x: (s.from_ms as f64 / 1000.0 + 0.2) * px_per_s,
+            width: spans::text_width(&s.label(), LABEL_PX),
+        })
+        .collect();
+    let rows = spans::rows(&labels);
+    let row_h = (LABEL_PX + 4.0) / f64::from(height_px.max(1)) * y_top;
+    for (span, row) in spans.iter().zip(rows) {
+        let (x0, x1) = (span.from_ms as f64 / 1000.0, span.to_ms as f64 / 1000.0);
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(x0, 0.0), (x1.max(x0 + 0.05), y_top)],
-                fault_color(&fault).filled(),
+                fault_color(&span.kind).filled(),
             )))
             .map_err(|e| anyhow!("drawing: {e}"))?;
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("{} {}", fault.kind, fault.host),
-                (x0 + 0.2, y_top * 0.97),
-                ("sans-serif", 16).into_font(),
+                span.label(),
+                (x0 + 0.2, y_top - row_h * (row as f64 + 0.2)),
+                ("sans-serif", LABEL_PX).into_font(),
             )))
             .map_err(|e| anyhow!("drawing: {e}"))?;
     }
     Ok(())
 }
+
+/// The size of the fault labels, px.
+const LABEL_PX: f64 = 16.0;
 
 fn throughput(path: &Path, title: &str, run: &Run) -> Result<()> {
     let root = BitMapBackend::new(path, (1200, 600)).into_drawing_area();

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use perseus_model::load::{Record, Start};
 use perseus_model::FaultKind;
 
+use crate::progress::Progress;
 use crate::scenario::Scenario;
 
 /// How long the load generator may take to write its `start` record.
@@ -31,6 +32,8 @@ pub struct Setup {
     pub connections: u32,
     /// chaos's `--target` (which cluster `leader` means), when given.
     pub target: Option<String>,
+    /// What the progress bar calls the run.
+    pub label: String,
 }
 
 /// What happened, for the exit code.
@@ -40,7 +43,7 @@ pub struct Outcome {
     pub failed_steps: Vec<String>,
 }
 
-fn chaos(setup: &Setup, dir: &Path, args: &[&str], log: &Mutex<File>) -> bool {
+fn chaos(setup: &Setup, dir: &Path, args: &[&str], log: &Mutex<File>, progress: &Progress) -> bool {
     let mut command = Command::new(&setup.chaos);
     command.arg("--events").arg(dir.join("events.jsonl"));
     if let Some(target) = &setup.target {
@@ -55,16 +58,16 @@ fn chaos(setup: &Setup, dir: &Path, args: &[&str], log: &Mutex<File>) -> bool {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-            print!("# chaos {}: {text}", args.join(" "));
+            progress.say(&format!("# chaos {}: {}", args.join(" "), text.trim_end()));
             let _ = write!(log, "$ chaos {}\n{text}", args.join(" "));
             out.status.success()
         }
         Err(e) => {
-            println!(
+            progress.say(&format!(
                 "# chaos {}: cannot run {}: {e}",
                 args.join(" "),
                 setup.chaos.display()
-            );
+            ));
             let _ = writeln!(log, "$ chaos {}\ncannot run: {e}", args.join(" "));
             false
         }
@@ -93,15 +96,17 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         .spawn()
         .with_context(|| format!("starting {}", setup.loadgen.display()))?;
     let stdout = loadgen.stdout.take().context("loadgen stdout")?;
+    let progress = Progress::timed(scenario.duration, &setup.label);
 
-    // Copy the per-second table to load.tsv and to our stdout.
+    // Copy the per-second table to load.tsv and to our stdout (above the bar).
     let tsv_path = dir.join("load.tsv");
+    let printer = progress.clone();
     let copier = std::thread::spawn(move || -> Result<()> {
         let mut tsv = File::create(&tsv_path)?;
         for line in BufReader::new(stdout).lines() {
             let line = line?;
             writeln!(tsv, "{line}")?;
-            println!("{line}");
+            printer.say(&line);
         }
         Ok(())
     });
@@ -124,12 +129,14 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         let wait = (t0 + step.at).saturating_duration_since(Instant::now());
         std::thread::sleep(wait);
         let (setup, dir, log, step) = (setup.clone(), dir.to_path_buf(), log.clone(), step.clone());
+        let progress = progress.clone();
         let turn = locks.take(step.host.map(|h| h.to_string()));
         steps.push(std::thread::spawn(move || {
             let _turn = turn.wait();
             let argv = step.argv();
             let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-            let ok = chaos(&setup, &dir, &args, &log);
+            progress.now(&args.join(" "));
+            let ok = chaos(&setup, &dir, &args, &log, &progress);
             (ok, args.join(" "))
         }));
     }
@@ -146,7 +153,8 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
 
     // Leave the testbed whole whatever the scenario did: heal undoes every kind of fault
     // (rules, qdiscs, pauses, killed acceptors, killed hosts).
-    chaos(setup, dir, &[FaultKind::Heal.name()], &log);
+    chaos(setup, dir, &[FaultKind::Heal.name()], &log, &progress);
+    progress.finish();
     Ok(Outcome {
         loadgen_exit: status.code(),
         failed_steps,
