@@ -29,12 +29,12 @@ use perseus_model::health::{AcceptorMembership, AcceptorState, MembershipView, V
 use crate::acceptor::redis::{Inspection, RedisAcceptor};
 use crate::acceptor::{Acceptor, AcceptorError, Identity, Standing};
 use crate::ballot::BallotSource;
-use crate::recovery::catch_up_key_with_retries;
+use crate::recovery::catch_up_batch;
 
 /// How often every acceptor is inspected.
 pub const INTERVAL: Duration = Duration::from_millis(1000);
-/// Catch-up rounds per key before the pass gives up (and starts again on a later tick).
-const ATTEMPTS_PER_KEY: usize = 5;
+/// Keys per catch-up batch (`recovery::catch_up_batch`, which retries a key a few times).
+const PAGE: usize = 1000;
 
 /// One acceptor as the membership task last saw it (the shared `/health` type).
 pub type AcceptorView = AcceptorMembership;
@@ -323,23 +323,17 @@ impl Membership {
             .iter()
             .map(|a| a.clone() as Arc<dyn Acceptor>)
             .collect();
-        for (done, key) in keys.iter().enumerate() {
-            catch_up_key_with_retries(
-                &dyns,
-                self.quorum,
-                self.timeout,
-                ballots,
-                key,
-                target,
-                ATTEMPTS_PER_KEY,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let done = done as u64 + 1;
-            *self.pass.lock().unwrap_or_else(|e| e.into_inner()) = Some((target, done, total));
-            if done.is_multiple_of(1000) {
-                log::info!("acceptor {name}: caught up {done} of {total} keys");
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut done = 0u64;
+        for page in keys.chunks(PAGE) {
+            let results =
+                catch_up_batch(&dyns, self.quorum, self.timeout, ballots, page, target).await;
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                return Err(e.to_string());
             }
+            done += page.len() as u64;
+            *self.pass.lock().unwrap_or_else(|e| e.into_inner()) = Some((target, done, total));
+            log::info!("acceptor {name}: caught up {done} of {total} keys");
         }
         let after = self.acceptors[target]
             .promote(cluster, mark)

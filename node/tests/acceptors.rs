@@ -536,3 +536,192 @@ async fn a_quorum_read_writes_nothing() {
         AcceptReply::Accepted
     );
 }
+
+/// One random call of the batch differential test: a batch on several keys (some repeated:
+/// each key's rule applies in order, in Redis as in memory), or any call of the single-key
+/// test.
+#[derive(Clone, Debug)]
+enum BatchStep {
+    PrepareMany(Vec<String>, Ballot),
+    AcceptMany(Vec<(String, Option<String>)>, Ballot, Ballot),
+    Single(String, Step),
+    /// FLUSHALL, then a member's identity again: fresh keys (a key that once promised a
+    /// ballot at the edge of the exact range refuses everything after it).
+    Fresh,
+}
+
+/// A ballot for a batch: often above everything stored so far (the catch-up's fresh ballots,
+/// so that batches are promised and accepted, not only refused), otherwise as for one call.
+fn batch_ballot(rng: &mut StdRng, step: usize) -> Ballot {
+    if rng.random_bool(0.6) {
+        Ballot::new(
+            step as u64 + 1,
+            rng.random_range(0..3),
+            rng.random_range(0..3),
+        )
+    } else {
+        random_ballot(rng, step)
+    }
+}
+
+fn random_batch_step(rng: &mut StdRng, step: usize, keys: &[&str]) -> BatchStep {
+    let some_keys = |rng: &mut StdRng| -> Vec<String> {
+        (0..rng.random_range(1..=6))
+            .map(|_| keys[rng.random_range(0..keys.len())].to_string())
+            .collect()
+    };
+    match rng.random_range(0..20) {
+        0..=5 => BatchStep::PrepareMany(some_keys(rng), batch_ballot(rng, step)),
+        6 => BatchStep::Fresh,
+        7..=12 => {
+            let writes = some_keys(rng)
+                .into_iter()
+                .map(|key| {
+                    let value = match rng.random_range(0..4) {
+                        0 => None,
+                        1 => Some(String::new()),
+                        2 => Some("{\"v\":\"a\\nb\"} \u{2211} \u{0}".to_string()),
+                        _ => Some(format!("v{}", rng.random_range(0..1000))),
+                    };
+                    (key, value)
+                })
+                .collect();
+            let ballot = batch_ballot(rng, step);
+            let next = if rng.random_bool(0.8) {
+                Ballot::new(ballot.counter.saturating_add(rng.random_range(0..3)), 1, 2)
+            } else {
+                random_ballot(rng, step)
+            };
+            BatchStep::AcceptMany(writes, ballot, next)
+        }
+        _ => BatchStep::Single(
+            keys[rng.random_range(0..keys.len())].to_string(),
+            random_step(rng, step),
+        ),
+    }
+}
+
+/// Answers of a batch call compared between the two, as [`kind`] does for one call.
+fn kinds<T: std::fmt::Debug>(answers: &perseus_node::acceptor::Answers<T>) -> String {
+    match answers {
+        Ok(each) => format!("{:?}", each.iter().map(kind).collect::<Vec<_>>()),
+        Err(AcceptorError::Protocol(_)) => "invalid ballot".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// The batch calls of the catch-up pass (`prepare_many.lua`, `accept_many.lua`) against the
+/// in-memory rules, mixed with single-key calls, wipes, claims and promotions (seeded,
+/// `DIFF_SEED`/`DIFF_STEPS` to change): identical answers per key and identical states of
+/// every key after every call.
+#[tokio::test]
+async fn differential_batches_against_rules() {
+    let seed: u64 = std::env::var("DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(31);
+    let steps: usize = std::env::var("DIFF_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let redis = Redis::start();
+    let lua = member(&redis).await;
+    let memory = MemoryAcceptor::new(lua.name());
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let keys = ["k0", "k1", "k2", "k3", "k4"];
+    let (mut batches, mut promised, mut accepted, mut refused) = (0usize, 0usize, 0usize, 0usize);
+    let mut conflicts = 0usize;
+    for step in 0..steps {
+        let what = random_batch_step(&mut rng, step, &keys);
+        let (got, expected) = match &what {
+            BatchStep::PrepareMany(batch, b) => {
+                batches += 1;
+                (
+                    kinds(&lua.prepare_many(batch, *b).await),
+                    kinds(&memory.prepare_many(batch, *b).await),
+                )
+            }
+            BatchStep::AcceptMany(writes, b, next) => {
+                batches += 1;
+                (
+                    kinds(&lua.accept_many(writes, *b, *next).await),
+                    kinds(&memory.accept_many(writes, *b, *next).await),
+                )
+            }
+            BatchStep::Single(key, Step::Prepare(b)) => (
+                kind(&lua.prepare(key, *b).await),
+                kind(&memory.prepare(key, *b).await),
+            ),
+            BatchStep::Single(key, Step::Accept(b, v, next)) => (
+                kind(&lua.accept(key, *b, v.as_deref(), *next).await),
+                kind(&memory.accept(key, *b, v.as_deref(), *next).await),
+            ),
+            BatchStep::Single(_, Step::Flush) => {
+                let _: () = redis::cmd("FLUSHALL")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("FLUSHALL");
+                memory.wipe();
+                (String::new(), String::new())
+            }
+            BatchStep::Fresh => {
+                let _: () = redis::cmd("FLUSHALL")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("FLUSHALL");
+                memory.wipe();
+                let id = identity(&lua, Standing::Member, "m1");
+                let stored = lua.claim(&id).await.expect("claim").identity;
+                (
+                    format!("{stored:?}"),
+                    format!("{:?}", Some(memory.claim(id))),
+                )
+            }
+            BatchStep::Single(_, Step::Claim(standing, mark)) => {
+                let id = identity(&lua, *standing, mark);
+                let stored = lua.claim(&id).await.expect("claim").identity;
+                (
+                    format!("{stored:?}"),
+                    format!("{:?}", Some(memory.claim(id))),
+                )
+            }
+            BatchStep::Single(_, Step::Promote(mark)) => {
+                let stored = lua
+                    .promote(MEMORY_CLUSTER, mark)
+                    .await
+                    .expect("promote")
+                    .identity;
+                memory.promote(mark);
+                (format!("{stored:?}"), format!("{:?}", memory.identity()))
+            }
+        };
+        assert_eq!(got, expected, "seed {seed} step {step}: {what:?}");
+        if matches!(what, BatchStep::PrepareMany(..) | BatchStep::AcceptMany(..)) {
+            promised += got.matches("Promised").count();
+            accepted += got.matches("Accepted").count();
+            refused += got.matches("Unmarked").count() + got.matches("Recovering").count();
+            conflicts += got.matches("Conflict").count();
+        }
+        for key in keys {
+            assert_eq!(
+                redis_slot(&mut connection, key).await,
+                memory.slot(key),
+                "seed {seed} step {step}: state of {key} after {what:?}"
+            );
+        }
+    }
+    eprintln!(
+        "batch differential: {steps} calls ({batches} batches), seed {seed}: {promised} keys \
+         promised, {accepted} accepted, {conflicts} refused for their ballot, {refused} answers \
+         refused for the identity or recovering"
+    );
+    assert!(
+        promised > 0 && accepted > 0 && refused > 0,
+        "paths not exercised"
+    );
+}

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::rules::{self, Identity, Slot, Standing};
-use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
+use super::{counted, AcceptReply, Acceptor, AcceptorError, Answers, PrepareReply, ReadReply};
 use crate::ballot::Ballot;
 
 /// The cluster id of in-memory acceptors.
@@ -136,6 +136,47 @@ impl MemoryAcceptor {
         })
     }
 
+    /// Applies a prepare of many keys synchronously and atomically (one lock hold, as Redis
+    /// runs `prepare_many.lua` as one script): the identity is checked once, then every key
+    /// is prepared by the rules exactly as [`MemoryAcceptor::apply_prepare`] would.
+    pub fn apply_prepare_many(
+        &self,
+        keys: &[String],
+        ballot: Ballot,
+    ) -> Result<(Vec<PrepareReply>, Standing), AcceptorError> {
+        self.with_store(|s| {
+            let standing = admit(s, &self.name)?;
+            rules::check_exact(&[ballot]).map_err(AcceptorError::Protocol)?;
+            let replies = keys
+                .iter()
+                .map(|key| rules::prepare(s.slots.entry(key.clone()).or_default(), ballot))
+                .collect();
+            Ok((replies, standing))
+        })
+    }
+
+    /// Applies an accept of many keys synchronously and atomically (see
+    /// [`MemoryAcceptor::apply_prepare_many`]), each as [`MemoryAcceptor::apply_accept`].
+    pub fn apply_accept_many(
+        &self,
+        writes: &[(String, Option<String>)],
+        ballot: Ballot,
+        next_promise: Ballot,
+    ) -> Result<(Vec<AcceptReply>, Standing), AcceptorError> {
+        self.with_store(|s| {
+            let standing = admit(s, &self.name)?;
+            rules::check_exact(&[ballot, next_promise]).map_err(AcceptorError::Protocol)?;
+            let replies = writes
+                .iter()
+                .map(|(key, value)| {
+                    let slot = s.slots.entry(key.clone()).or_default();
+                    rules::accept(slot, ballot, value.clone(), next_promise)
+                })
+                .collect();
+            Ok((replies, standing))
+        })
+    }
+
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         // A panic while holding the lock cannot leave a slot half-written (the rules update
         // plain fields), so a poisoned lock is still safe to use.
@@ -190,5 +231,28 @@ impl Acceptor for MemoryAcceptor {
         self.check_up()?;
         let (reply, standing) = self.apply_accept(key, ballot, value, next_promise)?;
         counted(standing, reply, |r| *r == AcceptReply::Accepted)
+    }
+
+    async fn prepare_many(&self, keys: &[String], ballot: Ballot) -> Answers<PrepareReply> {
+        self.check_up()?;
+        let (replies, standing) = self.apply_prepare_many(keys, ballot)?;
+        Ok(replies
+            .into_iter()
+            .map(|r| counted(standing, r, |r| matches!(r, PrepareReply::Promised { .. })))
+            .collect())
+    }
+
+    async fn accept_many(
+        &self,
+        writes: &[(String, Option<String>)],
+        ballot: Ballot,
+        next_promise: Ballot,
+    ) -> Answers<AcceptReply> {
+        self.check_up()?;
+        let (replies, standing) = self.apply_accept_many(writes, ballot, next_promise)?;
+        Ok(replies
+            .into_iter()
+            .map(|r| counted(standing, r, |r| *r == AcceptReply::Accepted))
+            .collect())
     }
 }

@@ -13,6 +13,7 @@ pub mod redis;
 pub mod rules;
 
 use async_trait::async_trait;
+use futures::future::join_all;
 
 use crate::ballot::Ballot;
 pub use rules::{AcceptReply, Identity, IdentityRefusal, PrepareReply, ReadReply, Standing};
@@ -52,6 +53,10 @@ pub fn counted<T>(
     }
 }
 
+/// The answers of a call on many keys: an error for the whole call (nothing answered, as for a
+/// single key), or one answer per key, in the order of the keys, each already [`counted`].
+pub type Answers<T> = Result<Vec<Result<T, AcceptorError>>, AcceptorError>;
+
 /// One acceptor, as seen by a proposer.
 #[async_trait]
 pub trait Acceptor: Send + Sync + 'static {
@@ -86,4 +91,29 @@ pub trait Acceptor: Send + Sync + 'static {
         value: Option<&str>,
         next_promise: Ballot,
     ) -> Result<AcceptReply, AcceptorError>;
+
+    /// `prepare(key, ballot)` for every key of `keys` in one call (the catch-up pass): each
+    /// key is promised or refused exactly as [`Acceptor::prepare`] would, independently of
+    /// the others. Redis runs the batch as one script (atomic: one identity check, one round
+    /// trip, one fsync). The default sends the keys one by one, concurrently.
+    async fn prepare_many(&self, keys: &[String], ballot: Ballot) -> Answers<PrepareReply> {
+        Ok(join_all(keys.iter().map(|key| self.prepare(key, ballot))).await)
+    }
+
+    /// `accept(key, ballot, value, next_promise)` for every `(key, value)` of `writes` in one
+    /// call (the catch-up pass), each exactly as [`Acceptor::accept`] would. As
+    /// [`Acceptor::prepare_many`]: one script in Redis, one by one by default.
+    async fn accept_many(
+        &self,
+        writes: &[(String, Option<String>)],
+        ballot: Ballot,
+        next_promise: Ballot,
+    ) -> Answers<AcceptReply> {
+        Ok(join_all(
+            writes
+                .iter()
+                .map(|(key, value)| self.accept(key, ballot, value.as_deref(), next_promise)),
+        )
+        .await)
+    }
 }

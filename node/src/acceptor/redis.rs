@@ -44,13 +44,16 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script};
 
 use super::rules::{Identity, IdentityRefusal, Standing};
-use super::{counted, AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
+use super::{counted, AcceptReply, Acceptor, AcceptorError, Answers, PrepareReply, ReadReply};
 use crate::ballot::Ballot;
 
 /// Each script is the shared slot.lua (ballot comparison, state reading) followed by its own.
 const PREPARE_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare.lua"));
 const ACCEPT_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept.lua"));
 const IDENTITY_LUA: &str = include_str!("identity.lua");
+/// The catch-up pass's batches: prepare and accept of many keys in one script run.
+const PREPARE_MANY_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare_many.lua"));
+const ACCEPT_MANY_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept_many.lua"));
 /// The quorum read: declared `no-writes` (the shebang must be the first line), so Redis
 /// itself refuses any write in it.
 const READ_LUA: &str = concat!(
@@ -97,6 +100,8 @@ struct Inner {
     accept: Script,
     identity: Script,
     read: Script,
+    prepare_many: Script,
+    accept_many: Script,
     /// The cluster id the scripts check the identity record against (learned by the
     /// membership task; `None` until then, and calls are refused).
     cluster: RwLock<Option<String>>,
@@ -156,6 +161,8 @@ impl RedisAcceptor {
             accept: Script::new(ACCEPT_LUA),
             identity: Script::new(IDENTITY_LUA),
             read: Script::new(READ_LUA),
+            prepare_many: Script::new(PREPARE_MANY_LUA),
+            accept_many: Script::new(ACCEPT_MANY_LUA),
             cluster: RwLock::new(None),
             require_fsync,
             durability_problem: Mutex::new(None),
@@ -537,17 +544,36 @@ fn is_broken(e: &RedisError) -> bool {
 }
 
 /// Reads `appendonly` and `appendfsync` ("" for a setting the server does not know) and loads
-/// the four scripts, in one pipelined round trip.
+/// the scripts, in one pipelined round trip.
 async fn set_up(connection: &mut MultiplexedConnection) -> Result<(String, String), RedisError> {
     let mut pipe = redis::pipe();
     for setting in ["appendonly", "appendfsync"] {
         pipe.cmd("CONFIG").arg("GET").arg(setting);
     }
-    for code in [PREPARE_LUA, ACCEPT_LUA, IDENTITY_LUA, READ_LUA] {
+    let scripts = [
+        PREPARE_LUA,
+        ACCEPT_LUA,
+        IDENTITY_LUA,
+        READ_LUA,
+        PREPARE_MANY_LUA,
+        ACCEPT_MANY_LUA,
+    ];
+    for code in scripts {
         pipe.cmd("SCRIPT").arg("LOAD").arg(code);
     }
-    type Loaded = (Vec<String>, Vec<String>, String, String, String, String);
-    let (appendonly, appendfsync, _, _, _, _): Loaded = pipe.query_async(connection).await?;
+    // The settings' answers, then the scripts' digests (not needed).
+    type Digest = String;
+    type Loaded = (
+        Vec<String>,
+        Vec<String>,
+        Digest,
+        Digest,
+        Digest,
+        Digest,
+        Digest,
+        Digest,
+    );
+    let (appendonly, appendfsync, ..): Loaded = pipe.query_async(connection).await?;
     let value = |pair: Vec<String>| pair.get(1).cloned().unwrap_or_default();
     Ok((value(appendonly), value(appendfsync)))
 }
@@ -639,6 +665,67 @@ pub fn parse_accept(reply: &[String]) -> Result<(AcceptReply, Standing), Accepto
         )),
         _ => Err(parse_refusal(reply)),
     }
+}
+
+/// Turns a `prepare_many.lua` reply for `keys` keys into one [`PrepareReply`] per key and the
+/// acceptor's standing.
+pub fn parse_prepare_many(
+    reply: &[String],
+    keys: usize,
+) -> Result<(Vec<PrepareReply>, Standing), AcceptorError> {
+    if reply.first().map(String::as_str) != Some("ok") {
+        return Err(parse_refusal(reply));
+    }
+    if reply.len() != 2 + 6 * keys {
+        return Err(AcceptorError::Protocol(format!(
+            "prepare of {keys} keys answered {} fields",
+            reply.len()
+        )));
+    }
+    let standing = parse_standing(&reply[1])?;
+    let replies = reply[2..]
+        .chunks(6)
+        .map(|one| match one[0].as_str() {
+            "ok" => Ok(PrepareReply::Promised {
+                accepted: parse_ballot(&one[1..4])?,
+                value: (one[4] == "1").then(|| one[5].clone()),
+            }),
+            "conflict" => Ok(PrepareReply::Conflict(parse_ballot(&one[1..4])?)),
+            other => Err(AcceptorError::Protocol(format!(
+                "unexpected answer {other:?} in a prepare of many keys"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((replies, standing))
+}
+
+/// Turns an `accept_many.lua` reply for `keys` keys into one [`AcceptReply`] per key and the
+/// acceptor's standing.
+pub fn parse_accept_many(
+    reply: &[String],
+    keys: usize,
+) -> Result<(Vec<AcceptReply>, Standing), AcceptorError> {
+    if reply.first().map(String::as_str) != Some("ok") {
+        return Err(parse_refusal(reply));
+    }
+    if reply.len() != 2 + 4 * keys {
+        return Err(AcceptorError::Protocol(format!(
+            "accept of {keys} keys answered {} fields",
+            reply.len()
+        )));
+    }
+    let standing = parse_standing(&reply[1])?;
+    let replies = reply[2..]
+        .chunks(4)
+        .map(|one| match one[0].as_str() {
+            "ok" => Ok(AcceptReply::Accepted),
+            "conflict" => Ok(AcceptReply::Conflict(parse_ballot(&one[1..4])?)),
+            other => Err(AcceptorError::Protocol(format!(
+                "unexpected answer {other:?} in an accept of many keys"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((replies, standing))
 }
 
 /// Turns an identity script reply into an [`Inspection`].
@@ -741,6 +828,67 @@ impl Acceptor for RedisAcceptor {
             .arg(next_promise.incarnation);
         let (reply, standing) = parse_accept(&self.call(invocation).await?)?;
         counted(standing, reply, |r| *r == AcceptReply::Accepted)
+    }
+
+    /// `prepare_many.lua`: one script run for the whole batch.
+    async fn prepare_many(&self, keys: &[String], ballot: Ballot) -> Answers<PrepareReply> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (cluster, me) = self.expected()?;
+        let mut invocation = self.inner.prepare_many.key(IDENTITY_KEY);
+        invocation.key(IDENTITY_KEY);
+        for key in keys {
+            invocation.key(redis_key(key));
+        }
+        invocation
+            .arg(cluster)
+            .arg(me)
+            .arg(ballot.counter)
+            .arg(ballot.proposer)
+            .arg(ballot.incarnation);
+        let (replies, standing) = parse_prepare_many(&self.call(invocation).await?, keys.len())?;
+        Ok(replies
+            .into_iter()
+            .map(|r| counted(standing, r, |r| matches!(r, PrepareReply::Promised { .. })))
+            .collect())
+    }
+
+    /// `accept_many.lua`: one script run for the whole batch.
+    async fn accept_many(
+        &self,
+        writes: &[(String, Option<String>)],
+        ballot: Ballot,
+        next_promise: Ballot,
+    ) -> Answers<AcceptReply> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (cluster, me) = self.expected()?;
+        let mut invocation = self.inner.accept_many.key(IDENTITY_KEY);
+        invocation.key(IDENTITY_KEY);
+        for (key, _) in writes {
+            invocation.key(redis_key(key));
+        }
+        invocation
+            .arg(cluster)
+            .arg(me)
+            .arg(ballot.counter)
+            .arg(ballot.proposer)
+            .arg(ballot.incarnation)
+            .arg(next_promise.counter)
+            .arg(next_promise.proposer)
+            .arg(next_promise.incarnation);
+        for (_, value) in writes {
+            invocation
+                .arg(if value.is_some() { "1" } else { "0" })
+                .arg(value.as_deref().unwrap_or(""));
+        }
+        let (replies, standing) = parse_accept_many(&self.call(invocation).await?, writes.len())?;
+        Ok(replies
+            .into_iter()
+            .map(|r| counted(standing, r, |r| *r == AcceptReply::Accepted))
+            .collect())
     }
 }
 

@@ -37,7 +37,7 @@ use perseus_node::proposer::{
     Change, Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl,
 };
 use perseus_node::record::{self, Record, Write};
-use perseus_node::recovery::catch_up_key_with_retries;
+use perseus_node::recovery::catch_up_batch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
@@ -594,15 +594,9 @@ async fn recoverer(run: Arc<Run>) {
             .collect();
         keys.sort();
         keys.dedup();
-        let mut complete = true;
-        for key in &keys {
-            let round =
-                catch_up_key_with_retries(&acceptors, QUORUM, TIMEOUT, &ballots, key, target, 3);
-            if round.await.is_err() {
-                complete = false;
-                break;
-            }
-        }
+        // The production batch (one prepare and one accept call per acceptor for the page).
+        let rounds = catch_up_batch(&acceptors, QUORUM, TIMEOUT, &ballots, &keys, target).await;
+        let complete = rounds.iter().all(Result::is_ok);
         if complete && run.world.acceptor(target).promote(&mark) {
             run.recoveries.fetch_add(1, Ordering::SeqCst);
         }

@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use perseus_node::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
 use perseus_node::acceptor::rules::Slot;
 use perseus_node::acceptor::{
-    counted, AcceptReply, Acceptor, AcceptorError, Identity, PrepareReply, ReadReply, Standing,
+    counted, AcceptReply, Acceptor, AcceptorError, Answers, Identity, PrepareReply, ReadReply,
+    Standing,
 };
 use perseus_node::ballot::Ballot;
 use rand::rngs::StdRng;
@@ -451,6 +452,60 @@ impl World {
         counted(standing, reply, |r| *r == AcceptReply::Accepted)
     }
 
+    /// A prepare of many keys (the catch-up pass's batch), applied atomically as Redis runs
+    /// its one script, with the invariants checked on every key.
+    fn deliver_prepare_many(
+        &self,
+        acceptor: usize,
+        keys: &[String],
+        ballot: Ballot,
+    ) -> Answers<PrepareReply> {
+        let a = &self.acceptors[acceptor];
+        let before: Vec<Slot> = keys.iter().map(|k| a.slot(k)).collect();
+        let reply = a.apply_prepare_many(keys, ballot);
+        for (key, before) in keys.iter().zip(&before) {
+            self.check_step(acceptor, key, before, &a.slot(key));
+        }
+        let (replies, standing) = reply?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                if self.controls.count_recovering_prepare {
+                    return Ok(reply);
+                }
+                counted(standing, reply, |r| {
+                    matches!(r, PrepareReply::Promised { .. })
+                })
+            })
+            .collect())
+    }
+
+    /// An accept of many keys (the catch-up pass's batch), as [`World::deliver_prepare_many`].
+    fn deliver_accept_many(
+        &self,
+        acceptor: usize,
+        writes: &[(String, Option<String>)],
+        ballot: Ballot,
+        next: Ballot,
+    ) -> Answers<AcceptReply> {
+        let a = &self.acceptors[acceptor];
+        let before: Vec<Slot> = writes.iter().map(|(k, _)| a.slot(k)).collect();
+        let reply = a.apply_accept_many(writes, ballot, next);
+        for ((key, _), before) in writes.iter().zip(&before) {
+            self.check_step(acceptor, key, before, &a.slot(key));
+        }
+        let (replies, standing) = reply?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                if self.controls.count_recovering_accept {
+                    return Ok(reply);
+                }
+                counted(standing, reply, |r| *r == AcceptReply::Accepted)
+            })
+            .collect())
+    }
+
     /// The acceptor invariants, checked around every step.
     fn check_step(&self, acceptor: usize, key: &str, before: &Slot, after: &Slot) {
         let mut state = self.lock();
@@ -622,5 +677,24 @@ impl Acceptor for Link {
             )
         })
         .await
+    }
+
+    async fn prepare_many(&self, keys: &[String], ballot: Ballot) -> Answers<PrepareReply> {
+        let (keys, acceptor) = (keys.to_vec(), self.acceptor);
+        self.send(move |world, _| Ok(world.deliver_prepare_many(acceptor, &keys, ballot)))
+            .await?
+    }
+
+    async fn accept_many(
+        &self,
+        writes: &[(String, Option<String>)],
+        ballot: Ballot,
+        next_promise: Ballot,
+    ) -> Answers<AcceptReply> {
+        let (writes, acceptor) = (writes.to_vec(), self.acceptor);
+        self.send(move |world, _| {
+            Ok(world.deliver_accept_many(acceptor, &writes, ballot, next_promise))
+        })
+        .await?
     }
 }
