@@ -48,6 +48,8 @@ KEYS ?= own
 BENCH_DURATION ?= 10
 BENCH_ROUNDS ?= 3
 BENCH_CONNECTIONS ?= 1 4 16
+# make bench-catchup: keys on the acceptors when one is wiped
+CATCHUP_KEYS ?= 100000
 # `make experiment` / `make soak`
 SCENARIO ?= kill-and-isolate
 DURATION ?= 300
@@ -83,7 +85,7 @@ endif
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
-        compare matrix results etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention \
+        compare matrix results etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention bench-catchup \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
 
@@ -254,6 +256,10 @@ idle-reconnect: images ## Restart two Redis acceptors, wait 3 s, one PUT to each
 
 contention: images ## 3 then 30 clients CAS-incrementing ONE key (LOADGEN_DURATION=30 s each), Perseus then etcd: one row per run (then make down)
 	LOADGEN_DURATION=$(or $(filter-out 300,$(LOADGEN_DURATION)),30) scripts/contention.sh
+
+bench-catchup: ## Catch-up rate of a wiped acceptor (CATCHUP_KEYS=100000), on loopback redis-servers, batches and end to end through 3 nodes, without and with the default load (no Docker)
+	scripts/lib.sh need redis-server
+	CATCHUP_KEYS=$(CATCHUP_KEYS) $(CARGO) test --release -p loadgen --test catch_up_bench -- --ignored --nocapture
 
 node-memory: images ## 3,000 keys x 64 KB through p1: its resident memory before/after against the documented bound (then make down)
 	scripts/node-memory.sh
