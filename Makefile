@@ -65,6 +65,8 @@ RATE ?= 256kbit
 DELAY ?= 50ms
 JITTER ?= 10ms
 SHAPE ?= majorities-ring
+# `make truncate-HOST BYTES=4096`: how many bytes to cut off the tail of the host's log
+BYTES ?= 4096
 # `make matrix` and `make compare`: systems, faults (each hits the leader) and runs per combination
 SYSTEMS ?= perseus etcd
 FAULTS ?= kill isolate pause
@@ -86,8 +88,9 @@ CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
         compare matrix results etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention bench-catchup \
-        $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
-        $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%))
+        $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia wipe snapshot rollback truncate,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
+        $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%)) \
+        $(foreach v,wipe rollback truncate,$(HOSTS:%=$(v)-acceptor-%)) snapshot
 
 help: ## Show this help
 	@echo "Perseus testbed (compose: $(COMPOSE))"
@@ -184,6 +187,22 @@ $(HOSTS:%=cut-clients-%) $(OTHER_HOSTS:%=cut-clients-%) cut-clients-leader: cut-
 	@$(CHAOS) cut-clients $*
 $(HOSTS:%=amnesia-%) $(OTHER_HOSTS:%=amnesia-%) amnesia-leader: amnesia-%: ## stop HOST, erase its data volume, start it empty (may lose acknowledged writes)
 	@$(CHAOS) amnesia $*
+$(HOSTS:%=wipe-%) $(OTHER_HOSTS:%=wipe-%) wipe-leader: wipe-%: ## stop HOST, empty its data directory, start it (docs/faults.md: storage faults)
+	@$(CHAOS) wipe $*
+$(HOSTS:%=snapshot-%) $(OTHER_HOSTS:%=snapshot-%) snapshot-leader: snapshot-%: ## save a copy of HOST's data directory (frozen while copied) for rollback
+	@$(CHAOS) snapshot $*
+snapshot: ## save a copy of the data directory of every host (of TARGET)
+	@$(CHAOS) snapshot
+$(HOSTS:%=rollback-%) $(OTHER_HOSTS:%=rollback-%) rollback-leader: rollback-%: ## stop HOST, put its snapshot back in place of its data, start it (may lose acknowledged writes)
+	@$(CHAOS) rollback $*
+$(HOSTS:%=truncate-%) $(OTHER_HOSTS:%=truncate-%) truncate-leader: truncate-%: ## stop HOST, cut BYTES (4096) off its log's tail, repair it as its tools advise, start it
+	@$(CHAOS) truncate $* $(BYTES)
+$(HOSTS:%=wipe-acceptor-%): wipe-acceptor-%: ## the same for HOST's Redis acceptor alone (the node keeps running)
+	@$(CHAOS) --layer acceptor wipe $*
+$(HOSTS:%=rollback-acceptor-%): rollback-acceptor-%: ## put the snapshot back under HOST's Redis alone
+	@$(CHAOS) --layer acceptor rollback $*
+$(HOSTS:%=truncate-acceptor-%): truncate-acceptor-%: ## cut the tail of HOST's Redis AOF alone
+	@$(CHAOS) --layer acceptor truncate $* $(BYTES)
 $(HOSTS:%=kill-acceptor-%): kill-acceptor-%: ## SIGKILL only HOST's Redis acceptor (the node keeps serving through the others)
 	@$(CHAOS) --layer acceptor kill $*
 $(HOSTS:%=start-acceptor-%): start-acceptor-%: ## start HOST's Redis acceptor again
@@ -208,6 +227,8 @@ ifeq ($(ENGINE),swarm)
 	scripts/swarm.sh down
 else
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
+	@# the snapshot volumes chaos made (make snapshot-HOST): Compose does not know them
+	@docker volume ls -q --filter label=perseus.snapshot.project=$${COMPOSE_PROJECT_NAME:-perseus} | xargs -r docker volume rm >/dev/null
 endif
 
 test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests, protoc for etcd's gRPC client and chromium for the report's browser check when missing)
@@ -232,8 +253,8 @@ soak: up ## Random faults of every kind (MIX, default all but amnesia) for DURAT
 	target/release/lab soak --duration $(DURATION) --seed $(SEED) $(if $(MIX),--mix "$(MIX)") \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-soak-$(SEED)
 
-compare: ## Same scenario (compose/scenarios/compare.toml) on each of SYSTEMS ("perseus etcd"), one at a time; one table, one plot per system
-	SYSTEMS="$(SYSTEMS)" scripts/compare.sh
+compare: ## Same scenario (compose/scenarios/compare.toml) on each of SYSTEMS ("perseus etcd"), one at a time; one table, one plot per system. FAULTS="wipe rollback truncate": the storage faults instead (storage.md)
+	SYSTEMS="$(SYSTEMS)" FAULTS="$(if $(filter command line environment,$(origin FAULTS)),$(FAULTS))" scripts/compare.sh
 
 matrix: images ## SYSTEMS × FAULTS × RUNS fresh-cluster runs; the six measures as distributions in results/UTC-matrix/matrix.md
 	SYSTEMS="$(SYSTEMS)" FAULTS="$(FAULTS)" RUNS="$(RUNS)" SEED="$(SEED)" scripts/matrix.sh

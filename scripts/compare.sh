@@ -8,6 +8,14 @@
 # throughput plot with the fault spans shaded and its report.html, and compare.png stacks
 # them. On a terminal each run shows a progress bar (elapsed, left; which system of how many). Exit code: non-zero
 # when a run failed (chaos step, loadgen, violations).
+#
+# With FAULTS="wipe rollback truncate" (any of them) it compares storage faults instead: for
+# each system, for each fault, a fresh cluster (make down, make up SYSTEM=s) runs
+# compose/scenarios/storage-FAULT.toml into results/<UTC>-compare/<system>-<fault>/, then
+# `lab storage` writes storage.md: per system and fault, refused / repaired / silently rejoined,
+# every lost acknowledged write, stale reads, downtime, when the node served again. Losing
+# data is what these runs measure, so a run's violations do not fail the script; a run that
+# produced no data does.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +52,39 @@ run_on() {
   echo "=== compare: make down"
   down
 }
+
+FAULTS="${FAULTS:-}"
+if [ -n "${FAULTS// /}" ]; then
+  for f in $FAULTS; do
+    case "$f" in
+      wipe | rollback | truncate) [ -f "compose/scenarios/storage-$f.toml" ] || { echo "compare: no compose/scenarios/storage-$f.toml" >&2; exit 2; } ;;
+      *) echo "compare: FAULTS takes storage faults (wipe rollback truncate); got '$f' (process and network faults: make matrix)" >&2; exit 2 ;;
+    esac
+  done
+  dirs=()
+  for s in $SYSTEMS; do
+    for f in $FAULTS; do
+      echo "=== compare: $s, $f (make up SYSTEM=$s; lab run compose/scenarios/storage-$f.toml)"
+      if make up SYSTEM="$s"; then
+        $LAB run "compose/scenarios/storage-$f.toml" --out "$out/$s-$f" --store "$s" --target "$s" \
+          --connections "$CONNECTIONS" 2>&1 | tee "$out/$s-$f.log"
+        echo "=== compare: the $s $f run exited with ${PIPESTATUS[0]} (violations are what it measures)"
+        make -s status SYSTEM="$s" 2>&1 | tee "$out/$s-$f.status" | tail -n 5
+      else
+        echo "compare: make up SYSTEM=$s failed" >&2
+        status=1
+      fi
+      echo "=== compare: make down"
+      down
+      if [ -f "$out/$s-$f/load.jsonl" ]; then dirs+=("$out/$s-$f"); else status=1; fi
+    done
+  done
+  [ ${#dirs[@]} -gt 0 ] || { echo "compare: no run produced data" >&2; exit 1; }
+  echo
+  echo "=== compare: storage faults, side by side"
+  $LAB storage "${dirs[@]}" --out "$out" || status=1
+  exit $status
+fi
 
 dirs=()
 read -ra systems <<<"$SYSTEMS"

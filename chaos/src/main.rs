@@ -6,7 +6,8 @@
 //! and COMMAND one of: kill, start, restart, pause, resume, isolate (both ways),
 //! isolate-inbound, isolate-outbound (one way), cut-clients, loss PERCENT, limit RATE,
 //! delay DELAY [JITTER], partition SHAPE (no host: `"a1 | a2 a3"`, halves, bridge,
-//! majorities-ring), amnesia, heal (undoes every kind), status. A Perseus host is the Redis
+//! majorities-ring), amnesia, the storage faults wipe, snapshot, rollback and truncate [BYTES]
+//! (storage.rs), heal (undoes every kind that can be undone), status. A Perseus host is the Redis
 //! acceptor `aN` with the node `pN` in its network namespace (`--layer` picks one of them), an
 //! etcd host the member container `eN`; containers are found through their Compose labels.
 //! `leader` is resolved before acting (see leader.rs) and events name the resolved host.
@@ -25,6 +26,7 @@ mod netfault;
 mod netns;
 mod partition;
 mod probe;
+mod storage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -75,6 +77,17 @@ enum Command {
     Partition,
     /// Stop the host, erase its data volumes, start it empty (breaks durable acceptors).
     Amnesia,
+    /// Stop the host (--layer acceptor: only a Perseus host's Redis), empty its data
+    /// directory, start it.
+    Wipe,
+    /// Save a copy of the host's data directory (frozen while copied); every host of the
+    /// target when HOST is omitted.
+    Snapshot,
+    /// Stop the host (--layer acceptor: only its Redis), put its snapshot back, start it.
+    Rollback,
+    /// Stop the host (--layer acceptor: only its Redis), cut [BYTES] (4096) off the tail of
+    /// its log, repair it as the system's tools advise, start it.
+    Truncate,
     /// Undo every fault chaos made on the host: rules, qdiscs, pauses, kills.
     Heal,
     /// Show each host: containers, shared namespace, health from outside, active faults.
@@ -103,6 +116,10 @@ impl Command {
             Command::Delay => "delay",
             Command::Partition => "partition",
             Command::Amnesia => "amnesia",
+            Command::Wipe => "wipe",
+            Command::Snapshot => "snapshot",
+            Command::Rollback => "rollback",
+            Command::Truncate => "truncate",
             Command::Heal => "heal",
             Command::Status => "status",
             Command::Health => "health",
@@ -116,6 +133,7 @@ impl Command {
             Command::Loss => (&["PERCENT"], &[]),
             Command::Limit => (&["RATE"], &[]),
             Command::Delay => (&["DELAY"], &["JITTER"]),
+            Command::Truncate => (&[], &["BYTES"]),
             _ => (&[], &[]),
         }
     }
@@ -130,7 +148,12 @@ impl Command {
                 | Command::Pause
                 | Command::Resume
                 | Command::Isolate
-        )
+        ) || self.storage_layered()
+    }
+
+    /// The storage faults that can stop only a Perseus host's acceptor (`--layer acceptor`).
+    fn storage_layered(self) -> bool {
+        matches!(self, Command::Wipe | Command::Rollback | Command::Truncate)
     }
 }
 
@@ -181,7 +204,17 @@ impl Args {
     /// HOST and the parameters, checked against the command.
     fn split(&self) -> Result<(Option<HostArg>, Vec<String>)> {
         if self.layer != Layer::Host && !self.command.layered() {
-            bail!("--layer applies to kill, start, restart, pause, resume and isolate only");
+            bail!(
+                "--layer applies to kill, start, restart, pause, resume, isolate, wipe, \
+                 rollback and truncate only"
+            );
+        }
+        if self.layer == Layer::Node && self.command.storage_layered() {
+            bail!(
+                "--layer node: the node keeps no data; {} takes --layer acceptor (its Redis) \
+                 or the whole host",
+                self.command.name()
+            );
         }
         if self.command == Command::Partition {
             return match self.operands.as_slice() {
@@ -206,6 +239,18 @@ impl Args {
         }
         if !required.is_empty() && host.is_none() {
             bail!("{} needs a HOST", self.command.name());
+        }
+        // Data loss on every host at once is never what a missing HOST meant.
+        if host.is_none()
+            && matches!(
+                self.command,
+                Command::Wipe | Command::Rollback | Command::Truncate | Command::Amnesia
+            )
+        {
+            bail!(
+                "{} needs a HOST (it loses data; every host at once is not a default)",
+                self.command.name()
+            );
         }
         // The parameters' values are checked where the kind is defined.
         self.fault_kind(&params)?;
@@ -614,8 +659,32 @@ async fn act(
             ))
         }
         FaultKind::Amnesia => amnesia::amnesia(docker, &host, wait).await,
+        FaultKind::Wipe => {
+            let how = storage_stop(&host, layer)?;
+            storage::wipe(docker, &cluster.project, &host, how, wait).await
+        }
+        FaultKind::Snapshot => storage::snapshot(docker, &cluster.project, &host).await,
+        FaultKind::Rollback => {
+            let how = storage_stop(&host, layer)?;
+            storage::rollback(docker, &cluster.project, &host, how, wait).await
+        }
+        FaultKind::Truncate(bytes) => {
+            let how = storage_stop(&host, layer)?;
+            storage::truncate(docker, &cluster.project, &host, how, *bytes, wait).await
+        }
         FaultKind::Heal => heal(docker, &host, wait).await,
         FaultKind::Partition(_) => bail!("partition acts on the whole system, not on a host"),
+    }
+}
+
+/// What a storage fault stops: the whole host, or (`--layer acceptor`) a Perseus host's Redis.
+fn storage_stop(host: &Host, layer: Layer) -> Result<storage::Stop> {
+    match layer {
+        Layer::Host => Ok(storage::Stop::Host),
+        _ => {
+            layer_member(host, layer)?;
+            Ok(storage::Stop::Acceptor)
+        }
     }
 }
 
@@ -902,6 +971,33 @@ async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
             host.engine.label
         );
     }
+    // Saved snapshots (storage.rs): not faults, but what `rollback` would put back.
+    let mut seen = std::collections::BTreeMap::new();
+    for &name in targets {
+        if let Ok(h) = cluster.host(name).await {
+            if let Ok(saved) = storage::snapshots(h.docker(), &cluster.project).await {
+                if let Some(s) = saved.get(&name.to_string()) {
+                    seen.insert(name.to_string(), s.clone());
+                }
+            }
+        }
+    }
+    for (name, s) in &seen {
+        let when = s.taken.map_or_else(
+            || "at an unknown time".to_string(),
+            |t| {
+                format!(
+                    "{} ({:.0} s ago)",
+                    perseus_model::time::rfc3339_ms(t),
+                    (Utc::now() - t).num_milliseconds() as f64 / 1000.0
+                )
+            },
+        );
+        println!(
+            "snapshot of {name} saved {when} in volume {}: `chaos rollback {name}` (make rollback-{name}) puts it back",
+            s.volume
+        );
+    }
     for p in &problems {
         println!("! {p}");
     }
@@ -1008,6 +1104,25 @@ mod tests {
             Command::CutClients
         );
         assert_eq!(parse(&["amnesia", "a3"]).unwrap().command, Command::Amnesia);
+        let a = parse(&["--layer", "acceptor", "rollback", "a1"]).unwrap();
+        assert_eq!(
+            a.split().unwrap().0,
+            Some(HostArg::Host(HostName::perseus(1)))
+        );
+        let a = parse(&["truncate", "e2", "512"]).unwrap();
+        let (_, p) = a.split().unwrap();
+        assert_eq!(a.fault_kind(&p).unwrap(), Some(FaultKind::Truncate(512)));
+        let a = parse(&["truncate", "leader"]).unwrap();
+        let (h, p) = a.split().unwrap();
+        assert_eq!(h, Some(HostArg::Leader));
+        assert_eq!(
+            a.fault_kind(&p).unwrap(),
+            Some(FaultKind::Truncate(
+                perseus_model::fault::DEFAULT_TRUNCATE_BYTES
+            ))
+        );
+        assert_eq!(split(&["snapshot"]).unwrap(), (None, vec![]));
+        assert!(split(&["wipe", "z3"]).is_ok() && split(&["rollback", "q1"]).is_ok());
         let a = parse(&["--scope", "all", "loss", "a1", "30"]).unwrap();
         let (_, p) = a.split().unwrap();
         assert_eq!(a.fault_kind(&p).unwrap(), Some(FaultKind::Loss(30)));
@@ -1038,6 +1153,12 @@ mod tests {
         assert!(err(&["delay", "a1", "soon"]).contains("time"));
         assert!(err(&["partition"]).contains("SHAPE"));
         assert!(err(&["--layer", "node", "loss", "a1", "3"]).contains("--layer"));
+        assert!(err(&["--layer", "node", "wipe", "a1"]).contains("keeps no data"));
+        assert!(err(&["wipe"]).contains("needs a HOST"));
+        assert!(err(&["truncate"]).contains("needs a HOST"));
+        assert!(err(&["truncate", "a1", "0"]).contains("0 bytes"));
+        assert!(err(&["truncate", "a1", "1", "2"]).contains("usage: chaos truncate HOST [BYTES]"));
+        assert!(err(&["snapshot", "a1", "now"]).contains("usage"));
         assert!(parse(&["--layer", "redis", "kill", "a1"]).is_err());
     }
 

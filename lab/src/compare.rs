@@ -189,7 +189,8 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-fn system_name(dir: &Path) -> String {
+/// The system a results folder ran (its system.txt, else the folder's name).
+pub fn system_name(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(SYSTEM_FILE))
         .ok()
         .map(|s| s.trim().to_string())

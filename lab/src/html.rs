@@ -55,7 +55,12 @@ fn node_color(i: usize) -> &'static str {
 /// The shade of a fault span, by what the fault does to a host.
 fn fault_fill(kind: &FaultKind) -> &'static str {
     match kind {
-        FaultKind::Kill | FaultKind::Restart | FaultKind::Amnesia => "rgba(214,39,40,0.15)",
+        FaultKind::Kill
+        | FaultKind::Restart
+        | FaultKind::Amnesia
+        | FaultKind::Wipe
+        | FaultKind::Rollback
+        | FaultKind::Truncate(_) => "rgba(214,39,40,0.15)",
         FaultKind::Isolate
         | FaultKind::IsolateInbound
         | FaultKind::IsolateOutbound

@@ -18,6 +18,7 @@ mod results;
 mod runner;
 mod scenario;
 mod spans;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,6 +107,17 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
         /// Where to write compare.md and compare.png (default: the first folder's parent)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// What each system made of a storage fault (wipe, rollback, truncate): one row per results
+    /// folder of a storage scenario (refused / repaired / silently rejoined, every lost
+    /// acknowledged write, stale reads, downtime), written as storage.md
+    Storage {
+        /// Results folders of `lab run` of compose/scenarios/storage-*.toml
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
+        /// Where to write storage.md (default: the first folder's parent)
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -454,6 +466,7 @@ fn main() -> ExitCode {
                 true
             })
             .map_err(anyhow::Error::from),
+        Cmd::Storage { dirs, out } => storage::run(&dirs, out.as_deref()).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -52,9 +52,12 @@ const NODE_COLORS: [RGBColor; 6] = [
 
 fn fault_color(kind: &analysis::FaultKind) -> RGBAColor {
     match kind {
-        analysis::FaultKind::Kill | analysis::FaultKind::Restart | analysis::FaultKind::Amnesia => {
-            RED.mix(0.15)
-        }
+        analysis::FaultKind::Kill
+        | analysis::FaultKind::Restart
+        | analysis::FaultKind::Amnesia
+        | analysis::FaultKind::Wipe
+        | analysis::FaultKind::Rollback
+        | analysis::FaultKind::Truncate(_) => RED.mix(0.15),
         analysis::FaultKind::Isolate
         | analysis::FaultKind::IsolateInbound
         | analysis::FaultKind::IsolateOutbound

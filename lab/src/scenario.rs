@@ -6,7 +6,8 @@
 //! at = "10s"
 //! fault = "kill"
 //! host = "a1"
-//! layer = "acceptor"        # optional (kill/start/restart/pause/resume/isolate): host, acceptor, node
+//! layer = "acceptor"        # optional (kill/start/restart/pause/resume/isolate; acceptor also for
+//!                           # wipe/rollback/truncate): host, acceptor, node
 //! [[step]]
 //! at = "20s"
 //! fault = "loss:30"         # parameters after a colon: loss:PERCENT, limit:RATE, delay:D[,JITTER]
@@ -71,7 +72,9 @@ pub struct Step {
 }
 
 /// The kinds `layer` applies to.
-const LAYERED: &[&str] = &["kill", "start", "restart", "pause", "resume", "isolate"];
+const LAYERED: &[&str] = &[
+    "kill", "start", "restart", "pause", "resume", "isolate", "wipe", "rollback", "truncate",
+];
 
 impl Step {
     /// A step without options.
@@ -269,7 +272,8 @@ impl Scenario {
                 steps.push(Step::new(until, FaultKind::Heal, None));
             } else {
                 for host in &victims {
-                    let (mut fault, mut undo) = kind.steps(&mut rng);
+                    let perseus = host.system == perseus_model::System::Perseus;
+                    let (mut fault, mut undo) = kind.steps(&mut rng, perseus);
                     fault.at = at;
                     fault.host = Some(HostArg::Host(*host));
                     undo.at = until;
@@ -305,10 +309,17 @@ pub enum Kind {
     /// kill, pause or isolate of only the acceptor or only the node (Perseus).
     Layer,
     Amnesia,
+    /// The storage faults (chaos's storage.rs): the host's data directory emptied,
+    Wipe,
+    /// a snapshot of it taken and put back a few seconds later (the disk went back in time),
+    Rollback,
+    /// or its log's tail cut and repaired. Each stops the whole host or, on Perseus, half
+    /// the time only its acceptor.
+    Truncate,
 }
 
-/// The soak's default mix: every kind but amnesia (which may lose acknowledged writes by
-/// design, see docs/faults.md), weighted towards the classic faults.
+/// The soak's default mix: every kind but amnesia and the storage faults (which may lose
+/// acknowledged writes by design, see docs/faults.md), weighted towards the classic faults.
 pub const DEFAULT_MIX: &[(Kind, u32)] = &[
     (Kind::Kill, 3),
     (Kind::Pause, 2),
@@ -322,7 +333,7 @@ pub const DEFAULT_MIX: &[(Kind, u32)] = &[
     (Kind::Layer, 2),
 ];
 
-const ALL_KINDS: [Kind; 11] = [
+const ALL_KINDS: [Kind; 14] = [
     Kind::Kill,
     Kind::Pause,
     Kind::Isolate,
@@ -334,6 +345,9 @@ const ALL_KINDS: [Kind; 11] = [
     Kind::Partition,
     Kind::Layer,
     Kind::Amnesia,
+    Kind::Wipe,
+    Kind::Rollback,
+    Kind::Truncate,
 ];
 
 impl Kind {
@@ -350,6 +364,9 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Layer => "layer",
             Kind::Amnesia => "amnesia",
+            Kind::Wipe => "wipe",
+            Kind::Rollback => "rollback",
+            Kind::Truncate => "truncate",
         }
     }
 
@@ -359,7 +376,7 @@ impl Kind {
     }
 
     /// The fault's step and the step that undoes it (time and host filled in by the caller).
-    fn steps(self, rng: &mut StdRng) -> (Step, Step) {
+    fn steps(self, rng: &mut StdRng, perseus: bool) -> (Step, Step) {
         let step = |fault: FaultKind, options: &[&str]| Step {
             at: Duration::ZERO,
             fault,
@@ -414,6 +431,32 @@ impl Kind {
                 }
             }
             Kind::Amnesia => (step(FaultKind::Amnesia, &[]), heal()),
+            // Half the time only the acceptor (the node keeps running and must notice); the
+            // layer applies to Perseus hosts only, so a soak of another system uses the host.
+            Kind::Wipe | Kind::Rollback | Kind::Truncate => {
+                let acceptor = perseus && rng.random_bool(0.5);
+                let opts: &[&str] = if acceptor {
+                    &["--layer", "acceptor"]
+                } else {
+                    &[]
+                };
+                match self {
+                    Kind::Wipe => (step(FaultKind::Wipe, opts), heal()),
+                    Kind::Truncate => (
+                        step(
+                            FaultKind::Truncate(perseus_model::fault::DEFAULT_TRUNCATE_BYTES),
+                            opts,
+                        ),
+                        heal(),
+                    ),
+                    // The copy is taken when the fault "begins" and put back when it "ends":
+                    // the writes of the seconds between are what the disk forgets.
+                    _ => (
+                        step(FaultKind::Snapshot, &[]),
+                        step(FaultKind::Rollback, opts),
+                    ),
+                }
+            }
             // Drawn by `random` itself (no host); kept total for the match.
             Kind::Partition => (step(FaultKind::Partition("halves".into()), &[]), heal()),
         }
@@ -474,7 +517,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "toml") {
                 let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
                 let name = path.file_stem().unwrap().to_string_lossy().to_string();
-                if name == "amnesia" || name == "single-layer" {
+                if name == "amnesia" || name == "single-layer" || name.starts_with("storage-") {
                     assert!(
                         s.explain.as_deref().is_some_and(|e| e.len() > 200),
                         "{name}"
@@ -484,7 +527,15 @@ mod tests {
                 names.push(name);
             }
         }
-        for wanted in ["amnesia", "compare", "kill-and-isolate", "single-layer"] {
+        for wanted in [
+            "amnesia",
+            "compare",
+            "kill-and-isolate",
+            "single-layer",
+            "storage-wipe",
+            "storage-rollback",
+            "storage-truncate",
+        ] {
             assert!(
                 names.iter().any(|n| n == wanted),
                 "{wanted} missing: {names:?}"
@@ -587,6 +638,51 @@ mod tests {
         assert!(parse_mix("kill=2,quake=1").is_err());
         assert!(parse_mix("kill=0").is_err());
         assert!(parse_mix("kill=x").is_err());
+    }
+
+    #[test]
+    fn a_storage_soak_snapshots_before_each_rollback_of_the_same_host() {
+        let hosts = perseus_model::System::Perseus.hosts();
+        let mix = parse_mix("wipe=1,rollback=2,truncate=1").unwrap();
+        let s = Scenario::random(Duration::from_secs(600), &hosts, 5, &mix);
+        let mut rollbacks = 0;
+        for (i, st) in s.steps.iter().enumerate() {
+            if st.fault == FaultKind::Rollback {
+                rollbacks += 1;
+                assert!(
+                    s.steps[..i]
+                        .iter()
+                        .any(|p| p.fault == FaultKind::Snapshot && p.host == st.host),
+                    "rollback of {:?} without a snapshot before it",
+                    st.host
+                );
+            }
+        }
+        assert!(rollbacks > 0);
+        for f in ["wipe", "truncate", "snapshot"] {
+            assert!(s.steps.iter().any(|st| st.fault.name() == f), "no {f}");
+        }
+        assert!(s
+            .steps
+            .iter()
+            .any(|st| st.option("layer") == Some("acceptor")));
+        // Another system's hosts have no acceptor layer.
+        let s = Scenario::random(
+            Duration::from_secs(600),
+            &perseus_model::System::Etcd.hosts(),
+            5,
+            &mix,
+        );
+        assert!(s.steps.iter().all(|st| st.option("layer").is_none()));
+        let step = |body: &str| format!("duration = \"30s\"\n[[step]]\nat = \"1s\"\n{body}");
+        let s = Scenario::parse(&step(
+            "fault = \"rollback\"\nhost = \"a1\"\nlayer = \"acceptor\"\n",
+        ))
+        .unwrap();
+        assert_eq!(s.steps[0].argv(), ["--layer", "acceptor", "rollback", "a1"]);
+        let s = Scenario::parse(&step("fault = \"snapshot\"\n")).unwrap();
+        assert_eq!(s.steps[0].argv(), ["snapshot"]);
+        assert!(Scenario::parse(&step("fault = \"wipe\"\n")).is_err());
     }
 
     #[test]

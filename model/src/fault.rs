@@ -52,7 +52,25 @@ pub enum FaultKind {
     Partition(String),
     /// Stop the host, erase its data volumes, start it empty (over when it returns).
     Amnesia,
+    /// The storage fault of every system: stop the host, empty its data directory (its data
+    /// volume), start it (over when it returns). The same as `amnesia`, under the name the
+    /// storage faults share.
+    Wipe,
+    /// Save a copy of the host's data directory now, taken frozen (a crash-consistent copy, as
+    /// a volume snapshot takes it); not a fault by itself, the preparation of `rollback`.
+    Snapshot,
+    /// Stop the host, put the copy `snapshot` saved back in place of its data directory,
+    /// start it: its disk went back in time (over when it returns).
+    Rollback,
+    /// Stop the host, cut this many bytes off the tail of its log (AOF, WAL, transaction log),
+    /// repair what is left the way the system's own tools advise, start it (over when it
+    /// returns).
+    Truncate(u32),
 }
+
+/// How many bytes `truncate` cuts when no size is given: one 4 KiB page, the unit a torn
+/// write loses.
+pub const DEFAULT_TRUNCATE_BYTES: u32 = 4096;
 
 /// A text that is not a fault kind (or has wrong parameters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +103,10 @@ impl FaultKind {
         "delay",
         "partition",
         "amnesia",
+        "wipe",
+        "snapshot",
+        "rollback",
+        "truncate",
     ];
 
     /// The kind's name without its parameters.
@@ -105,6 +127,10 @@ impl FaultKind {
             FaultKind::Delay(..) => "delay",
             FaultKind::Partition(_) => "partition",
             FaultKind::Amnesia => "amnesia",
+            FaultKind::Wipe => "wipe",
+            FaultKind::Snapshot => "snapshot",
+            FaultKind::Rollback => "rollback",
+            FaultKind::Truncate(_) => "truncate",
         }
     }
 
@@ -125,6 +151,9 @@ impl FaultKind {
             FaultKind::Delay(d, None) => Some(d.clone()),
             FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
             FaultKind::Partition(shape) => Some(shape.clone()),
+            FaultKind::Truncate(bytes) if *bytes != DEFAULT_TRUNCATE_BYTES => {
+                Some(bytes.to_string())
+            }
             _ => None,
         }
     }
@@ -147,6 +176,10 @@ impl FaultKind {
             FaultKind::Delay(..) => "delayed",
             FaultKind::Partition(_) => "partitioned",
             FaultKind::Amnesia => "wiped",
+            FaultKind::Wipe => "wiped",
+            FaultKind::Snapshot => "snapshot taken",
+            FaultKind::Rollback => "rolled back",
+            FaultKind::Truncate(_) => "log truncated",
         }
     }
 
@@ -171,6 +204,28 @@ impl FaultKind {
             "isolate-outbound" => plain(FaultKind::IsolateOutbound),
             "cut-clients" => plain(FaultKind::CutClients),
             "amnesia" => plain(FaultKind::Amnesia),
+            "wipe" => plain(FaultKind::Wipe),
+            "snapshot" => plain(FaultKind::Snapshot),
+            "rollback" => plain(FaultKind::Rollback),
+            "truncate" => match param {
+                None => Ok(FaultKind::Truncate(DEFAULT_TRUNCATE_BYTES)),
+                Some(p) => {
+                    let bytes: u32 =
+                        p.trim()
+                            .parse()
+                            .map_err(|_| ParseFaultError::BadParameter {
+                                kind: name.to_string(),
+                                why: format!("{p:?} is not a whole number of bytes"),
+                            })?;
+                    if bytes == 0 {
+                        return Err(ParseFaultError::BadParameter {
+                            kind: name.to_string(),
+                            why: "cutting 0 bytes cuts nothing".into(),
+                        });
+                    }
+                    Ok(FaultKind::Truncate(bytes))
+                }
+            },
             "loss" | "limit" | "delay" | "partition" => {
                 let missing = |what| ParseFaultError::MissingParameter {
                     kind: name.to_string(),
@@ -242,7 +297,11 @@ impl FaultKind {
             | FaultKind::Restart
             | FaultKind::Resume
             | FaultKind::Heal
-            | FaultKind::Amnesia => None,
+            | FaultKind::Amnesia
+            | FaultKind::Wipe
+            | FaultKind::Snapshot
+            | FaultKind::Rollback
+            | FaultKind::Truncate(_) => None,
         }
     }
 
@@ -262,13 +321,34 @@ impl FaultKind {
 
     /// A fault over when the action returns (its window is the action itself): `restart`.
     pub fn is_instant(&self) -> bool {
-        matches!(self, FaultKind::Restart | FaultKind::Amnesia)
+        matches!(
+            self,
+            FaultKind::Restart
+                | FaultKind::Amnesia
+                | FaultKind::Wipe
+                | FaultKind::Snapshot
+                | FaultKind::Rollback
+                | FaultKind::Truncate(_)
+        )
+    }
+
+    /// Whether the action acts on the host's stored data (wipe, rollback, truncate, amnesia;
+    /// snapshot only reads it): a fault whose loss no `heal` can undo.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Amnesia
+                | FaultKind::Wipe
+                | FaultKind::Snapshot
+                | FaultKind::Rollback
+                | FaultKind::Truncate(_)
+        )
     }
 
     /// Whether the action may run without naming a host (then it acts on every host):
     /// only the undoing actions that are harmless on a healthy host.
     pub fn may_omit_host(&self) -> bool {
-        matches!(self, FaultKind::Heal)
+        matches!(self, FaultKind::Heal | FaultKind::Snapshot)
     }
 
     /// Whether the action names no host at all (it acts on the whole system): `partition`.
@@ -374,6 +454,9 @@ mod tests {
             "delay:5ms,x",
             "partition:",
             "amnesia:3",
+            "truncate:0",
+            "truncate:lots",
+            "snapshot:1",
         ] {
             assert!(bad.parse::<FaultKind>().is_err(), "{bad}");
         }
@@ -381,6 +464,27 @@ mod tests {
         assert!(FaultKind::Heal.undoes(&FaultKind::Kill));
         assert!(!FaultKind::Heal.undoes(&FaultKind::Amnesia));
         assert!(FaultKind::Amnesia.is_instant());
+        assert_eq!(
+            "truncate".parse::<FaultKind>().unwrap(),
+            FaultKind::Truncate(DEFAULT_TRUNCATE_BYTES)
+        );
+        assert_eq!(
+            FaultKind::Truncate(DEFAULT_TRUNCATE_BYTES).to_string(),
+            "truncate"
+        );
+        let t: FaultKind = "truncate:512".parse().unwrap();
+        assert_eq!(
+            (t.to_string(), t.cli_params()),
+            ("truncate:512".into(), vec!["512".into()])
+        );
+        for f in [FaultKind::Wipe, FaultKind::Rollback, FaultKind::Snapshot, t] {
+            assert!(
+                f.is_instant() && f.is_storage() && f.undo().is_none(),
+                "{f}"
+            );
+            assert!(!FaultKind::Heal.undoes(&f), "{f}");
+        }
+        assert!(FaultKind::Snapshot.may_omit_host() && !FaultKind::Rollback.may_omit_host());
     }
 
     #[test]
