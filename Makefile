@@ -32,6 +32,16 @@ OTHER_HOSTS := $(ETCD_HOSTS) $(ZK_HOSTS) $(NATS_HOSTS) $(GALERA_HOSTS) $(POSTGRE
 # The system under test (docs/systems.md): perseus, etcd (v2 API), etcd3 (the same cluster
 # through the v3 API), zookeeper, nats, galera, postgres, sentinel. `make up|load|kill-leader|experiment|smoke SYSTEM=s`.
 SYSTEM ?= perseus
+# Controls (docs/tools.md): a system's known non-linearizable variant, run by the same targets
+# (`make experiment SYSTEM=etcd-stale-reads WORKLOAD=register`); SYSTEM becomes its system.
+CONTROLS := etcd-stale-reads zookeeper-no-sync sentinel-primary-cut
+CONTROL := $(filter $(CONTROLS),$(SYSTEM))
+ifneq ($(CONTROL),)
+override SYSTEM := $(word 1,$(subst -, ,$(CONTROL)))
+endif
+# `make experiment`: counter (each client its own key) or register (many clients on a few
+# shared keys: reads, blind writes, compare-and-sets), judged from the run's history.jsonl
+WORKLOAD ?= counter
 # Which system `leader` (and `make heal`) refers to when SYSTEM is perseus (the default): auto
 # (the one that is up, Perseus first), or a system's name. E.g. `make kill-leader TARGET=etcd`
 # (the same as SYSTEM=etcd).
@@ -243,7 +253,13 @@ test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for 
 experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate) on SYSTEM into results/UTC-SCENARIO/
 	@test -f compose/scenarios/$(SCENARIO).toml || { echo "no scenario compose/scenarios/$(SCENARIO).toml; there are: $$(ls compose/scenarios | sed 's/.toml//' | tr '\n' ' ')" >&2; exit 2; }
 	target/release/lab run compose/scenarios/$(SCENARIO).toml $(if $(filter-out perseus,$(SYSTEM)),--store $(SYSTEM)) \
-	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)$(if $(filter-out perseus,$(SYSTEM)),-$(SYSTEM))
+	  $(if $(CONTROL),--control $(CONTROL)) --workload $(WORKLOAD) \
+	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)$(if $(filter-out perseus,$(SYSTEM)),-$(or $(CONTROL),$(SYSTEM)))$(if $(filter-out counter,$(WORKLOAD)),-$(WORKLOAD))
+
+.PHONY: bench-checker
+bench-checker: ## The history checker: a million counter-loop operations checked (time, memory), the register search at 10 and 100 clients per key
+	$(CARGO) build --release -p perseus-lab
+	target/release/lab bench-checker
 
 watch: up ## Live terminal view of the load: charts per node, faults marked, keys act (q quits, writes a report)
 	target/release/watch --duration $(WATCH_DURATION) \

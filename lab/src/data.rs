@@ -25,6 +25,10 @@ pub struct Run {
     /// What the system's reads promise, when the caller knows the system (`lab run`):
     /// `no-violations-beyond-promise` reads it.
     pub promise: Option<perseus_model::Consistency>,
+    /// The history checker's verdict on the run (`history-check.json`), when it has one.
+    pub history: Option<perseus_history::Report>,
+    /// The control the run was of (`control.txt`), if any.
+    pub control: Option<perseus_model::Control>,
 }
 
 impl Run {
@@ -82,7 +86,10 @@ impl Run {
         let load = std::fs::read_to_string(&load_path)
             .with_context(|| format!("reading {}", load_path.display()))?;
         let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
-        Run::parse(&load, &events)
+        let mut run = Run::parse(&load, &events)?;
+        run.history = crate::history::load_check(dir);
+        run.control = crate::history::load_control(dir);
+        Ok(run)
     }
 }
 

@@ -8,6 +8,7 @@ mod browser;
 mod check;
 mod compare;
 mod data;
+mod history;
 mod html;
 mod matrix;
 mod measures;
@@ -56,6 +57,18 @@ struct Tools {
     /// except for perseus, where chaos decides)
     #[arg(long, env = "LAB_TARGET")]
     target: Option<String>,
+    /// The load: counter (each client's own key) or register (reads, blind writes and
+    /// compare-and-sets of many clients on a few shared keys)
+    #[arg(long, env = "LAB_WORKLOAD", default_value = "counter")]
+    workload: String,
+    /// Run a control instead of the store as it is deployed: etcd-stale-reads,
+    /// zookeeper-no-sync, sentinel-primary-cut (it sets the store; the run passes when the
+    /// history checker catches it)
+    #[arg(long, env = "LAB_CONTROL")]
+    control: Option<perseus_model::Control>,
+    /// Search steps per key of the history checker before it says "undecided"
+    #[arg(long, env = "LAB_SEARCH_BUDGET", default_value_t = 2_000_000)]
+    search_budget: u64,
     /// What the progress bar (on a terminal) calls this run (default: the system's name)
     #[arg(long, env = "LAB_PROGRESS_LABEL")]
     progress_label: Option<String>,
@@ -64,9 +77,19 @@ struct Tools {
 impl Tools {
     /// The report's name of the system.
     fn title(&self) -> String {
-        self.system
+        let title = self
+            .system
             .clone()
-            .unwrap_or_else(|| self.store.title().to_string())
+            .unwrap_or_else(|| self.store().title().to_string());
+        match self.control {
+            Some(c) => format!("{title}, control {}", c.name()),
+            None => title,
+        }
+    }
+
+    /// The store the load generator loads: the control's system when running a control.
+    fn store(&self) -> perseus_model::System {
+        self.control.map_or(self.store, |c| c.system())
     }
 }
 
@@ -146,6 +169,31 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
+    /// Check a results folder's history.jsonl (every operation of the run): the verdict in
+    /// history-check.json, the history as history.edn (Jepsen) and history.porcupine.json
+    /// (Porcupine); exit 1 if it is not linearizable (a control: if it is not caught)
+    CheckHistory {
+        dir: PathBuf,
+        /// Search steps per key before "undecided"
+        #[arg(long, default_value_t = 2_000_000)]
+        budget: u64,
+        /// Judge it as this control's run (default: the folder's control.txt)
+        #[arg(long)]
+        control: Option<perseus_model::Control>,
+        /// Judge it against this system's promise (e.g. zookeeper: sequential)
+        #[arg(long)]
+        system: Option<perseus_model::System>,
+    },
+    /// Measure the history checker: a million counter-loop operations, then the register
+    /// search at 10 and 100 clients per key
+    BenchChecker {
+        #[arg(long, default_value_t = 1_000_000)]
+        ops: u64,
+        /// Where the generated histories go (default: a temporary folder, removed after)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// (Re)write report.md and the plots of a results folder
     /// Regenerate the results page (docs/results.md) from the runs' summaries under RESULTS,
     /// kept in DATA (docs/results/*.json) with the hand-written sections there (*.md)
     Results {
@@ -190,22 +238,34 @@ fn setup(tools: &Tools) -> Result<runner::Setup> {
             .map(Path::to_path_buf)
             .context("locating this program's directory")?,
     };
+    let store = tools.store();
+    let register = tools.workload.trim() == "register";
+    let mut loadgen_args = vec!["--workload".to_string(), tools.workload.trim().to_string()];
+    if let Some(c) = tools.control {
+        loadgen_args.extend(c.loadgen_args().iter().map(|a| a.to_string()));
+    }
     Ok(runner::Setup {
         loadgen: bin_dir.join("loadgen"),
         chaos: bin_dir.join("chaos"),
         nodes: tools
             .nodes
             .clone()
-            .unwrap_or_else(|| tools.store.nodes().join(",")),
-        store: tools.store.name().to_string(),
-        connections: tools.connections,
+            .unwrap_or_else(|| store.nodes().join(",")),
+        store: store.name().to_string(),
+        // the register workload races many clients on a few keys: 4 per node at least
+        connections: if register {
+            tools.connections.max(4)
+        } else {
+            tools.connections
+        },
         target: tools.target.clone().or_else(|| {
-            (tools.store != perseus_model::System::Perseus).then(|| tools.store.name().to_string())
+            (store != perseus_model::System::Perseus).then(|| store.name().to_string())
         }),
+        loadgen_args,
         label: tools
             .progress_label
             .clone()
-            .unwrap_or_else(|| tools.store.name().to_string()),
+            .unwrap_or_else(|| tools.control.map_or(store.name(), |c| c.name()).to_string()),
     })
 }
 
@@ -305,9 +365,28 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
         out.join(compare::SYSTEM_FILE),
         format!("{}\n", tools.title()),
     )?;
-    let promise = tools.store.consistency();
+    if let Some(c) = tools.control {
+        std::fs::write(out.join(history::CONTROL_FILE), format!("{}\n", c.name()))?;
+    }
+    let promise = tools.store().consistency();
+    let history_ok = match history::check_and_export(out, tools.search_budget)? {
+        Some((h, secs)) => {
+            let (line, ok) = history::verdict_line(&h, tools.control, Some(promise));
+            println!("# history ({secs:.1} s): {line}");
+            ok
+        }
+        None => {
+            eprintln!("lab: the run wrote no {}", history::HISTORY_FILE);
+            false
+        }
+    };
     let (violations, held) = report(out, &tools.title(), Some(promise), Some(scenario))?;
-    let mut ok = held;
+    if tools.control.is_some() {
+        // a control passes when the history checker catches it; the online checker's
+        // violations are what it should find
+        return Ok(history_ok && outcome.failed_steps.is_empty());
+    }
+    let mut ok = held && history_ok;
     // A scenario that judges violations against the system's promise (the smoke: Sentinel may
     // lose writes on a failover) has its verdict in `held`; every other run fails on any.
     let judged_by_promise = scenario
@@ -415,6 +494,13 @@ fn main() -> ExitCode {
             tools,
         } => soak(duration, seed, &hosts, mix.as_deref(), &out, &tools),
         Cmd::Report { dir, system } => report(&dir, &system, None, None).map(|(v, _)| v == 0),
+        Cmd::CheckHistory {
+            dir,
+            budget,
+            control,
+            system,
+        } => history::check_cmd(&dir, budget, control, system.map(|s| s.consistency())),
+        Cmd::BenchChecker { ops, dir } => history::bench(ops, dir),
         Cmd::Check {
             dir,
             expect,

@@ -230,6 +230,9 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
             report.violations
         );
     }
+    if let Some(h) = &run.history {
+        out.push_str(&crate::history::markdown(h, run.control, run.promise));
+    }
     out
 }
 

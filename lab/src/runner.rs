@@ -2,7 +2,7 @@
 //! `start` record (the first line of `load.jsonl`, which says when the load began), applies
 //! the faults on time through the chaos command, undoes whatever is still broken at the end,
 //! and leaves the data in the results folder (`load.jsonl`, `load.tsv`, `events.jsonl`,
-//! `chaos.log`, `scenario.txt`).
+//! `chaos.log`, `scenario.txt`, and every operation in `history.jsonl`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -32,6 +32,8 @@ pub struct Setup {
     pub connections: u32,
     /// chaos's `--target` (which cluster `leader` means), when given.
     pub target: Option<String>,
+    /// More load generator arguments (the workload, a control's variant).
+    pub loadgen_args: Vec<String>,
     /// What the progress bar calls the run.
     pub label: String,
 }
@@ -91,6 +93,9 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         .arg(scenario.duration.as_secs().max(1).to_string())
         .arg("--out")
         .arg(dir.join("load.jsonl"))
+        .arg("--history")
+        .arg(dir.join(crate::history::HISTORY_FILE))
+        .args(&setup.loadgen_args)
         .arg("--allow-violations")
         .stdout(Stdio::piped())
         .spawn()

@@ -137,6 +137,10 @@ struct Target {
     port: u16,
     host_header: HeaderValue,
     get_uri: Uri,
+    /// `GET` without `quorum=true`: served by whichever member answers, from its own copy.
+    local_get_uri: Uri,
+    /// `PUT` without a condition: a blind write.
+    set_uri: Uri,
     create_uri: Uri,
     /// `PATH?prevIndex=`: a CAS appends the index.
     cas_prefix: String,
@@ -170,6 +174,8 @@ impl Target {
             port,
             host_header: HeaderValue::from_str(&host_header).map_err(|e| format!("{e}"))?,
             get_uri: target("quorum=true")?,
+            local_get_uri: target("quorum=false")?,
+            set_uri: path.parse().map_err(|e| format!("key {key:?}: {e}"))?,
             create_uri: target("prevExist=false")?,
             cas_prefix: format!("{path}?prevIndex="),
         })
@@ -198,6 +204,8 @@ pub struct EtcdClient {
     /// error (it is validated before the run, so this is only a last resort).
     target: Result<Target, String>,
     conn: Option<Conn>,
+    /// Reads without `quorum=true` (the stale-reads control); linearizable reads by default.
+    local_reads: bool,
 }
 
 impl EtcdClient {
@@ -209,7 +217,15 @@ impl EtcdClient {
             timeout,
             target: Target::parse(base, key),
             conn: None,
+            local_reads: false,
         }
+    }
+
+    /// Reads as etcd's command-line client does by default (`quorum=false`): the member
+    /// answers from its own copy, which an isolated member keeps serving, stale.
+    pub fn with_local_reads(mut self) -> Self {
+        self.local_reads = true;
+        self
     }
 
     /// The URL of the key.
@@ -321,7 +337,12 @@ impl EtcdClient {
 
     /// Reads the key: `Ok(None)` if it does not exist (404 errorCode 100).
     pub async fn get(&mut self) -> Result<Option<KeyNode>, ClientError> {
-        let uri = self.target()?.get_uri.clone();
+        let t = self.target()?;
+        let uri = if self.local_reads {
+            t.local_get_uri.clone()
+        } else {
+            t.get_uri.clone()
+        };
         let req = self.request(Method::GET, uri, None)?;
         let (status, body) = self.send(req).await?;
         match status {
@@ -339,6 +360,17 @@ impl EtcdClient {
         match status {
             200 | 201 => parse_node(&body).map(WriteResult::Applied),
             412 => Ok(WriteResult::Rejected(error_code(&body))),
+            _ => Err(status_error(status, &body)),
+        }
+    }
+
+    /// Sets the key to `value` unconditionally; the node after the write.
+    pub async fn set(&mut self, value: i64) -> Result<KeyNode, ClientError> {
+        let uri = self.target()?.set_uri.clone();
+        let req = self.request(Method::PUT, uri, Some(value))?;
+        let (status, body) = self.send(req).await?;
+        match status {
+            200 | 201 => parse_node(&body),
             _ => Err(status_error(status, &body)),
         }
     }

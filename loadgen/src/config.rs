@@ -63,6 +63,50 @@ pub struct Cli {
     /// connections of all nodes race on N shared keys, checked by the contention checker)
     #[arg(long, env = "LOADGEN_KEYS", default_value = "own")]
     pub keys: String,
+
+    /// What each client does: `counter` (read, create if missing, increment with a
+    /// compare-and-set) or `register` (reads, blind writes of unique values and
+    /// compare-and-sets on shared keys, checked from the history after the run)
+    #[arg(long, env = "LOADGEN_WORKLOAD", default_value = "counter")]
+    pub workload: String,
+
+    /// Write every operation's invocation and completion to this file (JSON lines) and check
+    /// the whole history after the run
+    #[arg(long, env = "LOADGEN_HISTORY")]
+    pub history: Option<PathBuf>,
+
+    /// etcd v2 only: read without `quorum=true`, from the member's own copy (the stale-reads
+    /// control: an isolated member keeps answering with what it last knew)
+    #[arg(long, env = "LOADGEN_LOCAL_READS")]
+    pub local_reads: bool,
+}
+
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Read → create if missing → increment → compare-and-set, each client on its key (or
+    /// racing on shared ones).
+    Counter,
+    /// Reads, blind writes of unique values and compare-and-sets from many clients on a few
+    /// shared keys.
+    Register,
+}
+
+impl Workload {
+    pub fn parse(s: &str) -> Result<Workload, String> {
+        match s.trim() {
+            "counter" => Ok(Workload::Counter),
+            "register" => Ok(Workload::Register),
+            other => Err(format!("--workload {other:?}: use `counter` or `register`")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Counter => "counter",
+            Workload::Register => "register",
+        }
+    }
 }
 
 /// Which keys the logical clients work on.
@@ -119,6 +163,11 @@ pub struct Config {
     pub error_pause: Duration,
     pub final_read: bool,
     pub keys: KeyMode,
+    pub workload: Workload,
+    /// Where the operation history goes (none: not written).
+    pub history: Option<PathBuf>,
+    /// etcd v2: reads without a quorum.
+    pub local_reads: bool,
 }
 
 impl Config {
@@ -137,6 +186,9 @@ impl Config {
             error_pause: Duration::from_millis(10),
             final_read: true,
             keys: KeyMode::Own,
+            workload: Workload::Counter,
+            history: None,
+            local_reads: false,
         }
     }
 }
@@ -209,8 +261,27 @@ impl TryFrom<Cli> for Config {
         if c.bucket_ms == 0 || 1000 % c.bucket_ms != 0 {
             return Err("--bucket-ms must divide 1000 (e.g. 10, 50, 100, 250)".into());
         }
-        let keys = KeyMode::parse(&c.keys)?;
-        if let KeyMode::Shared(n) = keys {
+        let mut keys = KeyMode::parse(&c.keys)?;
+        let workload = Workload::parse(&c.workload)?;
+        if c.local_reads && !matches!(system, System::Etcd | System::Perseus) {
+            return Err(format!(
+                "--local-reads is for the etcd v2 API (etcd, perseus), not {system}"
+            ));
+        }
+        if workload == Workload::Register {
+            // clients (node i, connection c) take key (i * connections + c) mod N
+            let clients = c.connections as usize * nodes.len();
+            match keys {
+                KeyMode::Own => keys = KeyMode::Shared((clients / 5).max(1) as u32),
+                KeyMode::Shared(n) if n as usize > clients => {
+                    return Err(format!(
+                        "--workload register --keys shared:{n} needs at least {n} clients \
+                         (nodes × --connections)"
+                    ))
+                }
+                KeyMode::Shared(_) => {}
+            }
+        } else if let KeyMode::Shared(n) = keys {
             if c.connections < n {
                 return Err(format!(
                     "--keys shared:{n} needs --connections {n} or more: connection i of every node works on shared key i mod {n}, so fewer connections would leave keys unused"
@@ -239,6 +310,9 @@ impl TryFrom<Cli> for Config {
             error_pause: Duration::from_millis(c.error_pause_ms),
             final_read: !c.no_final_read,
             keys,
+            workload,
+            history: c.history,
+            local_reads: c.local_reads,
         })
     }
 }
@@ -321,6 +395,39 @@ mod tests {
         .unwrap();
         assert_eq!(c.keys, KeyMode::Shared(3));
         assert_eq!(c.keys.as_string(), "shared:3");
+    }
+
+    #[test]
+    fn register_workload_keys() {
+        let nodes = "http://x:1,http://x:2,http://x:3";
+        let c = parse(&["loadgen", "--nodes", nodes, "--workload", "register"]).unwrap();
+        assert_eq!(
+            (c.workload, c.keys),
+            (Workload::Register, KeyMode::Shared(1))
+        );
+        let c = parse(&[
+            "loadgen",
+            "--nodes",
+            nodes,
+            "--workload",
+            "register",
+            "--connections",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(c.keys, KeyMode::Shared(6));
+        assert!(parse(&[
+            "loadgen",
+            "--nodes",
+            nodes,
+            "--workload",
+            "register",
+            "--keys",
+            "shared:4"
+        ])
+        .is_err());
+        assert!(parse(&["loadgen", "--nodes", nodes, "--workload", "regster"]).is_err());
+        assert!(parse(&["loadgen", "--system", "nats", "--local-reads"]).is_err());
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod checker;
 pub mod client;
 pub mod config;
 pub mod contention;
+pub mod history_log;
 pub mod output;
+pub mod register;
 pub mod stats;
 pub mod store;
 pub mod worker;
@@ -25,12 +27,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checker::{KeyChecker, State};
-use crate::config::{Config, KeyMode};
+use crate::config::{Config, KeyMode, Workload};
 use crate::contention::{SharedKey, SharedView};
+use crate::history_log::HistoryLog;
 use crate::output::{columns_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
 use crate::store::AnyStore;
-use crate::worker::{Checker, FinalRead, Worker, WorkerReport};
+use crate::worker::{Checker, FinalRead, Worker, WorkerEnv, WorkerReport};
+use perseus_history::{EventKind, Func};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
 const REPORT_GRACE: Duration = Duration::from_millis(20);
@@ -85,16 +89,33 @@ where
     let mut out = open_output(&cfg, stdout)?;
     announce_start(&cfg, &mut out);
     let recorder = Arc::new(Recorder::new(start, cfg.nodes.len(), cfg.bucket_ms));
+    let history = Arc::new(match &cfg.history {
+        Some(path) => HistoryLog::create(path, start)
+            .with_context(|| format!("cannot create the history file {}", path.display()))?,
+        None => HistoryLog::disabled(start),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared: Vec<Arc<SharedKey>> = match cfg.keys {
         KeyMode::Own => Vec::new(),
         KeyMode::Shared(_) => run_keys(&cfg).into_iter().map(SharedKey::new).collect(),
     };
-    let workers = spawn_workers(&cfg, &recorder, stop_rx, &shared);
+    let env = WorkerEnv {
+        system: cfg.system,
+        timeout: cfg.timeout,
+        recorder: recorder.clone(),
+        error_pause: cfg.error_pause,
+        history: history.clone(),
+        local_reads: cfg.local_reads,
+    };
+    let workers = spawn_workers(&cfg, &env, stop_rx, &shared);
     let ending = report_seconds(&cfg, start, &recorder, &mut out, &stop_tx, shutdown).await;
     let _ = stop_tx.send(true);
     let reports = collect_workers(workers, &cfg).await;
-    let shared_reads = final_read_shared(&cfg, &shared, &recorder).await;
+    let shared_reads = final_read_shared(&cfg, &shared, &recorder, &history).await;
+    history.flush();
+    if let Some(path) = &cfg.history {
+        check_history(path, history.lines(), &mut out);
+    }
     let summary = summarize(
         &cfg,
         start,
@@ -147,15 +168,54 @@ fn announce_start(cfg: &Config, out: &mut Output) {
     out.flush_json();
 }
 
+/// Checks the run's history once it is written and prints the verdict as a `#` line (the
+/// counter loop's is checked in O(n log n); the register search within its budget).
+fn check_history(path: &std::path::Path, lines: u64, out: &mut Output) {
+    let t = Instant::now();
+    match perseus_history::check_file(path, perseus_history::CheckOptions::default()) {
+        Ok(r) => {
+            out.line(&format!(
+                "# history: {} lines in {}; {} (checked in {:.1} s)",
+                lines,
+                path.display(),
+                r.line(),
+                t.elapsed().as_secs_f64()
+            ));
+            for v in r.violations.iter().take(5) {
+                out.line(&format!(
+                    "# history violation on {}: {} {}",
+                    v.key,
+                    v.kind.as_str(),
+                    v.message
+                ));
+            }
+        }
+        Err(e) => out.line(&format!("# history: cannot check {}: {e}", path.display())),
+    }
+}
+
 /// One task per node and connection slot, each a logical client with its own key, or
-/// (`shared`) on shared key `c mod N`, so that each shared key is raced on by every node.
+/// (`shared`) on shared key `c mod N`, so that each shared key is raced on by every node; in
+/// the register workload client `i` (over all nodes) works on shared key `i mod N`.
 fn spawn_workers(
     cfg: &Config,
-    recorder: &Arc<Recorder>,
+    env: &WorkerEnv,
     stop: watch::Receiver<bool>,
     shared: &[Arc<SharedKey>],
 ) -> Vec<JoinHandle<WorkerReport>> {
     let mut workers = Vec::new();
+    if cfg.workload == Workload::Register {
+        let mut index = 0u64;
+        for (n, url) in cfg.nodes.iter().enumerate() {
+            for _ in 0..cfg.connections {
+                let key = shared[index as usize % shared.len()].key().to_string();
+                let w = Worker::with_checker(n, url, Checker::Unchecked(key), env);
+                workers.push(tokio::spawn(register::run_client(w, index, stop.clone())));
+                index += 1;
+            }
+        }
+        return workers;
+    }
     for (n, url) in cfg.nodes.iter().enumerate() {
         for c in 0..cfg.connections {
             // Shared keys are read once per key after the run, not once per client.
@@ -168,15 +228,7 @@ fn spawn_workers(
                 let key = shared[c as usize % shared.len()].clone();
                 (Checker::Shared(SharedView::new(key)), false)
             };
-            let w = Worker::with_checker(
-                cfg.system,
-                n,
-                url,
-                checker,
-                cfg.timeout,
-                recorder.clone(),
-                cfg.error_pause,
-            );
+            let w = Worker::with_checker(n, url, checker, env);
             workers.push(tokio::spawn(w.run(stop.clone(), final_read)));
         }
     }
@@ -189,6 +241,7 @@ async fn final_read_shared(
     cfg: &Config,
     shared: &[Arc<SharedKey>],
     recorder: &Recorder,
+    history: &HistoryLog,
 ) -> (usize, usize) {
     let (mut checked, mut unreachable) = (0, 0);
     if !cfg.final_read {
@@ -199,12 +252,29 @@ async fn final_read_shared(
         'rounds: for round in 0..3 {
             for (n, url) in cfg.nodes.iter().enumerate() {
                 let mut client = AnyStore::new(cfg.system, url, key.key(), cfg.timeout);
+                let p = history.process();
+                history.invoke(p, key.key(), Func::Read, |_| {});
                 match client.read_latest().await {
                     Ok(node) => {
+                        let parsed = node.as_ref().map(|k| k.value.trim().parse::<i64>());
+                        match &parsed {
+                            Some(Err(_)) => {
+                                history.complete(EventKind::Fail, p, key.key(), Func::Read, |e| {
+                                    e.error = Some("value is not an integer".into());
+                                })
+                            }
+                            _ => history.complete(EventKind::Ok, p, key.key(), Func::Read, |e| {
+                                e.value = parsed.and_then(Result::ok);
+                                e.version = node.as_ref().map(|k| k.modified_index);
+                            }),
+                        }
                         read = Some((n, node));
                         break 'rounds;
                     }
-                    Err(e) => log::debug!("final read of {} via {url}: {e}", key.key()),
+                    Err(e) => {
+                        history.failed(p, key.key(), Func::Read, &e);
+                        log::debug!("final read of {} via {url}: {e}", key.key())
+                    }
                 }
             }
             if round < 2 {
@@ -216,6 +286,10 @@ async fn final_read_shared(
             continue;
         };
         checked += 1;
+        if cfg.workload == Workload::Register {
+            // its history is checked instead (the values are not a count)
+            continue;
+        }
         let state = match node {
             None => None,
             Some(k) => match k.value.trim().parse::<i64>() {
@@ -303,8 +377,9 @@ where
     }
 }
 
-/// Waits (bounded) for the workers: they stop at once (an in-flight request is abandoned, its
-/// write stays pending in the checker), then do their bounded final read.
+/// Waits (bounded) for the workers: they start no new operation, the one in flight completes
+/// within the timeout, then they do their bounded final read. A worker past the bound is
+/// aborted: its open operation stays open in the history (counted as unknown).
 async fn collect_workers(
     workers: Vec<JoinHandle<WorkerReport>>,
     cfg: &Config,
@@ -365,7 +440,11 @@ fn summarize(
         final_skipped,
         first_violations,
         keys: cfg.keys.as_string(),
-        contention: shared.iter().map(|k| k.figures()).collect(),
+        // the register workload's keys are judged from the history, not counted
+        contention: match cfg.workload {
+            Workload::Register => Vec::new(),
+            Workload::Counter => shared.iter().map(|k| k.figures()).collect(),
+        },
     };
     for l in summary.lines() {
         out.line(&l);

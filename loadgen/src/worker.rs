@@ -5,8 +5,12 @@
 //! unexpected status, bad body, or a definite 412/404 rejection) ends the iteration: the
 //! connection is dropped, the error is counted by kind, and after a short pause the next
 //! iteration starts with a new connection. Every read and every write answer goes through the
-//! key's [`KeyChecker`]; writes are announced to it before they are sent, so an iteration that is
-//! cut off by the end of the run leaves its write pending, never unaccounted for.
+//! key's [`KeyChecker`]; writes are announced to it before they are sent. Every operation is
+//! also recorded in the run's history ([`HistoryLog`]) as an invocation and a completion.
+//!
+//! At the end of the run a client starts no new operation, but the one in flight completes
+//! (each is bounded by the timeout) and is checked and recorded like any other: every
+//! operation is accounted for, acknowledged, refused or of unknown outcome.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +20,10 @@ use tokio::sync::watch;
 use crate::checker::{KeyChecker, State, Violation, WriteToken};
 use crate::client::{ClientError, ErrorKind, KeyNode, WriteResult};
 use crate::contention::{SharedToken, SharedView};
+use crate::history_log::HistoryLog;
 use crate::stats::{Op, Recorder};
 use crate::store::{AnyStore, Store};
+use perseus_history::{EventKind, Func};
 use perseus_model::System;
 
 /// Violations logged to stderr as they happen; the rest only count (and go to --out).
@@ -39,6 +45,8 @@ pub enum FinalRead {
 pub enum Checker {
     Own(KeyChecker),
     Shared(SharedView),
+    /// No online check (the register workload: its history is checked after the run).
+    Unchecked(String),
 }
 
 /// A write announced to a [`Checker`].
@@ -53,6 +61,7 @@ impl Checker {
         match self {
             Checker::Own(c) => c.key(),
             Checker::Shared(c) => c.key(),
+            Checker::Unchecked(k) => k,
         }
     }
 
@@ -60,6 +69,7 @@ impl Checker {
         match self {
             Checker::Own(c) => c.observe_read(read),
             Checker::Shared(c) => c.observe_read(read),
+            Checker::Unchecked(_) => Ok(()),
         }
     }
 
@@ -67,17 +77,20 @@ impl Checker {
         match self {
             Checker::Own(c) => c.observe_garbage(raw),
             Checker::Shared(c) => c.observe_garbage(raw),
+            Checker::Unchecked(k) => KeyChecker::new(k.clone()).observe_garbage(raw),
         }
     }
 
-    fn begin_write(&mut self, prev: Option<u64>, value: i64) -> Token {
+    fn begin_write(&mut self, prev: Option<u64>, value: i64) -> Option<Token> {
         match self {
-            Checker::Own(c) => Token::Own(c.begin_write(prev, value)),
-            Checker::Shared(c) => Token::Shared(c.begin_write(prev, value)),
+            Checker::Own(c) => Some(Token::Own(c.begin_write(prev, value))),
+            Checker::Shared(c) => Some(Token::Shared(c.begin_write(prev, value))),
+            Checker::Unchecked(_) => None,
         }
     }
 
-    fn write_rejected(&mut self, t: Token) {
+    fn write_rejected(&mut self, t: Option<Token>) {
+        let Some(t) = t else { return };
         match (self, t) {
             (Checker::Own(c), Token::Own(t)) => c.write_rejected(t),
             (Checker::Shared(c), Token::Shared(t)) => c.write_rejected(t),
@@ -85,7 +98,8 @@ impl Checker {
         }
     }
 
-    fn write_unknown(&mut self, t: Token) {
+    fn write_unknown(&mut self, t: Option<Token>) {
+        let Some(t) = t else { return };
         match (self, t) {
             (Checker::Own(c), Token::Own(t)) => c.write_unknown(t),
             (Checker::Shared(c), Token::Shared(t)) => c.write_unknown(t),
@@ -93,7 +107,8 @@ impl Checker {
         }
     }
 
-    fn write_acked(&mut self, t: Token, resp: State) -> Result<(), Violation> {
+    fn write_acked(&mut self, t: Option<Token>, resp: State) -> Result<(), Violation> {
+        let Some(t) = t else { return Ok(()) };
         match (self, t) {
             (Checker::Own(c), Token::Own(t)) => c.write_acked(t, resp),
             (Checker::Shared(c), Token::Shared(t)) => c.write_acked(t, resp),
@@ -119,6 +134,21 @@ pub struct Worker {
     checker: Checker,
     recorder: Arc<Recorder>,
     error_pause: Duration,
+    history: Arc<HistoryLog>,
+    /// This client's process in the history (a new one after each unknown outcome).
+    process: u64,
+}
+
+/// What a worker needs besides its node and checker.
+#[derive(Clone)]
+pub struct WorkerEnv {
+    pub system: System,
+    pub timeout: Duration,
+    pub recorder: Arc<Recorder>,
+    pub error_pause: Duration,
+    pub history: Arc<HistoryLog>,
+    /// Reads without a quorum where the system has both (etcd v2: the stale-reads control).
+    pub local_reads: bool,
 }
 
 fn to_state(n: &KeyNode) -> Option<State> {
@@ -130,43 +160,20 @@ fn to_state(n: &KeyNode) -> Option<State> {
 }
 
 impl Worker {
-    /// A client of its own key.
-    pub fn new(
-        system: System,
-        node: usize,
-        base_url: &str,
-        key: String,
-        timeout: Duration,
-        recorder: Arc<Recorder>,
-        error_pause: Duration,
-    ) -> Self {
-        Self::with_checker(
-            system,
-            node,
-            base_url,
-            Checker::Own(KeyChecker::new(key)),
-            timeout,
-            recorder,
-            error_pause,
-        )
-    }
-
     /// A client that reports to `checker` (own or shared key).
-    pub fn with_checker(
-        system: System,
-        node: usize,
-        base_url: &str,
-        checker: Checker,
-        timeout: Duration,
-        recorder: Arc<Recorder>,
-        error_pause: Duration,
-    ) -> Self {
+    pub fn with_checker(node: usize, base_url: &str, checker: Checker, env: &WorkerEnv) -> Self {
+        let mut client = AnyStore::new(env.system, base_url, checker.key(), env.timeout);
+        if env.local_reads {
+            client = client.with_local_reads();
+        }
         Worker {
             node,
-            client: AnyStore::new(system, base_url, checker.key(), timeout),
+            client,
             checker,
-            recorder,
-            error_pause,
+            recorder: env.recorder.clone(),
+            error_pause: env.error_pause,
+            process: env.history.process(),
+            history: env.history.clone(),
         }
     }
 
@@ -186,19 +193,38 @@ impl Worker {
         }
     }
 
-    /// A read through the checker; `Ok(None)` = key missing.
-    async fn read(&mut self) -> Result<Option<State>, ClientError> {
+    /// The next process after an operation of unknown outcome (the old one may still have it
+    /// in flight).
+    fn next_process(&mut self) {
+        self.process = self.history.process();
+    }
+
+    /// A read through the checker and into the history; `Ok(None)` = key missing.
+    pub(crate) async fn read(&mut self) -> Result<Option<State>, ClientError> {
+        let key = self.checker.key().to_string();
+        self.history.invoke(self.process, &key, Func::Read, |_| {});
         let t = Instant::now();
         let r = self.client.read().await;
         self.count_request(&r);
         if r.is_ok() {
             self.recorder.request(Op::Get, t.elapsed());
         }
-        let state = match r? {
+        let node = match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.history.failed(self.process, &key, Func::Read, &e);
+                return Err(e);
+            }
+        };
+        let state = match node {
             None => None,
             Some(n) => match to_state(&n) {
                 Some(s) => Some(s),
                 None => {
+                    self.history
+                        .complete(EventKind::Fail, self.process, &key, Func::Read, |e| {
+                            e.error = Some(format!("value is not an integer: {:?}", n.value));
+                        });
                     let v = self.checker.observe_garbage(&n.value);
                     self.report_violation(v);
                     return Err(ClientError::new(
@@ -208,19 +234,40 @@ impl Worker {
                 }
             },
         };
+        self.history
+            .complete(EventKind::Ok, self.process, &key, Func::Read, |e| {
+                e.value = state.map(|s| s.value);
+                e.version = state.map(|s| s.index);
+            });
         if let Err(v) = self.checker.observe_read(state) {
             self.report_violation(v);
         }
         Ok(state)
     }
 
-    /// A create (`prev` = None) or CAS through the checker; `Ok(state)` when acknowledged.
-    async fn write(&mut self, prev: Option<u64>, value: i64) -> Result<State, ClientError> {
-        let token = self.checker.begin_write(prev, value);
+    /// A create (`prev` = None) or a CAS on `prev` (whose value was read as `prev_value`)
+    /// through the checker and into the history; `Ok(state)` when acknowledged.
+    pub(crate) async fn write(
+        &mut self,
+        prev: Option<State>,
+        value: i64,
+    ) -> Result<State, ClientError> {
+        let key = self.checker.key().to_string();
+        let f = if prev.is_some() {
+            Func::Cas
+        } else {
+            Func::Create
+        };
+        self.history.invoke(self.process, &key, f, |e| {
+            e.value = Some(value);
+            e.prev_version = prev.map(|p| p.index);
+            e.prev_value = prev.map(|p| p.value);
+        });
+        let token = self.checker.begin_write(prev.map(|p| p.index), value);
         let t = Instant::now();
         let (r, op) = match prev {
             None => (self.client.create(value).await, Op::Create),
-            Some(p) => (self.client.cas(p, value).await, Op::Cas),
+            Some(p) => (self.client.cas(p.index, value).await, Op::Cas),
         };
         self.count_request(&r);
         match r {
@@ -229,11 +276,22 @@ impl Worker {
                 let Some(s) = to_state(&n) else {
                     // acknowledged, but with a body we cannot check: outcome stays open
                     self.checker.write_unknown(token);
+                    self.history
+                        .complete(EventKind::Info, self.process, &key, f, |e| {
+                            e.error =
+                                Some("acknowledged with a value that is not an integer".into());
+                        });
+                    self.next_process();
                     return Err(ClientError::new(
                         ErrorKind::Body,
                         format!("acknowledged value is not an integer: {:?}", n.value),
                     ));
                 };
+                self.history
+                    .complete(EventKind::Ok, self.process, &key, f, |e| {
+                        e.value = Some(value);
+                        e.version = Some(s.index);
+                    });
                 if let Err(v) = self.checker.write_acked(token, s) {
                     self.report_violation(v);
                 }
@@ -242,6 +300,10 @@ impl Worker {
             Ok(WriteResult::Rejected(code)) => {
                 self.recorder.request(op, t.elapsed());
                 self.checker.write_rejected(token);
+                self.history
+                    .complete(EventKind::Fail, self.process, &key, f, |e| {
+                        e.error = Some(format!("rejected (errorCode {code:?})"));
+                    });
                 Err(ClientError::new(
                     ErrorKind::Conflict,
                     format!("{} rejected (errorCode {:?})", op.as_str(), code),
@@ -249,52 +311,102 @@ impl Worker {
             }
             Err(e) => {
                 self.checker.write_unknown(token);
+                self.history.failed(self.process, &key, f, &e);
+                self.next_process();
                 Err(e)
             }
         }
     }
 
-    /// One full iteration.
-    async fn iteration(&mut self) -> Result<(), ClientError> {
+    /// A blind write of `value` into the history (the register workload); `Ok(version)`.
+    pub(crate) async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        let key = self.checker.key().to_string();
+        self.history.invoke(self.process, &key, Func::Write, |e| {
+            e.value = Some(value);
+        });
+        let t = Instant::now();
+        let r = self.client.put(value).await;
+        self.count_request(&r);
+        match r {
+            Ok(version) => {
+                self.recorder.request(Op::Cas, t.elapsed());
+                self.history
+                    .complete(EventKind::Ok, self.process, &key, Func::Write, |e| {
+                        e.value = Some(value);
+                        e.version = version;
+                    });
+                Ok(version)
+            }
+            Err(e) => {
+                self.history.failed(self.process, &key, Func::Write, &e);
+                self.next_process();
+                Err(e)
+            }
+        }
+    }
+
+    /// One full iteration; `Ok(false)` when the run ended before it could (no operation is
+    /// started after the stop, the one in flight completes).
+    async fn iteration(&mut self, stop: &watch::Receiver<bool>) -> Result<bool, ClientError> {
         let cur = match self.read().await? {
             Some(s) => s,
-            None => self.write(None, 0).await?,
+            None => {
+                if *stop.borrow() {
+                    return Ok(false);
+                }
+                self.write(None, 0).await?
+            }
         };
         let next = cur
             .value
             .checked_add(1)
             .ok_or_else(|| ClientError::new(ErrorKind::Body, "value overflow"))?;
-        self.write(Some(cur.index), next).await?;
-        Ok(())
+        if *stop.borrow() {
+            return Ok(false);
+        }
+        self.write(Some(cur), next).await?;
+        Ok(true)
     }
 
-    /// Runs iterations until `stop` turns true; then, if `final_read`, reads the key once more
-    /// (up to 3 tries) and checks it.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>, final_read: bool) -> WorkerReport {
-        loop {
-            if *stop.borrow() {
-                break;
+    /// Counts a failed iteration and pauses (unless the run ends meanwhile); false: stop.
+    pub(crate) async fn after_error(
+        &mut self,
+        e: ClientError,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        log::debug!("node {} {}: {}", self.node + 1, self.client.endpoint(), e);
+        self.client.reset();
+        self.recorder.error(self.node, e.kind);
+        if !self.error_pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.error_pause) => {}
+                _ = stop.changed() => return false,
             }
+        }
+        true
+    }
+
+    /// Runs iterations until `stop` turns true (the operation in flight then completes, bounded
+    /// by the timeout); then, if `final_read`, reads the key once more (up to 3 tries) and
+    /// checks it.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>, final_read: bool) -> WorkerReport {
+        while !*stop.borrow() {
             let t = Instant::now();
-            let res = tokio::select! {
-                r = self.iteration() => r,
-                _ = stop.changed() => break,
-            };
-            match res {
-                Ok(()) => self.recorder.success(self.node, t.elapsed()),
+            match self.iteration(&stop).await {
+                Ok(true) => self.recorder.success(self.node, t.elapsed()),
+                Ok(false) => break,
                 Err(e) => {
-                    log::debug!("node {} {}: {}", self.node + 1, self.client.endpoint(), e);
-                    self.client.reset();
-                    self.recorder.error(self.node, e.kind);
-                    if !self.error_pause.is_zero() {
-                        tokio::select! {
-                            _ = tokio::time::sleep(self.error_pause) => {}
-                            _ = stop.changed() => break,
-                        }
+                    if !self.after_error(e, &mut stop).await {
+                        break;
                     }
                 }
             }
         }
+        self.finish(final_read).await
+    }
+
+    /// The report, after the final read if asked.
+    pub(crate) async fn finish(mut self, final_read: bool) -> WorkerReport {
         let final_read = if final_read {
             self.final_read().await
         } else {
@@ -306,6 +418,11 @@ impl Worker {
             checker: self.checker,
             final_read,
         }
+    }
+
+    /// Counts one successful operation of the register workload.
+    pub(crate) fn success(&self, t: Instant) {
+        self.recorder.success(self.node, t.elapsed());
     }
 
     async fn final_read(&mut self) -> FinalRead {

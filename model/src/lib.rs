@@ -9,6 +9,7 @@
 //! `type` field, the events file, the `second cluster n1 n2 n3` table), so recorded runs keep
 //! parsing.
 
+pub mod control;
 pub mod event;
 pub mod fault;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod runtime;
 pub mod system;
 pub mod time;
 
+pub use control::{Control, ParseControlError};
 pub use event::ChaosEvent;
 pub use fault::{FaultKind, ParseFaultError};
 pub use health::{AcceptorState, Health, MembershipView, Verdict};

@@ -202,6 +202,20 @@ impl Store for Etcd3Client {
         self.txn(compare, value).await
     }
 
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        // a txn without a compare always succeeds; its header names the revision it made
+        let put =
+            json!({"request_put": {"key": self.key_b64, "value": B64.encode(value.to_string())}});
+        let answer = self.post("kv/txn", json!({"success": [put]})).await?;
+        match parse_txn(&answer, value)? {
+            WriteResult::Applied(n) => Ok(Some(n.modified_index)),
+            WriteResult::Rejected(_) => Err(ClientError::new(
+                ErrorKind::Body,
+                "a txn without a compare did not succeed",
+            )),
+        }
+    }
+
     fn reset(&mut self) {
         self.http = None;
     }

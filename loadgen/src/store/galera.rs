@@ -170,6 +170,23 @@ impl Store for GaleraClient {
     async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
         GaleraClient::cas(self, prev, value).await
     }
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        let timeout = self.timeout;
+        let key = self.key.clone();
+        let conn = self.conn().await?;
+        // an upsert; MariaDB does not say the version it made (the register check needs none)
+        bounded(timeout, async {
+            conn.exec_drop(
+                "INSERT INTO kv (k, v, ver) VALUES (?, ?, 1) \
+                 ON DUPLICATE KEY UPDATE v = VALUES(v), ver = ver + 1",
+                (key, value),
+            )
+            .await
+            .map_err(my_error)
+        })
+        .await?;
+        Ok(None)
+    }
     fn reset(&mut self) {
         GaleraClient::reset(self)
     }

@@ -43,6 +43,9 @@ pub trait Store {
     async fn create(&mut self, value: i64) -> Result<WriteResult, ClientError>;
     /// Sets the key to `value` if its version is still `prev`.
     async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError>;
+    /// Sets the key to `value` whatever it holds (a blind write, the register workload's);
+    /// `Ok` with the version it made when the store tells it.
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError>;
     /// Drops the connection; the next call opens a new one.
     fn reset(&mut self);
     /// Where it goes (for logs): the host's endpoint and the key.
@@ -58,6 +61,11 @@ impl Store for EtcdClient {
     }
     async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
         EtcdClient::cas(self, prev, value).await
+    }
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        EtcdClient::set(self, value)
+            .await
+            .map(|n| Some(n.modified_index))
     }
     fn reset(&mut self) {
         EtcdClient::reset(self)
@@ -99,6 +107,15 @@ impl AnyStore {
             System::Sentinel => {
                 AnyStore::Sentinel(sentinel::SentinelClient::new(endpoint, key, timeout))
             }
+        }
+    }
+
+    /// Reads without a quorum where the API has the choice (etcd v2's `quorum=false`): the
+    /// stale-reads control. Other systems read as they always do.
+    pub fn with_local_reads(self) -> Self {
+        match self {
+            AnyStore::EtcdV2(c) => AnyStore::EtcdV2(c.with_local_reads()),
+            other => other,
         }
     }
 
@@ -145,6 +162,17 @@ impl Store for AnyStore {
             AnyStore::Galera(c) => Store::cas(c, prev, value).await,
             AnyStore::Postgres(c) => Store::cas(c, prev, value).await,
             AnyStore::Sentinel(c) => Store::cas(c, prev, value).await,
+        }
+    }
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        match self {
+            AnyStore::EtcdV2(c) => Store::put(c, value).await,
+            AnyStore::EtcdV3(c) => c.put(value).await,
+            AnyStore::Zookeeper(c) => c.put(value).await,
+            AnyStore::Nats(c) => c.put(value).await,
+            AnyStore::Galera(c) => Store::put(c, value).await,
+            AnyStore::Postgres(c) => Store::put(c, value).await,
+            AnyStore::Sentinel(c) => Store::put(c, value).await,
         }
     }
     fn reset(&mut self) {

@@ -162,6 +162,18 @@ impl Store for NatsClient {
         self.update(prev, value).await
     }
 
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        let store = self.store().await?;
+        let key = self.key.clone();
+        bounded(self.timeout, async move {
+            match store.put(&key, value.to_string().into()).await {
+                Ok(revision) => Ok(Some(revision)),
+                Err(e) => Err(err(kind_of(&e), "put", e)),
+            }
+        })
+        .await
+    }
+
     fn reset(&mut self) {
         self.store = None;
     }

@@ -180,6 +180,27 @@ impl Store for PostgresClient {
     async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
         PostgresClient::cas(self, prev, value).await
     }
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        let timeout = self.timeout;
+        let key = self.key.clone();
+        let client = self.client().await?;
+        let rows = bounded(timeout, async {
+            client
+                .query(
+                    "INSERT INTO kv (k, v, ver) VALUES ($1, $2, 1) ON CONFLICT (k) \
+                     DO UPDATE SET v = EXCLUDED.v, ver = kv.ver + 1 RETURNING ver",
+                    &[&key, &value],
+                )
+                .await
+                .map_err(pg_error)
+        })
+        .await?;
+        let ver: Option<i64> = match rows.first() {
+            Some(row) => Some(row.try_get(0).map_err(|e| body_error(&e))?),
+            None => None,
+        };
+        Ok(ver.and_then(|v| u64::try_from(v).ok()))
+    }
     fn reset(&mut self) {
         PostgresClient::reset(self)
     }

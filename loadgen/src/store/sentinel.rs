@@ -36,6 +36,11 @@ local next = tonumber(ver) + 1
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'ver', next)
 return next";
 
+/// Sets the value and bumps the version whatever it was; returns the new version.
+const PUT: &str = r"
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'ver', 1)";
+
 struct Primary {
     addr: String,
     conn: MultiplexedConnection,
@@ -52,6 +57,7 @@ pub struct SentinelClient {
     primary: Option<Primary>,
     create: Script,
     cas: Script,
+    put: Script,
 }
 
 fn redis_error(e: redis::RedisError) -> ClientError {
@@ -119,6 +125,7 @@ impl SentinelClient {
             primary: None,
             create: Script::new(CREATE),
             cas: Script::new(CAS),
+            put: Script::new(PUT),
         }
     }
 
@@ -253,6 +260,16 @@ impl Store for SentinelClient {
     }
     async fn cas(&mut self, prev: u64, value: i64) -> Result<WriteResult, ClientError> {
         SentinelClient::cas(self, prev, value).await
+    }
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        let mut conn = self.conn().await?;
+        let mut inv = self.put.prepare_invoke();
+        inv.key(&self.key).arg(value);
+        let ver: i64 = bounded(self.timeout, async {
+            inv.invoke_async(&mut conn).await.map_err(redis_error)
+        })
+        .await?;
+        Ok(u64::try_from(ver).ok())
     }
     fn reset(&mut self) {
         SentinelClient::reset(self)

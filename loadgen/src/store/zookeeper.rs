@@ -148,6 +148,38 @@ impl Store for ZookeeperClient {
         .await
     }
 
+    async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
+        let s = self.session().await?;
+        let path = self.path.clone();
+        bounded(self.timeout, async move {
+            let data = value.to_string();
+            // setData of any version; a missing znode is created (and if another client
+            // created it meanwhile, set once more)
+            for _ in 0..2 {
+                match s.set_data(&path, data.as_bytes(), None).await {
+                    Ok(stat) => {
+                        return node(data.as_bytes(), &stat).map(|n| Some(n.modified_index))
+                    }
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(unknown(e)),
+                }
+                let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                match s.create(&path, data.as_bytes(), &options).await {
+                    Ok((stat, _)) => {
+                        return node(data.as_bytes(), &stat).map(|n| Some(n.modified_index))
+                    }
+                    Err(zk::Error::NodeExists) => {}
+                    Err(e) => return Err(unknown(e)),
+                }
+            }
+            Err(ClientError::new(
+                ErrorKind::HttpUnexpected,
+                "zookeeper: the znode kept appearing and vanishing",
+            ))
+        })
+        .await
+    }
+
     fn reset(&mut self) {
         self.session = None;
     }
