@@ -16,10 +16,19 @@ pub enum AcceptorState {
     /// Lost its data and was marked again: takes accepts, counts toward no quorum until the
     /// catch-up pass makes it a member.
     Recovering,
+    /// Marked as a member, but its data may have gone back in time since it was last brought
+    /// level (the Redis restarted, or its data was restored): counts toward no quorum until
+    /// marked recovering and caught up.
+    Suspect,
+    /// Claimed by a cluster being initialised: counts toward no quorum until it joins.
+    Initialising,
     /// Answers but holds no identity record (just wiped, or a new cluster not yet initialised).
     Unmarked,
     /// Holds another cluster's identity, or another acceptor's.
     Foreign,
+    /// Holds this cluster's identity, made with another set of acceptors than this node's
+    /// configuration names: refused.
+    OtherSet,
     /// Does not answer.
     Unreachable,
     /// Answers, but does not write every change to disk before replying: refused.
@@ -34,8 +43,11 @@ impl AcceptorState {
         match self {
             AcceptorState::Member => "member",
             AcceptorState::Recovering => "recovering",
+            AcceptorState::Suspect => "suspect",
+            AcceptorState::Initialising => "initialising",
             AcceptorState::Unmarked => "unmarked",
             AcceptorState::Foreign => "foreign",
+            AcceptorState::OtherSet => "other-set",
             AcceptorState::Unreachable => "unreachable",
             AcceptorState::RefusedNotDurable => "refused-not-durable",
             AcceptorState::Unknown => "unknown",
@@ -60,6 +72,9 @@ pub enum Verdict {
     /// The members can no longer form a quorum: acknowledged writes may be lost; serving
     /// nothing until the operator accepts the loss.
     DataLoss,
+    /// The acceptors belong to a cluster made with another set of acceptors than this node's
+    /// configuration names: serving nothing until the configuration is fixed.
+    Misconfigured,
     #[serde(other)]
     Unknown,
 }
@@ -70,6 +85,7 @@ impl Verdict {
             Verdict::Serving => "serving",
             Verdict::Waiting => "waiting",
             Verdict::DataLoss => "data-loss",
+            Verdict::Misconfigured => "misconfigured",
             Verdict::Unknown => "unknown",
         }
     }

@@ -117,6 +117,11 @@ mod code {
     pub const INVALID_FIELD: u32 = 209;
     pub const INVALID_FORM: u32 = 210;
     pub const UNAVAILABLE: u32 = 300;
+    /// Perseus's own (etcd has no such state): a majority of acceptors lost data, or may
+    /// have; nothing is served until the operator's `node accept-loss`.
+    pub const DATA_LOSS: u32 = 310;
+    /// Perseus's own: the acceptors belong to a cluster made with another acceptor set.
+    pub const MISCONFIGURED: u32 = 311;
     pub const INTERNAL: u32 = 400;
 }
 
@@ -195,6 +200,21 @@ impl ApiError {
                 cause,
             )
         }
+    }
+
+    /// 503 for every keys request while the membership verdict forbids serving (data loss,
+    /// misconfiguration): the reason is the verdict's, nothing was read or applied.
+    fn refused_by_membership(app: &App, cause: &str) -> Option<Self> {
+        let (verdict, message) = app.membership.as_ref()?.verdict();
+        let (code, reason) = match verdict {
+            Verdict::DataLoss => (code::DATA_LOSS, "data loss"),
+            Verdict::Misconfigured => (code::MISCONFIGURED, "misconfigured"),
+            _ => return None,
+        };
+        Some(ApiError {
+            unavailable: Some((reason, "not applied")),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message, cause)
+        })
     }
 
     fn internal(key: &str, message: &str) -> Self {
@@ -343,6 +363,9 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
                     let Ok(Ok(_turn)) = turn else {
                         return ApiError::busy(tail.as_str()).into_response();
                     };
+                    if let Some(refusal) = ApiError::refused_by_membership(&app, tail.as_str()) {
+                        return refusal.into_response();
+                    }
                     let result = match method {
                         Method::GET => get_key(&tail, &query, &app).await,
                         Method::PUT => match read_limited(body, body_limit).await {

@@ -52,14 +52,37 @@ async fn accept_loss(settings: &Settings) -> Result<(), String> {
                 "acceptor {} is not reachable (or refused for durability: {}); every acceptor \
                  must be reachable",
                 perseus_node::acceptor::Acceptor::name(acceptor.as_ref()),
-                acceptor.durability_problem().unwrap_or_else(|| "no".into())
+                perseus_node::acceptor::AdminAcceptor::durability_problem(acceptor.as_ref())
+                    .unwrap_or_else(|| "no".into())
             ));
         }
     }
-    for line in perseus_node::membership::accept_loss(&acceptors).await? {
+    let acceptors: Vec<std::sync::Arc<dyn perseus_node::acceptor::AdminAcceptor>> = acceptors
+        .into_iter()
+        .map(|a| a as std::sync::Arc<dyn perseus_node::acceptor::AdminAcceptor>)
+        .collect();
+    // Catch-up ballots of their own: an incarnation no node uses.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let ballots = perseus_node::ballot::BallotSource::starting_at(
+        settings.id,
+        perseus_node::ballot::random_incarnation(),
+        now,
+    );
+    let lines =
+        perseus_node::membership::accept_loss(&acceptors, settings.acceptor_timeout(), &ballots)
+            .await
+            .map_err(|e| {
+                format!("accept-loss stopped ({e}); nothing counts meanwhile, run it again")
+            })?;
+    for line in lines {
         println!("{line}");
     }
-    println!("accepted the loss: every acceptor is a member; nodes serve again within a second");
+    println!(
+        "accepted the loss: every acceptor is a member and holds, for every key, the highest \
+         value any of them held; nodes serve again within a second"
+    );
     Ok(())
 }
 

@@ -1252,6 +1252,8 @@ mod tests {
             acceptor: "a2".into(),
             standing: Standing::Recovering,
             mark: "m1".into(),
+            set: "a2".into(),
+            stamp: String::new(),
         });
         // a1 (v1) against a3 (nothing): no agreement, so the full round runs, in which a2
         // does not count either; a1 and a3 carry v1 forward.

@@ -390,6 +390,8 @@ mod tests {
             acceptor: a.name().into(),
             standing: Standing::Recovering,
             mark: "m".into(),
+            set: a.name().into(),
+            stamp: String::new(),
         });
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use warp::hyper;
 
 use crate::acceptor::redis::RedisAcceptor;
-use crate::acceptor::Acceptor;
+use crate::acceptor::{Acceptor, AdminAcceptor};
 use crate::config::{ConfigError, Settings};
 use crate::http::{self, App, Limits};
 use crate::membership::Membership;
@@ -70,7 +70,10 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
         acceptors,
     );
     let membership = Arc::new(Membership::new(
-        redis,
+        redis
+            .iter()
+            .map(|a| a.clone() as Arc<dyn AdminAcceptor>)
+            .collect(),
         settings.quorum(),
         settings.acceptor_timeout(),
     ));

@@ -10,8 +10,8 @@ use perseus_node::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
 use perseus_node::acceptor::redis::RedisAcceptor;
 use perseus_node::acceptor::rules::Slot;
 use perseus_node::acceptor::{
-    AcceptReply, Acceptor, AcceptorError, Identity, IdentityRefusal, PrepareReply, ReadReply,
-    Standing,
+    AcceptReply, Acceptor, AcceptorError, AdminAcceptor, Identity, IdentityOp, IdentityRefusal,
+    Inspection, PrepareReply, ReadReply, Standing,
 };
 use perseus_node::ballot::{Ballot, MAX_COUNTER};
 use perseus_node::testing::Redis;
@@ -24,7 +24,30 @@ fn identity(acceptor: &RedisAcceptor, standing: Standing, mark: &str) -> Identit
         acceptor: acceptor.name().into(),
         standing,
         mark: mark.into(),
+        set: acceptor.name().into(),
+        stamp: String::new(),
     }
+}
+
+/// An identity as both acceptors can agree on it: the stamp only as "the current life or
+/// not" (a Redis life is a run id and a count; a memory one a counter).
+fn comparable(identity: Option<Identity>, life: &str) -> String {
+    match identity {
+        None => "None".into(),
+        Some(id) => format!(
+            "{} {} {:?} {} {} level={}",
+            id.cluster,
+            id.acceptor,
+            id.standing,
+            id.mark,
+            id.set,
+            id.stamp == life
+        ),
+    }
+}
+
+fn comparable_inspection(inspection: Inspection) -> String {
+    comparable(inspection.identity, &inspection.life)
 }
 
 /// A connected Redis acceptor, initialised as a member of the cluster `MEMORY_CLUSTER` (the
@@ -36,7 +59,7 @@ async fn member(redis: &Redis) -> RedisAcceptor {
         .claim(&identity(&acceptor, Standing::Member, ""))
         .await
         .expect("claim");
-    acceptor.set_cluster(MEMORY_CLUSTER);
+    acceptor.set_cluster(Some(MEMORY_CLUSTER));
     acceptor
 }
 
@@ -164,19 +187,156 @@ async fn promises_survive_kill_9() {
     redis.restart();
     let acceptor = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
     assert!(acceptor.wait_connected(Duration::from_secs(5)).await);
-    acceptor.set_cluster(MEMORY_CLUSTER);
+    acceptor.set_cluster(Some(MEMORY_CLUSTER));
     assert_eq!(
         acceptor.prepare("k", b(999, 9, 9)).await.expect("prepare"),
         PrepareReply::Conflict(high),
         "the promise was forgotten across kill -9"
     );
+    // A restarted Redis cannot prove it lost nothing (it might have been restored from an
+    // old file): it answers as recovering until caught up, and still holds what it had.
     assert_eq!(
-        acceptor.prepare("k", b(1001, 1, 1)).await.expect("prepare"),
-        PrepareReply::Promised {
-            accepted: b(10, 1, 1),
-            value: Some("v".into())
-        }
+        acceptor.prepare("k", b(1001, 1, 1)).await,
+        Err(AcceptorError::Recovering)
     );
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let slot = redis_slot(&mut connection, "k").await;
+    assert_eq!(
+        (slot.accepted, slot.value.as_deref()),
+        (b(10, 1, 1), Some("v"))
+    );
+}
+
+/// The life of a Redis's data (`life.lua`): a member answers as one only while its record is
+/// stamped with the current life. A restore while the same process runs (FLUSHALL, then
+/// RESTORE of the record as it was, in one transaction) makes it answer as recovering at
+/// once, on a connection opened before; the identity script calls it suspect, and
+/// `suspect` + a catch-up `promote` under the new life make it a member again.
+#[tokio::test]
+async fn a_member_restored_in_place_answers_as_recovering() {
+    let redis = Redis::start();
+    let acceptor = member(&redis).await;
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let backup: Vec<u8> = redis::cmd("DUMP")
+        .arg("perseus-identity")
+        .query_async(&mut connection)
+        .await
+        .expect("DUMP");
+    acceptor.prepare("k", b(5, 1, 1)).await.expect("prepare");
+    assert!(acceptor.inspect().await.expect("inspect").level());
+    let () = redis::pipe()
+        .atomic()
+        .cmd("FLUSHALL")
+        .ignore()
+        .cmd("RESTORE")
+        .arg("perseus-identity")
+        .arg(0)
+        .arg(backup)
+        .ignore()
+        .query_async(&mut connection)
+        .await
+        .expect("FLUSHALL + RESTORE");
+    assert_eq!(
+        acceptor.prepare("k", b(6, 1, 1)).await,
+        Err(AcceptorError::Recovering)
+    );
+    assert_eq!(acceptor.read("k").await, Err(AcceptorError::Recovering));
+    let seen = acceptor.inspect().await.expect("inspect");
+    assert!(!seen.level(), "{seen:?}");
+    let suspect = IdentityOp::Suspect {
+        cluster: MEMORY_CLUSTER.into(),
+        mark: "m9".into(),
+    };
+    let marked = acceptor.identity(suspect).await.expect("suspect");
+    assert_eq!(
+        marked.identity.as_ref().map(|id| id.standing),
+        Some(Standing::Recovering)
+    );
+    let promote = IdentityOp::Promote {
+        cluster: MEMORY_CLUSTER.into(),
+        mark: "m9".into(),
+        life: marked.life.clone(),
+    };
+    let promoted = acceptor.identity(promote).await.expect("promote");
+    assert!(promoted.level(), "{promoted:?}");
+    assert!(matches!(
+        acceptor.prepare("k", b(7, 1, 1)).await,
+        Ok(PrepareReply::Promised { .. })
+    ));
+}
+
+/// Data written before the `hv` field existed keeps its value in `v` alone: both scripts read
+/// it as a value (never as "no value", which would make every such key read as missing).
+#[tokio::test]
+async fn a_value_without_the_hv_field_is_read_as_a_value() {
+    let redis = Redis::start();
+    let acceptor = member(&redis).await;
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let () = redis::cmd("HSET")
+        .arg("perseus:k")
+        .arg(&[
+            "pc", "5", "pp", "1", "pi", "1", "ac", "5", "ap", "1", "ai", "1", "v", "old",
+        ])
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    let expected = ReadReply {
+        accepted: b(5, 1, 1),
+        value: Some("old".into()),
+    };
+    assert_eq!(acceptor.read("k").await, Ok(expected));
+    assert_eq!(
+        acceptor.prepare("k", b(6, 1, 1)).await,
+        Ok(PrepareReply::Promised {
+            accepted: b(5, 1, 1),
+            value: Some("old".into())
+        })
+    );
+}
+
+/// `no-appendfsync-on-rewrite yes` and an evicting `maxmemory-policy` are refused, and the
+/// settings are read again at every inspection: a Redis switched at runtime is refused from
+/// then on (its connection dropped) and accepted again once fixed.
+#[tokio::test]
+async fn persistence_settings_are_checked_at_every_inspection() {
+    let redis = Redis::start();
+    let acceptor = member(&redis).await;
+    let config = |args: &[&str]| {
+        let status = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "CONFIG", "SET"])
+            .args(args)
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success());
+    };
+    assert!(acceptor.inspect().await.is_ok());
+    config(&["no-appendfsync-on-rewrite", "yes"]);
+    assert!(matches!(
+        acceptor.inspect().await,
+        Err(AcceptorError::NotDurable(_))
+    ));
+    assert!(acceptor
+        .durability_problem()
+        .is_some_and(|p| p.contains("no-appendfsync-on-rewrite")));
+    config(&["no-appendfsync-on-rewrite", "no"]);
+    config(&["maxmemory", "1gb", "maxmemory-policy", "allkeys-lru"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!acceptor.is_connected() || acceptor.inspect().await.is_err());
+    config(&["maxmemory-policy", "noeviction"]);
+    assert!(acceptor.wait_connected(Duration::from_secs(5)).await);
+    assert!(acceptor.inspect().await.is_ok());
 }
 
 #[tokio::test]
@@ -284,7 +444,7 @@ async fn differential_lua_against_rules() {
     let mut rng = StdRng::seed_from_u64(seed);
     let redis = Redis::start();
     let lua = member(&redis).await;
-    let memory = MemoryAcceptor::new(lua.name());
+    let memory = MemoryAcceptor::in_set(lua.name(), lua.name());
     let mut connection = redis::Client::open(redis.url())
         .expect("client")
         .get_multiplexed_async_connection()
@@ -314,20 +474,25 @@ async fn differential_lua_against_rules() {
             }
             Step::Claim(standing, mark) => {
                 let id = identity(&lua, *standing, mark);
-                let stored = lua.claim(&id).await.expect("claim").identity;
+                let stored = lua.claim(&id).await.expect("claim");
                 (
-                    format!("{stored:?}"),
-                    format!("{:?}", Some(memory.claim(id))),
+                    comparable_inspection(stored),
+                    comparable(Some(memory.claim(id)), &memory.life()),
                 )
             }
             Step::Promote(mark) => {
-                let stored = lua
-                    .promote(MEMORY_CLUSTER, mark)
-                    .await
-                    .expect("promote")
-                    .identity;
+                let life = lua.inspect().await.expect("inspect").life;
+                let op = IdentityOp::Promote {
+                    cluster: MEMORY_CLUSTER.into(),
+                    mark: mark.to_string(),
+                    life,
+                };
+                let stored = lua.identity(op).await.expect("promote");
                 memory.promote(mark);
-                (format!("{stored:?}"), format!("{:?}", memory.identity()))
+                (
+                    comparable_inspection(stored),
+                    comparable(memory.identity(), &memory.life()),
+                )
             }
         };
         assert_eq!(got, expected, "seed {seed} step {step}: {what:?} on {key}");
@@ -388,9 +553,7 @@ async fn a_wiped_acceptor_refuses_on_an_open_connection() {
     acceptor
         .claim(&Identity {
             cluster: "someone-else".into(),
-            acceptor: acceptor.name().into(),
-            standing: Standing::Member,
-            mark: String::new(),
+            ..identity(&acceptor, Standing::Member, "")
         })
         .await
         .expect("claim");
@@ -676,28 +839,33 @@ async fn differential_batches_against_rules() {
                     .expect("FLUSHALL");
                 memory.wipe();
                 let id = identity(&lua, Standing::Member, "m1");
-                let stored = lua.claim(&id).await.expect("claim").identity;
+                let stored = lua.claim(&id).await.expect("claim");
                 (
-                    format!("{stored:?}"),
-                    format!("{:?}", Some(memory.claim(id))),
+                    comparable_inspection(stored),
+                    comparable(Some(memory.claim(id)), &memory.life()),
                 )
             }
             BatchStep::Single(_, Step::Claim(standing, mark)) => {
                 let id = identity(&lua, *standing, mark);
-                let stored = lua.claim(&id).await.expect("claim").identity;
+                let stored = lua.claim(&id).await.expect("claim");
                 (
-                    format!("{stored:?}"),
-                    format!("{:?}", Some(memory.claim(id))),
+                    comparable_inspection(stored),
+                    comparable(Some(memory.claim(id)), &memory.life()),
                 )
             }
             BatchStep::Single(_, Step::Promote(mark)) => {
-                let stored = lua
-                    .promote(MEMORY_CLUSTER, mark)
-                    .await
-                    .expect("promote")
-                    .identity;
+                let life = lua.inspect().await.expect("inspect").life;
+                let op = IdentityOp::Promote {
+                    cluster: MEMORY_CLUSTER.into(),
+                    mark: mark.to_string(),
+                    life,
+                };
+                let stored = lua.identity(op).await.expect("promote");
                 memory.promote(mark);
-                (format!("{stored:?}"), format!("{:?}", memory.identity()))
+                (
+                    comparable_inspection(stored),
+                    comparable(memory.identity(), &memory.life()),
+                )
             }
         };
         assert_eq!(got, expected, "seed {seed} step {step}: {what:?}");

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use perseus_node::acceptor::memory::MEMORY_CLUSTER;
 use perseus_node::acceptor::redis::RedisAcceptor;
-use perseus_node::acceptor::{AcceptReply, Acceptor, AcceptorError, Identity, Standing};
+use perseus_node::acceptor::{
+    AcceptReply, Acceptor, AcceptorError, AdminAcceptor, Identity, Standing,
+};
 use perseus_node::ballot::Ballot;
 use perseus_node::testing::Redis;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,10 +83,12 @@ async fn an_accept_whose_reply_was_lost_is_an_unknown_outcome_never_a_refusal() 
             acceptor: acceptor.name().into(),
             standing: Standing::Member,
             mark: String::new(),
+            set: acceptor.name().into(),
+            stamp: String::new(),
         })
         .await
         .expect("claim");
-    acceptor.set_cluster(MEMORY_CLUSTER);
+    acceptor.set_cluster(Some(MEMORY_CLUSTER));
 
     armed.store(true, Ordering::SeqCst);
     let reply = acceptor

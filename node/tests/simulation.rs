@@ -68,6 +68,9 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::QuorumReadWithoutAgreement => "quorum_read_without_agreement",
             Variant::CountRecoveringRead => "recovering_read",
             Variant::ThriftyRefusalWithHeldCalls => "thrifty_refusal",
+            Variant::PromoteWithoutCatchUp => "promote_without_catch_up",
+            Variant::CountSuspect => "count_suspect",
+            Variant::InitialiseOverKnownCluster => "initialise_over_known_cluster",
         },
         seed = report.seed,
         fp = report.fingerprint,
@@ -94,6 +97,8 @@ struct Totals {
     crashes: u64,
     partitions: u64,
     wipes: u64,
+    rollbacks: u64,
+    majority_losses: u64,
     recoveries: u64,
     reads_agreed: u64,
     reads_fell_back: u64,
@@ -113,6 +118,8 @@ impl Totals {
         self.crashes += r.crashes;
         self.partitions += r.partitions;
         self.wipes += r.wipes;
+        self.rollbacks += r.rollbacks;
+        self.majority_losses += u64::from(r.majority_lost);
         self.recoveries += r.recoveries;
         self.reads_agreed += r.reads_agreed;
         self.reads_fell_back += r.reads_fell_back;
@@ -172,7 +179,7 @@ fn correct_runs(aimed_wipes: bool) {
         "simulation: {} seeds ({}..), {} operations checked ({} acknowledged writes, {} \
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
          messages lost, {} duplicated, {} proposer crashes, {} partitions, {} acceptors wiped, \
-         {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
+         {} restarted or rolled back, {} majorities lost, {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
          round; thrifty proposers: {:?}; aimed wipes: {}; {} failing seeds, {:.1?} on \
          {threads} thread(s)",
         t.seeds,
@@ -188,6 +195,8 @@ fn correct_runs(aimed_wipes: bool) {
         t.crashes,
         t.partitions,
         t.wipes,
+        t.rollbacks,
+        t.majority_losses,
         t.recoveries,
         Mix::from_env("SIM_QUORUM_READS"),
         t.reads_agreed,
@@ -210,6 +219,7 @@ fn correct_runs(aimed_wipes: bool) {
         assert!(t.acked_writes > 0 && t.unknown > 0 && t.lost > 0 && t.duplicates > 0);
         assert!(t.crashes > 0 && t.partitions > 0);
         assert!(t.wipes > 0 && t.recoveries > 0);
+        assert!(t.rollbacks > 0 && t.majority_losses > 0);
     }
 }
 
@@ -332,6 +342,21 @@ fn negative_control_recovering_read_counted_is_caught() {
 #[test]
 fn negative_control_thrifty_refusal_with_held_calls_is_caught() {
     negative_control(Variant::ThriftyRefusalWithHeldCalls);
+}
+
+#[test]
+fn negative_control_promote_without_catch_up_is_caught() {
+    negative_control(Variant::PromoteWithoutCatchUp);
+}
+
+#[test]
+fn negative_control_count_suspect_is_caught() {
+    negative_control(Variant::CountSuspect);
+}
+
+#[test]
+fn negative_control_initialise_over_known_cluster_is_caught() {
+    negative_control(Variant::InitialiseOverKnownCluster);
 }
 
 /// The history checker itself, on hand-made histories: it accepts a correct one and names

@@ -15,11 +15,11 @@ if cmp(ballot, promise) >= 0 and cmp(ballot, accepted) > 0 then
   -- The promise never decreases: it becomes the higher of next_promise and the ballot.
   local p = next_promise
   if cmp(ballot, next_promise) > 0 then p = ballot end
-  local has_value, value = '0', ''
-  if ARGV[6] == '1' then has_value, value = '1', ARGV[7] end
+  local hv, value = '0', ''
+  if ARGV[6] == '1' then hv, value = '1', ARGV[7] end
   -- One write: no error between two commands can leave a new ballot with an old value.
   redis.call('HSET', KEYS[1], 'ac', ballot[1], 'ap', ballot[2], 'ai', ballot[3],
-    'pc', p[1], 'pp', p[2], 'pi', p[3], 'hv', has_value, 'v', value)
+    'pc', p[1], 'pp', p[2], 'pi', p[3], 'hv', hv, 'v', value)
   return {'ok', state}
 end
 return conflict(promise, accepted)

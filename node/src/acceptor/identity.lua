@@ -1,27 +1,64 @@
--- Identity record of an acceptor (not a CASPaxos call; used by the membership task).
--- KEYS[1]: the identity hash. ARGV[1]: the operation:
---   "claim", cluster, acceptor, state, mark: write the record only if there is none;
---   "promote", cluster, acceptor, mark: recovering -> member, only for that exact mark;
---   "force", cluster, acceptor, state, mark: overwrite (the operator's accept-loss);
+-- Identity record of an acceptor (not a CASPaxos call; used by the membership task). Runs
+-- after life.lua.
+-- KEYS[1]: the identity hash: cluster, acceptor, state ("initialising", "member",
+-- "recovering"), mark, set (the acceptor set the cluster was made with), stamp (the life
+-- under which it was last brought level), lease_node and lease_until (who runs its catch-up
+-- pass, until when, in ms of the Redis clock). ARGV[1]: the operation:
+--   "claim", cluster, acceptor, state, mark, set: write the record only if there is none
+--     (stamped with the current life);
+--   "join", cluster, acceptor: initialising -> member, only while its stamp is the current
+--     life (it has lost nothing since it was claimed, and never counted before);
+--   "suspect", cluster, acceptor, mark: a member or initialising record whose stamp is not
+--     the current life becomes recovering with this new mark;
+--   "promote", cluster, acceptor, mark, life: recovering -> member, only for that exact mark
+--     and only if the life is still the one the catch-up pass started under (stamped);
+--   "lease", node, ms: the catch-up lease: taken by `node` for `ms` if free, expired or its
+--     own; the reply's last field names the holder;
+--   "force", cluster, acceptor, state, mark, set: overwrite (the operator's accept-loss);
 --   "inspect": nothing written.
--- Reply, always: {cluster, acceptor, state, mark, number of keys in the database}, with ""
--- for a missing field (the key count includes the identity itself when present).
+-- Reply, always: {cluster, acceptor, state, mark, set, stamp, life, number of keys in the
+-- database, lease holder}, with "" for a missing field (the key count includes the identity
+-- itself when present).
 local op = ARGV[1]
+local now_life = life()
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local id = redis.call('HMGET', KEYS[1], 'cluster', 'acceptor', 'state', 'mark', 'stamp')
+local ours = id[1] == ARGV[2] and id[2] == ARGV[3]
 if op == 'claim' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
+  if not id[1] then
     redis.call('HSET', KEYS[1], 'cluster', ARGV[2], 'acceptor', ARGV[3], 'state', ARGV[4],
-      'mark', ARGV[5])
+      'mark', ARGV[5], 'set', ARGV[6], 'stamp', now_life)
+  end
+elseif op == 'join' then
+  if ours and id[3] == 'initialising' and id[5] == now_life then
+    redis.call('HSET', KEYS[1], 'state', 'member')
+  end
+elseif op == 'suspect' then
+  if ours and (id[3] == 'member' or id[3] == 'initialising') and id[5] ~= now_life then
+    redis.call('HSET', KEYS[1], 'state', 'recovering', 'mark', ARGV[4])
   end
 elseif op == 'promote' then
-  local id = redis.call('HMGET', KEYS[1], 'cluster', 'acceptor', 'state', 'mark')
-  if id[1] == ARGV[2] and id[2] == ARGV[3] and id[3] == 'recovering' and id[4] == ARGV[4] then
-    redis.call('HSET', KEYS[1], 'state', 'member')
+  if ours and id[3] == 'recovering' and id[4] == ARGV[4] and ARGV[5] == now_life then
+    redis.call('HSET', KEYS[1], 'state', 'member', 'stamp', now_life)
+  end
+elseif op == 'lease' then
+  local lease = redis.call('HMGET', KEYS[1], 'lease_node', 'lease_until')
+  local now = now_ms()
+  if id[1] and (not lease[1] or lease[1] == ARGV[2] or tonumber(lease[2] or '0') < now) then
+    redis.call('HSET', KEYS[1], 'lease_node', ARGV[2], 'lease_until', now + tonumber(ARGV[3]))
   end
 elseif op == 'force' then
   redis.call('HSET', KEYS[1], 'cluster', ARGV[2], 'acceptor', ARGV[3], 'state', ARGV[4],
-    'mark', ARGV[5])
+    'mark', ARGV[5], 'set', ARGV[6], 'stamp', now_life)
 elseif op ~= 'inspect' then
   return redis.error_reply('unknown identity operation')
 end
-local id = redis.call('HMGET', KEYS[1], 'cluster', 'acceptor', 'state', 'mark')
-return {id[1] or '', id[2] or '', id[3] or '', id[4] or '', tostring(redis.call('DBSIZE'))}
+local r = redis.call('HMGET', KEYS[1], 'cluster', 'acceptor', 'state', 'mark', 'set', 'stamp',
+  'lease_node', 'lease_until')
+local holder = ''
+if r[7] and tonumber(r[8] or '0') >= now_ms() then holder = r[7] end
+return {r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or '', now_life,
+  tostring(redis.call('DBSIZE')), holder}

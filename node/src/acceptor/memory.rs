@@ -1,9 +1,13 @@
 //! An in-memory acceptor that applies [`super::rules`] to a map of slots.
 //!
 //! Used by tests and the deterministic simulation in place of Redis. It can be switched off
-//! (every call fails as if the connection were lost) to model a dead acceptor, and wiped
-//! (slots and identity gone, like `FLUSHALL`) to model one that lost its data. It starts as a
-//! member of the cluster [`MEMORY_CLUSTER`].
+//! (every call fails as if the connection were lost) to model a dead acceptor, wiped (slots
+//! and identity gone, like `FLUSHALL`) to model one that lost its data, restarted (a new
+//! life, data intact, like a Redis restarted from a complete AOF) and rolled back to a
+//! snapshot of its whole state, identity included (a new life too, like a Redis restarted
+//! from an old backup or an in-place `FLUSHALL` + `RESTORE`). Its life counts those events,
+//! as a Redis's run id and reset count do (`life.lua`). It starts as a member of the cluster
+//! [`MEMORY_CLUSTER`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +16,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::rules::{self, Identity, Slot, Standing};
-use super::{counted, AcceptReply, Acceptor, AcceptorError, Answers, PrepareReply, ReadReply};
+use super::{
+    counted, AcceptReply, Acceptor, AcceptorError, AdminAcceptor, Answers, IdentityOp, Inspection,
+    PrepareReply, ReadReply,
+};
 use crate::ballot::Ballot;
 
 /// The cluster id of in-memory acceptors.
@@ -22,6 +29,34 @@ pub const MEMORY_CLUSTER: &str = "memory";
 struct Store {
     slots: HashMap<String, Slot>,
     identity: Option<Identity>,
+    /// Restarts, wipes and rollbacks so far: the life is `life-<n>`.
+    lives: u64,
+    /// The catch-up lease: holder and until when.
+    lease: Option<(String, tokio::time::Instant)>,
+}
+
+impl Store {
+    fn life(&self) -> String {
+        format!("life-{}", self.lives)
+    }
+}
+
+/// A copy of an in-memory acceptor's whole state (slots and identity), for a rollback.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    slots: HashMap<String, Slot>,
+    identity: Option<Identity>,
+}
+
+impl Snapshot {
+    /// Keys the snapshot holds a slot for.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -32,22 +67,46 @@ pub struct MemoryAcceptor {
 }
 
 impl MemoryAcceptor {
-    /// A member of [`MEMORY_CLUSTER`] named `name`.
+    /// A member of [`MEMORY_CLUSTER`] named `name` (in a set of acceptors of its own).
     pub fn new(name: impl Into<String>) -> Self {
         let name = name.into();
+        let set = name.clone();
+        Self::in_set(name, set)
+    }
+
+    /// A member of [`MEMORY_CLUSTER`] named `name`, in the acceptor set `set`
+    /// ([`rules::acceptor_set`]).
+    pub fn in_set(name: impl Into<String>, set: impl Into<String>) -> Self {
+        let name = name.into();
+        let store = Store {
+            slots: HashMap::new(),
+            identity: None,
+            lives: 0,
+            lease: None,
+        };
+        let identity = Identity {
+            cluster: MEMORY_CLUSTER.into(),
+            acceptor: name.clone(),
+            standing: Standing::Member,
+            mark: String::new(),
+            set: set.into(),
+            stamp: store.life(),
+        };
         MemoryAcceptor {
             store: Mutex::new(Store {
-                slots: HashMap::new(),
-                identity: Some(Identity {
-                    cluster: MEMORY_CLUSTER.into(),
-                    acceptor: name.clone(),
-                    standing: Standing::Member,
-                    mark: String::new(),
-                }),
+                identity: Some(identity),
+                ..store
             }),
             name,
             down: AtomicBool::new(false),
         }
+    }
+
+    /// An acceptor with no identity record at all (a fresh Redis), named `name`.
+    pub fn blank(name: impl Into<String>) -> Self {
+        let acceptor = Self::new(name);
+        acceptor.with_store(|s| s.identity = None);
+        acceptor
     }
 
     /// Makes every later call fail (`down = true`) or succeed again.
@@ -71,27 +130,153 @@ impl MemoryAcceptor {
         self.with_store(|s| s.identity.clone())
     }
 
-    /// Loses everything, identity included (`FLUSHALL`).
+    /// Loses everything, identity included (`FLUSHALL`: a wholesale replacement, so a new
+    /// life too).
     pub fn wipe(&self) {
         self.with_store(|s| {
             s.slots.clear();
             s.identity = None;
+            s.lives += 1;
         });
     }
 
-    /// Writes the identity only if there is none; returns the stored one.
-    pub fn claim(&self, identity: Identity) -> Identity {
-        self.with_store(|s| s.identity.get_or_insert(identity).clone())
+    /// A restart that lost nothing (a Redis restarted from a complete AOF): a new life, so a
+    /// member answers as recovering until caught up (nothing proves it lost nothing).
+    pub fn restart(&self) {
+        self.with_store(|s| s.lives += 1);
     }
 
-    /// Recovering -> member, only for the mark `mark`. True if it is now a member by this call.
+    /// A copy of the whole state, identity included.
+    pub fn snapshot(&self) -> Snapshot {
+        self.with_store(|s| Snapshot {
+            slots: s.slots.clone(),
+            identity: s.identity.clone(),
+        })
+    }
+
+    /// The whole state goes back to `snapshot` (a restored backup, a truncated AOF, an
+    /// in-place FLUSHALL + RESTORE): a new life.
+    pub fn roll_back(&self, snapshot: &Snapshot) {
+        self.with_store(|s| {
+            s.slots = snapshot.slots.clone();
+            s.identity = snapshot.identity.clone();
+            s.lives += 1;
+        });
+    }
+
+    /// The current life (see [`rules::admit`]).
+    pub fn life(&self) -> String {
+        self.with_store(|s| s.life())
+    }
+
+    /// Writes the identity only if there is none (stamped with the current life); returns
+    /// the stored one.
+    pub fn claim(&self, identity: Identity) -> Identity {
+        self.with_store(|s| {
+            let life = s.life();
+            s.identity
+                .get_or_insert(Identity {
+                    stamp: life,
+                    ..identity
+                })
+                .clone()
+        })
+    }
+
+    /// Recovering -> member, only for the mark `mark` and only under the current life (the
+    /// life the pass started under must be passed by the caller: see [`IdentityOp`]). True
+    /// if it is now a member by this call.
     pub fn promote(&self, mark: &str) -> bool {
-        self.with_store(|s| match &mut s.identity {
-            Some(id) if id.standing == Standing::Recovering && id.mark == mark => {
-                id.standing = Standing::Member;
-                true
+        let life = self.life();
+        self.apply_identity(&IdentityOp::Promote {
+            cluster: MEMORY_CLUSTER.into(),
+            mark: mark.into(),
+            life,
+        });
+        self.identity()
+            .is_some_and(|id| id.standing == Standing::Member && id.mark == mark)
+    }
+
+    /// Applies one identity operation synchronously (same rules as `identity.lua`).
+    pub fn apply_identity(&self, op: &IdentityOp) -> Inspection {
+        self.with_store(|s| {
+            let life = s.life();
+            let now = tokio::time::Instant::now();
+            let ours =
+                |id: &Identity, cluster: &str| id.cluster == cluster && id.acceptor == self.name;
+            match op {
+                IdentityOp::Inspect => {}
+                IdentityOp::Claim(identity) => {
+                    if s.identity.is_none() {
+                        s.identity = Some(Identity {
+                            stamp: life.clone(),
+                            ..identity.clone()
+                        });
+                    }
+                }
+                IdentityOp::Join { cluster } => {
+                    if let Some(id) = &mut s.identity {
+                        if ours(id, cluster)
+                            && id.standing == Standing::Initialising
+                            && id.stamp == life
+                        {
+                            id.standing = Standing::Member;
+                        }
+                    }
+                }
+                IdentityOp::Suspect { cluster, mark } => {
+                    if let Some(id) = &mut s.identity {
+                        if ours(id, cluster)
+                            && matches!(id.standing, Standing::Member | Standing::Initialising)
+                            && id.stamp != life
+                        {
+                            id.standing = Standing::Recovering;
+                            id.mark = mark.clone();
+                        }
+                    }
+                }
+                IdentityOp::Promote {
+                    cluster,
+                    mark,
+                    life: started,
+                } => {
+                    if let Some(id) = &mut s.identity {
+                        if ours(id, cluster)
+                            && id.standing == Standing::Recovering
+                            && id.mark == *mark
+                            && *started == life
+                        {
+                            id.standing = Standing::Member;
+                            id.stamp = life.clone();
+                        }
+                    }
+                }
+                IdentityOp::Lease { node, ms } => {
+                    let free = s
+                        .lease
+                        .as_ref()
+                        .is_none_or(|(holder, until)| holder == node || *until < now);
+                    if s.identity.is_some() && free {
+                        s.lease = Some((node.clone(), now + std::time::Duration::from_millis(*ms)));
+                    }
+                }
+                IdentityOp::Force(identity) => {
+                    s.identity = Some(Identity {
+                        stamp: life.clone(),
+                        ..identity.clone()
+                    });
+                }
             }
-            _ => false,
+            Inspection {
+                identity: s.identity.clone(),
+                life,
+                data_keys: s.slots.len() as u64,
+                lease: s
+                    .lease
+                    .as_ref()
+                    .filter(|(_, until)| *until >= now)
+                    .map(|(holder, _)| holder.clone()),
+            }
         })
     }
 
@@ -194,7 +379,8 @@ impl MemoryAcceptor {
 }
 
 fn admit(store: &Store, name: &str) -> Result<Standing, AcceptorError> {
-    rules::admit(store.identity.as_ref(), MEMORY_CLUSTER, name).map_err(AcceptorError::Unmarked)
+    rules::admit(store.identity.as_ref(), MEMORY_CLUSTER, name, &store.life())
+        .map_err(AcceptorError::Unmarked)
 }
 
 #[async_trait]
@@ -254,5 +440,26 @@ impl Acceptor for MemoryAcceptor {
             .into_iter()
             .map(|r| counted(standing, r, |r| *r == AcceptReply::Accepted))
             .collect())
+    }
+}
+
+#[async_trait]
+impl AdminAcceptor for MemoryAcceptor {
+    async fn identity(&self, op: IdentityOp) -> Result<Inspection, AcceptorError> {
+        self.check_up()?;
+        Ok(self.apply_identity(&op))
+    }
+
+    /// All keys at once (a memory acceptor has few).
+    async fn scan_keys(&self, _cursor: u64) -> Result<(u64, Vec<String>), AcceptorError> {
+        self.check_up()?;
+        Ok((0, self.keys()))
+    }
+
+    /// In-memory acceptors always check [`MEMORY_CLUSTER`].
+    fn set_cluster(&self, _cluster: Option<&str>) {}
+
+    fn cluster(&self) -> Option<String> {
+        Some(MEMORY_CLUSTER.into())
     }
 }

@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use futures::future::join_all;
 
 use crate::ballot::Ballot;
-pub use rules::{AcceptReply, Identity, IdentityRefusal, PrepareReply, ReadReply, Standing};
+pub use rules::{
+    acceptor_set, AcceptReply, Identity, IdentityRefusal, PrepareReply, ReadReply, Standing,
+};
 
 /// Why an acceptor gave no answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +39,9 @@ pub enum AcceptorError {
     /// is stored) but its answer counts toward no quorum until it is a member again.
     #[error("recovering (lost its data; stores writes, counts toward no quorum yet)")]
     Recovering,
+    /// The Redis's persistence settings could lose acknowledged writes: refused.
+    #[error("not durable: {0}")]
+    NotDurable(String),
 }
 
 /// The answer as the proposer may count it: a member's answer as is; a recovering acceptor's
@@ -48,8 +53,84 @@ pub fn counted<T>(
     is_yes: impl Fn(&T) -> bool,
 ) -> Result<T, AcceptorError> {
     match standing {
-        Standing::Recovering if is_yes(&answer) => Err(AcceptorError::Recovering),
-        _ => Ok(answer),
+        Standing::Member => Ok(answer),
+        Standing::Recovering | Standing::Initialising if is_yes(&answer) => {
+            Err(AcceptorError::Recovering)
+        }
+        Standing::Recovering | Standing::Initialising => Ok(answer),
+    }
+}
+
+/// What the membership task reads from an acceptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    pub identity: Option<Identity>,
+    /// The acceptor's current life (see [`rules::admit`]): a member whose stamp differs may
+    /// have gone back in time.
+    pub life: String,
+    /// Keys holding CASPaxos state (the identity record not counted).
+    pub data_keys: u64,
+    /// The node holding the catch-up lease on this acceptor, if the lease is live.
+    pub lease: Option<String>,
+}
+
+impl Inspection {
+    /// Whether the record is stamped with the current life (its data is one unbroken history
+    /// since it was last brought level).
+    pub fn level(&self) -> bool {
+        self.identity
+            .as_ref()
+            .is_some_and(|id| id.stamp == self.life)
+    }
+}
+
+/// A change (or a read) of an acceptor's identity record; each is one atomic step on the
+/// acceptor (see `identity.lua` for the exact conditions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityOp {
+    /// Read it, and the key count and the life (and, for Redis, check the persistence
+    /// settings).
+    Inspect,
+    /// Write it only where there is none, stamped with the current life.
+    Claim(Identity),
+    /// initialising -> member, only while stamped with the current life.
+    Join { cluster: String },
+    /// A member or initialising record stamped under another life -> recovering, `mark`.
+    Suspect { cluster: String, mark: String },
+    /// recovering -> member for exactly `mark`, only if the life is still `life`.
+    Promote {
+        cluster: String,
+        mark: String,
+        life: String,
+    },
+    /// Take (or renew) the catch-up lease for `node`, for `ms` milliseconds.
+    Lease { node: String, ms: u64 },
+    /// Overwrite (the operator's accept-loss), stamped with the current life.
+    Force(Identity),
+}
+
+/// An acceptor as the membership task administers it: identity records, key listing, the
+/// cluster id its calls check. Implemented by Redis and by the in-memory acceptor (and the
+/// simulation's links), so the same membership code runs in production and in the
+/// simulation.
+#[async_trait]
+pub trait AdminAcceptor: Acceptor {
+    /// One identity operation; the record as it is afterwards.
+    async fn identity(&self, op: IdentityOp) -> Result<Inspection, AcceptorError>;
+
+    /// One SCAN step over the keys holding CASPaxos state: the next cursor (0: done) and
+    /// the keys.
+    async fn scan_keys(&self, cursor: u64) -> Result<(u64, Vec<String>), AcceptorError>;
+
+    /// Sets (or clears) the cluster id the calls check the identity record against; with
+    /// none, every call is refused before it is sent.
+    fn set_cluster(&self, cluster: Option<&str>);
+
+    fn cluster(&self) -> Option<String>;
+
+    /// Why the persistence settings were refused at the last connection or inspection.
+    fn durability_problem(&self) -> Option<String> {
+        None
     }
 }
 

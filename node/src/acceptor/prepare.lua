@@ -13,7 +13,7 @@ local promise, accepted = ballots(KEYS[1])
 if cmp(ballot, promise) > 0 and cmp(ballot, accepted) > 0 then
   redis.call('HSET', KEYS[1], 'pc', ballot[1], 'pp', ballot[2], 'pi', ballot[3])
   local h = redis.call('HMGET', KEYS[1], 'hv', 'v')
-  if h[1] == '1' then
+  if has_value(h[1], h[2]) then
     return {'ok', state, accepted[1], accepted[2], accepted[3], '1', h[2]}
   end
   return {'ok', state, accepted[1], accepted[2], accepted[3], '0', ''}

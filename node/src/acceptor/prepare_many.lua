@@ -2,7 +2,7 @@
 -- Each key gets exactly what prepare.lua does (same rules, src/acceptor/rules.rs: admit once,
 -- then prepare per key). The script is atomic, so one identity check covers every key; one
 -- round trip and one fsync (Redis appends the whole run at once) serve the batch. Runs after
--- slot.lua.
+-- life.lua and slot.lua.
 -- KEYS[1]: the identity again (a placeholder: slot.lua's standing() reads KEYS[2]);
 -- KEYS[2]: the identity; KEYS[3..]: the keys' hashes. ARGV[1..2]: expected cluster and
 -- acceptor; ARGV[3..5]: ballot counter, proposer, incarnation (decimal).
@@ -20,10 +20,11 @@ for k = 3, #KEYS do
   if cmp(ballot, promise) > 0 and cmp(ballot, accepted) > 0 then
     redis.call('HSET', key, 'pc', ballot[1], 'pp', ballot[2], 'pi', ballot[3])
     local h = redis.call('HMGET', key, 'hv', 'v')
-    local has_value, value = '0', ''
-    if h[1] == '1' then has_value, value = '1', h[2] end
+    -- A value stored before "hv" existed counts as a value (slot.lua's has_value).
+    local hv, value = '0', ''
+    if has_value(h[1], h[2]) then hv, value = '1', h[2] end
     reply[n + 1], reply[n + 2], reply[n + 3] = 'ok', accepted[1], accepted[2]
-    reply[n + 4], reply[n + 5], reply[n + 6] = accepted[3], has_value, value
+    reply[n + 4], reply[n + 5], reply[n + 6] = accepted[3], hv, value
   else
     local c = conflict(promise, accepted)
     reply[n + 1], reply[n + 2], reply[n + 3] = 'conflict', c[2], c[3]

@@ -8,7 +8,7 @@
 local state, refusal = standing()
 if not state then return refusal end
 local h = redis.call('HMGET', KEYS[1], 'ac', 'ap', 'ai', 'hv', 'v')
-if h[4] == '1' then
+if has_value(h[4], h[5]) then
   return {'ok', state, h[1] or '0', h[2] or '0', h[3] or '0', '1', h[5] or ''}
 end
 return {'ok', state, h[1] or '0', h[2] or '0', h[3] or '0', '0', ''}

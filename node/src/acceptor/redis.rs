@@ -30,9 +30,12 @@
 //! Every prepare and accept also checks, inside the same script, the acceptor's identity
 //! record against the cluster id the node learned (see `membership`): a wiped, replaced or
 //! foreign Redis refuses and changes nothing, even on a connection opened before it was
-//! wiped. On every connection the node reads the persistence settings and, unless told
-//! otherwise, refuses a Redis that does not fsync every write (`appendonly yes`,
-//! `appendfsync always`): an acceptor that forgets after a crash is not an acceptor.
+//! wiped; a member whose record is stamped under another life of the data (`life.lua`: the
+//! Redis restarted, or its data was replaced wholesale) answers as recovering. On every
+//! connection and every inspection the node reads the persistence settings and, unless told
+//! otherwise, refuses a Redis that could lose acknowledged writes (`appendonly yes`,
+//! `appendfsync always`, `no-appendfsync-on-rewrite no`, no eviction): an acceptor that
+//! forgets after a crash is not an acceptor.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -44,20 +47,41 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script};
 
 use super::rules::{Identity, IdentityRefusal, Standing};
-use super::{counted, AcceptReply, Acceptor, AcceptorError, Answers, PrepareReply, ReadReply};
+use super::{
+    counted, AcceptReply, Acceptor, AcceptorError, AdminAcceptor, Answers, IdentityOp, Inspection,
+    PrepareReply, ReadReply,
+};
 use crate::ballot::Ballot;
 
-/// Each script is the shared slot.lua (ballot comparison, state reading) followed by its own.
-const PREPARE_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare.lua"));
-const ACCEPT_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept.lua"));
-const IDENTITY_LUA: &str = include_str!("identity.lua");
+/// Each script is the shared life.lua (the data's life) and slot.lua (identity check, ballot
+/// comparison, state reading) followed by its own.
+const PREPARE_LUA: &str = concat!(
+    include_str!("life.lua"),
+    include_str!("slot.lua"),
+    include_str!("prepare.lua")
+);
+const ACCEPT_LUA: &str = concat!(
+    include_str!("life.lua"),
+    include_str!("slot.lua"),
+    include_str!("accept.lua")
+);
+const IDENTITY_LUA: &str = concat!(include_str!("life.lua"), include_str!("identity.lua"));
 /// The catch-up pass's batches: prepare and accept of many keys in one script run.
-const PREPARE_MANY_LUA: &str = concat!(include_str!("slot.lua"), include_str!("prepare_many.lua"));
-const ACCEPT_MANY_LUA: &str = concat!(include_str!("slot.lua"), include_str!("accept_many.lua"));
+const PREPARE_MANY_LUA: &str = concat!(
+    include_str!("life.lua"),
+    include_str!("slot.lua"),
+    include_str!("prepare_many.lua")
+);
+const ACCEPT_MANY_LUA: &str = concat!(
+    include_str!("life.lua"),
+    include_str!("slot.lua"),
+    include_str!("accept_many.lua")
+);
 /// The quorum read: declared `no-writes` (the shebang must be the first line), so Redis
 /// itself refuses any write in it.
 const READ_LUA: &str = concat!(
     "#!lua flags=no-writes\n",
+    include_str!("life.lua"),
     include_str!("slot.lua"),
     include_str!("read.lua")
 );
@@ -105,18 +129,10 @@ struct Inner {
     /// The cluster id the scripts check the identity record against (learned by the
     /// membership task; `None` until then, and calls are refused).
     cluster: RwLock<Option<String>>,
-    /// Refuse a Redis that does not fsync every write.
+    /// Refuse a Redis whose persistence settings could lose acknowledged writes.
     require_fsync: bool,
     /// The last refusal of the persistence settings, for `/health`.
     durability_problem: Mutex<Option<String>>,
-}
-
-/// What the membership task reads from an acceptor.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Inspection {
-    pub identity: Option<Identity>,
-    /// Keys holding CASPaxos state (the identity record not counted).
-    pub data_keys: u64,
 }
 
 impl RedisAcceptor {
@@ -184,100 +200,42 @@ impl RedisAcceptor {
         self.is_connected()
     }
 
-    /// Sets the cluster id every prepare and accept checks the identity record against.
-    pub fn set_cluster(&self, cluster: &str) {
-        *self
-            .inner
-            .cluster
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(cluster.into());
-    }
-
-    pub fn cluster(&self) -> Option<String> {
-        self.inner
-            .cluster
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Why the last connection was refused for its persistence settings, if it was.
-    pub fn durability_problem(&self) -> Option<String> {
-        self.inner
-            .durability_problem
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Reads the identity record and the number of data keys.
+    /// Reads the identity record and the number of data keys (and checks the persistence
+    /// settings).
     pub async fn inspect(&self) -> Result<Inspection, AcceptorError> {
-        self.identity_op(&["inspect"]).await
+        self.identity(IdentityOp::Inspect).await
     }
 
     /// Writes `identity` unless the acceptor already has one; returns what is stored.
     pub async fn claim(&self, identity: &Identity) -> Result<Inspection, AcceptorError> {
-        let standing = identity.standing.as_str();
-        self.identity_op(&[
-            "claim",
-            &identity.cluster,
-            &identity.acceptor,
-            standing,
-            &identity.mark,
-        ])
-        .await
+        self.identity(IdentityOp::Claim(identity.clone())).await
     }
 
-    /// Makes a recovering acceptor a member, only if it still carries the mark `mark`.
-    pub async fn promote(&self, cluster: &str, mark: &str) -> Result<Inspection, AcceptorError> {
-        self.identity_op(&["promote", cluster, self.name(), mark])
-            .await
+    /// The persistence settings, read now (on the live connection); refused ones drop the
+    /// connection, so no call counts until they are right again.
+    async fn check_durability(&self) -> Result<(), AcceptorError> {
+        let inner = &self.inner;
+        let Some((generation, mut connection)) = inner.current() else {
+            return Err(AcceptorError::NotConnected);
+        };
+        let answer = tokio::time::timeout(inner.timeout, read_settings(&mut connection)).await;
+        let settings = Inner::settle(inner, generation, answer, AcceptorError::Io)?;
+        match inner.judge_durability(&settings) {
+            Ok(()) => Ok(()),
+            Err(problem) => {
+                log::error!("acceptor {}: refused from now on: {problem}", inner.name);
+                Inner::reconnect(inner, Some(generation));
+                Err(AcceptorError::NotDurable(problem))
+            }
+        }
     }
 
-    /// Overwrites the identity record (the operator's `node accept-loss`).
-    pub async fn force(&self, identity: &Identity) -> Result<Inspection, AcceptorError> {
-        let standing = identity.standing.as_str();
-        self.identity_op(&[
-            "force",
-            &identity.cluster,
-            &identity.acceptor,
-            standing,
-            &identity.mark,
-        ])
-        .await
-    }
-
-    async fn identity_op(&self, args: &[&str]) -> Result<Inspection, AcceptorError> {
+    async fn identity_script(&self, args: &[&str]) -> Result<Inspection, AcceptorError> {
         let mut invocation = self.inner.identity.key(IDENTITY_KEY);
         for arg in args {
             invocation.arg(*arg);
         }
         parse_inspection(&self.call(invocation).await?)
-    }
-
-    /// One SCAN step over the keys holding CASPaxos state: the next cursor (0: done) and the
-    /// keys (without the prefix).
-    pub async fn scan_keys(&self, cursor: u64) -> Result<(u64, Vec<String>), AcceptorError> {
-        let inner = &self.inner;
-        let Some((generation, mut connection)) = inner.current() else {
-            return Err(AcceptorError::NotConnected);
-        };
-        let mut command = redis::cmd("SCAN");
-        command
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{KEY_PREFIX}*"))
-            .arg("COUNT")
-            .arg(1000);
-        let step = command.query_async::<(u64, Vec<String>)>(&mut connection);
-        let answer = tokio::time::timeout(inner.timeout * 4, step).await;
-        let (next, keys) = Inner::settle(inner, generation, answer, AcceptorError::Io)?;
-        Ok((
-            next,
-            keys.into_iter()
-                .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
-                .collect(),
-        ))
     }
 
     /// The identity and cluster arguments every CASPaxos script starts with.
@@ -460,16 +418,24 @@ impl Inner {
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            let (appendonly, appendfsync) = set_up(&mut connection).await?;
-            Ok::<_, RedisError>((connection, appendonly, appendfsync))
+            let settings = set_up(&mut connection).await?;
+            Ok::<_, RedisError>((connection, settings))
         };
-        let (connection, appendonly, appendfsync) =
+        let (connection, settings) =
             match tokio::time::timeout(self.timeout + LIVENESS, attempt).await {
                 Ok(Ok(connected)) => connected,
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(_) => return Err("timed out".to_string()),
             };
-        let problem = durability_problem(&appendonly, &appendfsync);
+        self.judge_durability(&settings)?;
+        Ok(connection)
+    }
+
+    /// Records and judges the persistence settings: an error (refused) unless they are
+    /// durable or the node was told to use a Redis anyway (then a warning, once per
+    /// connection and inspection).
+    fn judge_durability(&self, settings: &Settings) -> Result<(), String> {
+        let problem = durability_problem(settings);
         *self
             .durability_problem
             .lock()
@@ -477,8 +443,8 @@ impl Inner {
         match problem {
             Some(problem) if self.require_fsync => Err(format!(
                 "refused: {problem}; an acceptor must write every change to disk before it \
-                 answers, or a crash makes it forget promises (set acceptor_require_fsync = \
-                 false to use it anyway)"
+                 answers and never drop a key, or it forgets promises (set \
+                 acceptor_require_fsync = false to use it anyway)"
             )),
             Some(problem) => {
                 log::warn!(
@@ -486,9 +452,9 @@ impl Inner {
                      crash of this Redis can lose acknowledged writes",
                     self.name
                 );
-                Ok(connection)
+                Ok(())
             }
-            None => Ok(connection),
+            None => Ok(()),
         }
     }
 }
@@ -543,11 +509,52 @@ fn is_broken(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
-/// Reads `appendonly` and `appendfsync` ("" for a setting the server does not know) and loads
-/// the scripts, in one pipelined round trip.
-async fn set_up(connection: &mut MultiplexedConnection) -> Result<(String, String), RedisError> {
+/// The persistence settings an acceptor depends on ("" for one the server does not know).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub appendonly: String,
+    pub appendfsync: String,
+    pub no_appendfsync_on_rewrite: String,
+    pub maxmemory: String,
+    pub maxmemory_policy: String,
+}
+
+const SETTINGS: [&str; 5] = [
+    "appendonly",
+    "appendfsync",
+    "no-appendfsync-on-rewrite",
+    "maxmemory",
+    "maxmemory-policy",
+];
+
+fn settings_from(answers: Vec<Vec<String>>) -> Settings {
+    let mut values = answers
+        .into_iter()
+        .map(|pair| pair.get(1).cloned().unwrap_or_default());
+    let mut next = || values.next().unwrap_or_default();
+    Settings {
+        appendonly: next(),
+        appendfsync: next(),
+        no_appendfsync_on_rewrite: next(),
+        maxmemory: next(),
+        maxmemory_policy: next(),
+    }
+}
+
+/// Reads the persistence settings in one pipelined round trip.
+async fn read_settings(connection: &mut MultiplexedConnection) -> Result<Settings, RedisError> {
     let mut pipe = redis::pipe();
-    for setting in ["appendonly", "appendfsync"] {
+    for setting in SETTINGS {
+        pipe.cmd("CONFIG").arg("GET").arg(setting);
+    }
+    let answers: Vec<Vec<String>> = pipe.query_async(connection).await?;
+    Ok(settings_from(answers))
+}
+
+/// Reads the persistence settings and loads the scripts, in one pipelined round trip.
+async fn set_up(connection: &mut MultiplexedConnection) -> Result<Settings, RedisError> {
+    let mut pipe = redis::pipe();
+    for setting in SETTINGS {
         pipe.cmd("CONFIG").arg("GET").arg(setting);
     }
     let scripts = [
@@ -559,32 +566,44 @@ async fn set_up(connection: &mut MultiplexedConnection) -> Result<(String, Strin
         ACCEPT_MANY_LUA,
     ];
     for code in scripts {
-        pipe.cmd("SCRIPT").arg("LOAD").arg(code);
+        pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
     }
-    // The settings' answers, then the scripts' digests (not needed).
-    type Digest = String;
-    type Loaded = (
-        Vec<String>,
-        Vec<String>,
-        Digest,
-        Digest,
-        Digest,
-        Digest,
-        Digest,
-        Digest,
-    );
-    let (appendonly, appendfsync, ..): Loaded = pipe.query_async(connection).await?;
-    let value = |pair: Vec<String>| pair.get(1).cloned().unwrap_or_default();
-    Ok((value(appendonly), value(appendfsync)))
+    let answers: Vec<Vec<String>> = pipe.query_async(connection).await?;
+    Ok(settings_from(answers))
 }
 
-/// What is wrong with these persistence settings for an acceptor, if anything.
-fn durability_problem(appendonly: &str, appendfsync: &str) -> Option<String> {
-    match (appendonly, appendfsync) {
-        ("yes", "always") => None,
-        ("yes", other) => Some(format!("appendfsync is {other:?}, not \"always\"")),
-        (other, _) => Some(format!("appendonly is {other:?}, not \"yes\"")),
+/// What is wrong with these persistence settings for an acceptor, if anything: every change
+/// must be on disk before the answer (AOF, fsync always, also while a rewrite runs) and no
+/// key may ever be dropped to make room (no eviction of keys without a TTL, which acceptor
+/// keys never have).
+pub fn durability_problem(settings: &Settings) -> Option<String> {
+    let Settings {
+        appendonly,
+        appendfsync,
+        no_appendfsync_on_rewrite,
+        maxmemory,
+        maxmemory_policy,
+    } = settings;
+    if appendonly != "yes" {
+        return Some(format!("appendonly is {appendonly:?}, not \"yes\""));
     }
+    if appendfsync != "always" {
+        return Some(format!("appendfsync is {appendfsync:?}, not \"always\""));
+    }
+    if no_appendfsync_on_rewrite == "yes" {
+        return Some(
+            "no-appendfsync-on-rewrite is \"yes\": writes are not fsynced while the AOF is \
+             rewritten"
+                .into(),
+        );
+    }
+    if maxmemory != "0" && maxmemory_policy.starts_with("allkeys-") {
+        return Some(format!(
+            "maxmemory-policy is {maxmemory_policy:?} with maxmemory {maxmemory}: Redis may \
+             evict acceptor keys (use noeviction)"
+        ));
+    }
+    None
 }
 
 fn redis_key(key: &str) -> String {
@@ -730,7 +749,7 @@ pub fn parse_accept_many(
 
 /// Turns an identity script reply into an [`Inspection`].
 fn parse_inspection(reply: &[String]) -> Result<Inspection, AcceptorError> {
-    let [cluster, acceptor, state, mark, keys] = reply else {
+    let [cluster, acceptor, state, mark, set, stamp, life, keys, lease] = reply else {
         return Err(AcceptorError::Protocol(format!(
             "unexpected identity reply {reply:?}"
         )));
@@ -738,10 +757,13 @@ fn parse_inspection(reply: &[String]) -> Result<Inspection, AcceptorError> {
     let keys: u64 = keys
         .parse()
         .map_err(|_| AcceptorError::Protocol(format!("bad key count {keys:?}")))?;
+    let lease = (!lease.is_empty()).then(|| lease.clone());
     if cluster.is_empty() {
         return Ok(Inspection {
             identity: None,
+            life: life.clone(),
             data_keys: keys,
+            lease,
         });
     }
     Ok(Inspection {
@@ -750,8 +772,12 @@ fn parse_inspection(reply: &[String]) -> Result<Inspection, AcceptorError> {
             acceptor: acceptor.clone(),
             standing: parse_standing(state)?,
             mark: mark.clone(),
+            set: set.clone(),
+            stamp: stamp.clone(),
         }),
+        life: life.clone(),
         data_keys: keys.saturating_sub(1),
+        lease,
     })
 }
 
@@ -892,6 +918,114 @@ impl Acceptor for RedisAcceptor {
     }
 }
 
+#[async_trait]
+impl AdminAcceptor for RedisAcceptor {
+    /// `identity.lua`; an inspection also reads the persistence settings first (a Redis
+    /// switched to a setting that can lose writes is refused from then on).
+    async fn identity(&self, op: IdentityOp) -> Result<Inspection, AcceptorError> {
+        let name = self.inner.name.clone();
+        match op {
+            IdentityOp::Inspect => {
+                self.check_durability().await?;
+                self.identity_script(&["inspect"]).await
+            }
+            IdentityOp::Claim(id) => {
+                let standing = id.standing.as_str();
+                let args = [
+                    "claim",
+                    &id.cluster,
+                    &id.acceptor,
+                    standing,
+                    &id.mark,
+                    &id.set,
+                ];
+                self.identity_script(&args).await
+            }
+            IdentityOp::Join { cluster } => self.identity_script(&["join", &cluster, &name]).await,
+            IdentityOp::Suspect { cluster, mark } => {
+                self.identity_script(&["suspect", &cluster, &name, &mark])
+                    .await
+            }
+            IdentityOp::Promote {
+                cluster,
+                mark,
+                life,
+            } => {
+                self.identity_script(&["promote", &cluster, &name, &mark, &life])
+                    .await
+            }
+            IdentityOp::Lease { node, ms } => {
+                self.identity_script(&["lease", &node, &ms.to_string()])
+                    .await
+            }
+            IdentityOp::Force(id) => {
+                let standing = id.standing.as_str();
+                let args = [
+                    "force",
+                    &id.cluster,
+                    &id.acceptor,
+                    standing,
+                    &id.mark,
+                    &id.set,
+                ];
+                self.identity_script(&args).await
+            }
+        }
+    }
+
+    /// One SCAN step over the keys holding CASPaxos state: the next cursor (0: done) and the
+    /// keys (without the prefix).
+    async fn scan_keys(&self, cursor: u64) -> Result<(u64, Vec<String>), AcceptorError> {
+        let inner = &self.inner;
+        let Some((generation, mut connection)) = inner.current() else {
+            return Err(AcceptorError::NotConnected);
+        };
+        let mut command = redis::cmd("SCAN");
+        command
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{KEY_PREFIX}*"))
+            .arg("COUNT")
+            .arg(1000);
+        let step = command.query_async::<(u64, Vec<String>)>(&mut connection);
+        let answer = tokio::time::timeout(inner.timeout * 4, step).await;
+        let (next, keys) = Inner::settle(inner, generation, answer, AcceptorError::Io)?;
+        Ok((
+            next,
+            keys.into_iter()
+                .filter_map(|k| k.strip_prefix(KEY_PREFIX).map(str::to_string))
+                .collect(),
+        ))
+    }
+
+    /// Sets (or clears) the cluster id every prepare and accept checks the identity record
+    /// against.
+    fn set_cluster(&self, cluster: Option<&str>) {
+        *self
+            .inner
+            .cluster
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = cluster.map(str::to_string);
+    }
+
+    fn cluster(&self) -> Option<String> {
+        self.inner
+            .cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why the last connection or inspection was refused for its persistence settings.
+    fn durability_problem(&self) -> Option<String> {
+        self.inner
+            .durability_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -981,9 +1115,37 @@ mod tests {
     }
 
     #[test]
-    fn only_fsync_always_is_durable() {
-        assert_eq!(durability_problem("yes", "always"), None);
-        assert!(durability_problem("yes", "everysec").is_some());
-        assert!(durability_problem("no", "always").is_some());
+    fn only_settings_that_lose_nothing_are_durable() {
+        let good = Settings {
+            appendonly: "yes".into(),
+            appendfsync: "always".into(),
+            no_appendfsync_on_rewrite: "no".into(),
+            maxmemory: "0".into(),
+            maxmemory_policy: "allkeys-lru".into(),
+        };
+        assert_eq!(durability_problem(&good), None);
+        let with = |f: fn(&mut Settings)| {
+            let mut s = good.clone();
+            f(&mut s);
+            durability_problem(&s)
+        };
+        assert!(with(|s| s.appendfsync = "everysec".into()).is_some());
+        assert!(with(|s| s.appendonly = "no".into()).is_some());
+        assert!(with(|s| s.no_appendfsync_on_rewrite = "yes".into()).is_some());
+        assert!(with(|s| s.maxmemory = "100mb".into()).is_some());
+        assert_eq!(
+            with(|s| {
+                s.maxmemory = "100mb".into();
+                s.maxmemory_policy = "noeviction".into()
+            }),
+            None
+        );
+        assert_eq!(
+            with(|s| {
+                s.maxmemory = "100mb".into();
+                s.maxmemory_policy = "volatile-lru".into()
+            }),
+            None
+        );
     }
 }

@@ -14,11 +14,16 @@ use crate::ballot::{is_exact, Ballot};
 /// An acceptor's state in the cluster, from its identity record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Standing {
-    /// Counts toward every quorum.
+    /// Counts toward every quorum (while its stamp is the acceptor's current life).
     Member,
-    /// Lost its data (found without an identity among marked acceptors): it stores what it is
-    /// sent, but counts toward no quorum until the catch-up pass makes it a member again.
+    /// Lost its data, or may have (found without an identity among marked acceptors, or a
+    /// member whose data may have gone back in time): it stores what it is sent, but counts
+    /// toward no quorum until the catch-up pass makes it a member again.
     Recovering,
+    /// Claimed by a cluster being initialised: stores, counts toward no quorum, becomes a
+    /// member when the initialisation finishes (`join`). It never counted, so it has nothing
+    /// to have forgotten.
+    Initialising,
 }
 
 impl Standing {
@@ -26,6 +31,7 @@ impl Standing {
         match self {
             Standing::Member => "member",
             Standing::Recovering => "recovering",
+            Standing::Initialising => "initialising",
         }
     }
 
@@ -33,6 +39,7 @@ impl Standing {
         match text {
             "member" => Some(Standing::Member),
             "recovering" => Some(Standing::Recovering),
+            "initialising" => Some(Standing::Initialising),
             _ => None,
         }
     }
@@ -50,6 +57,20 @@ pub struct Identity {
     /// Random token written with each mark: a catch-up pass promotes only the mark it started
     /// from, so an acceptor wiped and re-marked during the pass is never promoted by it.
     pub mark: String,
+    /// The acceptor set the cluster was made with ([`acceptor_set`]): a node configured with
+    /// another set refuses to use the acceptor.
+    pub set: String,
+    /// The acceptor's life (see [`admit`]) when the record was last brought level: written by
+    /// the acceptor itself on claim, promotion and the operator's command (what a caller
+    /// passes is ignored).
+    pub stamp: String,
+}
+
+/// The acceptor set as an identity record carries it: the names, sorted, space-separated.
+pub fn acceptor_set<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names: Vec<&str> = names.into_iter().collect();
+    names.sort_unstable();
+    names.join(" ")
 }
 
 /// Why an acceptor refused a call before looking at the ballot (nothing was changed).
@@ -65,12 +86,18 @@ pub enum IdentityRefusal {
 }
 
 /// The admission check run first by every prepare and accept (inside the same script in
-/// Redis): the standing of an acceptor whose identity is `stored`, for a caller expecting
-/// cluster `cluster` and acceptor `acceptor`.
+/// Redis): the standing an answer of an acceptor whose identity is `stored` counts with, for
+/// a caller expecting cluster `cluster` and acceptor `acceptor`, while the acceptor's data
+/// has the life `life`. A life names one unbroken history of the data (in Redis: the
+/// process's run id and its count of wholesale data replacements, `life.lua`); a member
+/// stamped under another life may have gone back in time (restarted from an old file,
+/// restored from a snapshot) and counts as recovering until caught up. Only
+/// [`Standing::Member`] or [`Standing::Recovering`] come out.
 pub fn admit(
     stored: Option<&Identity>,
     cluster: &str,
     acceptor: &str,
+    life: &str,
 ) -> Result<Standing, IdentityRefusal> {
     match stored {
         None => Err(IdentityRefusal::Missing),
@@ -80,7 +107,8 @@ pub fn admit(
                 acceptor: id.acceptor.clone(),
             })
         }
-        Some(id) => Ok(id.standing),
+        Some(id) if id.standing == Standing::Member && id.stamp == life => Ok(Standing::Member),
+        Some(_) => Ok(Standing::Recovering),
     }
 }
 

@@ -1,9 +1,10 @@
--- Shared by prepare.lua and accept.lua: put in front of each when the node loads them.
+-- Shared by prepare.lua, accept.lua and read.lua: put in front of each (after life.lua) when the
+-- node loads them.
 -- A key's acceptor state is one hash: pc/pp/pi (promise), ac/ap/ai (accepted ballot), hv ("1"
 -- if a value is stored, "0" for none) and v (the value, "" when none). A ballot is three
 -- decimal strings compared as numbers.
 -- KEYS[1]: the key's hash; KEYS[2]: the acceptor's identity hash (cluster, acceptor, state,
--- mark). ARGV[1], ARGV[2]: the cluster id and acceptor id the caller expects.
+-- mark, set, stamp). ARGV[1], ARGV[2]: the cluster id and acceptor id the caller expects.
 
 -- The largest integer a double holds exactly (2^53 - 1): ballot parts above it are refused.
 local MAX_EXACT = 9007199254740991
@@ -29,20 +30,36 @@ local function exact(b)
   return true
 end
 
--- The acceptor's standing ("member" or "recovering"), or nil and the refusal when its
--- identity record is missing (new or wiped Redis) or not the expected one (foreign Redis).
+-- The acceptor's standing as the caller may count it ("member" or "recovering"), or nil and the
+-- refusal when its identity record is missing (new or wiped Redis) or not the expected one
+-- (foreign Redis). A record in state "member" counts as a member only while its stamp is this
+-- Redis's current life (life.lua): after a restart or a wholesale restore the data may have
+-- gone back in time, so it answers as recovering (stores, counts toward no quorum) until a
+-- catch-up pass has brought it level. "initialising" (a cluster being set up) and
+-- "recovering" never count.
 local function standing()
-  local id = redis.call('HMGET', KEYS[2], 'cluster', 'acceptor', 'state')
+  local id = redis.call('HMGET', KEYS[2], 'cluster', 'acceptor', 'state', 'stamp')
   if not id[1] then
     return nil, {'unmarked', 'missing'}
   end
   if id[1] ~= ARGV[1] or id[2] ~= ARGV[2] then
     return nil, {'unmarked', 'foreign', id[1], tostring(id[2])}
   end
-  if id[3] ~= 'member' and id[3] ~= 'recovering' then
-    return nil, {'unmarked', 'foreign', id[1], tostring(id[2])}
+  if id[3] == 'member' then
+    if id[4] == life() then return 'member', nil end
+    return 'recovering', nil
   end
-  return id[3], nil
+  if id[3] == 'recovering' or id[3] == 'initialising' then
+    return 'recovering', nil
+  end
+  return nil, {'unmarked', 'foreign', id[1], tostring(id[2])}
+end
+
+-- Whether a key's hash holds a value: "hv" says so; data written before "hv" existed keeps
+-- its value in "v" alone, which is read as a value too (never as "no value": that would
+-- turn every such key into a missing one).
+local function has_value(hv, v)
+  return hv == '1' or (not hv and v ~= false and v ~= nil)
 end
 
 -- The promise and the accepted ballot of the hash `key` (zero ballots when absent).

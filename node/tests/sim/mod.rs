@@ -11,12 +11,17 @@
 //! task cuts links (one acceptor away, one proposer away, a minority side, single links) and
 //! another crashes proposers (their in-flight changes are abandoned, their cache is lost, the
 //! messages they already sent may still land) and restarts them with a new incarnation; a
-//! wiper makes one acceptor at a time lose its data and identity (FLUSHALL), and a recoverer
-//! does what the nodes' membership task does: marks it recovering, runs the production
-//! catch-up rounds (`perseus_node::recovery`) over the lossy network for every key the
-//! members hold, and promotes it only if the whole pass succeeded (the recovering-accept and
-//! recovering-read controls wipe only at aimed moments instead, see `network::AimedWipes`,
-//! which correct runs may add with `SIM_AIMED_WIPES=on`). When
+//! wiper makes one acceptor at a time lose its data and identity (FLUSHALL); a roller
+//! restarts one acceptor at a time or rolls its whole state, identity included, back to a
+//! snapshot taken earlier (an old backup, a truncated AOF); and three real membership tasks
+//! (`perseus_node::membership`, one per node, over the same lossy links) inspect the
+//! acceptors, mark the wiped and the suspect ones recovering, run the catch-up passes and
+//! promote them (the recovering-accept and recovering-read controls wipe only at aimed
+//! moments instead, see `network::AimedWipes`, which correct runs may add with
+//! `SIM_AIMED_WIPES=on`). Some seeds lose a majority: two or three acceptors wiped at once;
+//! from then on no operation invoked may succeed (the membership tasks must declare data
+//! loss and never re-initialise), and the history is checked against the state chosen just
+//! before the loss. When
 //! the clients are done, the network is healed and drained, every key is read through a fresh
 //! proposer, and the history is checked (see [`history`]); the acceptor invariants were
 //! checked on every step (see [`network`]).
@@ -31,13 +36,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use perseus_node::acceptor::{Acceptor, Standing};
+use perseus_node::acceptor::memory::{MemoryAcceptor, Snapshot, MEMORY_CLUSTER};
+use perseus_node::acceptor::{
+    acceptor_set, Acceptor, AdminAcceptor, Identity, IdentityOp, Standing,
+};
 use perseus_node::ballot::BallotSource;
+use perseus_node::membership::{Membership, MembershipControl};
 use perseus_node::proposer::{
     Change, Phase, Proposer, ProposerConfig, ProposerError, UnsafeControl,
 };
 use perseus_node::record::{self, Record, Write};
-use perseus_node::recovery::catch_up_batch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
@@ -47,7 +55,7 @@ use network::{AimedWipes, Controls, Faults, Link, NetStats, World};
 
 pub const PROPOSERS: usize = 3;
 pub const ACCEPTORS: usize = 3;
-/// A majority of the acceptors: what the proposers and the recoverer count.
+/// A majority of the acceptors: what the proposers and the membership tasks count.
 pub const QUORUM: usize = ACCEPTORS / 2 + 1;
 const TIMEOUT: Duration = Duration::from_millis(50);
 
@@ -83,6 +91,14 @@ pub enum Variant {
     /// Negative control: a thrifty accept refused by every acceptor it asked is judged
     /// stored nowhere while the calls it held back still go out at the hedge delay.
     ThriftyRefusalWithHeldCalls,
+    /// Negative control (membership): a recovering acceptor promoted without its catch-up.
+    PromoteWithoutCatchUp,
+    /// Negative control (membership): a restarted or rolled-back member trusted again at
+    /// once (re-stamped a member instead of marked recovering).
+    CountSuspect,
+    /// Negative control (membership): after a majority was lost, the acceptors without a
+    /// record are claimed as members of the known cluster.
+    InitialiseOverKnownCluster,
 }
 
 /// Which proposers run with a setting on, read from an environment variable: `mixed` (the
@@ -131,9 +147,13 @@ pub struct Report {
     pub net: NetStats,
     pub crashes: u64,
     pub partitions: u64,
-    /// Acceptors wiped, and catch-up passes that made one a member again.
+    /// Acceptors wiped, restarted or rolled back, and catch-up passes that made one a member
+    /// again.
     pub wipes: u64,
+    pub rollbacks: u64,
     pub recoveries: u64,
+    /// Whether the run lost a majority of acceptors at once (on purpose).
+    pub majority_lost: bool,
     /// Quorum reads answered from agreeing acceptors, and fallen back to a full round.
     pub reads_agreed: u64,
     pub reads_fell_back: u64,
@@ -173,6 +193,10 @@ struct Shape {
     crash_every: Duration,
     partition_every: Duration,
     wipe_every: Duration,
+    /// Restarts and rollbacks of one acceptor (see [`roller`]).
+    roll_every: Duration,
+    /// When (if ever) two or three acceptors are wiped at once, and how many.
+    majority_loss: Option<(Duration, usize)>,
 }
 
 impl Shape {
@@ -203,6 +227,10 @@ impl Shape {
             crash_every: ms(rng.random_range(100..=600)),
             partition_every: ms(rng.random_range(50..=400)),
             wipe_every: ms(rng.random_range(100..=500)),
+            roll_every: ms(rng.random_range(100..=500)),
+            majority_loss: rng
+                .random_bool(0.1)
+                .then(|| (ms(rng.random_range(20..=300)), rng.random_range(2..=3))),
         }
     }
 }
@@ -277,7 +305,13 @@ struct Run {
     crashes: AtomicU64,
     partitions: AtomicU64,
     wipes: AtomicU64,
+    rollbacks: AtomicU64,
     recoveries: AtomicU64,
+    /// The acceptors' states just before a majority was lost (the chosen state then is what
+    /// the history is checked against), once it happened.
+    lost: Mutex<Option<Vec<Snapshot>>>,
+    /// Set when a majority was lost: no operation invoked from then on may succeed.
+    majority_lost: AtomicBool,
     /// Quorum reads answered from agreeing acceptors / fallen back, over every process.
     reads_agreed: AtomicU64,
     reads_fell_back: AtomicU64,
@@ -390,6 +424,7 @@ async fn client(run: Arc<Run>, client: usize) {
             "increment"
         };
         let write_id = proposer.write_id();
+        let after_loss = run.majority_lost.load(Ordering::SeqCst);
         let pending = run.history.invoke(client, &key, what, node);
         let tags: Arc<Mutex<Vec<String>>> = Arc::default();
         let f = {
@@ -495,6 +530,12 @@ async fn client(run: Arc<Run>, client: usize) {
         };
         if let Outcome::Wrote { index, .. } | Outcome::Saw { index, .. } = &outcome {
             last_seen.insert(key.clone(), *index);
+            if after_loss {
+                run.world.violation(format!(
+                    "key {key}: client {client}'s {what} invoked after a majority of acceptors \
+                     lost their data succeeded ({outcome:?}): served without the data"
+                ));
+            }
         }
         run.history.complete(pending, tags, outcome);
     }
@@ -515,90 +556,133 @@ async fn crasher(run: Arc<Run>) {
     }
 }
 
-/// Wipes one acceptor now and then (only when every other acceptor is a member: two lost at
-/// once is a real loss of a majority, which no protocol survives), until the clients are done.
+/// Wipes one acceptor now and then (only when every other acceptor is a member that counts:
+/// two lost at once is a real loss of a majority, which [`majority_loss`] makes on purpose),
+/// until the clients are done.
 async fn wiper(run: Arc<Run>) {
     loop {
         run.sleep_random(run.shape.wipe_every).await;
-        if run.done.load(Ordering::SeqCst) {
+        if run.done.load(Ordering::SeqCst) || run.majority_lost.load(Ordering::SeqCst) {
             return;
         }
         let a = run.draw(|rng| rng.random_range(0..ACCEPTORS));
-        let others_members = (0..ACCEPTORS).filter(|&i| i != a).all(|i| {
-            run.world
-                .acceptor(i)
-                .identity()
-                .is_some_and(|id| id.standing == Standing::Member)
-        });
-        if others_members {
+        if (0..ACCEPTORS)
+            .filter(|&i| i != a)
+            .all(|i| run.world.level_member(i))
+        {
             run.world.wipe(a);
             run.wipes.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
 
-/// The membership task of the nodes: marks an unmarked acceptor recovering while the members
-/// form a quorum, runs the catch-up pass, promotes. Ends when the clients are done and every
-/// acceptor is a member (or after a bounded number of tries).
-async fn recoverer(run: Arc<Run>) {
-    let incarnation = run.draw(|rng| rng.random::<u32>()) as u64;
-    let ballots = BallotSource::new(900, incarnation);
-    let acceptors = links(&run.world, PROPOSERS + 1);
-    let mut marks = 0u64;
+/// Restarts one acceptor now and then, or takes a snapshot of its whole state and rolls it
+/// back to it a little later (promises and accepts since forgotten, the old identity back):
+/// only when every other acceptor is a member that counts, until the clients are done.
+async fn roller(run: Arc<Run>) {
+    loop {
+        run.sleep_random(run.shape.roll_every).await;
+        if run.done.load(Ordering::SeqCst) || run.majority_lost.load(Ordering::SeqCst) {
+            return;
+        }
+        let (a, restart, later) = run.draw(|rng| {
+            (
+                rng.random_range(0..ACCEPTORS),
+                rng.random_bool(0.3),
+                Duration::from_millis(rng.random_range(20..=300)),
+            )
+        });
+        let others_count = |run: &Run| {
+            (0..ACCEPTORS)
+                .filter(|&i| i != a)
+                .all(|i| run.world.level_member(i))
+        };
+        if restart {
+            if others_count(&run) {
+                run.world.restart(a);
+                run.rollbacks.fetch_add(1, Ordering::SeqCst);
+            }
+            continue;
+        }
+        let snapshot = run.world.snapshot(a);
+        tokio::time::sleep(later).await;
+        if !run.majority_lost.load(Ordering::SeqCst) && others_count(&run) {
+            run.world.roll_back(a, &snapshot);
+            run.rollbacks.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Two or three acceptors wiped at once, once, if the seed says so: the acceptors' states
+/// just before are kept (the history is checked against what was chosen then).
+async fn majority_loss(run: Arc<Run>) {
+    let Some((at, count)) = run.shape.majority_loss else {
+        return;
+    };
+    tokio::time::sleep(at).await;
+    if run.done.load(Ordering::SeqCst) {
+        return;
+    }
+    let first = run.draw(|rng| rng.random_range(0..ACCEPTORS));
+    let before: Vec<Snapshot> = (0..ACCEPTORS).map(|i| run.world.snapshot(i)).collect();
+    *run.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(before);
+    run.majority_lost.store(true, Ordering::SeqCst);
+    for k in 0..count {
+        run.world.wipe((first + k) % ACCEPTORS);
+        run.wipes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The membership task of node `node`: the production code (`Membership::tick`) over the
+/// node's own links, ticking faster than the nodes' once a second (the runs are short).
+/// Ends when the clients are done and every acceptor counts again (or after a bounded
+/// number of ticks).
+async fn membership(run: Arc<Run>, node: usize) {
+    let (seed, incarnation) = run.draw(|rng| (rng.random::<u64>(), rng.random::<u32>() as u64));
+    let ballots = Arc::new(BallotSource::new(900 + node as u64, incarnation));
+    let acceptors: Vec<Arc<dyn AdminAcceptor>> = (0..ACCEPTORS)
+        .map(|a| Arc::new(Link::new(run.world.clone(), node, a)) as Arc<dyn AdminAcceptor>)
+        .collect();
+    let control = match run.variant {
+        Variant::PromoteWithoutCatchUp => Some(MembershipControl::PromoteWithoutCatchUp),
+        Variant::CountSuspect => Some(MembershipControl::CountSuspect),
+        Variant::InitialiseOverKnownCluster => Some(MembershipControl::InitialiseOverKnownCluster),
+        _ => None,
+    };
+    let membership = Arc::new(
+        Membership::with_rng(
+            acceptors,
+            QUORUM,
+            TIMEOUT,
+            format!("p{}", node + 1),
+            StdRng::seed_from_u64(seed),
+        )
+        .with_control(control),
+    );
+    let mut recovering = [false; ACCEPTORS];
     let mut after_done = 0;
     loop {
-        // Unhurried, like the nodes' once-a-second inspection: the recovering windows are what
-        // the negative controls need to be caught in.
+        // Unhurried, like the nodes' inspection: the recovering windows are what the negative
+        // controls need to be caught in.
         run.sleep_random(Duration::from_millis(60)).await;
-        let standing = |i: usize| {
-            run.world
+        membership.tick(&ballots).await;
+        for (i, was) in recovering.iter_mut().enumerate() {
+            let now = run
+                .world
                 .acceptor(i)
                 .identity()
-                .map(|id| (id.standing, id.mark))
-        };
-        let members = (0..ACCEPTORS)
-            .filter(|&i| matches!(standing(i), Some((Standing::Member, _))))
-            .count();
+                .is_some_and(|id| id.standing == Standing::Recovering);
+            if node == 0 && *was && !now && run.world.level_member(i) {
+                run.recoveries.fetch_add(1, Ordering::SeqCst);
+            }
+            *was = now;
+        }
         if run.done.load(Ordering::SeqCst) {
             after_done += 1;
-            if members == ACCEPTORS || after_done > 200 {
+            let all = (0..ACCEPTORS).all(|i| run.world.level_member(i));
+            if all || after_done > 200 || run.majority_lost.load(Ordering::SeqCst) {
                 return;
             }
-        }
-        if members < QUORUM {
-            continue;
-        }
-        // Marked at one inspection, caught up from the next one on (as the nodes do): the
-        // acceptor is recovering, and takes writes, for a while before its pass starts.
-        let mut marked = false;
-        for i in 0..ACCEPTORS {
-            if standing(i).is_none() {
-                marked = true;
-                marks += 1;
-                run.world.mark_recovering(i, format!("m{marks}"));
-            }
-        }
-        if marked {
-            continue;
-        }
-        let Some((target, mark)) = (0..ACCEPTORS).find_map(|i| match standing(i) {
-            Some((Standing::Recovering, mark)) => Some((i, mark)),
-            _ => None,
-        }) else {
-            continue;
-        };
-        // Every key the members hold (the nodes list them with SCAN).
-        let mut keys: Vec<String> = (0..ACCEPTORS)
-            .filter(|&i| i != target)
-            .flat_map(|i| run.world.acceptor(i).keys())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        // The production batch (one prepare and one accept call per acceptor for the page).
-        let rounds = catch_up_batch(&acceptors, QUORUM, TIMEOUT, &ballots, &keys, target).await;
-        let complete = rounds.iter().all(Result::is_ok);
-        if complete && run.world.acceptor(target).promote(&mark) {
-            run.recoveries.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -667,6 +751,18 @@ async fn simulate(
     match variant {
         // It can only bite while an acceptor is recovering: wipe more often.
         Variant::CountRecoveringPrepare => shape.wipe_every /= 3,
+        // They bite only after a wipe, a restart or a rollback: more of them.
+        Variant::PromoteWithoutCatchUp => shape.wipe_every /= 3,
+        Variant::CountSuspect => shape.roll_every /= 3,
+        // It bites only after a majority was lost: always lose one.
+        Variant::InitialiseOverKnownCluster => {
+            shape.majority_loss = Some((
+                shape
+                    .majority_loss
+                    .map_or(Duration::from_millis(100), |(at, _)| at),
+                2,
+            ));
+        }
         // Its windows are a read landing on a wiped acceptor while a key is new to another
         // member (or while both took an accept that will not be chosen): more reads, more
         // keys to be new, and writes that always change the state (increments: a CAS on a
@@ -704,7 +800,10 @@ async fn simulate(
         crashes: AtomicU64::new(0),
         partitions: AtomicU64::new(0),
         wipes: AtomicU64::new(0),
+        rollbacks: AtomicU64::new(0),
         recoveries: AtomicU64::new(0),
+        lost: Mutex::new(None),
+        majority_lost: AtomicBool::new(false),
         reads_agreed: AtomicU64::new(0),
         reads_fell_back: AtomicU64::new(0),
     });
@@ -717,8 +816,12 @@ async fn simulate(
     ];
     if random_wipes {
         chaos.push(tokio::spawn(wiper(run.clone())));
+        chaos.push(tokio::spawn(roller(run.clone())));
+        chaos.push(tokio::spawn(majority_loss(run.clone())));
     }
-    chaos.push(tokio::spawn(recoverer(run.clone())));
+    for node in 0..PROPOSERS {
+        chaos.push(tokio::spawn(membership(run.clone(), node)));
+    }
     let clients: Vec<_> = (0..run.shape.clients)
         .map(|c| tokio::spawn(client(run.clone(), c)))
         .collect();
@@ -744,6 +847,13 @@ async fn simulate(
     world.heal_all();
     world.set_faults(Faults::none());
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // After a majority was lost, the state chosen just before it: the acceptors as they were
+    // then, read through their own perfect links.
+    let lost = run.lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let final_acceptors = match &lost {
+        None => links(&world, PROPOSERS),
+        Some(before) => restored(before),
+    };
     let checker = Proposer::with_incarnation(
         ProposerConfig {
             id: 1000,
@@ -754,7 +864,7 @@ async fn simulate(
             thrifty: false,
             ..ProposerConfig::default()
         },
-        links(&world, PROPOSERS),
+        final_acceptors,
         1,
     );
     let mut finals = BTreeMap::new();
@@ -795,6 +905,8 @@ async fn simulate(
         crashes: run.crashes.load(Ordering::SeqCst),
         partitions: run.partitions.load(Ordering::SeqCst),
         wipes: run.wipes.load(Ordering::SeqCst) + world.aimed_wipes_done(),
+        rollbacks: run.rollbacks.load(Ordering::SeqCst),
+        majority_lost: run.majority_lost.load(Ordering::SeqCst),
         recoveries: run.recoveries.load(Ordering::SeqCst),
         reads_agreed: run.reads_agreed.load(Ordering::SeqCst),
         reads_fell_back: run.reads_fell_back.load(Ordering::SeqCst),
@@ -802,6 +914,30 @@ async fn simulate(
         invariant_violations: world.violations(),
         history_violations,
     }
+}
+
+/// In-memory acceptors holding `states` (the acceptors just before a majority was lost),
+/// each made a member that counts: the state chosen then, for the final read.
+fn restored(states: &[Snapshot]) -> Vec<Arc<dyn Acceptor>> {
+    let names: Vec<String> = (0..states.len()).map(|i| format!("a{}", i + 1)).collect();
+    let set = acceptor_set(names.iter().map(String::as_str));
+    names
+        .iter()
+        .zip(states)
+        .map(|(name, state)| {
+            let a = MemoryAcceptor::in_set(name.clone(), set.clone());
+            a.roll_back(state);
+            a.apply_identity(&IdentityOp::Force(Identity {
+                cluster: MEMORY_CLUSTER.into(),
+                acceptor: name.clone(),
+                standing: Standing::Member,
+                mark: String::new(),
+                set: set.clone(),
+                stamp: String::new(),
+            }));
+            Arc::new(a) as Arc<dyn Acceptor>
+        })
+        .collect()
 }
 
 /// Runs one seed on its own deterministic runtime (a correct run with aimed wipes too when

@@ -27,11 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use perseus_node::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
+use perseus_node::acceptor::memory::{MemoryAcceptor, Snapshot, MEMORY_CLUSTER};
 use perseus_node::acceptor::rules::Slot;
 use perseus_node::acceptor::{
-    counted, AcceptReply, Acceptor, AcceptorError, Answers, Identity, PrepareReply, ReadReply,
-    Standing,
+    acceptor_set, counted, AcceptReply, Acceptor, AcceptorError, AdminAcceptor, Answers, Identity,
+    IdentityOp, Inspection, PrepareReply, ReadReply, Standing,
 };
 use perseus_node::ballot::Ballot;
 use rand::rngs::StdRng;
@@ -170,10 +170,13 @@ impl World {
         controls: Controls,
         aimed_wipes: AimedWipes,
     ) -> Arc<World> {
+        let names: Vec<String> = (0..acceptors).map(|i| format!("a{}", i + 1)).collect();
+        let set = acceptor_set(names.iter().map(String::as_str));
         Arc::new(World {
             start: tokio::time::Instant::now(),
-            acceptors: (0..acceptors)
-                .map(|i| MemoryAcceptor::new(format!("a{}", i + 1)))
+            acceptors: names
+                .iter()
+                .map(|name| MemoryAcceptor::in_set(name.clone(), set.clone()))
                 .collect(),
             controls,
             aimed_wipes,
@@ -296,10 +299,60 @@ impl World {
     /// Acceptor `index` loses its data and identity (FLUSHALL, a new volume).
     pub fn wipe(&self, index: usize) {
         self.acceptors[index].wipe();
+        self.trace_event("wipe", index);
+    }
+
+    /// Acceptor `index` restarts with every write it took (a new life: nothing proves it).
+    pub fn restart(&self, index: usize) {
+        self.acceptors[index].restart();
+        self.trace_event("restart", index);
+    }
+
+    /// A copy of acceptor `index`'s whole state, identity included.
+    pub fn snapshot(&self, index: usize) -> Snapshot {
+        self.acceptors[index].snapshot()
+    }
+
+    /// Acceptor `index`'s whole state goes back to `snapshot` (an old backup restored, a
+    /// truncated AOF): promises and accepts since are forgotten, its identity is the old one.
+    pub fn roll_back(&self, index: usize, snapshot: &Snapshot) {
+        self.acceptors[index].roll_back(snapshot);
+        self.trace_event("roll back", index);
+    }
+
+    /// Whether acceptor `index` is a member whose data is one unbroken history (it counts).
+    pub fn level_member(&self, index: usize) -> bool {
+        let a = &self.acceptors[index];
+        a.identity()
+            .is_some_and(|id| id.standing == Standing::Member && id.stamp == a.life())
+    }
+
+    fn trace_event(&self, what: &str, index: usize) {
         let mut state = self.lock();
         let mut hasher = DefaultHasher::new();
-        (state.trace, "wipe", index, self.start.elapsed()).hash(&mut hasher);
+        (state.trace, what, index, self.start.elapsed()).hash(&mut hasher);
         state.trace = hasher.finish();
+    }
+
+    /// An identity operation of a node's membership task, at the acceptor.
+    fn deliver_identity(&self, acceptor: usize, op: &IdentityOp) -> Inspection {
+        let inspection = self.acceptors[acceptor].apply_identity(op);
+        let mut state = self.lock();
+        let mut hasher = DefaultHasher::new();
+        let record = inspection
+            .identity
+            .as_ref()
+            .map(|id| (id.standing.as_str(), id.mark.clone(), id.stamp.clone()));
+        (
+            state.trace,
+            "identity",
+            acceptor,
+            record,
+            self.start.elapsed(),
+        )
+            .hash(&mut hasher);
+        state.trace = hasher.finish();
+        inspection
     }
 
     /// Acceptors wiped by [`AimedWipes`] so far.
@@ -337,10 +390,7 @@ impl World {
     }
 
     fn all_members(&self) -> bool {
-        self.acceptors.iter().all(|a| {
-            a.identity()
-                .is_some_and(|id| id.standing == Standing::Member)
-        })
+        (0..self.acceptors.len()).all(|i| self.level_member(i))
     }
 
     /// Wipes acceptor `acceptor` and marks it recovering at once (its own mark, `w<n>`,
@@ -359,11 +409,14 @@ impl World {
     /// membership task does for an acceptor found without one.
     pub fn mark_recovering(&self, acceptor: usize, mark: String) {
         let a = &self.acceptors[acceptor];
+        let set = acceptor_set(self.acceptors.iter().map(|a| a.name()));
         a.claim(Identity {
             cluster: MEMORY_CLUSTER.into(),
             acceptor: a.name().into(),
             standing: Standing::Recovering,
             mark,
+            set,
+            stamp: String::new(),
         });
     }
 
@@ -696,5 +749,29 @@ impl Acceptor for Link {
             Ok(world.deliver_accept_many(acceptor, &writes, ballot, next_promise))
         })
         .await?
+    }
+}
+
+/// The nodes' membership tasks talk to the acceptors through the same lossy links.
+#[async_trait]
+impl AdminAcceptor for Link {
+    async fn identity(&self, op: IdentityOp) -> Result<Inspection, AcceptorError> {
+        let acceptor = self.acceptor;
+        self.send(move |world, _| Ok(world.deliver_identity(acceptor, &op)))
+            .await
+    }
+
+    /// Every key at once (a simulated acceptor has few).
+    async fn scan_keys(&self, _cursor: u64) -> Result<(u64, Vec<String>), AcceptorError> {
+        let acceptor = self.acceptor;
+        self.send(move |world, _| Ok((0, world.acceptors[acceptor].keys())))
+            .await
+    }
+
+    /// Simulated acceptors always check the in-memory cluster.
+    fn set_cluster(&self, _cluster: Option<&str>) {}
+
+    fn cluster(&self) -> Option<String> {
+        Some(MEMORY_CLUSTER.into())
     }
 }
