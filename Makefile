@@ -97,7 +97,7 @@ endif
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
-        compare matrix results etcd-smoke smoke amnesia-check accept-loss idle-reconnect node-memory contention bench-catchup \
+        compare matrix results etcd-smoke smoke amnesia-check rollback-check accept-loss idle-reconnect node-memory contention bench-catchup \
         $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia wipe snapshot rollback truncate,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
         $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%)) \
         $(foreach v,wipe rollback truncate,$(HOSTS:%=$(v)-acceptor-%)) snapshot
@@ -287,6 +287,9 @@ smoke: images ## Short run of SYSTEM for CI: up, 24 s of load, kill the leader, 
 
 amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then in the middle of load; 0 lost writes
 	scripts/amnesia-check.sh
+
+rollback-check: images ## An acceptor rolled back to an old copy, then two acceptors wiped: never a 404 or a second create, data loss said and kept until make accept-loss
+	scripts/rollback-check.sh
 
 idle-reconnect: images ## Restart two Redis acceptors, wait 3 s, one PUT to each idle node: all must succeed (then make down)
 	scripts/idle-reconnect.sh

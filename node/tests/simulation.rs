@@ -53,7 +53,8 @@ fn seeds() -> Vec<u64> {
 fn failure_text(report: &Report, variant: Variant) -> String {
     let shown: Vec<&String> = report.violations().take(8).collect();
     format!(
-        "{variant:?} seed {seed} (fingerprint {fp:016x}): {n} violation(s) (replay: \
+        "{variant:?} seed {seed} (fingerprint {fp:016x}; {wipes} wiped, {rollbacks} restarted or \
+         rolled back, majority lost: {lost}): {n} violation(s) (replay: \
          SIM_SEED={seed} cargo test -p perseus-node --test simulation {test}):\n  {list}",
         test = match variant {
             Variant::Correct => "proposer_is_safe",
@@ -74,6 +75,9 @@ fn failure_text(report: &Report, variant: Variant) -> String {
         },
         seed = report.seed,
         fp = report.fingerprint,
+        wipes = report.wipes,
+        rollbacks = report.rollbacks,
+        lost = report.majority_lost,
         n = report.invariant_violations.len() + report.history_violations.len(),
         list = shown
             .iter()

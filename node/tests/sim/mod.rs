@@ -847,17 +847,25 @@ async fn simulate(
     world.heal_all();
     world.set_faults(Faults::none());
     tokio::time::sleep(Duration::from_secs(5)).await;
-    // After a majority was lost, the state chosen just before it: the acceptors as they were
-    // then, read through their own perfect links.
+    // After a majority was lost: for every key, the value with the highest accepted ballot
+    // among the acceptors as they were just before the loss and as they are now (what the
+    // operator's accept-loss would keep; a write acknowledged after the loss can only sit on
+    // an acceptor that kept its data, with its quorum's other acceptance made before it), read
+    // with a quorum of all of them.
     let lost = run.lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let final_acceptors = match &lost {
-        None => links(&world, PROPOSERS),
-        Some(before) => restored(before),
+    let (final_acceptors, final_quorum) = match &lost {
+        None => (links(&world, PROPOSERS), QUORUM),
+        Some(before) => {
+            let mut states = before.clone();
+            states.extend((0..ACCEPTORS).map(|i| world.snapshot(i)));
+            let n = states.len();
+            (restored(&states), n)
+        }
     };
     let checker = Proposer::with_incarnation(
         ProposerConfig {
             id: 1000,
-            quorum: QUORUM,
+            quorum: final_quorum,
             timeout: TIMEOUT,
             // The final state is CHOSEN by a full round of its own, on every acceptor.
             quorum_reads: false,
@@ -916,8 +924,8 @@ async fn simulate(
     }
 }
 
-/// In-memory acceptors holding `states` (the acceptors just before a majority was lost),
-/// each made a member that counts: the state chosen then, for the final read.
+/// In-memory acceptors holding `states` (the acceptors just before a majority was lost, and
+/// at the end), each made a member that counts, for the final read.
 fn restored(states: &[Snapshot]) -> Vec<Arc<dyn Acceptor>> {
     let names: Vec<String> = (0..states.len()).map(|i| format!("a{}", i + 1)).collect();
     let set = acceptor_set(names.iter().map(String::as_str));
