@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use perseus_model::AcceptorState;
 use perseus_node::testing::{client, settings, three_redis, Node};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -112,6 +113,23 @@ async fn a_restarted_acceptor_is_used_again() {
     // Let the node find out and reconnect (a call on the dead connection triggers it).
     let _ = increment(&http, &url).await;
     node.wait_reachable(3).await;
+    // A restarted Redis cannot prove it lost nothing: it counts again once the membership
+    // task has caught it up (docs/design-acceptor-recovery.md, "Rollback").
+    let membership = node.app.membership.clone().expect("membership");
+    let a1_is_member = || membership.view().acceptors[0].state == AcceptorState::Member;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a1_is_member() {
+        assert!(Instant::now() < deadline, "a1 never seen restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while !a1_is_member() {
+        assert!(
+            Instant::now() < deadline,
+            "a1 not caught up: {:?}",
+            membership.view()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Now lose another acceptor: the quorum needs the restarted one.
     redis[1].kill();
     for i in 0..20 {
