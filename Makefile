@@ -20,15 +20,6 @@ endif
 IMAGE ?= perseus:latest
 BASE_IMAGE ?= perseus-base:bookworm
 BUILD_DIR := compose/.build
-HOSTS := a1 a2 a3
-ETCD_HOSTS := e1 e2 e3
-ZK_HOSTS := z1 z2 z3
-NATS_HOSTS := j1 j2 j3
-GALERA_HOSTS := g1 g2 g3
-POSTGRES_HOSTS := q1 q2 q3
-SENTINEL_HOSTS := r1 r2 r3
-# The hosts of the systems other than Perseus (host faults by name: make kill-z2).
-OTHER_HOSTS := $(ETCD_HOSTS) $(ZK_HOSTS) $(NATS_HOSTS) $(GALERA_HOSTS) $(POSTGRES_HOSTS) $(SENTINEL_HOSTS)
 # The system under test (docs/systems.md): perseus, etcd (v2 API), etcd3 (the same cluster
 # through the v3 API), zookeeper, nats, galera, postgres, sentinel. `make up|load|kill-leader|experiment|smoke SYSTEM=s`.
 SYSTEM ?= perseus
@@ -46,9 +37,9 @@ WORKLOAD ?= counter
 # (the one that is up, Perseus first), or a system's name. E.g. `make kill-leader TARGET=etcd`
 # (the same as SYSTEM=etcd).
 TARGET ?= auto
+comma := ,
 CHAOS_TARGET := $(if $(filter-out perseus,$(SYSTEM)),$(SYSTEM),$(TARGET))
 SYSTEMS_IMAGE ?= perseus-systems:latest
-ETCD_NODES := http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379
 # How long `make load` runs the load generator (seconds); it always stops by itself.
 LOADGEN_DURATION ?= 300
 # `make load`: connections per node, and which keys they use: `own` (one key per connection)
@@ -84,10 +75,9 @@ RUNS ?= 10
 export COMPOSE BASE_IMAGE UP_TIMEOUT SYSTEMS_IMAGE
 export SWARM_IMAGE := $(IMAGE)
 
-CLUSTER := a1 a2 a3 p1 p2 p3
-# Every profile, so that `make down` removes every system.
-ALL_PROFILES := --profile load --profile chaos --profile etcd --profile zookeeper --profile nats \
-  --profile galera --profile postgres --profile sentinel
+# Every profile of docker-compose.yml (where they are defined), so that `make down` removes
+# every system.
+ALL_PROFILES := $(addprefix --profile ,$(sort $(subst $(comma), ,$(shell sed -n 's/^ *profiles: *\[\(.*\)\].*/\1/p' docker-compose.yml | tr -d '" '))))
 ifeq ($(ENGINE),swarm)
 CHAOS := scripts/swarm.sh chaos --target $(TARGET)
 else
@@ -97,20 +87,20 @@ endif
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
-        compare matrix results etcd-smoke smoke amnesia-check rollback-check accept-loss idle-reconnect node-memory contention bench-catchup \
-        $(foreach v,kill start restart partition heal pause resume loss limit delay isolate-in isolate-out cut-clients amnesia wipe snapshot rollback truncate,$(HOSTS:%=$(v)-%) $(OTHER_HOSTS:%=$(v)-%) $(v)-leader) \
-        $(foreach v,kill start pause cut,$(HOSTS:%=$(v)-acceptor-%) $(HOSTS:%=$(v)-node-%)) \
-        $(foreach v,wipe rollback truncate,$(HOSTS:%=$(v)-acceptor-%)) snapshot
+        compare matrix results etcd-smoke smoke amnesia-check rollback-check accept-loss idle-reconnect node-memory contention bench-catchup snapshot
 
 help: ## Show this help
 	@echo "Perseus testbed (compose: $(COMPOSE))"
 	@grep -hE '^[^ #]+:.*## ' $(MAKEFILE_LIST) | \
 	  sed -E 's/^\$$\(HOSTS:%=([a-z-]+)-%\).*## /\1-HOST\t/; s/^([^ :]+):[^#]*## /\1\t/' | \
 	  awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  HOST is a1..a3 (Perseus), e1..e3 (etcd, etcd3), z1..z3 (zookeeper), j1..j3 (nats) or leader"
-	@echo "  (e.g. make kill-a1, make partition-e2, make kill-leader SYSTEM=zookeeper)."
-	@echo "  SYSTEM=perseus (default), etcd, etcd3, zookeeper or nats picks the system for up, load,"
-	@echo "  the leader faults, experiment and smoke (docs/systems.md)."
+	@echo "  make VERB-HOST       a fault: VERB is any chaos command (target/release/chaos --help lists them;"
+	@echo "                       partition-HOST isolates, isolate-in/-out cut one way; loss, limit and delay"
+	@echo "                       take PERCENT=30 SCOPE=peers|all, RATE=256kbit, DELAY=50ms JITTER=10ms)"
+	@echo "  make VERB-LAYER-HOST one layer of a Perseus host: kill/start/pause/cut-acceptor-a1, ...-node-a1"
+	@echo "  HOST is a host of any system or leader (make kill-a1, make kill-leader SYSTEM=zookeeper);"
+	@echo "  SYSTEM picks the system for up, load, the leader faults, experiment and smoke"
+	@echo "  (perseus by default; docs/systems.md lists the systems and their hosts)."
 
 base: ## Build the base image (debian:bookworm-slim, or debootstrap from this machine's apt mirror when no registry answers)
 	BASE_IMAGE=$(BASE_IMAGE) compose/make-base.sh
@@ -167,70 +157,35 @@ logs: ## Show the load generator's output (follows it while it runs)
 status: ## Hosts: containers' states, shared namespace, health from outside, faults, addresses
 	@$(CHAOS) status
 
-$(HOSTS:%=kill-%) $(OTHER_HOSTS:%=kill-%) kill-leader: kill-%: ## SIGKILL HOST (acceptor and node, or the etcd member)
-	@$(CHAOS) kill $*
-$(HOSTS:%=start-%) $(OTHER_HOSTS:%=start-%) start-leader: start-%: ## start HOST again and wait until it answers /health
-	@$(CHAOS) start $*
-$(HOSTS:%=restart-%) $(OTHER_HOSTS:%=restart-%) restart-leader: restart-%: ## kill + start
-	@$(CHAOS) restart $*
-$(HOSTS:%=partition-%) $(OTHER_HOSTS:%=partition-%) partition-leader: partition-%: ## cut HOST off from the other hosts (clients still reach it)
-	@$(CHAOS) isolate $*
-$(HOSTS:%=heal-%) $(OTHER_HOSTS:%=heal-%) heal-leader: heal-%: ## undo every fault on HOST
-	@$(CHAOS) heal $*
 heal: ## Undo every fault on every host (of TARGET): rules, qdiscs, pauses, killed acceptors and hosts
 	@$(CHAOS) heal
-$(HOSTS:%=pause-%) $(OTHER_HOSTS:%=pause-%) pause-leader: pause-%: ## freeze HOST (docker pause)
-	@$(CHAOS) pause $*
-$(HOSTS:%=resume-%) $(OTHER_HOSTS:%=resume-%) resume-leader: resume-%: ## thaw HOST
-	@$(CHAOS) resume $*
-$(HOSTS:%=loss-%) $(OTHER_HOSTS:%=loss-%) loss-leader: loss-%: ## drop PERCENT (30) % of HOST's packets to/from its peers (SCOPE=all: every packet)
-	@$(CHAOS) --scope $(SCOPE) loss $* $(PERCENT)
-$(HOSTS:%=limit-%) $(OTHER_HOSTS:%=limit-%) limit-leader: limit-%: ## limit HOST's outgoing bandwidth to RATE (256kbit)
-	@$(CHAOS) limit $* $(RATE)
-$(HOSTS:%=delay-%) $(OTHER_HOSTS:%=delay-%) delay-leader: delay-%: ## delay HOST's packets by DELAY (50ms) ± JITTER (10ms); needs netem
-	@$(CHAOS) delay $* $(DELAY) $(JITTER)
-$(HOSTS:%=isolate-in-%) $(OTHER_HOSTS:%=isolate-in-%) isolate-in-leader: isolate-in-%: ## one way: HOST's peers cannot reach it (it reaches them)
-	@$(CHAOS) isolate-inbound $*
-$(HOSTS:%=isolate-out-%) $(OTHER_HOSTS:%=isolate-out-%) isolate-out-leader: isolate-out-%: ## one way: HOST cannot reach its peers (they reach it)
-	@$(CHAOS) isolate-outbound $*
-$(HOSTS:%=cut-clients-%) $(OTHER_HOSTS:%=cut-clients-%) cut-clients-leader: cut-clients-%: ## HOST's clients cannot reach it (its peers can)
-	@$(CHAOS) cut-clients $*
-$(HOSTS:%=amnesia-%) $(OTHER_HOSTS:%=amnesia-%) amnesia-leader: amnesia-%: ## stop HOST, erase its data volume, start it empty (may lose acknowledged writes)
-	@$(CHAOS) amnesia $*
-$(HOSTS:%=wipe-%) $(OTHER_HOSTS:%=wipe-%) wipe-leader: wipe-%: ## stop HOST, empty its data directory, start it (docs/faults.md: storage faults)
-	@$(CHAOS) wipe $*
-$(HOSTS:%=snapshot-%) $(OTHER_HOSTS:%=snapshot-%) snapshot-leader: snapshot-%: ## save a copy of HOST's data directory (frozen while copied) for rollback
-	@$(CHAOS) snapshot $*
-snapshot: ## save a copy of the data directory of every host (of TARGET)
+snapshot: ## save a copy of the data directory of every host (of TARGET) for rollback
 	@$(CHAOS) snapshot
-$(HOSTS:%=rollback-%) $(OTHER_HOSTS:%=rollback-%) rollback-leader: rollback-%: ## stop HOST, put its snapshot back in place of its data, start it (may lose acknowledged writes)
-	@$(CHAOS) rollback $*
-$(HOSTS:%=truncate-%) $(OTHER_HOSTS:%=truncate-%) truncate-leader: truncate-%: ## stop HOST, cut BYTES (4096) off its log's tail, repair it as its tools advise, start it
-	@$(CHAOS) truncate $* $(BYTES)
-$(HOSTS:%=wipe-acceptor-%): wipe-acceptor-%: ## the same for HOST's Redis acceptor alone (the node keeps running)
-	@$(CHAOS) --layer acceptor wipe $*
-$(HOSTS:%=rollback-acceptor-%): rollback-acceptor-%: ## put the snapshot back under HOST's Redis alone
-	@$(CHAOS) --layer acceptor rollback $*
-$(HOSTS:%=truncate-acceptor-%): truncate-acceptor-%: ## cut the tail of HOST's Redis AOF alone
-	@$(CHAOS) --layer acceptor truncate $* $(BYTES)
-$(HOSTS:%=kill-acceptor-%): kill-acceptor-%: ## SIGKILL only HOST's Redis acceptor (the node keeps serving through the others)
-	@$(CHAOS) --layer acceptor kill $*
-$(HOSTS:%=start-acceptor-%): start-acceptor-%: ## start HOST's Redis acceptor again
-	@$(CHAOS) --layer acceptor start $*
-$(HOSTS:%=kill-node-%): kill-node-%: ## SIGKILL only HOST's node pN (its Redis keeps serving the others)
-	@$(CHAOS) --layer node kill $*
-$(HOSTS:%=start-node-%): start-node-%: ## start HOST's node again
-	@$(CHAOS) --layer node start $*
-$(HOSTS:%=pause-acceptor-%): pause-acceptor-%: ## freeze only HOST's Redis acceptor
-	@$(CHAOS) --layer acceptor pause $*
-$(HOSTS:%=pause-node-%): pause-node-%: ## freeze only HOST's node
-	@$(CHAOS) --layer node pause $*
-$(HOSTS:%=cut-acceptor-%): cut-acceptor-%: ## the other nodes cannot reach HOST's Redis (its node still reaches everything)
-	@$(CHAOS) --layer acceptor isolate $*
-$(HOSTS:%=cut-node-%): cut-node-%: ## HOST's node cannot reach the other acceptors (its Redis still serves them)
-	@$(CHAOS) --layer node isolate $*
 partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, bridge, majorities-ring
 	@$(CHAOS) partition "$(SHAPE)"
+
+# Fault targets, VERB-HOST and VERB-LAYER-HOST (make help): any target without a rule of its
+# own is handed to chaos, which knows every fault kind and every host (model/src/fault.rs,
+# model/src/system.rs), so a new kind or system needs no line here. The make names that are
+# not chaos's own: partition-HOST and cut-LAYER-HOST isolate; isolate-in/-out are the one-way
+# cuts. loss, limit, delay and truncate take their parameters from PERCENT/SCOPE, RATE,
+# DELAY/JITTER and BYTES.
+FAULT_ALIAS_partition := isolate
+FAULT_ALIAS_cut := isolate
+FAULT_ALIAS_isolate-in := isolate-inbound
+FAULT_ALIAS_isolate-out := isolate-outbound
+FAULT_OPTIONS_loss = --scope $(SCOPE)
+FAULT_PARAMS_loss = :$(PERCENT)
+FAULT_PARAMS_limit = :$(RATE)
+FAULT_PARAMS_delay = :$(DELAY)$(if $(JITTER),$(comma)$(JITTER))
+FAULT_PARAMS_truncate = $(if $(BYTES),:$(BYTES))
+# `kill` → `kill`, `loss` → `--scope peers loss:30`, `partition` → `isolate`
+fault_verb = $(FAULT_OPTIONS_$(1)) $(or $(FAULT_ALIAS_$(1)),$(1))$(FAULT_PARAMS_$(1))
+# `kill-acceptor` → `--layer acceptor kill`
+fault_command = $(if $(filter %-acceptor %-node,$(1)),--layer $(lastword $(subst -, ,$(1))) $(call fault_verb,$(patsubst %-acceptor,%,$(patsubst %-node,%,$(1)))),$(call fault_verb,$(1)))
+fault_host = $(lastword $(subst -, ,$(1)))
+.DEFAULT:
+	@$(if $(findstring -,$@),$(CHAOS) $(call fault_command,$(patsubst %-$(call fault_host,$@),%,$@)) $(call fault_host,$@),echo "make: no target '$@' (make help lists them)" >&2; exit 2)
 
 down: ## Remove all containers, networks and volumes of the testbed, every system (ENGINE=swarm: the stack, and the swarm if up entered it)
 ifeq ($(ENGINE),swarm)
@@ -262,7 +217,7 @@ bench-checker: ## The history checker: a million counter-loop operations checked
 	target/release/lab bench-checker
 
 watch: up ## Live terminal view of the load: charts per node, faults marked, keys act (q quits, writes a report)
-	target/release/watch --duration $(WATCH_DURATION) \
+	target/release/watch --store $(SYSTEM) --duration $(WATCH_DURATION) \
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-watch
 
 soak: up ## Random faults of every kind (MIX, default all but amnesia) for DURATION (300) s with SEED, all undone at the end; fails on any violation

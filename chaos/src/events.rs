@@ -59,8 +59,7 @@ mod tests {
                 FaultKind::Kill,
                 HostArg::Host(HostName::perseus(host)),
                 Utc::now(),
-                true,
-                "killed".into(),
+                Ok("killed".into()),
             );
             recorder.record(&e).unwrap();
         }

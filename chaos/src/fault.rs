@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::time::{sleep, Instant};
 
 use crate::docker;
+use crate::error::ChaosError;
 use crate::host::{Host, Member};
 use crate::netns::{self, Sharing};
 use crate::probe;
@@ -48,7 +49,7 @@ pub fn any_paused(host: &Host) -> bool {
 pub async fn kill(docker: &Docker, host: &Host) -> Result<String> {
     let up: Vec<_> = host.members.iter().filter(|m| is_up(&m.info)).collect();
     if up.is_empty() {
-        bail!("host {} is not running ({})", host.name, host.states());
+        return Err(ChaosError::not_running(format!("host {}", host.name), host.states()).into());
     }
     let kills = up.iter().map(|m| async move {
         let opts = KillContainerOptionsBuilder::default()
@@ -71,7 +72,7 @@ pub async fn kill_members(docker: &Docker, host: &Host, members: &[&Member]) -> 
     let mut killed = Vec::new();
     for m in members {
         if !is_up(&m.info) {
-            bail!("{} is not running ({})", m.container.service, host.states());
+            return Err(ChaosError::not_running(&m.container.service, host.states()).into());
         }
         let opts = KillContainerOptionsBuilder::default()
             .signal("KILL")
@@ -124,7 +125,7 @@ pub async fn pause_members(docker: &Docker, host: &Host, members: &[&Member]) ->
     let mut paused = Vec::new();
     for m in members {
         if !docker::is_running(&m.info) {
-            bail!("{} is not running ({})", m.container.service, host.states());
+            return Err(ChaosError::not_running(&m.container.service, host.states()).into());
         }
         docker
             .pause_container(&m.container.id)
@@ -282,7 +283,7 @@ pub async fn wait_answering(
 /// Freezes every container, the last first (the node before its acceptor).
 pub async fn pause(docker: &Docker, host: &Host) -> Result<String> {
     if !host.running() {
-        bail!("host {} is not running ({})", host.name, host.states());
+        return Err(ChaosError::not_running(format!("host {}", host.name), host.states()).into());
     }
     let mut paused: Vec<String> = Vec::new();
     for m in host.members.iter().rev() {

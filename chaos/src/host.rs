@@ -14,29 +14,7 @@ use bollard::Docker;
 use crate::docker::{self, Container};
 use crate::engines::{Engine, HostsMap};
 
-pub use perseus_model::{HostArg, HostName, System};
-
-/// `--target`: which system `leader` and "all hosts" refer to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Perseus when the project has Perseus hosts (or none at all), else the first other
-    /// system with hosts (etcd, ZooKeeper, NATS, in that order).
-    Auto,
-    /// A system by name (perseus, etcd, etcd3, zookeeper, nats).
-    System(System),
-}
-
-impl Target {
-    /// `auto` or a system's name (clap's value parser).
-    pub fn parse(s: &str) -> std::result::Result<Target, String> {
-        if s == "auto" {
-            return Ok(Target::Auto);
-        }
-        s.parse::<System>()
-            .map(Target::System)
-            .map_err(|e| format!("{e} (or auto)"))
-    }
-}
+pub use perseus_model::{HostArg, HostName, System, Target};
 
 /// One container of a host with its inspection.
 pub struct Member {
@@ -272,8 +250,5 @@ mod tests {
         assert_eq!(pick_system(Target::Auto, &[Zookeeper]), Zookeeper);
         assert_eq!(pick_system(Target::System(Etcd), &[Perseus]), Etcd);
         assert_eq!(pick_system(Target::System(Perseus), &[Etcd]), Perseus);
-        assert_eq!(Target::parse("etcd3"), Ok(Target::System(Etcd3)));
-        assert_eq!(Target::parse("auto"), Ok(Target::Auto));
-        assert!(Target::parse("consul").is_err());
     }
 }

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Result};
 use bollard::Docker;
 
 use crate::docker;
+use crate::error::ChaosError;
 use crate::host::{Cluster, Host};
 
 /// The chain that holds every rule chaos adds.
@@ -142,7 +143,7 @@ pub async fn isolate_host(cluster: &Cluster, host: &Host) -> Result<String> {
     let docker = host.docker();
     let name = host.name;
     if !docker::is_running(&host.main().info) {
-        bail!("host {name} is not running ({})", host.states());
+        return Err(ChaosError::not_running(format!("host {name}"), host.states()).into());
     }
     let mut others = Vec::new();
     for other in cluster

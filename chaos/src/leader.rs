@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokio::time::{sleep, Instant};
 
 use crate::docker;
+use crate::error::ChaosError;
 use crate::host::{Cluster, HostName, System};
 use crate::probe;
 use perseus_model::Leadership;
@@ -299,7 +300,7 @@ async fn named_leader(cluster: &Cluster, system: System, wait: Duration) -> Resu
 
 /// The error when no leader was agreed on in `wait`, with each host's last answer.
 fn no_leader(system: System, wait: Duration, seen: &[String]) -> anyhow::Error {
-    anyhow::anyhow!(
+    ChaosError::NoLeader(format!(
         "no {system} leader agreed on by a quorum within {} s (answers: {})",
         wait.as_secs(),
         if seen.is_empty() {
@@ -307,7 +308,8 @@ fn no_leader(system: System, wait: Duration, seen: &[String]) -> anyhow::Error {
         } else {
             seen.join("; ")
         }
-    )
+    ))
+    .into()
 }
 
 /// The current etcd leader, asking again (every 250 ms, up to `wait`) while there is none,

@@ -26,7 +26,10 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Result};
 use bollard::Docker;
 
+use perseus_model::{Rate, Scope, Span};
+
 use crate::docker;
+use crate::error::ChaosError;
 
 /// Every chain chaos creates starts with this.
 pub const PREFIX: &str = "PERSEUS-";
@@ -34,26 +37,6 @@ pub const PREFIX: &str = "PERSEUS-";
 pub const IFACE: &str = "eth0";
 /// The Redis port of a Perseus acceptor.
 pub const ACCEPTOR_PORT: u16 = 6379;
-
-/// Which traffic a loss applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scope {
-    /// Packets to and from the other hosts of the system.
-    Peers,
-    /// Every packet that enters or leaves the namespace (clients too; loopback excepted).
-    All,
-}
-
-/// Which part of a Perseus host a layer fault hits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Layer {
-    /// The whole host (every container).
-    Host,
-    /// Only the Redis acceptor `aN`.
-    Acceptor,
-    /// Only the node `pN`.
-    Node,
-}
 
 /// A fault made of iptables rules in one chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -444,14 +427,14 @@ pub async fn qdisc(docker: &Docker, container: &str) -> Result<Option<Qdisc>> {
 }
 
 /// The tc command of a bandwidth limit (egress, token bucket).
-pub fn limit_command(rate: &str) -> Vec<String> {
+pub fn limit_command(rate: Rate) -> Vec<String> {
     words(&format!(
         "tc qdisc add dev {IFACE} root tbf rate {rate} burst 32kb latency 400ms"
     ))
 }
 
 /// The tc command of a delay with optional jitter.
-pub fn delay_command(delay: &str, jitter: Option<&str>) -> Vec<String> {
+pub fn delay_command(delay: Span, jitter: Option<Span>) -> Vec<String> {
     let mut c = words(&format!(
         "tc qdisc add dev {IFACE} root netem delay {delay}"
     ));
@@ -476,11 +459,12 @@ pub async fn add_qdisc(docker: &Docker, container: &str, argv: &[String]) -> Res
     }
     let kind = argv.get(6).map(String::as_str).unwrap_or("?");
     if out.output.contains("kind is unknown") || out.output.contains("not found") {
-        bail!(
+        return Err(ChaosError::Unsupported(format!(
             "this kernel has no `{kind}` qdisc (kernel module sch_{kind} missing): {}; nothing \
              was changed (see docs/faults.md for which kernels support what)",
             out.output
-        );
+        ))
+        .into());
     }
     bail!("`{}` in {container} failed: {}", argv.join(" "), out.output)
 }
@@ -611,10 +595,10 @@ mod tests {
         assert_eq!(q.describe(), "bandwidth limit 256Kbit");
         assert_eq!(parse_qdisc("qdisc noqueue 0: root refcnt 2 \n"), None);
         assert_eq!(
-            delay_command("50ms", Some("10ms")).join(" "),
+            delay_command(Span::from_millis(50), Some(Span::from_millis(10))).join(" "),
             "tc qdisc add dev eth0 root netem delay 50ms 10ms"
         );
-        assert_eq!(limit_command("1mbit")[6], "tbf");
-        assert_eq!(delay_command("1ms", None)[6], "netem");
+        assert_eq!(limit_command("1mbit".parse().unwrap())[6], "tbf");
+        assert_eq!(delay_command(Span::from_millis(1), None)[6], "netem");
     }
 }

@@ -6,7 +6,7 @@
 //! gap is exact to the microsecond for a single node; for the cluster (any node succeeding)
 //! gaps that cross a bucket border are exact and gaps inside one bucket are not counted.
 
-use perseus_model::HostArg;
+use perseus_model::{HostArg, Layer};
 
 use crate::data::{Run, Second};
 use crate::measures::{self, Measures};
@@ -19,8 +19,8 @@ pub use perseus_model::FaultKind;
 pub struct Fault {
     pub kind: FaultKind,
     pub host: HostArg,
-    /// The part of a Perseus host it hit (`acceptor` or `node`); None for the whole host.
-    pub layer: Option<String>,
+    /// The part of a Perseus host it hit (acceptor or node); None for the whole host.
+    pub layer: Option<Layer>,
     /// When the command that applied the fault began (the nodes may feel it from then on).
     pub begin_ms: i64,
     /// When the fault was applied.
@@ -34,7 +34,7 @@ pub struct Fault {
 impl Fault {
     /// `kill a1`, or `kill a1 (acceptor only)` for a single-layer fault.
     pub fn label(&self) -> String {
-        match &self.layer {
+        match self.layer {
             Some(layer) => format!("{} {} ({layer} only)", self.kind, self.host),
             None => format!("{} {}", self.kind, self.host),
         }
@@ -62,7 +62,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind: kind.clone(),
                 host: event.host,
-                layer: event.params.get("layer").cloned(),
+                layer: event.layer,
                 begin_ms: begin,
                 start_ms: begin,
                 recover_ms: Some(begin),
@@ -72,7 +72,7 @@ pub fn faults(run: &Run) -> Vec<Fault> {
             faults.push(Fault {
                 kind: kind.clone(),
                 host: event.host,
-                layer: event.params.get("layer").cloned(),
+                layer: event.layer,
                 begin_ms: begin,
                 start_ms: end,
                 recover_ms: None,
@@ -389,7 +389,9 @@ pub(crate) mod fixtures {
             host: host.parse().unwrap(),
             ok: true,
             detail: String::new(),
-            params: Default::default(),
+            layer: None,
+            scope: None,
+            failure: None,
         }
     }
 

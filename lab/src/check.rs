@@ -21,30 +21,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer};
 
-use crate::analysis::{self, FaultKind, Subject};
+use crate::analysis::{self, Subject};
 use crate::data::{Run, ViolationRecord};
-use crate::scenario::parse_duration;
+use perseus_model::fault::Spec;
 use perseus_model::load::ViolationKind;
-use perseus_model::Consistency;
-
-/// A span of time written like the scenario durations (`5s`, `500ms`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Span(pub Duration);
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(Span)
-            .map_err(|e| serde::de::Error::custom(format!("{e:#}")))
-    }
-}
-
-impl Span {
-    fn ms(self) -> i64 {
-        self.0.as_millis() as i64
-    }
-}
+use perseus_model::{Consistency, HostName, Layer, Span};
 
 fn zero() -> Span {
     Span(Duration::ZERO)
@@ -88,18 +69,35 @@ pub enum Expect {
     /// before lies within `[min, max]`: `max = 0.0` says the node is cut off, `min = 0.7`
     /// that it is unaffected.
     RateDuring {
-        fault: String,
+        /// A fault kind's name (`loss` picks every loss, whatever its percentage).
+        fault: KindName,
         /// Only the faults of this host (a1, e2, ...).
         #[serde(default)]
-        host: Option<String>,
+        host: Option<HostName>,
         #[serde(default)]
-        layer: Option<String>,
+        layer: Option<Layer>,
         node: String,
         #[serde(default)]
         min: Option<f64>,
         #[serde(default)]
         max: Option<f64>,
     },
+}
+
+/// A fault kind's name, checked against the fault table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KindName(pub &'static str);
+
+impl<'de> Deserialize<'de> for KindName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Spec::named(&text).map(|s| KindName(s.name)).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown fault {text:?} (one of {})",
+                perseus_model::FaultKind::names().join(", ")
+            ))
+        })
+    }
 }
 
 /// What one checker found.
@@ -217,7 +215,7 @@ impl Expect {
                 let on = layer
                     .as_ref()
                     .map_or(String::new(), |l| format!(" ({l} only)"));
-                format!("during {fault}{host}{on}, {node} serves {bounds} its rate before")
+                format!("during {}{host}{on}, {node} serves {bounds} its rate before", fault.0)
             }
         }
     }
@@ -263,10 +261,7 @@ impl Expect {
                 // The faults that take a node away; one of the acceptor alone leaves the node
                 // serving, and grey faults (loss, limit) only slow it: not about this check.
                 let takes_node_away = |f: &&analysis::Fault| {
-                    matches!(
-                        f.kind,
-                        FaultKind::Kill | FaultKind::Isolate | FaultKind::Pause
-                    ) && f.layer.as_deref() != Some("acceptor")
+                    f.kind.spec().takes_node_away && f.layer != Some(Layer::Acceptor)
                 };
                 for f in faults.iter().filter(takes_node_away) {
                     let Some(i) = analysis::node_index(f.host) else {
@@ -406,7 +401,7 @@ impl Expect {
                 run,
                 &faults,
                 end,
-                (fault, host.as_deref(), layer.as_deref()),
+                (fault.0, *host, *layer),
                 node,
                 (*min, *max),
             ),
@@ -420,7 +415,7 @@ fn rate_during(
     run: &Run,
     faults: &[analysis::Fault],
     end: i64,
-    (kind, host, layer): (&str, Option<&str>, Option<&str>),
+    (kind, host, layer): (&str, Option<HostName>, Option<Layer>),
     node: &str,
     (min, max): (Option<f64>, Option<f64>),
 ) -> Verdict {
@@ -447,8 +442,8 @@ fn rate_during(
         .iter()
         .filter(|f| {
             f.kind.name() == kind
-                && f.layer.as_deref() == layer
-                && host.is_none_or(|h| f.host.to_string() == h)
+                && f.layer == layer
+                && host.is_none_or(|h| f.host.host() == Some(h))
         })
         .collect();
     if chosen.is_empty() {
@@ -695,9 +690,9 @@ mod tests {
                 || (i == 1 && (10000..12000).contains(&t))
         });
         let mut kill = event(&run, "kill", "a3", 12990, 13000);
-        kill.params.insert("layer".into(), "acceptor".into());
+        kill.layer = Some(Layer::Acceptor);
         let mut start = event(&run, "start", "a3", 15000, 15100);
-        start.params.insert("layer".into(), "acceptor".into());
+        start.layer = Some(Layer::Acceptor);
         run.events = vec![
             event(&run, "loss:30", "a1", 4990, 5000),
             event(&run, "heal", "a1", 9000, 9050),

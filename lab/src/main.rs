@@ -18,6 +18,7 @@ mod report;
 mod results;
 mod runner;
 mod scenario;
+mod soak;
 mod spans;
 mod storage;
 
@@ -37,8 +38,8 @@ struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 struct Tools {
-    /// The system under test (perseus, etcd, etcd3, zookeeper, nats): the load generator's
-    /// client, and the defaults of --nodes, --target and --system
+    /// The system under test: the load generator's client, and the defaults of --nodes,
+    /// --target and --system
     #[arg(long, env = "LAB_STORE", default_value = "perseus")]
     store: perseus_model::System,
     /// Node endpoints for the load generator (default: the store's three hosts)
@@ -56,7 +57,7 @@ struct Tools {
     /// Which cluster chaos acts on (`leader`): auto or a system's name (default: the store,
     /// except for perseus, where chaos decides)
     #[arg(long, env = "LAB_TARGET")]
-    target: Option<String>,
+    target: Option<perseus_model::Target>,
     /// The load: counter (each client's own key) or register (reads, blind writes and
     /// compare-and-sets of many clients on a few shared keys)
     #[arg(long, env = "LAB_WORKLOAD", default_value = "counter")]
@@ -91,6 +92,14 @@ impl Tools {
     fn store(&self) -> perseus_model::System {
         self.control.map_or(self.store, |c| c.system())
     }
+
+    /// The system chaos aims at: the target when it names one, else the store's.
+    fn aimed(&self) -> perseus_model::System {
+        match self.target {
+            Some(perseus_model::Target::System(s)) => s,
+            _ => self.store(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,8 +120,8 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Hosts faults may hit
-        #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
+        /// Hosts faults may hit (default: the hosts of the system chaos aims at)
+        #[arg(long, value_delimiter = ',')]
         hosts: Vec<perseus_model::HostName>,
         /// Fault kinds and weights, e.g. `kill=3,loss=1,amnesia=1` (default: every kind but
         /// amnesia; delay is left out, with a note, when the kernel has no netem)
@@ -247,19 +256,20 @@ fn setup(tools: &Tools) -> Result<runner::Setup> {
     Ok(runner::Setup {
         loadgen: bin_dir.join("loadgen"),
         chaos: bin_dir.join("chaos"),
-        nodes: tools
-            .nodes
-            .clone()
-            .unwrap_or_else(|| store.nodes().join(",")),
-        store: store.name().to_string(),
+        nodes: tools.nodes.as_deref().map_or_else(
+            || store.nodes(),
+            |n| n.split(',').map(str::to_string).collect(),
+        ),
+        store,
         // the register workload races many clients on a few keys: 4 per node at least
         connections: if register {
             tools.connections.max(4)
         } else {
             tools.connections
         },
-        target: tools.target.clone().or_else(|| {
-            (store != perseus_model::System::Perseus).then(|| store.name().to_string())
+        target: tools.target.or_else(|| {
+            (store != perseus_model::System::Perseus)
+                .then_some(perseus_model::Target::System(store))
         }),
         loadgen_args,
         label: tools
@@ -430,22 +440,29 @@ fn soak(
     out: &Path,
     tools: &Tools,
 ) -> Result<bool> {
+    let aimed = tools.aimed().hosts();
+    let hosts = if hosts.is_empty() { &aimed[..] } else { hosts };
+    if let Some(h) = hosts.iter().find(|h| !aimed.contains(h)) {
+        anyhow::bail!(
+            "--hosts: {h} is not a host of {} (pick --store or --target)",
+            tools.aimed()
+        );
+    }
     let mut mix = match mix {
-        Some(text) => scenario::parse_mix(text)?,
-        None => scenario::DEFAULT_MIX.to_vec(),
+        Some(text) => soak::parse_mix(text)?,
+        None => soak::default_mix(),
     };
-    let wants_delay = mix
-        .iter()
-        .any(|(k, w)| *k == scenario::Kind::Delay && *w > 0);
-    if let (true, Some(probe_host)) = (wants_delay, hosts.first()) {
-        if !runner::kernel_has_netem(&setup(tools)?, &probe_host.to_string())? {
+    let is_delay = |d: &soak::Draw| d.name() == "delay";
+    let wants_delay = mix.iter().any(|(d, w)| is_delay(d) && *w > 0);
+    if let (true, Some(&probe_host)) = (wants_delay, hosts.first()) {
+        if !runner::kernel_has_netem(&setup(tools)?, probe_host)? {
             println!(
                 "# soak: delay left out of the mix: this kernel has no sch_netem (docs/faults.md)"
             );
-            mix.retain(|(k, _)| *k != scenario::Kind::Delay);
+            mix.retain(|(d, _)| !is_delay(d));
         }
     }
-    let scenario = scenario::Scenario::random(Duration::from_secs(duration), hosts, seed, &mix);
+    let scenario = soak::random(Duration::from_secs(duration), hosts, seed, &mix);
     let drawn: Vec<String> = mix
         .iter()
         .filter(|(_, w)| *w > 0)
@@ -484,7 +501,13 @@ fn main() -> ExitCode {
             scenario,
             out,
             tools,
-        } => scenario::Scenario::load(&scenario).and_then(|s| run_and_report(&tools, &s, &out)),
+        } => scenario::Scenario::load(&scenario)
+            .and_then(|s| {
+                s.check_hosts(tools.aimed())
+                    .with_context(|| format!("scenario {}", scenario.display()))?;
+                Ok(s)
+            })
+            .and_then(|s| run_and_report(&tools, &s, &out)),
         Cmd::Soak {
             duration,
             seed,

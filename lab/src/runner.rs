@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use perseus_model::load::{Record, Start};
-use perseus_model::FaultKind;
+use perseus_model::{
+    ChaosCall, ChaosEvent, ChaosOptions, Failure, FaultKind, HostArg, HostName, LoadCall, Span,
+    System, Target,
+};
 
 use crate::progress::Progress;
 use crate::scenario::Scenario;
@@ -26,12 +29,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Setup {
     pub loadgen: PathBuf,
     pub chaos: PathBuf,
-    pub nodes: String,
+    pub nodes: Vec<String>,
     /// The load generator's `--system` (which client it uses).
-    pub store: String,
+    pub store: System,
     pub connections: u32,
     /// chaos's `--target` (which cluster `leader` means), when given.
-    pub target: Option<String>,
+    pub target: Option<Target>,
     /// More load generator arguments (the workload, a control's variant).
     pub loadgen_args: Vec<String>,
     /// What the progress bar calls the run.
@@ -45,13 +48,28 @@ pub struct Outcome {
     pub failed_steps: Vec<String>,
 }
 
-fn chaos(setup: &Setup, dir: &Path, args: &[&str], log: &Mutex<File>, progress: &Progress) -> bool {
-    let mut command = Command::new(&setup.chaos);
-    command.arg("--events").arg(dir.join("events.jsonl"));
-    if let Some(target) = &setup.target {
-        command.arg("--target").arg(target);
+impl Setup {
+    /// chaos's options for a run writing its events into `dir`.
+    fn chaos_options(&self, events: Option<PathBuf>) -> ChaosOptions {
+        ChaosOptions {
+            events,
+            target: self.target,
+        }
     }
-    let output = command.args(args).output();
+}
+
+/// Runs one chaos action, printing and logging what it said; whether it succeeded.
+fn chaos(
+    setup: &Setup,
+    dir: &Path,
+    call: &ChaosCall,
+    log: &Mutex<File>,
+    progress: &Progress,
+) -> bool {
+    let argv = setup
+        .chaos_options(Some(dir.join("events.jsonl")))
+        .argv(call);
+    let output = Command::new(&setup.chaos).args(&argv).output();
     let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
     match output {
         Ok(out) => {
@@ -60,17 +78,16 @@ fn chaos(setup: &Setup, dir: &Path, args: &[&str], log: &Mutex<File>, progress: 
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-            progress.say(&format!("# chaos {}: {}", args.join(" "), text.trim_end()));
-            let _ = write!(log, "$ chaos {}\n{text}", args.join(" "));
+            progress.say(&format!("# chaos {call}: {}", text.trim_end()));
+            let _ = write!(log, "$ chaos {call}\n{text}");
             out.status.success()
         }
         Err(e) => {
             progress.say(&format!(
-                "# chaos {}: cannot run {}: {e}",
-                args.join(" "),
+                "# chaos {call}: cannot run {}: {e}",
                 setup.chaos.display()
             ));
-            let _ = writeln!(log, "$ chaos {}\ncannot run: {e}", args.join(" "));
+            let _ = writeln!(log, "$ chaos {call}\ncannot run: {e}");
             false
         }
     }
@@ -82,21 +99,19 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
     std::fs::write(dir.join("scenario.txt"), format!("{scenario:#?}\n"))?;
     let log = Arc::new(Mutex::new(File::create(dir.join("chaos.log"))?));
 
+    let load = LoadCall {
+        system: setup.store,
+        nodes: setup.nodes.clone(),
+        connections: setup.connections,
+        duration_secs: scenario.duration.as_secs(),
+        out: dir.join("load.jsonl"),
+        allow_violations: true,
+    };
     let mut loadgen = Command::new(&setup.loadgen)
-        .arg("--system")
-        .arg(&setup.store)
-        .arg("--nodes")
-        .arg(&setup.nodes)
-        .arg("--connections")
-        .arg(setup.connections.to_string())
-        .arg("--duration")
-        .arg(scenario.duration.as_secs().max(1).to_string())
-        .arg("--out")
-        .arg(dir.join("load.jsonl"))
+        .args(load.argv())
         .arg("--history")
         .arg(dir.join(crate::history::HISTORY_FILE))
         .args(&setup.loadgen_args)
-        .arg("--allow-violations")
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", setup.loadgen.display()))?;
@@ -135,14 +150,12 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
         std::thread::sleep(wait);
         let (setup, dir, log, step) = (setup.clone(), dir.to_path_buf(), log.clone(), step.clone());
         let progress = progress.clone();
-        let turn = locks.take(step.host.map(|h| h.to_string()));
+        let turn = locks.take(step.call.host.map(|h| h.to_string()));
         steps.push(std::thread::spawn(move || {
             let _turn = turn.wait();
-            let argv = step.argv();
-            let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-            progress.now(&args.join(" "));
-            let ok = chaos(&setup, &dir, &args, &log, &progress);
-            (ok, args.join(" "))
+            progress.now(&step.call.to_string());
+            let ok = chaos(&setup, &dir, &step.call, &log, &progress);
+            (ok, step.call.to_string())
         }));
     }
     let mut failed_steps = Vec::new();
@@ -158,7 +171,13 @@ pub fn run(setup: &Setup, scenario: &Scenario, dir: &Path) -> Result<Outcome> {
 
     // Leave the testbed whole whatever the scenario did: heal undoes every kind of fault
     // (rules, qdiscs, pauses, killed acceptors, killed hosts).
-    chaos(setup, dir, &[FaultKind::Heal.name()], &log, &progress);
+    chaos(
+        setup,
+        dir,
+        &ChaosCall::new(FaultKind::Heal, None),
+        &log,
+        &progress,
+    );
     progress.finish();
     Ok(Outcome {
         loadgen_exit: status.code(),
@@ -292,38 +311,43 @@ pub fn wait_for_start_record(
 }
 
 /// Whether the hosts' kernel can delay packets (netem): tries `chaos delay HOST 1ms` and heals
-/// it. Ok(false) when chaos reports the missing sch_netem; other failures are errors.
-pub fn kernel_has_netem(setup: &Setup, host: &str) -> Result<bool> {
-    let run = |args: &[&str]| {
-        let mut command = Command::new(&setup.chaos);
-        if let Some(target) = &setup.target {
-            command.arg("--target").arg(target);
-        }
-        command
-            .args(args)
+/// it. Ok(false) when chaos's event says the kernel cannot (`Failure::Unsupported`); other
+/// failures are errors.
+pub fn kernel_has_netem(setup: &Setup, host: HostName) -> Result<bool> {
+    let events = std::env::temp_dir().join(format!("lab-netem-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&events);
+    let run = |call: &ChaosCall, events: Option<PathBuf>| {
+        Command::new(&setup.chaos)
+            .args(setup.chaos_options(events).argv(call))
             .output()
             .with_context(|| format!("running {}", setup.chaos.display()))
     };
-    let out = run(&["delay", host, "1ms"])?;
+    let host = Some(HostArg::Host(host));
+    let probe = ChaosCall::new(FaultKind::Delay(Span::from_millis(1), None), host);
+    let out = run(&probe, Some(events.clone()))?;
+    let recorded = std::fs::read_to_string(&events).unwrap_or_default();
+    let _ = std::fs::remove_file(&events);
     if out.status.success() {
-        let healed = run(&["heal", host])?;
+        let healed = run(&ChaosCall::new(FaultKind::Heal, host), None)?;
         if !healed.status.success() {
             bail!(
-                "chaos heal {host} after the netem probe failed: {}",
+                "chaos heal after the netem probe failed: {}",
                 String::from_utf8_lossy(&healed.stderr)
             );
         }
         return Ok(true);
     }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if text.contains("sch_netem") {
+    let failures: Vec<Option<Failure>> = ChaosEvent::parse_lines(&recorded)
+        .map(|events| events.iter().map(|e| e.failure).collect())
+        .unwrap_or_default();
+    if failures.contains(&Some(Failure::Unsupported)) {
         return Ok(false);
     }
-    bail!("probing netem with chaos delay {host} 1ms failed: {text}")
+    bail!(
+        "probing netem with chaos {probe} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[cfg(test)]

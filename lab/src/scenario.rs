@@ -6,8 +6,7 @@
 //! at = "10s"
 //! fault = "kill"
 //! host = "a1"
-//! layer = "acceptor"        # optional (kill/start/restart/pause/resume/isolate; acceptor also for
-//!                           # wipe/rollback/truncate): host, acceptor, node
+//! layer = "acceptor"        # optional, for the layered kinds (kill, start, ...): host, acceptor, node
 //! [[step]]
 //! at = "20s"
 //! fault = "loss:30"         # parameters after a colon: loss:PERCENT, limit:RATE, delay:D[,JITTER]
@@ -20,19 +19,21 @@
 //!
 //! plus an optional `explain = """…"""` (what the scenario shows and why, printed into the
 //! run's report.md with the violations found and the verdict of every expectation), and
-//! optional `[[expect]]` blocks (what the run must show, see check.rs), and the random
-//! schedules of the soak (weighted, seeded, every fault kind), built as the same structure.
-//! Each step is one chaos command line (`Step::argv`).
+//! optional `[[expect]]` blocks (what the run must show, see check.rs). Each step is one
+//! typed chaos action (`perseus_model::ChaosCall`); every field is parsed into its type here,
+//! and [`Scenario::check_hosts`] lays the hosts and shapes over the system under test, so a
+//! misspelt kind, shape, rate, layer or host is refused before any load starts, naming the
+//! step and the field.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use perseus_model::{FaultKind, HostArg, HostName};
+use perseus_model::fault::KINDS;
+use perseus_model::span::parse_duration;
+use perseus_model::{ChaosCall, FaultKind, HostArg, Layer, Scope, System};
+use serde::Deserialize;
 
 use crate::check::Expect;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,50 +61,16 @@ struct FileStep {
     scope: Option<String>,
 }
 
-/// One timed chaos command.
+/// One timed chaos action.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub at: Duration,
-    pub fault: FaultKind,
-    /// `None` only for kinds that may act on every host (`heal`) and for `partition`.
-    pub host: Option<HostArg>,
-    /// chaos options before the command (`--layer acceptor`, `--scope all`).
-    pub options: Vec<String>,
+    pub call: ChaosCall,
 }
 
-/// The kinds `layer` applies to.
-const LAYERED: &[&str] = &[
-    "kill", "start", "restart", "pause", "resume", "isolate", "wipe", "rollback", "truncate",
-];
-
 impl Step {
-    /// A step without options.
-    pub fn new(at: Duration, fault: FaultKind, host: Option<HostArg>) -> Step {
-        Step {
-            at,
-            fault,
-            host,
-            options: Vec::new(),
-        }
-    }
-
-    /// The chaos command line (after chaos's global options).
-    pub fn argv(&self) -> Vec<String> {
-        let mut v = self.options.clone();
-        v.push(self.fault.name().to_string());
-        v.extend(self.host.map(|h| h.to_string()));
-        v.extend(self.fault.cli_params());
-        v
-    }
-
-    /// The value of option `--NAME`, if given.
-    #[cfg(test)]
-    pub fn option(&self, name: &str) -> Option<&str> {
-        let flag = format!("--{name}");
-        self.options
-            .windows(2)
-            .find(|w| w[0] == flag)
-            .map(|w| w[1].as_str())
+    pub fn new(at: Duration, call: ChaosCall) -> Step {
+        Step { at, call }
     }
 }
 
@@ -117,27 +84,68 @@ pub struct Scenario {
     pub explain: Option<String>,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| text.split_at(i))
-        .unwrap_or((text, "s"));
-    let value: f64 = number
-        .trim()
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration like 10s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => bail!("{text:?}: unknown unit {unit:?} (ms, s or m)"),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        bail!("{text:?} is not a duration like 10s, 500ms or 2m");
+/// The names of the kinds a flag of the table applies to (`kill, start, ...`).
+fn kinds_where(flag: impl Fn(&perseus_model::fault::Spec) -> bool) -> String {
+    KINDS
+        .iter()
+        .filter(|s| flag(s))
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl FileStep {
+    /// The typed step; errors name the field.
+    fn parse(self, duration: Duration) -> Result<Step> {
+        let at = parse_duration(&self.at).context("field `at`")?;
+        let fault: FaultKind = self.fault.parse().context("field `fault`")?;
+        let spec = fault.spec();
+        let host: Option<HostArg> = self
+            .host
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .context("field `host`")?;
+        if fault.takes_no_host() {
+            if host.is_some() {
+                bail!("{} names its hosts in its shape: no `host`", fault.name());
+            }
+        } else if host.is_none() && !fault.may_omit_host() {
+            bail!("fault {:?} needs a host", self.fault);
+        }
+        let layer = match self.layer {
+            None => Layer::Host,
+            Some(_) if !spec.layered() => {
+                bail!("`layer` applies to {} only", kinds_where(|s| s.layered()))
+            }
+            Some(text) => {
+                let layer: Layer = text.parse().context("field `layer`")?;
+                if !spec.takes(layer) {
+                    bail!("field `layer`: {} takes no layer {layer}", spec.name);
+                }
+                layer
+            }
+        };
+        let scope = match self.scope {
+            None => None,
+            Some(_) if !spec.scoped => {
+                bail!("`scope` applies to {} only", kinds_where(|s| s.scoped))
+            }
+            Some(text) => Some(text.parse::<Scope>().context("field `scope`")?),
+        };
+        if at >= duration {
+            bail!("at {:?} is not before the end ({:?})", at, duration);
+        }
+        Ok(Step {
+            at,
+            call: ChaosCall {
+                fault,
+                host,
+                layer,
+                scope,
+            },
+        })
     }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 impl Scenario {
@@ -146,60 +154,10 @@ impl Scenario {
         let duration = parse_duration(&file.duration).context("field `duration`")?;
         let mut steps = Vec::new();
         for (i, step) in file.step.into_iter().enumerate() {
-            let n = i + 1;
-            let at = parse_duration(&step.at).with_context(|| format!("step {n}: field `at`"))?;
-            let fault: FaultKind = step
-                .fault
-                .parse()
-                .with_context(|| format!("step {n}: field `fault`"))?;
-            let host: Option<HostArg> = step
-                .host
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .with_context(|| format!("step {n}: field `host`"))?;
-            if fault.takes_no_host() {
-                if host.is_some() {
-                    bail!(
-                        "step {n}: {} names its hosts in its shape: no `host`",
-                        fault.name()
-                    );
-                }
-            } else if host.is_none() && !fault.may_omit_host() {
-                bail!("step {n}: fault {:?} needs a host", step.fault);
-            }
-            let mut options = Vec::new();
-            if let Some(layer) = step.layer {
-                if !LAYERED.contains(&fault.name()) {
-                    bail!("step {n}: `layer` applies to {} only", LAYERED.join(", "));
-                }
-                if !["host", "acceptor", "node"].contains(&layer.as_str()) {
-                    bail!("step {n}: layer {layer:?} is not host, acceptor or node");
-                }
-                options.extend(["--layer".to_string(), layer]);
-            }
-            if let Some(scope) = step.scope {
-                if !matches!(fault, FaultKind::Loss(_)) {
-                    bail!("step {n}: `scope` applies to loss only");
-                }
-                if !["peers", "all"].contains(&scope.as_str()) {
-                    bail!("step {n}: scope {scope:?} is not peers or all");
-                }
-                options.extend(["--scope".to_string(), scope]);
-            }
-            if at >= duration {
-                bail!(
-                    "step {n}: at {:?} is not before the end ({:?})",
-                    at,
-                    duration
-                );
-            }
-            steps.push(Step {
-                at,
-                fault,
-                host,
-                options,
-            });
+            steps.push(
+                step.parse(duration)
+                    .with_context(|| format!("step {}", i + 1))?,
+            );
         }
         steps.sort_by_key(|s| s.at);
         Ok(Scenario {
@@ -216,298 +174,44 @@ impl Scenario {
         Scenario::parse(&text).with_context(|| format!("scenario {}", path.display()))
     }
 
-    /// A random fault schedule over `duration` for `hosts`, drawn (seeded) from `mix`: one
-    /// fault at a time, each undone before the next (kill, pause or isolate of two hosts at
-    /// once now and then, which stops the whole cluster), everything undone 10 s before the end.
-    pub fn random(
-        duration: Duration,
-        hosts: &[HostName],
-        seed: u64,
-        mix: &[(Kind, u32)],
-    ) -> Scenario {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut steps = Vec::new();
-        let end = duration.as_secs_f64() - 10.0;
-        let total: u32 = mix.iter().map(|(_, w)| w).sum();
-        let mut t = 5.0 + rng.random_range(0.0..3.0);
-        while t + 3.0 < end && !hosts.is_empty() && total > 0 {
-            let mut pick = rng.random_range(0..total);
-            let kind = mix
+    /// Refuses hosts that are not `system`'s and shapes that do not fit its hosts, before any
+    /// load starts (chaos would refuse them only when the step is due, mid-run).
+    pub fn check_hosts(&self, system: System) -> Result<()> {
+        let hosts = system.hosts();
+        let names = || {
+            hosts
                 .iter()
-                .find(|(_, w)| {
-                    if pick < *w {
-                        true
-                    } else {
-                        pick -= w;
-                        false
-                    }
-                })
-                .map(|(k, _)| *k)
-                .unwrap_or(Kind::Kill);
-            let first = rng.random_range(0..hosts.len());
-            let mut victims = vec![hosts[first]];
-            if kind.whole_host() && hosts.len() > 2 && rng.random_bool(0.15) {
-                let second = (first + rng.random_range(1..hosts.len())) % hosts.len();
-                victims.push(hosts[second]);
-            }
-            let hold = rng.random_range(2.0..8.0_f64).min(end - t);
-            let (at, until) = (
-                Duration::from_secs_f64(t),
-                Duration::from_secs_f64(t + hold),
-            );
-            if kind == Kind::Partition {
-                let shapes = ["halves", "bridge", "majorities-ring"];
-                let mut shape = shapes[rng.random_range(0..shapes.len())].to_string();
-                if hosts.len() == 3 && rng.random_bool(0.3) {
-                    // An arbitrary two-sided cut: one host against the others.
-                    let alone = hosts[first];
-                    let rest: Vec<String> = hosts
-                        .iter()
-                        .filter(|h| **h != alone)
-                        .map(|h| h.to_string())
-                        .collect();
-                    shape = format!("{alone} | {}", rest.join(" "));
-                }
-                steps.push(Step::new(at, FaultKind::Partition(shape), None));
-                steps.push(Step::new(until, FaultKind::Heal, None));
-            } else {
-                for host in &victims {
-                    let perseus = host.system == perseus_model::System::Perseus;
-                    let (mut fault, mut undo) = kind.steps(&mut rng, perseus);
-                    fault.at = at;
-                    fault.host = Some(HostArg::Host(*host));
-                    undo.at = until;
-                    undo.host = Some(HostArg::Host(*host));
-                    steps.push(fault);
-                    steps.push(undo);
-                }
-            }
-            t += hold + rng.random_range(3.0..8.0);
-        }
-        steps.sort_by_key(|s| s.at);
-        Scenario {
-            duration,
-            steps,
-            expect: vec![Expect::NoViolations, Expect::FaultsUndone],
-            explain: None,
-        }
-    }
-}
-
-/// The kinds of fault a soak draws from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Kill,
-    Pause,
-    Isolate,
-    OneWay,
-    CutClients,
-    Loss,
-    Limit,
-    Delay,
-    Partition,
-    /// kill, pause or isolate of only the acceptor or only the node (Perseus).
-    Layer,
-    Amnesia,
-    /// The storage faults (chaos's storage.rs): the host's data directory emptied,
-    Wipe,
-    /// a snapshot of it taken and put back a few seconds later (the disk went back in time),
-    Rollback,
-    /// or its log's tail cut and repaired. Each stops the whole host or, on Perseus, half
-    /// the time only its acceptor.
-    Truncate,
-}
-
-/// The soak's default mix: every kind but amnesia and the storage faults (which may lose
-/// acknowledged writes by design, see docs/faults.md), weighted towards the classic faults.
-pub const DEFAULT_MIX: &[(Kind, u32)] = &[
-    (Kind::Kill, 3),
-    (Kind::Pause, 2),
-    (Kind::Isolate, 3),
-    (Kind::OneWay, 2),
-    (Kind::CutClients, 1),
-    (Kind::Loss, 2),
-    (Kind::Limit, 1),
-    (Kind::Delay, 1),
-    (Kind::Partition, 2),
-    (Kind::Layer, 2),
-];
-
-const ALL_KINDS: [Kind; 14] = [
-    Kind::Kill,
-    Kind::Pause,
-    Kind::Isolate,
-    Kind::OneWay,
-    Kind::CutClients,
-    Kind::Loss,
-    Kind::Limit,
-    Kind::Delay,
-    Kind::Partition,
-    Kind::Layer,
-    Kind::Amnesia,
-    Kind::Wipe,
-    Kind::Rollback,
-    Kind::Truncate,
-];
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Kill => "kill",
-            Kind::Pause => "pause",
-            Kind::Isolate => "isolate",
-            Kind::OneWay => "one-way",
-            Kind::CutClients => "cut-clients",
-            Kind::Loss => "loss",
-            Kind::Limit => "limit",
-            Kind::Delay => "delay",
-            Kind::Partition => "partition",
-            Kind::Layer => "layer",
-            Kind::Amnesia => "amnesia",
-            Kind::Wipe => "wipe",
-            Kind::Rollback => "rollback",
-            Kind::Truncate => "truncate",
-        }
-    }
-
-    /// Whether the fault may hit two hosts at once.
-    fn whole_host(self) -> bool {
-        matches!(self, Kind::Kill | Kind::Pause | Kind::Isolate)
-    }
-
-    /// The fault's step and the step that undoes it (time and host filled in by the caller).
-    fn steps(self, rng: &mut StdRng, perseus: bool) -> (Step, Step) {
-        let step = |fault: FaultKind, options: &[&str]| Step {
-            at: Duration::ZERO,
-            fault,
-            host: None,
-            options: options.iter().map(|s| s.to_string()).collect(),
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let heal = || step(FaultKind::Heal, &[]);
-        match self {
-            Kind::Kill => (step(FaultKind::Kill, &[]), step(FaultKind::Start, &[])),
-            Kind::Pause => (step(FaultKind::Pause, &[]), step(FaultKind::Resume, &[])),
-            Kind::Isolate => (step(FaultKind::Isolate, &[]), heal()),
-            Kind::OneWay => {
-                let f = if rng.random_bool(0.5) {
-                    FaultKind::IsolateInbound
-                } else {
-                    FaultKind::IsolateOutbound
-                };
-                (step(f, &[]), heal())
-            }
-            Kind::CutClients => (step(FaultKind::CutClients, &[]), heal()),
-            Kind::Loss => {
-                let percent = [10, 30, 50][rng.random_range(0..3)];
-                let scope = if rng.random_bool(0.25) {
-                    "all"
-                } else {
-                    "peers"
-                };
-                (step(FaultKind::Loss(percent), &["--scope", scope]), heal())
-            }
-            Kind::Limit => {
-                let rate = ["128kbit", "512kbit", "2mbit"][rng.random_range(0..3)];
-                (step(FaultKind::Limit(rate.into()), &[]), heal())
-            }
-            Kind::Delay => {
-                let d = ["20ms", "100ms"][rng.random_range(0..2)];
-                (
-                    step(FaultKind::Delay(d.into(), Some("10ms".into())), &[]),
-                    heal(),
-                )
-            }
-            Kind::Layer => {
-                let layer = if rng.random_bool(0.5) {
-                    "acceptor"
-                } else {
-                    "node"
-                };
-                let opts = ["--layer", layer];
-                match rng.random_range(0..3) {
-                    0 => (step(FaultKind::Kill, &opts), step(FaultKind::Start, &opts)),
-                    1 => (step(FaultKind::Pause, &opts), step(FaultKind::Resume, &[])),
-                    _ => (step(FaultKind::Isolate, &opts), heal()),
+        for step in &self.steps {
+            let n = perseus_model::Span(step.at);
+            if let Some(HostArg::Host(h)) = step.call.host {
+                if !hosts.contains(&h) {
+                    bail!(
+                        "the step at {n}: field `host`: {h} is not a host of {system} ({})",
+                        names()
+                    );
                 }
             }
-            Kind::Amnesia => (step(FaultKind::Amnesia, &[]), heal()),
-            // Half the time only the acceptor (the node keeps running and must notice); the
-            // layer applies to Perseus hosts only, so a soak of another system uses the host.
-            Kind::Wipe | Kind::Rollback | Kind::Truncate => {
-                let acceptor = perseus && rng.random_bool(0.5);
-                let opts: &[&str] = if acceptor {
-                    &["--layer", "acceptor"]
-                } else {
-                    &[]
-                };
-                match self {
-                    Kind::Wipe => (step(FaultKind::Wipe, opts), heal()),
-                    Kind::Truncate => (
-                        step(
-                            FaultKind::Truncate(perseus_model::fault::DEFAULT_TRUNCATE_BYTES),
-                            opts,
-                        ),
-                        heal(),
-                    ),
-                    // The copy is taken when the fault "begins" and put back when it "ends":
-                    // the writes of the seconds between are what the disk forgets.
-                    _ => (
-                        step(FaultKind::Snapshot, &[]),
-                        step(FaultKind::Rollback, opts),
-                    ),
-                }
+            if let FaultKind::Partition(shape) = &step.call.fault {
+                shape
+                    .grudges(&hosts)
+                    .with_context(|| format!("the step at {n}: field `fault`: on {system}"))?;
             }
-            // Drawn by `random` itself (no host); kept total for the match.
-            Kind::Partition => (step(FaultKind::Partition("halves".into()), &[]), heal()),
         }
+        Ok(())
     }
-}
-
-/// Parses a mix like `kill=3,loss=1` (names from `Kind::name`; missing kinds get weight 0).
-pub fn parse_mix(text: &str) -> Result<Vec<(Kind, u32)>> {
-    let mut mix = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
-        let kind = ALL_KINDS
-            .iter()
-            .find(|k| k.name() == name.trim())
-            .copied()
-            .with_context(|| {
-                format!(
-                    "unknown fault kind {name:?} in the mix (one of {})",
-                    ALL_KINDS.map(Kind::name).join(", ")
-                )
-            })?;
-        let weight: u32 = weight
-            .trim()
-            .parse()
-            .with_context(|| format!("weight {weight:?} of {name} is not a whole number"))?;
-        mix.push((kind, weight));
-    }
-    if mix.iter().all(|(_, w)| *w == 0) {
-        bail!("the mix {text:?} has no fault with a weight above 0");
-    }
-    Ok(mix)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    /// Every scenario the repository ships parses, with its expectations; the ones that
-    /// explain themselves carry the text into the report.
+    /// Every scenario the repository ships parses, with its expectations, and fits the
+    /// system it is meant for; the ones that explain themselves carry the text into the
+    /// report.
     #[test]
     fn shipped_scenarios_parse() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/scenarios");
@@ -517,6 +221,13 @@ mod tests {
             if path.extension().is_some_and(|e| e == "toml") {
                 let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
                 let name = path.file_stem().unwrap().to_string_lossy().to_string();
+                let system = if name.starts_with("etcd") {
+                    System::Etcd
+                } else {
+                    System::Perseus
+                };
+                s.check_hosts(system)
+                    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
                 if name == "amnesia" || name == "single-layer" || name.starts_with("storage-") {
                     assert!(
                         s.explain.as_deref().is_some_and(|e| e.len() > 200),
@@ -546,7 +257,7 @@ mod tests {
         assert!(single
             .steps
             .iter()
-            .any(|s| s.argv() == ["--layer", "node", "kill", "a1"]));
+            .any(|s| s.call.argv() == ["--layer", "node", "kill", "a1"]));
     }
 
     #[test]
@@ -557,8 +268,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.duration, Duration::from_secs(30));
-        assert_eq!(s.steps[0].fault, FaultKind::Kill);
-        assert_eq!(s.steps[2].host, None);
+        assert_eq!(s.steps[0].call.fault, FaultKind::Kill);
+        assert_eq!(s.steps[2].call.host, None);
     }
 
     #[test]
@@ -579,110 +290,55 @@ mod tests {
         assert!(err("duration = \"30s\"\nspeed = 3\n").contains("speed"));
     }
 
+    /// A misspelt shape, rate, layer or host fails the parse (or the check against the
+    /// system), naming the step and the field.
     #[test]
-    fn random_schedules_are_seeded_undo_every_fault_and_end_early() {
-        let hosts = perseus_model::System::Perseus.hosts();
-        let a = Scenario::random(Duration::from_secs(300), &hosts, 7, DEFAULT_MIX);
-        let b = Scenario::random(Duration::from_secs(300), &hosts, 7, DEFAULT_MIX);
-        assert_eq!(a, b);
-        assert!(a.steps.len() >= 10);
-        let last = a.steps.last().unwrap().at;
-        assert!(last <= Duration::from_secs(290));
-        let count = |name: &str| a.steps.iter().filter(|s| s.fault.name() == name).count();
-        assert_eq!(count("kill"), count("start"));
-        assert_eq!(count("pause"), count("resume"));
-        let healed = [
-            "isolate",
-            "isolate-inbound",
-            "isolate-outbound",
-            "cut-clients",
-            "loss",
-            "limit",
-            "delay",
-            "partition",
-        ];
-        assert_eq!(
-            healed.iter().map(|f| count(f)).sum::<usize>(),
-            count("heal")
-        );
-        assert_eq!(count("amnesia"), 0);
-    }
-
-    #[test]
-    fn a_long_soak_draws_every_kind_of_the_mix() {
-        let hosts = perseus_model::System::Perseus.hosts();
-        let s = Scenario::random(Duration::from_secs(3000), &hosts, 3, DEFAULT_MIX);
-        for f in [
-            "kill",
-            "pause",
-            "isolate",
-            "cut-clients",
-            "loss",
-            "limit",
-            "delay",
-            "partition",
-        ] {
-            assert!(s.steps.iter().any(|st| st.fault.name() == f), "no {f}");
-        }
-        assert!(s
-            .steps
-            .iter()
-            .any(|st| st.option("layer") == Some("acceptor")));
-        assert!(s.steps.iter().any(|st| st.option("layer") == Some("node")));
-        let only_loss = parse_mix("loss=1").unwrap();
-        let s = Scenario::random(Duration::from_secs(120), &hosts, 3, &only_loss);
-        assert!(s
-            .steps
-            .iter()
-            .all(|st| matches!(st.fault, FaultKind::Loss(_) | FaultKind::Heal)));
-        assert!(parse_mix("kill=2,quake=1").is_err());
-        assert!(parse_mix("kill=0").is_err());
-        assert!(parse_mix("kill=x").is_err());
-    }
-
-    #[test]
-    fn a_storage_soak_snapshots_before_each_rollback_of_the_same_host() {
-        let hosts = perseus_model::System::Perseus.hosts();
-        let mix = parse_mix("wipe=1,rollback=2,truncate=1").unwrap();
-        let s = Scenario::random(Duration::from_secs(600), &hosts, 5, &mix);
-        let mut rollbacks = 0;
-        for (i, st) in s.steps.iter().enumerate() {
-            if st.fault == FaultKind::Rollback {
-                rollbacks += 1;
-                assert!(
-                    s.steps[..i]
-                        .iter()
-                        .any(|p| p.fault == FaultKind::Snapshot && p.host == st.host),
-                    "rollback of {:?} without a snapshot before it",
-                    st.host
-                );
-            }
-        }
-        assert!(rollbacks > 0);
-        for f in ["wipe", "truncate", "snapshot"] {
-            assert!(s.steps.iter().any(|st| st.fault.name() == f), "no {f}");
-        }
-        assert!(s
-            .steps
-            .iter()
-            .any(|st| st.option("layer") == Some("acceptor")));
-        // Another system's hosts have no acceptor layer.
-        let s = Scenario::random(
-            Duration::from_secs(600),
-            &perseus_model::System::Etcd.hosts(),
-            5,
-            &mix,
-        );
-        assert!(s.steps.iter().all(|st| st.option("layer").is_none()));
+    fn misspelt_values_are_refused_naming_the_field() {
         let step = |body: &str| format!("duration = \"30s\"\n[[step]]\nat = \"1s\"\n{body}");
-        let s = Scenario::parse(&step(
-            "fault = \"rollback\"\nhost = \"a1\"\nlayer = \"acceptor\"\n",
-        ))
-        .unwrap();
-        assert_eq!(s.steps[0].argv(), ["--layer", "acceptor", "rollback", "a1"]);
-        let s = Scenario::parse(&step("fault = \"snapshot\"\n")).unwrap();
-        assert_eq!(s.steps[0].argv(), ["snapshot"]);
-        assert!(Scenario::parse(&step("fault = \"wipe\"\n")).is_err());
+        let err = |body: &str| format!("{:#}", Scenario::parse(&step(body)).unwrap_err());
+        let e = err("fault = \"partition:majorities-rnig\"\n");
+        assert!(
+            e.contains("step 1: field `fault`") && e.contains("unknown partition"),
+            "{e}"
+        );
+        let e = err("fault = \"partition:a1 | a4\"\n");
+        assert!(
+            e.contains("field `fault`") && e.contains("unknown host \"a4\""),
+            "{e}"
+        );
+        let e = err("fault = \"limit:256kbti\"\nhost = \"a1\"\n");
+        assert!(
+            e.contains("field `fault`") && e.contains("unit must be"),
+            "{e}"
+        );
+        let e = err("fault = \"kill\"\nhost = \"a1\"\nlayer = \"acceptr\"\n");
+        assert!(
+            e.contains("field `layer`") && e.contains("host, acceptor, node"),
+            "{e}"
+        );
+        let e = err("fault = \"loss:3\"\nhost = \"a1\"\nscope = \"al\"\n");
+        assert!(
+            e.contains("field `scope`") && e.contains("peers, all"),
+            "{e}"
+        );
+        let e = err("fault = \"kill\"\nhost = \"a7\"\n");
+        assert!(
+            e.contains("field `host`") && e.contains("unknown host"),
+            "{e}"
+        );
+        let elsewhere = Scenario::parse(&step("fault = \"kill\"\nhost = \"e1\"\n")).unwrap();
+        let e = format!("{:#}", elsewhere.check_hosts(System::Perseus).unwrap_err());
+        assert!(
+            e.contains("field `host`: e1 is not a host of perseus (a1 a2 a3)"),
+            "{e}"
+        );
+        assert!(elsewhere.check_hosts(System::Etcd3).is_ok());
+        let split = Scenario::parse(&step("fault = \"partition:e1 | e2 e3\"\n")).unwrap();
+        let e = format!("{:#}", split.check_hosts(System::Perseus).unwrap_err());
+        assert!(
+            e.contains("field `fault`") && e.contains("not a host of this system"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -696,7 +352,7 @@ mod tests {
              [[step]]\nat = \"5s\"\nfault = \"amnesia\"\nhost = \"a3\"\n",
         )
         .unwrap();
-        let argv: Vec<String> = s.steps.iter().map(|st| st.argv().join(" ")).collect();
+        let argv: Vec<String> = s.steps.iter().map(|st| st.call.to_string()).collect();
         assert_eq!(
             argv,
             vec![
@@ -714,13 +370,24 @@ mod tests {
         assert!(err(&step(
             "fault = \"loss:3\"\nhost = \"a1\"\nlayer = \"node\"\n"
         ))
-        .contains("`layer` applies"));
-        assert!(err(&step(
-            "fault = \"kill\"\nhost = \"a1\"\nlayer = \"redis\"\n"
-        ))
-        .contains("not host, acceptor or node"));
+        .contains("`layer` applies to kill, start"));
         assert!(
             err(&step("fault = \"kill\"\nhost = \"a1\"\nscope = \"all\"\n")).contains("loss only")
+        );
+        let s = Scenario::parse(&step(
+            "fault = \"rollback\"\nhost = \"a1\"\nlayer = \"acceptor\"\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.steps[0].call.argv(),
+            ["--layer", "acceptor", "rollback", "a1"]
+        );
+        let s = Scenario::parse(&step("fault = \"snapshot\"\n")).unwrap();
+        assert_eq!(s.steps[0].call.argv(), ["snapshot"]);
+        assert!(Scenario::parse(&step("fault = \"wipe\"\n")).is_err());
+        assert!(
+            err(&step("fault = \"wipe\"\nhost = \"a1\"\nlayer = \"node\"\n"))
+                .contains("takes no layer node")
         );
     }
 }

@@ -13,7 +13,7 @@ pub struct Span {
     /// The hosts it hit, in the order their events came.
     pub hosts: Vec<String>,
     /// The layer of a one-layer fault (`acceptor`, `node`), as in [`Fault::label`].
-    pub layer: Option<String>,
+    pub layer: Option<perseus_model::Layer>,
     pub from_ms: i64,
     pub to_ms: i64,
 }
@@ -63,7 +63,7 @@ pub fn merge(faults: &[Fault], run_end_ms: i64) -> Vec<Span> {
             None => spans.push(Span {
                 kind: fault.kind.clone(),
                 hosts: vec![host],
-                layer: fault.layer.clone(),
+                layer: fault.layer,
                 from_ms: fault.start_ms,
                 to_ms,
             }),

@@ -106,8 +106,7 @@ pub fn row(system: &str, run: &Run) -> Option<Row> {
         Some(_) => Outcome::Repaired,
     };
     let layer = event
-        .params
-        .get("layer")
+        .layer
         .map(|l| format!(" ({l} only)"))
         .unwrap_or_default();
     Some(Row {

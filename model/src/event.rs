@@ -1,6 +1,9 @@
 //! The record of one chaos action: printed as a line
 //! (`<RFC3339 ms UTC> <command> <host>: <detail>`) and, with `chaos --events FILE`, appended
 //! to FILE as a JSON line so a report can line faults up with the load generator's seconds.
+//! How the fault was applied beyond its kind (`layer`, `scope`) and why it failed
+//! ([`Failure`]) are typed fields; files written before they were (a `params` map of text)
+//! still read.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +12,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::fault::FaultKind;
 use crate::host::HostArg;
+use crate::params::{Layer, Scope};
+
+/// Why an action failed, as far as a reader of the record needs to tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// The host (or the part the fault needs) is not running.
+    NotRunning,
+    /// No leader was agreed on when resolving `leader`.
+    NoLeader,
+    /// This kernel cannot do it (no sch_netem for `delay`).
+    Unsupported,
+    /// The Docker engine or a command inside the host failed.
+    Engine,
+}
 
 /// One action, successful or not.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Written")]
 pub struct ChaosEvent {
     /// When the action finished.
     #[serde(with = "crate::time::millis")]
@@ -26,22 +45,75 @@ pub struct ChaosEvent {
     pub ok: bool,
     #[serde(default)]
     pub detail: String,
-    /// How the fault was applied beyond its kind: `layer` (acceptor/node of a Perseus host),
-    /// `scope` (which packets a loss drops), `shape` (a partition's).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, String>,
+    /// The part of a Perseus host it hit (acceptor or node); none for the whole host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<Layer>,
+    /// Which packets a loss dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// Why it failed (none when it did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// The record as files hold it, old (`params`) or new (typed fields).
+#[derive(Deserialize)]
+struct Written {
+    #[serde(with = "crate::time::millis")]
+    time: DateTime<Utc>,
+    unix_ms: i64,
+    begin_unix_ms: i64,
+    command: FaultKind,
+    host: HostArg,
+    ok: bool,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    layer: Option<Layer>,
+    #[serde(default)]
+    scope: Option<Scope>,
+    #[serde(default)]
+    failure: Option<Failure>,
+    /// Before the typed fields: `layer` and `scope` as text.
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+impl From<Written> for ChaosEvent {
+    fn from(w: Written) -> Self {
+        let old = |key: &str| w.params.get(key).map(String::as_str);
+        ChaosEvent {
+            layer: w
+                .layer
+                .or_else(|| old("layer").and_then(|v| v.parse().ok())),
+            scope: w
+                .scope
+                .or_else(|| old("scope").and_then(|v| v.parse().ok())),
+            time: w.time,
+            unix_ms: w.unix_ms,
+            begin_unix_ms: w.begin_unix_ms,
+            command: w.command,
+            host: w.host,
+            ok: w.ok,
+            detail: w.detail,
+            failure: w.failure,
+        }
+    }
 }
 
 impl ChaosEvent {
-    /// An action that began at `begin` and finishes now.
+    /// An action that began at `begin` and finishes now: done (`Ok(detail)`) or failed.
     pub fn new(
         command: FaultKind,
         host: HostArg,
         begin: DateTime<Utc>,
-        ok: bool,
-        detail: String,
+        outcome: Result<String, (Failure, String)>,
     ) -> Self {
         let now = Utc::now();
+        let (ok, detail, failure) = match outcome {
+            Ok(detail) => (true, detail, None),
+            Err((failure, detail)) => (false, detail, Some(failure)),
+        };
         ChaosEvent {
             time: now,
             unix_ms: now.timestamp_millis(),
@@ -50,13 +122,17 @@ impl ChaosEvent {
             host,
             ok,
             detail,
-            params: BTreeMap::new(),
+            layer: None,
+            scope: None,
+            failure,
         }
     }
 
-    /// The same event with how the fault was applied.
-    pub fn with_params(mut self, params: BTreeMap<String, String>) -> Self {
-        self.params = params;
+    /// The same event with how the fault was applied: the layer when not the whole host,
+    /// the scope when the kind has one.
+    pub fn applied(mut self, layer: Layer, scope: Option<Scope>) -> Self {
+        self.layer = (layer != Layer::Host).then_some(layer);
+        self.scope = scope.filter(|_| self.command.spec().scoped);
         self
     }
 
@@ -90,8 +166,7 @@ mod tests {
             FaultKind::Kill,
             HostArg::Host(HostName::perseus(1)),
             Utc::now(),
-            true,
-            "killed a1, p1".into(),
+            Ok("killed a1, p1".into()),
         );
         let line = e.line();
         assert!(line.ends_with(" kill a1: killed a1, p1"), "{line}");
@@ -111,5 +186,34 @@ mod tests {
         assert_eq!(e.command, FaultKind::Kill);
         assert_eq!(e.host, HostArg::Host(HostName::perseus(1)));
         assert_eq!(serde_json::to_string(&e).unwrap(), line);
+    }
+
+    #[test]
+    fn typed_fields_and_the_old_params_map() {
+        let old = r#"{"time":"2026-11-24T16:26:59.650Z","unix_ms":1,"begin_unix_ms":0,"command":"kill","host":"a1","ok":true,"detail":"","params":{"layer":"acceptor"}}"#;
+        let e: ChaosEvent = serde_json::from_str(old).unwrap();
+        assert_eq!(e.layer, Some(Layer::Acceptor));
+        let e = ChaosEvent::new(
+            FaultKind::Loss(30),
+            HostArg::Host(HostName::perseus(2)),
+            Utc::now(),
+            Err((Failure::NotRunning, "host a2 is not running".into())),
+        )
+        .applied(Layer::Host, Some(Scope::All));
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(
+            json.ends_with(r#""scope":"all","failure":"not-running"}"#),
+            "{json}"
+        );
+        let back = serde_json::from_str::<ChaosEvent>(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        let kill = ChaosEvent::new(
+            FaultKind::Kill,
+            HostArg::Leader,
+            Utc::now(),
+            Ok(String::new()),
+        )
+        .applied(Layer::Node, Some(Scope::Peers));
+        assert_eq!((kill.layer, kill.scope), (Some(Layer::Node), None));
     }
 }

@@ -1,21 +1,31 @@
-//! The fault kinds: what chaos can do to a host and how each is undone. One enum, one text
-//! form (`Display`/`FromStr`, also the serde form), used by chaos's command line, the events
-//! file, lab's scenario steps and lab's analysis.
+//! The fault kinds: what chaos can do to a host and how each is undone. One enum with typed
+//! parameters, and one table, [`KINDS`], that says everything else about each kind: its name,
+//! how its parameters are written, which hosts it names, what it leaves a host in, what undoes
+//! it, whether a layer or a scope applies, whether it takes a node away, and its weight and
+//! parameter draws in the soak. chaos's command line, the events file, lab's scenario steps,
+//! the soak, the matrix and the analysis all read the kind and this table; none keeps a list
+//! of its own.
 //!
-//! Text form: the kind's name, then its parameters after a colon when it has any
-//! (`kill`, `heal`, `loss:30`, `limit:256kbit`, `delay:50ms,10ms`, `partition:a1 | a2 a3`).
-//! Which layer of a host a kill/pause/isolate hit (`--layer`) and which packets a loss drops
-//! (`--scope`) travel in the event's `params`, not in the kind.
+//! Text form (`Display`/`FromStr`, also the serde form): the kind's name, then its parameters
+//! after a colon when it has any (`kill`, `heal`, `loss:30`, `limit:256kbit`,
+//! `delay:50ms,10ms`, `partition:a1 | a2 a3`). Which layer of a host a fault hit and which
+//! packets a loss drops are not part of the kind: they travel beside it ([`crate::ChaosCall`],
+//! [`crate::ChaosEvent`]).
 //!
-//! Adding a kind: a variant here, its names in [`FaultKind::NAMES`], [`FaultKind::name`] and
-//! [`FaultKind::state`], its parameters in [`FaultKind::from_parts`] and `Display`, and its
-//! place in [`FaultKind::undo`] (what ends it) — the rest (scenario parsing, events, the
-//! analysis's windows, the undo at the end of a scenario) follows from these.
+//! Adding a kind: a variant here and its row in [`KINDS`]; when it takes a parameter of a new
+//! shape, its arm in [`FaultKind::from_parts`] and [`FaultKind::param`]. Then chaos's
+//! `nemesis.rs` says how to do it (and `status.rs` how to see it). docs/design.md walks
+//! through it.
 
 use std::fmt;
+use std::mem::discriminant;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::params::{Layer, Rate, RateUnit};
+use crate::partition::Shape;
+use crate::span::Span;
 
 /// One thing chaos does to a host: a fault, or the action that undoes one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,7 +44,7 @@ pub enum FaultKind {
     /// Drop all traffic between the host and its peers; clients still reach it.
     Isolate,
     /// Undo every fault chaos made on the host: rules, qdiscs, pauses, killed acceptors and
-    /// killed hosts (ends every kind below, and kill, pause and isolate too).
+    /// killed hosts (ends every lasting kind).
     Heal,
     /// One way: drop the connections the peers open to the host.
     IsolateInbound,
@@ -44,12 +54,12 @@ pub enum FaultKind {
     CutClients,
     /// Drop this percentage (1..=100) of the packets to and from the peers.
     Loss(u8),
-    /// Limit the host's outgoing bandwidth (tc rate, e.g. `256kbit`).
-    Limit(String),
-    /// Delay the host's outgoing packets (netem): delay and optional jitter (`50ms`, `10ms`).
-    Delay(String, Option<String>),
-    /// Partition the system's hosts by a shape (`a1 | a2 a3`, halves, bridge, majorities-ring).
-    Partition(String),
+    /// Limit the host's outgoing bandwidth (tc rate).
+    Limit(Rate),
+    /// Delay the host's outgoing packets (netem): delay and optional jitter.
+    Delay(Span, Option<Span>),
+    /// Partition the system's hosts by a shape.
+    Partition(Shape),
     /// Stop the host, erase its data volumes, start it empty (over when it returns).
     Amnesia,
     /// The storage fault of every system: stop the host, empty its data directory (its data
@@ -72,10 +82,434 @@ pub enum FaultKind {
 /// write loses.
 pub const DEFAULT_TRUNCATE_BYTES: u32 = 4096;
 
+/// How a kind's parameters are written after its host on chaos's command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Params {
+    Nothing,
+    /// A whole percentage, 1..=100.
+    Percent,
+    Rate,
+    /// A delay and an optional jitter.
+    Delay,
+    /// A partition shape, in place of the host.
+    Shape,
+    /// An optional byte count (a default when omitted).
+    Bytes,
+}
+
+impl Params {
+    /// The parameters' names for a usage line (`PERCENT`, `DELAY [JITTER]`).
+    pub fn usage(self) -> &'static str {
+        match self {
+            Params::Nothing => "",
+            Params::Percent => "PERCENT",
+            Params::Rate => "RATE",
+            Params::Delay => "DELAY [JITTER]",
+            Params::Shape => "SHAPE",
+            Params::Bytes => "[BYTES]",
+        }
+    }
+
+    /// How many words the parameters take on a command line: (required, optional).
+    pub fn arity(self) -> (usize, usize) {
+        match self {
+            Params::Nothing => (0, 0),
+            Params::Delay => (1, 1),
+            Params::Bytes => (0, 1),
+            _ => (1, 0),
+        }
+    }
+
+    /// An example of the text form, for error messages (`loss:30`).
+    fn example(self) -> &'static str {
+        match self {
+            Params::Nothing => "",
+            Params::Percent => "a PERCENT (loss:30)",
+            Params::Rate => "a RATE (limit:256kbit)",
+            Params::Delay => "a DELAY (delay:50ms or delay:50ms,10ms)",
+            Params::Shape => "a SHAPE (partition:majorities-ring)",
+            Params::Bytes => "a byte count (truncate:512)",
+        }
+    }
+}
+
+/// Which hosts an action names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aim {
+    /// One host (or `leader`).
+    Host,
+    /// One host, or every host of the system when none is named (harmless on a healthy one).
+    HostOrEvery,
+    /// No host: its parameter names them (a partition's shape).
+    System,
+}
+
+/// What an action is to the faults around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A fault that lasts until this action (or `heal`) ends it.
+    Lasting(FaultKind),
+    /// A fault over when the action returns (its window is the action itself).
+    Instant,
+    /// An action that ends faults (start, resume, heal).
+    Undoing,
+}
+
+/// Everything about one kind but its parameters' values.
+#[derive(Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    /// The kind with typical parameters; the first names the variant. The soak and the matrix
+    /// draw a fault's parameters from them.
+    pub examples: &'static [FaultKind],
+    pub params: Params,
+    pub aim: Aim,
+    pub role: Role,
+    /// What a host under this fault is, for tables (`killed`, `isolated`).
+    pub state: &'static str,
+    /// The parts of a Perseus host `--layer` may name besides the whole host (empty: no
+    /// layer applies).
+    pub layers: &'static [Layer],
+    /// Whether `--scope` (which packets) applies.
+    pub scoped: bool,
+    /// Whether the whole host's fault leaves its node serving nothing (lab's
+    /// `faulted-node-down`; the soak may hit two hosts at once with these).
+    pub takes_node_away: bool,
+    /// Whether it acts on the host's stored data (the storage faults and amnesia; snapshot
+    /// only reads it): a loss no `heal` can undo, so it never acts on every host by default.
+    pub touches_data: bool,
+    /// What must have happened to the same host before it means anything (`snapshot` before
+    /// `rollback`): the soak draws the two as a pair.
+    pub after: Option<FaultKind>,
+    /// The soak's default weight (0: drawn only when a mix names it).
+    pub soak: u32,
+    /// One line for help texts.
+    pub doc: &'static str,
+}
+
+const fn kbit(n: u64) -> Rate {
+    Rate::new(n, RateUnit::Kbit)
+}
+
+/// Either part of a Perseus host.
+const BOTH: &[Layer] = &[Layer::Acceptor, Layer::Node];
+/// Only its acceptor (the node keeps no data).
+const ACCEPTOR: &[Layer] = &[Layer::Acceptor];
+
+/// Every kind, in the order help texts list them.
+pub static KINDS: &[Spec] = &[
+    Spec {
+        name: "kill",
+        examples: &[FaultKind::Kill],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Start),
+        state: "killed",
+        layers: BOTH,
+        scoped: false,
+        takes_node_away: true,
+        touches_data: false,
+        after: None,
+        soak: 3,
+        doc: "SIGKILL the host's containers (--layer acceptor: only Redis; node: only the node)",
+    },
+    Spec {
+        name: "start",
+        examples: &[FaultKind::Start],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Undoing,
+        state: "started",
+        layers: BOTH,
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "start what kill stopped (repairing a node left in an old namespace), wait for health",
+    },
+    Spec {
+        name: "restart",
+        examples: &[FaultKind::Restart],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Instant,
+        state: "restarted",
+        layers: BOTH,
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "kill, then start",
+    },
+    Spec {
+        name: "pause",
+        examples: &[FaultKind::Pause],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Resume),
+        state: "paused",
+        layers: BOTH,
+        scoped: false,
+        takes_node_away: true,
+        touches_data: false,
+        after: None,
+        soak: 2,
+        doc: "freeze the host's containers (docker pause; --layer picks one)",
+    },
+    Spec {
+        name: "resume",
+        examples: &[FaultKind::Resume],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Undoing,
+        state: "resumed",
+        layers: BOTH,
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "thaw them (docker unpause)",
+    },
+    Spec {
+        name: "isolate",
+        examples: &[FaultKind::Isolate],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "isolated",
+        layers: BOTH,
+        scoped: false,
+        takes_node_away: true,
+        touches_data: false,
+        after: None,
+        soak: 3,
+        doc: "drop all traffic between the host and its peers (clients still reach it); \
+              --layer acceptor: only the peers' connections to its Redis; node: only its \
+              node's connections to the peers' Redis",
+    },
+    Spec {
+        name: "isolate-inbound",
+        examples: &[FaultKind::IsolateInbound],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "cut inbound",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 1,
+        doc: "one way: drop the connections the peers open to the host (it still reaches them)",
+    },
+    Spec {
+        name: "isolate-outbound",
+        examples: &[FaultKind::IsolateOutbound],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "cut outbound",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 1,
+        doc: "one way: drop the connections the host opens to its peers (they still reach it)",
+    },
+    Spec {
+        name: "cut-clients",
+        examples: &[FaultKind::CutClients],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "clients cut",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 1,
+        doc: "drop the clients' traffic to the host (its peers still reach it)",
+    },
+    Spec {
+        name: "loss",
+        examples: &[
+            FaultKind::Loss(30),
+            FaultKind::Loss(10),
+            FaultKind::Loss(50),
+        ],
+        params: Params::Percent,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "lossy",
+        layers: &[],
+        scoped: true,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 2,
+        doc: "drop PERCENT % of the packets to and from the peers (--scope all: every packet)",
+    },
+    Spec {
+        name: "limit",
+        examples: &[
+            FaultKind::Limit(kbit(256)),
+            FaultKind::Limit(kbit(128)),
+            FaultKind::Limit(kbit(512)),
+            FaultKind::Limit(Rate::new(2, RateUnit::Mbit)),
+        ],
+        params: Params::Rate,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "throttled",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 1,
+        doc: "limit the host's outgoing bandwidth to RATE (tc tbf), e.g. 256kbit",
+    },
+    Spec {
+        name: "delay",
+        examples: &[
+            FaultKind::Delay(Span::from_millis(20), Some(Span::from_millis(10))),
+            FaultKind::Delay(Span::from_millis(100), Some(Span::from_millis(10))),
+        ],
+        params: Params::Delay,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "delayed",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 1,
+        doc: "delay the host's outgoing packets by DELAY [JITTER] (tc netem; needs sch_netem)",
+    },
+    Spec {
+        name: "partition",
+        examples: &[
+            FaultKind::Partition(Shape::Halves),
+            FaultKind::Partition(Shape::Bridge),
+            FaultKind::Partition(Shape::MajoritiesRing),
+        ],
+        params: Params::Shape,
+        aim: Aim::System,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "partitioned",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 2,
+        doc: "partition the target system's hosts: \"a1 | a2 a3\", halves, bridge, majorities-ring",
+    },
+    Spec {
+        name: "amnesia",
+        examples: &[FaultKind::Amnesia],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Instant,
+        state: "wiped",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: true,
+        after: None,
+        // It may lose acknowledged writes by design (docs/faults.md): only when a mix asks.
+        soak: 0,
+        doc: "stop the host, erase its data volumes, start it empty (breaks durable acceptors)",
+    },
+    Spec {
+        name: "wipe",
+        examples: &[FaultKind::Wipe],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Instant,
+        state: "wiped",
+        layers: ACCEPTOR,
+        scoped: false,
+        takes_node_away: false,
+        touches_data: true,
+        after: None,
+        soak: 0,
+        doc: "stop the host (--layer acceptor: only its Redis), empty its data directory, start it",
+    },
+    Spec {
+        name: "snapshot",
+        examples: &[FaultKind::Snapshot],
+        params: Params::Nothing,
+        aim: Aim::HostOrEvery,
+        role: Role::Instant,
+        state: "snapshot taken",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: true,
+        after: None,
+        soak: 0,
+        doc: "save a copy of the host's data directory (frozen while copied); every host of \
+              the target when HOST is omitted",
+    },
+    Spec {
+        name: "rollback",
+        examples: &[FaultKind::Rollback],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Instant,
+        state: "rolled back",
+        layers: ACCEPTOR,
+        scoped: false,
+        takes_node_away: false,
+        touches_data: true,
+        after: Some(FaultKind::Snapshot),
+        soak: 0,
+        doc: "stop the host (--layer acceptor: only its Redis), put its snapshot back, start it",
+    },
+    Spec {
+        name: "truncate",
+        examples: &[FaultKind::Truncate(DEFAULT_TRUNCATE_BYTES)],
+        params: Params::Bytes,
+        aim: Aim::Host,
+        role: Role::Instant,
+        state: "log truncated",
+        layers: ACCEPTOR,
+        scoped: false,
+        takes_node_away: false,
+        touches_data: true,
+        after: None,
+        soak: 0,
+        doc: "stop the host (--layer acceptor: only its Redis), cut [BYTES] (4096) off the tail \
+              of its log, repair it as the system's tools advise, start it",
+    },
+    Spec {
+        name: "heal",
+        examples: &[FaultKind::Heal],
+        params: Params::Nothing,
+        aim: Aim::HostOrEvery,
+        role: Role::Undoing,
+        state: "healed",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "undo every fault chaos made on the host: rules, qdiscs, pauses, kills",
+    },
+];
+
 /// A text that is not a fault kind (or has wrong parameters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseFaultError {
-    #[error("unknown fault {0:?} (one of {names})", names = FaultKind::NAMES.join(", "))]
+    #[error("unknown fault {0:?} (one of {names})", names = FaultKind::names().join(", "))]
     Unknown(String),
     #[error("fault {kind:?} takes no parameter (got {param:?})")]
     UnexpectedParameter { kind: String, param: String },
@@ -85,60 +519,61 @@ pub enum ParseFaultError {
     BadParameter { kind: String, why: String },
 }
 
+impl Spec {
+    /// The row of the kind called `name`.
+    pub fn named(name: &str) -> Option<&'static Spec> {
+        KINDS.iter().find(|s| s.name == name)
+    }
+
+    /// The kind's variant with its first example's parameters.
+    pub fn example(&self) -> &'static FaultKind {
+        &self.examples[0]
+    }
+
+    /// Whether `--layer` applies at all.
+    pub fn layered(&self) -> bool {
+        !self.layers.is_empty()
+    }
+
+    /// Whether the kind may hit `layer` of a host.
+    pub fn takes(&self, layer: Layer) -> bool {
+        layer == Layer::Host || self.layers.contains(&layer)
+    }
+}
+
 impl FaultKind {
     /// Every kind's name, for help texts and error messages.
-    pub const NAMES: &'static [&'static str] = &[
-        "kill",
-        "start",
-        "restart",
-        "pause",
-        "resume",
-        "isolate",
-        "heal",
-        "isolate-inbound",
-        "isolate-outbound",
-        "cut-clients",
-        "loss",
-        "limit",
-        "delay",
-        "partition",
-        "amnesia",
-        "wipe",
-        "snapshot",
-        "rollback",
-        "truncate",
-    ];
+    pub fn names() -> Vec<&'static str> {
+        KINDS.iter().map(|s| s.name).collect()
+    }
+
+    /// The kind's row in [`KINDS`].
+    pub fn spec(&self) -> &'static Spec {
+        let me = discriminant(self);
+        KINDS
+            .iter()
+            .find(|s| discriminant(s.example()) == me)
+            // Every variant has its row: `every_variant_has_a_row` checks it.
+            .expect("a FaultKind variant without its row in KINDS")
+    }
 
     /// The kind's name without its parameters.
     pub fn name(&self) -> &'static str {
-        match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Start => "start",
-            FaultKind::Restart => "restart",
-            FaultKind::Pause => "pause",
-            FaultKind::Resume => "resume",
-            FaultKind::Isolate => "isolate",
-            FaultKind::Heal => "heal",
-            FaultKind::IsolateInbound => "isolate-inbound",
-            FaultKind::IsolateOutbound => "isolate-outbound",
-            FaultKind::CutClients => "cut-clients",
-            FaultKind::Loss(_) => "loss",
-            FaultKind::Limit(_) => "limit",
-            FaultKind::Delay(..) => "delay",
-            FaultKind::Partition(_) => "partition",
-            FaultKind::Amnesia => "amnesia",
-            FaultKind::Wipe => "wipe",
-            FaultKind::Snapshot => "snapshot",
-            FaultKind::Rollback => "rollback",
-            FaultKind::Truncate(_) => "truncate",
-        }
+        self.spec().name
+    }
+
+    /// What a host under this fault is, for tables (`killed`, `isolated`).
+    pub fn state(&self) -> &'static str {
+        self.spec().state
     }
 
     /// The parameters as chaos's command line takes them after the host (`loss a1 30`,
     /// `delay a1 50ms 10ms`; for partition, the shape in place of a host).
     pub fn cli_params(&self) -> Vec<String> {
         match self {
-            FaultKind::Delay(d, j) => std::iter::once(d.clone()).chain(j.clone()).collect(),
+            FaultKind::Delay(d, j) => std::iter::once(d.to_string())
+                .chain(j.map(|j| j.to_string()))
+                .collect(),
             _ => self.param().into_iter().collect(),
         }
     }
@@ -147,10 +582,10 @@ impl FaultKind {
     pub fn param(&self) -> Option<String> {
         match self {
             FaultKind::Loss(p) => Some(p.to_string()),
-            FaultKind::Limit(r) => Some(r.clone()),
-            FaultKind::Delay(d, None) => Some(d.clone()),
+            FaultKind::Limit(r) => Some(r.to_string()),
+            FaultKind::Delay(d, None) => Some(d.to_string()),
             FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
-            FaultKind::Partition(shape) => Some(shape.clone()),
+            FaultKind::Partition(shape) => Some(shape.to_string()),
             FaultKind::Truncate(bytes) if *bytes != DEFAULT_TRUNCATE_BYTES => {
                 Some(bytes.to_string())
             }
@@ -158,150 +593,77 @@ impl FaultKind {
         }
     }
 
-    /// What a host under this fault is, for tables (`killed`, `isolated`).
-    pub fn state(&self) -> &'static str {
-        match self {
-            FaultKind::Kill => "killed",
-            FaultKind::Start => "started",
-            FaultKind::Restart => "restarted",
-            FaultKind::Pause => "paused",
-            FaultKind::Resume => "resumed",
-            FaultKind::Isolate => "isolated",
-            FaultKind::Heal => "healed",
-            FaultKind::IsolateInbound => "cut inbound",
-            FaultKind::IsolateOutbound => "cut outbound",
-            FaultKind::CutClients => "clients cut",
-            FaultKind::Loss(_) => "lossy",
-            FaultKind::Limit(_) => "throttled",
-            FaultKind::Delay(..) => "delayed",
-            FaultKind::Partition(_) => "partitioned",
-            FaultKind::Amnesia => "wiped",
-            FaultKind::Wipe => "wiped",
-            FaultKind::Snapshot => "snapshot taken",
-            FaultKind::Rollback => "rolled back",
-            FaultKind::Truncate(_) => "log truncated",
-        }
-    }
-
     /// Builds a kind from its name and its parameter text (`None` when there is none).
     pub fn from_parts(name: &str, param: Option<&str>) -> Result<FaultKind, ParseFaultError> {
-        let plain = |kind: FaultKind| match param {
-            None => Ok(kind),
-            Some(p) => Err(ParseFaultError::UnexpectedParameter {
-                kind: name.to_string(),
-                param: p.to_string(),
-            }),
+        let spec = Spec::named(name).ok_or_else(|| ParseFaultError::Unknown(name.to_string()))?;
+        let bad = |why: String| ParseFaultError::BadParameter {
+            kind: name.to_string(),
+            why,
         };
-        match name {
-            "kill" => plain(FaultKind::Kill),
-            "start" => plain(FaultKind::Start),
-            "restart" => plain(FaultKind::Restart),
-            "pause" => plain(FaultKind::Pause),
-            "resume" => plain(FaultKind::Resume),
-            "isolate" => plain(FaultKind::Isolate),
-            "heal" => plain(FaultKind::Heal),
-            "isolate-inbound" => plain(FaultKind::IsolateInbound),
-            "isolate-outbound" => plain(FaultKind::IsolateOutbound),
-            "cut-clients" => plain(FaultKind::CutClients),
-            "amnesia" => plain(FaultKind::Amnesia),
-            "wipe" => plain(FaultKind::Wipe),
-            "snapshot" => plain(FaultKind::Snapshot),
-            "rollback" => plain(FaultKind::Rollback),
-            "truncate" => match param {
-                None => Ok(FaultKind::Truncate(DEFAULT_TRUNCATE_BYTES)),
-                Some(p) => {
-                    let bytes: u32 =
-                        p.trim()
-                            .parse()
-                            .map_err(|_| ParseFaultError::BadParameter {
-                                kind: name.to_string(),
-                                why: format!("{p:?} is not a whole number of bytes"),
-                            })?;
-                    if bytes == 0 {
-                        return Err(ParseFaultError::BadParameter {
-                            kind: name.to_string(),
-                            why: "cutting 0 bytes cuts nothing".into(),
-                        });
-                    }
-                    Ok(FaultKind::Truncate(bytes))
-                }
-            },
-            "loss" | "limit" | "delay" | "partition" => {
-                let missing = |what| ParseFaultError::MissingParameter {
+        let param = match (spec.params, param.map(str::trim)) {
+            (Params::Nothing | Params::Bytes, None) => return Ok(spec.example().clone()),
+            (Params::Nothing, Some(p)) => {
+                return Err(ParseFaultError::UnexpectedParameter {
                     kind: name.to_string(),
-                    what,
-                };
-                let bad = |why: String| ParseFaultError::BadParameter {
-                    kind: name.to_string(),
-                    why,
-                };
-                match name {
-                    "loss" => {
-                        let p = param.ok_or_else(|| missing("a PERCENT (loss:30)"))?;
-                        let n: u8 = p
-                            .trim_end_matches('%')
-                            .parse()
-                            .map_err(|_| bad(format!("{p:?} is not a whole percentage")))?;
-                        if n == 0 || n > 100 {
-                            return Err(bad(format!("{n} % is not between 1 and 100")));
-                        }
-                        Ok(FaultKind::Loss(n))
-                    }
-                    "limit" => {
-                        let r = param.ok_or_else(|| missing("a RATE (limit:256kbit)"))?;
-                        check_rate(r).map_err(bad)?;
-                        Ok(FaultKind::Limit(r.to_string()))
-                    }
-                    "delay" => {
-                        let p = param
-                            .ok_or_else(|| missing("a DELAY (delay:50ms or delay:50ms,10ms)"))?;
-                        let (d, j) = match p.split_once(',') {
-                            Some((d, j)) => (d.trim(), Some(j.trim())),
-                            None => (p.trim(), None),
-                        };
-                        check_time(d).map_err(bad)?;
-                        if let Some(j) = j {
-                            check_time(j).map_err(bad)?;
-                        }
-                        Ok(FaultKind::Delay(d.to_string(), j.map(String::from)))
-                    }
-                    _ => {
-                        let shape =
-                            param.ok_or_else(|| missing("a SHAPE (partition:majorities-ring)"))?;
-                        if shape.trim().is_empty() {
-                            return Err(missing("a SHAPE (partition:majorities-ring)"));
-                        }
-                        Ok(FaultKind::Partition(shape.trim().to_string()))
-                    }
-                }
+                    param: p.to_string(),
+                })
             }
-            _ => Err(ParseFaultError::Unknown(name.to_string())),
-        }
+            (what, None | Some("")) => {
+                return Err(ParseFaultError::MissingParameter {
+                    kind: name.to_string(),
+                    what: what.example(),
+                })
+            }
+            (_, Some(p)) => p,
+        };
+        Ok(match spec.example() {
+            FaultKind::Loss(_) => {
+                let n: u8 = param
+                    .trim_end_matches('%')
+                    .parse()
+                    .map_err(|_| bad(format!("{param:?} is not a whole percentage")))?;
+                if n == 0 || n > 100 {
+                    return Err(bad(format!("{n} % is not between 1 and 100")));
+                }
+                FaultKind::Loss(n)
+            }
+            FaultKind::Limit(_) => {
+                FaultKind::Limit(param.parse().map_err(|e| bad(format!("{e}")))?)
+            }
+            FaultKind::Delay(..) => {
+                let (d, j) = match param.split_once(',') {
+                    Some((d, j)) => (d, Some(j)),
+                    None => (param, None),
+                };
+                let time = |t: &str| {
+                    t.trim()
+                        .parse::<Span>()
+                        .map_err(|_| bad(format!("{t:?} is not a time like 50ms, 1s or 200us")))
+                };
+                FaultKind::Delay(time(d)?, j.map(time).transpose()?)
+            }
+            FaultKind::Partition(_) => {
+                FaultKind::Partition(param.parse().map_err(|e| bad(format!("{e}")))?)
+            }
+            FaultKind::Truncate(_) => {
+                let bytes: u32 = param
+                    .parse()
+                    .map_err(|_| bad(format!("{param:?} is not a whole number of bytes")))?;
+                if bytes == 0 {
+                    return Err(bad("0 bytes: cut at least one".to_string()));
+                }
+                FaultKind::Truncate(bytes)
+            }
+            other => other.clone(),
+        })
     }
 
-    /// The action that ends this fault, `None` for the undoing actions themselves and for
-    /// `restart` (over when it returns).
+    /// The action that ends this fault, `None` for the undoing actions themselves and for the
+    /// instant ones (over when they return).
     pub fn undo(&self) -> Option<FaultKind> {
-        match self {
-            FaultKind::Kill => Some(FaultKind::Start),
-            FaultKind::Pause => Some(FaultKind::Resume),
-            FaultKind::Isolate
-            | FaultKind::IsolateInbound
-            | FaultKind::IsolateOutbound
-            | FaultKind::CutClients
-            | FaultKind::Loss(_)
-            | FaultKind::Limit(_)
-            | FaultKind::Delay(..)
-            | FaultKind::Partition(_) => Some(FaultKind::Heal),
-            FaultKind::Start
-            | FaultKind::Restart
-            | FaultKind::Resume
-            | FaultKind::Heal
-            | FaultKind::Amnesia
-            | FaultKind::Wipe
-            | FaultKind::Snapshot
-            | FaultKind::Rollback
-            | FaultKind::Truncate(_) => None,
+        match &self.spec().role {
+            Role::Lasting(undo) => Some(undo.clone()),
+            Role::Instant | Role::Undoing => None,
         }
     }
 
@@ -313,47 +675,29 @@ impl FaultKind {
 
     /// Whether the action ends some fault (start, resume, heal).
     pub fn is_undo(&self) -> bool {
-        FaultKind::NAMES
-            .iter()
-            .filter_map(|n| FaultKind::from_parts(n, None).ok())
-            .any(|f| self.undoes(&f))
+        self.spec().role == Role::Undoing
     }
 
-    /// A fault over when the action returns (its window is the action itself): `restart`.
+    /// A fault over when the action returns (its window is the action itself).
     pub fn is_instant(&self) -> bool {
-        matches!(
-            self,
-            FaultKind::Restart
-                | FaultKind::Amnesia
-                | FaultKind::Wipe
-                | FaultKind::Snapshot
-                | FaultKind::Rollback
-                | FaultKind::Truncate(_)
-        )
+        self.spec().role == Role::Instant
     }
 
     /// Whether the action acts on the host's stored data (wipe, rollback, truncate, amnesia;
     /// snapshot only reads it): a fault whose loss no `heal` can undo.
     pub fn is_storage(&self) -> bool {
-        matches!(
-            self,
-            FaultKind::Amnesia
-                | FaultKind::Wipe
-                | FaultKind::Snapshot
-                | FaultKind::Rollback
-                | FaultKind::Truncate(_)
-        )
+        self.spec().touches_data
     }
 
     /// Whether the action may run without naming a host (then it acts on every host):
     /// only the undoing actions that are harmless on a healthy host.
     pub fn may_omit_host(&self) -> bool {
-        matches!(self, FaultKind::Heal | FaultKind::Snapshot)
+        self.spec().aim == Aim::HostOrEvery
     }
 
     /// Whether the action names no host at all (it acts on the whole system): `partition`.
     pub fn takes_no_host(&self) -> bool {
-        matches!(self, FaultKind::Partition(_))
+        self.spec().aim == Aim::System
     }
 }
 
@@ -390,39 +734,6 @@ impl TryFrom<String> for FaultKind {
     }
 }
 
-/// Checks a rate like `256kbit`, `10mbit` (tc's units).
-fn check_rate(rate: &str) -> Result<(), String> {
-    let digits = rate.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &rate[digits.len()..];
-    let number: f64 = digits
-        .parse()
-        .map_err(|_| format!("{rate:?} is not a rate like 256kbit or 10mbit"))?;
-    if !(number > 0.0 && number.is_finite()) {
-        return Err(format!("{rate:?}: the rate must be above zero"));
-    }
-    if !["bit", "kbit", "mbit", "gbit", "bps", "kbps", "mbps"].contains(&unit) {
-        return Err(format!(
-            "{rate:?}: unit must be bit, kbit, mbit, gbit, bps, kbps or mbps"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a time like `50ms`, `1s`, `200us` (tc's units).
-fn check_time(text: &str) -> Result<(), String> {
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &text[digits.len()..];
-    let ok = digits
-        .parse::<f64>()
-        .is_ok_and(|n| n >= 0.0 && n.is_finite())
-        && ["us", "ms", "s"].contains(&unit);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{text:?} is not a time like 50ms, 1s or 200us"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +764,8 @@ mod tests {
             "delay:soon",
             "delay:5ms,x",
             "partition:",
+            "partition:majorities-rnig",
+            "partition:a1 | a9",
             "amnesia:3",
             "truncate:0",
             "truncate:lots",
@@ -485,17 +798,59 @@ mod tests {
             assert!(!FaultKind::Heal.undoes(&f), "{f}");
         }
         assert!(FaultKind::Snapshot.may_omit_host() && !FaultKind::Rollback.may_omit_host());
+        assert!(Spec::named("wipe").unwrap().takes(Layer::Acceptor));
+        assert!(!Spec::named("wipe").unwrap().takes(Layer::Node));
+    }
+
+    /// Adding a variant breaks this match until its row is in KINDS (then add it here).
+    #[test]
+    fn every_variant_has_a_row() {
+        let mut seen = Vec::new();
+        for spec in KINDS {
+            for example in spec.examples {
+                assert_eq!(example.spec().name, spec.name);
+                assert_eq!(
+                    FaultKind::from_parts(spec.name, example.param().as_deref()).as_ref(),
+                    Ok(example)
+                );
+                match example {
+                    FaultKind::Kill
+                    | FaultKind::Start
+                    | FaultKind::Restart
+                    | FaultKind::Pause
+                    | FaultKind::Resume
+                    | FaultKind::Isolate
+                    | FaultKind::Heal
+                    | FaultKind::IsolateInbound
+                    | FaultKind::IsolateOutbound
+                    | FaultKind::CutClients
+                    | FaultKind::Loss(_)
+                    | FaultKind::Limit(_)
+                    | FaultKind::Delay(..)
+                    | FaultKind::Partition(_)
+                    | FaultKind::Amnesia
+                    | FaultKind::Wipe
+                    | FaultKind::Snapshot
+                    | FaultKind::Rollback
+                    | FaultKind::Truncate(_) => seen.push(discriminant(example)),
+                }
+            }
+            let optional = matches!(spec.params, Params::Nothing | Params::Bytes);
+            assert_eq!(optional, spec.example().param().is_none(), "{}", spec.name);
+            assert!(!spec.layered() || spec.aim == Aim::Host, "{}", spec.name);
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), KINDS.len(), "one row per variant");
     }
 
     #[test]
     fn every_name_round_trips() {
-        let with_param = ["loss", "limit", "delay", "partition"];
-        for name in FaultKind::NAMES.iter().filter(|n| !with_param.contains(n)) {
-            let f: FaultKind = name.parse().unwrap();
-            assert_eq!(f.name(), *name);
-            assert_eq!(f.to_string(), *name);
+        for spec in KINDS.iter().filter(|s| s.params == Params::Nothing) {
+            let f: FaultKind = spec.name.parse().unwrap();
+            assert_eq!(f.name(), spec.name);
+            assert_eq!(f.to_string(), spec.name);
             let json = serde_json::to_string(&f).unwrap();
-            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(json, format!("\"{}\"", spec.name));
             assert_eq!(serde_json::from_str::<FaultKind>(&json).unwrap(), f);
         }
     }
@@ -510,6 +865,8 @@ mod tests {
         assert!(err.to_string().contains("kill, start"), "{err}");
         let err = "kill:3".parse::<FaultKind>().unwrap_err();
         assert!(err.to_string().contains("takes no parameter"), "{err}");
+        let err = "loss".parse::<FaultKind>().unwrap_err();
+        assert!(err.to_string().contains("needs a PERCENT"), "{err}");
         assert!("Kill".parse::<FaultKind>().is_err());
         assert!(serde_json::from_str::<FaultKind>("\"status\"").is_err());
     }
@@ -527,5 +884,6 @@ mod tests {
         assert!(!Kill.is_undo() && !Restart.is_undo());
         assert!(Restart.is_instant());
         assert!(Heal.may_omit_host() && !Kill.may_omit_host());
+        assert!(Partition(Shape::Halves).takes_no_host());
     }
 }

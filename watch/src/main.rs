@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use perseus_model::{FaultKind, HostArg, HostName};
+use perseus_model::{
+    ChaosCall, ChaosOptions, FaultKind, HostArg, HostName, LoadCall, System, Target,
+};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::DefaultTerminal;
 
@@ -29,21 +31,21 @@ use crate::state::State;
 #[derive(Parser, Debug)]
 #[command(name = "watch", version, about)]
 struct Cli {
-    /// Node URLs for the load generator, in column order
-    #[arg(
-        long,
-        env = "WATCH_NODES",
-        default_value = "http://10.77.0.11:8080,http://10.77.0.12:8080,http://10.77.0.13:8080"
-    )]
-    nodes: String,
+    /// The system under test: the load generator's client, and the defaults of --nodes,
+    /// --hosts, --target and --system
+    #[arg(long, env = "WATCH_STORE", default_value = "perseus")]
+    store: System,
+    /// Node URLs for the load generator, in column order (default: the store's hosts)
+    #[arg(long, env = "WATCH_NODES")]
+    nodes: Option<String>,
     /// Logical clients per node
     #[arg(long, default_value_t = 1)]
     connections: u32,
     /// How long the load runs at most (seconds); it stops earlier on quit
     #[arg(long, default_value_t = 3600)]
     duration: u64,
-    /// The hosts the digit keys select, in order
-    #[arg(long, value_delimiter = ',', default_value = "a1,a2,a3")]
+    /// The hosts the digit keys select, in order (default: the store's hosts)
+    #[arg(long, value_delimiter = ',')]
     hosts: Vec<HostName>,
     /// Results folder to create for this run
     #[arg(long)]
@@ -51,34 +53,49 @@ struct Cli {
     /// Directory holding loadgen, chaos and lab (default: next to this program)
     #[arg(long, env = "WATCH_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    /// chaos's `--target` (which cluster `leader` means)
+    /// chaos's `--target` (which cluster `leader` means; default: the store, except for
+    /// perseus, where chaos decides)
     #[arg(long)]
-    target: Option<String>,
-    /// Name of the system under test, for the report
-    #[arg(long, default_value = "Perseus (Gryadka/CASPaxos)")]
-    system: String,
+    target: Option<Target>,
+    /// Name of the system under test, for the report (default: the store's title)
+    #[arg(long)]
+    system: Option<String>,
+}
+
+impl Cli {
+    fn title(&self) -> String {
+        self.system
+            .clone()
+            .unwrap_or_else(|| self.store.title().to_string())
+    }
+
+    fn hosts(&self) -> Vec<HostName> {
+        if self.hosts.is_empty() {
+            self.store.hosts().to_vec()
+        } else {
+            self.hosts.clone()
+        }
+    }
 }
 
 /// The tools and the run's folder.
 struct Run {
     bin_dir: PathBuf,
     dir: PathBuf,
-    target: Option<String>,
+    /// chaos's options: the run's events file and the target.
+    chaos: ChaosOptions,
 }
 
 impl Run {
     /// Runs one chaos action in the background; its outcome arrives on `done`.
-    fn chaos(&self, kind: &FaultKind, host: Option<HostArg>, done: mpsc::Sender<String>) {
+    fn chaos(&self, call: ChaosCall, done: mpsc::Sender<String>) {
         let mut cmd = Command::new(self.bin_dir.join("chaos"));
-        cmd.arg("--events").arg(self.dir.join("events.jsonl"));
-        if let Some(t) = &self.target {
-            cmd.arg("--target").arg(t);
-        }
-        cmd.arg(kind.to_string());
-        if let Some(h) = host {
-            cmd.arg(h.to_string());
-        }
-        let what = format!("{kind} {}", host.map(|h| h.to_string()).unwrap_or_default());
+        cmd.args(self.chaos.argv(&call));
+        let what = format!(
+            "{} {}",
+            call.fault,
+            call.host.map(|h| h.to_string()).unwrap_or_default()
+        );
         std::thread::spawn(move || {
             let text = match cmd.stdin(Stdio::null()).output() {
                 Ok(out) => {
@@ -103,16 +120,19 @@ impl Run {
     fn start_load(&self, cli: &Cli) -> Result<Child> {
         let tsv = File::create(self.dir.join("load.tsv"))?;
         let log = File::create(self.dir.join("loadgen.log"))?;
+        let load = LoadCall {
+            system: cli.store,
+            nodes: cli.nodes.as_deref().map_or_else(
+                || cli.store.nodes(),
+                |n| n.split(',').map(str::to_string).collect(),
+            ),
+            connections: cli.connections,
+            duration_secs: cli.duration,
+            out: self.dir.join("load.jsonl"),
+            allow_violations: true,
+        };
         Command::new(self.bin_dir.join("loadgen"))
-            .arg("--nodes")
-            .arg(&cli.nodes)
-            .arg("--connections")
-            .arg(cli.connections.to_string())
-            .arg("--duration")
-            .arg(cli.duration.max(1).to_string())
-            .arg("--out")
-            .arg(self.dir.join("load.jsonl"))
-            .arg("--allow-violations")
+            .args(load.argv())
             .stdin(Stdio::null())
             .stdout(tsv)
             .stderr(log)
@@ -140,10 +160,8 @@ fn interact(
 ) -> Result<Ending> {
     let mut feed = Feed::new(&run.dir);
     let (tx, rx) = mpsc::channel::<String>();
-    let mut selected = cli
-        .hosts
-        .first()
-        .map_or(HostArg::Leader, |h| HostArg::Host(*h));
+    let hosts = cli.hosts();
+    let mut selected = hosts.first().map_or(HostArg::Leader, |h| HostArg::Host(*h));
     let mut message = format!("load started into {}", run.dir.display());
     let mut asking = false;
     let mut load_done = false;
@@ -204,14 +222,14 @@ fn interact(
             }
             continue;
         }
-        match keys::command(ch, &cli.hosts) {
+        match keys::command(ch, &hosts) {
             Key::Select(h) => {
                 selected = h;
                 message = format!("selected {h}");
             }
             Key::Fault(kind) => {
                 message = format!("{kind} {selected} …");
-                run.chaos(&kind, Some(selected), tx.clone());
+                run.chaos(ChaosCall::new(kind, Some(selected)), tx.clone());
             }
             Key::HealAll => {
                 message = "undoing every fault …".into();
@@ -233,10 +251,10 @@ fn interact(
 fn heal_all(run: &Run, state: &State, tx: &mpsc::Sender<String>) {
     for (host, kind, _) in state.active_faults(now_ms()) {
         if let Some(undo) = kind.undo().filter(|u| *u != FaultKind::Heal) {
-            run.chaos(&undo, Some(HostArg::Host(host)), tx.clone());
+            run.chaos(ChaosCall::new(undo, Some(HostArg::Host(host))), tx.clone());
         }
     }
-    run.chaos(&FaultKind::Heal, None, tx.clone());
+    run.chaos(ChaosCall::new(FaultKind::Heal, None), tx.clone());
 }
 
 /// Stops the load (SIGTERM, so it writes its summary), waiting at most `grace`.
@@ -244,10 +262,13 @@ fn stop_load(loadgen: &mut Child, grace: Duration) {
     if matches!(loadgen.try_wait(), Ok(Some(_))) {
         return;
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(loadgen.id().to_string())
-        .status();
+    if let Ok(pid) = libc::pid_t::try_from(loadgen.id()) {
+        // SAFETY: kill(2) on the pid of our own child, which has not been waited for (so the
+        // pid is still ours); it only sends a signal.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
     let begin = Instant::now();
     while begin.elapsed() < grace {
         if matches!(loadgen.try_wait(), Ok(Some(_))) {
@@ -288,11 +309,16 @@ fn main_result(cli: &Cli) -> Result<ExitCode> {
         }
     }
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
-    std::fs::write(cli.out.join("system.txt"), format!("{}\n", cli.system))?;
+    std::fs::write(cli.out.join("system.txt"), format!("{}\n", cli.title()))?;
     let run = Run {
         bin_dir,
         dir: cli.out.clone(),
-        target: cli.target.clone(),
+        chaos: ChaosOptions {
+            events: Some(cli.out.join("events.jsonl")),
+            target: cli
+                .target
+                .or_else(|| (cli.store != System::Perseus).then_some(Target::System(cli.store))),
+        },
     };
     let mut loadgen = run.start_load(cli)?;
     let mut state = State::default();
@@ -321,7 +347,7 @@ fn main_result(cli: &Cli) -> Result<ExitCode> {
         .arg("report")
         .arg(&run.dir)
         .arg("--system")
-        .arg(&cli.system)
+        .arg(cli.title())
         .status()
         .context("running lab report")?;
     println!("watch: the run is in {}", run.dir.display());

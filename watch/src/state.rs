@@ -170,7 +170,9 @@ mod tests {
             host: HostArg::Host(host),
             ok: true,
             detail: String::new(),
-            params: Default::default(),
+            layer: None,
+            scope: None,
+            failure: None,
         };
         state.apply_event(ev(FaultKind::Kill, a1, t0 + 10_000));
         state.apply_event(ev(FaultKind::Isolate, a2, t0 + 12_000));
