@@ -68,7 +68,8 @@ JITTER ?= 10ms
 SHAPE ?= majorities-ring
 # `make truncate-HOST BYTES=4096`: how many bytes to cut off the tail of the host's log
 BYTES ?= 4096
-# `make matrix` and `make compare`: systems, faults (each hits the leader) and runs per combination
+# `make matrix` and `make compare`: systems, faults (each hits the leader; any fault kind, with
+# its parameters: FAULTS="kill loss:30") and runs per combination
 SYSTEMS ?= perseus etcd
 FAULTS ?= kill isolate pause
 RUNS ?= 10
@@ -87,7 +88,7 @@ endif
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
 .PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
-        compare matrix results etcd-smoke smoke amnesia-check rollback-check accept-loss idle-reconnect node-memory contention bench-catchup snapshot
+        compare matrix results smoke amnesia-check rollback-check accept-loss idle-reconnect node-memory contention bench-catchup snapshot
 
 help: ## Show this help
 	@echo "Perseus testbed (compose: $(COMPOSE))"
@@ -233,9 +234,6 @@ matrix: images ## SYSTEMS × FAULTS × RUNS fresh-cluster runs; the six measures
 results: ## Regenerate docs/results.md from the runs in results/ (their summary.json) and the figures kept in docs/results/
 	$(CARGO) build -q --release -p perseus-lab
 	target/release/lab results
-
-etcd-smoke: ## Short etcd run for CI: up-etcd, load, kill the leader, start it, down
-	scripts/etcd-smoke.sh
 
 smoke: images ## Short run of SYSTEM for CI: up, 24 s of load, kill the leader, start it, down; fails on violations or a node never serving
 	scripts/smoke.sh $(SYSTEM)

@@ -33,23 +33,18 @@ out="${MATRIX_OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)-matrix}"
 # The command `lab results` quotes under the figures (docs/results.md).
 export LAB_COMMAND="make matrix SYSTEMS=\"$SYSTEMS\" FAULTS=\"$FAULTS\" RUNS=$RUNS SEED=$SEED"
 
-# The systems: any the testbed knows (perseus, etcd, etcd3, zookeeper, nats; model/src/system.rs
-# via `chaos --target s describe`): `make up SYSTEM=s` brings it up, `lab run --store s` loads
-# it with its own client and names it in the tables.
-system_known() { "$CHAOS" --target "$1" describe >/dev/null 2>&1; }
-# The faults: the chaos command that undoes each (the fault hits `leader`: etcd's elected
-# leader, Perseus's a1).
-fault_undo() { case "$1" in kill) echo start ;; isolate) echo heal ;; pause) echo resume ;; *) return 1 ;; esac; }
-
 die() { echo "matrix: $*" >&2; exit 2; }
 case "$RUNS" in '' | *[!0-9]*) die "RUNS must be a whole number (got '$RUNS')" ;; esac
 [ "$RUNS" -ge 1 ] || die "RUNS must be at least 1"
 case "$SEED" in '' | *[!0-9]*) die "SEED must be a whole number (got '$SEED')" ;; esac
-for s in $SYSTEMS; do system_known "$s" || die "unknown system '$s' (known: perseus etcd etcd3 zookeeper nats)"; done
-for f in $FAULTS; do fault_undo "$f" >/dev/null || die "unknown fault '$f' (known: kill isolate pause)"; done
-[ -n "${SYSTEMS// /}" ] || die "SYSTEMS is empty"
-[ -n "${FAULTS// /}" ] || die "FAULTS is empty"
 for tool in "$LAB" "$CHAOS"; do [ -x "$tool" ] || die "$tool is missing: run make binaries"; done
+# The plan: every run's scenario (the fault on the leader, then what undoes it) and its
+# matrix-run.json, seeded, in the order to run them (lab/src/plan.rs). lab refuses an unknown
+# system or fault, naming it.
+mkdir -p "$out/runs" || die "cannot create $out"
+"$LAB" matrix-plan "$out" --systems "$SYSTEMS" --faults "$FAULTS" --runs "$RUNS" --seed "$SEED" \
+  --hold "${HOLD_S}s" --after "${AFTER_S}s" --at-min "${AT_MIN_MS}ms" --spread "${AT_SPREAD_MS}ms" \
+  >/dev/null || die "no plan (see above)"
 
 read -ra systems <<<"$SYSTEMS"
 read -ra faults <<<"$FAULTS"
@@ -60,7 +55,6 @@ estimate_s=$((total * (load_s + OVERHEAD_S)))
 clock() { date -u -d "@$1" +%H:%M; }
 mins() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
-mkdir -p "$out/runs" || die "cannot create $out"
 {
   echo "Date: $(date -u +%Y-%m-%dT%H:%MZ). Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')."
   echo "Machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) memory."
@@ -90,66 +84,37 @@ check_interrupt() {
   return 1
 }
 
-RANDOM=$SEED
 began=$(date +%s)
 done_runs=0
 stopped=0
-for ((round = 1; round <= RUNS && stopped == 0; round++)); do
-  for system in "${systems[@]}"; do
-    [ "$stopped" = 1 ] && break
-    for fault in "${faults[@]}"; do
-      i=$((done_runs + 1))
-      at_ms=$((AT_MIN_MS + RANDOM % (AT_SPREAD_MS + 1)))
-      undo=$(fault_undo "$fault")
-      dir="$out/runs/$system-$fault-$(printf %02d "$round")"
-      duration_s=$(((at_ms + 999) / 1000 + HOLD_S + AFTER_S))
-      mkdir -p "$dir"
-      cat >"$dir/scenario.toml" <<EOF
-# matrix run $i of $total: $system, $fault of the leader at ${at_ms} ms for ${HOLD_S} s
-duration = "${duration_s}s"
-
-[[step]]
-at = "${at_ms}ms"
-fault = "$fault"
-host = "leader"
-
-[[step]]
-at = "$((at_ms + HOLD_S * 1000))ms"
-fault = "$undo"
-host = "leader"
-EOF
-      printf '{"system":"%s","fault":"%s","run":%d,"seed":%d,"at_s":%s,"hold_s":%s}\n' \
-        "$system" "$fault" "$round" "$SEED" "$(awk "BEGIN {print $at_ms / 1000}")" "$HOLD_S" \
-        >"$dir/matrix-run.json"
-      progress_say "=== matrix: run $i of $total: $system, $fault at $(awk "BEGIN {print $at_ms / 1000}") s"
-      progress_now "$system $fault run $round"
-      current_target=""
-      down
-      check_interrupt && { stopped=1; break; }
-      if ! make -s -o images up SYSTEM="$system" >"$dir/up.log" 2>&1; then
-        check_interrupt && { stopped=1; break; }
-        progress_say "matrix: bringing $system up failed (see $dir/up.log); run skipped"
-        done_runs=$((done_runs + 1))
-        progress_step
-        continue
-      fi
-      current_target="$system"
-      "$LAB" run "$dir/scenario.toml" --out "$dir" --store "$system" \
-        --connections "$CONNECTIONS" --target "$system" \
-        >"$dir/lab.log" 2>&1
-      rc=$?
-      check_interrupt && { stopped=1; break; }
-      echo "$rc" >"$dir/done"
-      [ "$rc" = 0 ] || progress_say "matrix: lab run exited with $rc (see $dir/lab.log)"
-      progress_say "$(grep -A3 '^| fault | downtime' "$dir/report.md" 2>/dev/null | sed -n 3p)"
-      done_runs=$((done_runs + 1))
-      progress_step
-      elapsed=$(($(date +%s) - began))
-      remaining=$((elapsed * (total - done_runs) / done_runs))
-      progress_say "=== matrix: $done_runs of $total done, elapsed $(mins "$elapsed"), remaining about $(mins "$remaining") (until $(clock $(($(date +%s) + remaining))) UTC)"
-    done
-  done
-done
+while IFS=$'\t' read -r -u 3 dir system fault at_s; do
+  i=$((done_runs + 1))
+  progress_say "=== matrix: run $i of $total: $system, $fault at $at_s s"
+  progress_now "$system $fault run $(basename "$dir")"
+  current_target=""
+  down
+  check_interrupt && { stopped=1; break; }
+  if ! make -s -o images up SYSTEM="$system" >"$dir/up.log" 2>&1; then
+    check_interrupt && { stopped=1; break; }
+    progress_say "matrix: bringing $system up failed (see $dir/up.log); run skipped"
+    done_runs=$((done_runs + 1))
+    progress_step
+    continue
+  fi
+  current_target="$system"
+  "$LAB" run "$dir/scenario.toml" --out "$dir" --store "$system" \
+    --connections "$CONNECTIONS" --target "$system" \
+    >"$dir/lab.log" 2>&1
+  rc=$?
+  check_interrupt && { stopped=1; break; }
+  echo "$rc" >"$dir/done"
+  [ "$rc" = 0 ] || progress_say "matrix: lab run exited with $rc (see $dir/lab.log)"
+  done_runs=$((done_runs + 1))
+  progress_step
+  elapsed=$(($(date +%s) - began))
+  remaining=$((elapsed * (total - done_runs) / done_runs))
+  progress_say "=== matrix: $done_runs of $total done, elapsed $(mins "$elapsed"), remaining about $(mins "$remaining") (until $(clock $(($(date +%s) + remaining))) UTC)"
+done 3<"$out/plan.tsv"
 trap - INT TERM
 progress_end
 down

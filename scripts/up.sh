@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make up SYSTEM=s`: starts the three hosts of system s (perseus, the default, etcd, etcd3,
-# zookeeper, nats) and waits until all serve. What a system is made of (compose profile,
+# `make up SYSTEM=s`: starts the three hosts of system s (any of model/src/system.rs; perseus
+# by default) and waits until all serve. What a system is made of (compose profile,
 # services, image) comes from `chaos --target s describe` (model/src/system.rs), so adding a
 # system needs no change here. Builds the systems image first when the system runs from it.
 # Perseus also gets its repair step (a node left in an old namespace after a crash).

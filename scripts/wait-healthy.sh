@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Waits (at most UP_TIMEOUT s, default 90) until every host of SYSTEM ($1: perseus, the
-# default, etcd, etcd3, zookeeper, nats) answers its health check, with chaos's own health
+# Waits (at most UP_TIMEOUT s, default 90) until every host of SYSTEM ($1: any of
+# model/src/system.rs; perseus by default) answers its health check, with chaos's own health
 # wait (`chaos health`, the same wait `chaos start` does); on timeout prints the containers'
 # state and recent logs and fails.
 set -euo pipefail

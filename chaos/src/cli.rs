@@ -26,6 +26,10 @@ const LOOKS: &[(&str, &str)] = &[
         "describe",
         "print the target system's facts as KEY=VALUE lines (for scripts); needs no Docker",
     ),
+    (
+        "systems",
+        "print every system's name, one a line (for scripts); needs no Docker",
+    ),
 ];
 
 /// The command list for `--help`, from the fault table.
@@ -95,6 +99,8 @@ pub enum Request {
     Health(Option<HostArg>),
     /// Print the target system's facts.
     Describe,
+    /// Print every system's name.
+    Systems,
 }
 
 impl Args {
@@ -107,15 +113,16 @@ impl Args {
             }
             let host = match self.operands.as_slice() {
                 [] => None,
-                [h] if *look != "describe" => Some(h.parse::<HostArg>().map_err(|e| anyhow!(e))?),
-                _ => bail!(
-                    "usage: chaos {look}{}",
-                    if *look == "describe" { "" } else { " [HOST]" }
-                ),
+                [h] if matches!(*look, "status" | "health") => {
+                    Some(h.parse::<HostArg>().map_err(|e| anyhow!(e))?)
+                }
+                _ if matches!(*look, "status" | "health") => bail!("usage: chaos {look} [HOST]"),
+                _ => bail!("usage: chaos {look}"),
             };
             return Ok(match *look {
                 "status" => Request::Status(host),
                 "health" => Request::Health(host),
+                "systems" => Request::Systems,
                 _ => Request::Describe,
             });
         }
@@ -251,6 +258,8 @@ mod tests {
         assert_eq!(request(&["status"]).unwrap(), Request::Status(None));
         assert_eq!(request(&["health"]).unwrap(), Request::Health(None));
         assert_eq!(request(&["describe"]).unwrap(), Request::Describe);
+        assert_eq!(request(&["systems"]).unwrap(), Request::Systems);
+        assert!(request(&["systems", "a1"]).is_err());
     }
 
     #[test]

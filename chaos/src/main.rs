@@ -78,6 +78,12 @@ async fn run(args: &Args) -> Result<bool> {
             print!("{}", perseus_model::system::describe(system));
             return Ok(true);
         }
+        Request::Systems => {
+            for system in System::ALL {
+                println!("{system}");
+            }
+            return Ok(true);
+        }
         Request::Fault(call) => {
             let cluster = connect(args).await?;
             let recorder = Recorder::new(args.events.as_deref());

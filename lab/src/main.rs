@@ -12,6 +12,7 @@ mod history;
 mod html;
 mod matrix;
 mod measures;
+mod plan;
 mod plot;
 mod progress;
 mod report;
@@ -156,6 +157,32 @@ enum Cmd {
     /// The distributions of a matrix (scripts/matrix.sh): matrix.md, matrix.json and
     /// matrix.png from the finished runs under DIR/runs
     Matrix { dir: PathBuf },
+    /// Plan a matrix into DIR: every system × fault × run, seeded (runs/*/scenario.toml,
+    /// runs/*/matrix-run.json, and plan.tsv listing them in the order to run)
+    MatrixPlan {
+        dir: PathBuf,
+        /// Systems, space-separated
+        #[arg(long)]
+        systems: String,
+        /// Faults, space-separated (any fault kind, with its parameters: `kill loss:30`)
+        #[arg(long)]
+        faults: String,
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long the fault lasts
+        #[arg(long, default_value = "8s")]
+        hold: perseus_model::Span,
+        /// Load after the recovery
+        #[arg(long, default_value = "15s")]
+        after: perseus_model::Span,
+        /// The fault begins AT_MIN + [0, SPREAD] into the load
+        #[arg(long, default_value = "7s")]
+        at_min: perseus_model::Span,
+        #[arg(long, default_value = "3s")]
+        spread: perseus_model::Span,
+    },
     /// Check a results folder against expectations ([[expect]] blocks; default: no
     /// violations) and print the per-second table with the faults marked; exit 1 if one fails
     Check {
@@ -576,6 +603,35 @@ fn main() -> ExitCode {
             })
             .map_err(anyhow::Error::from),
         Cmd::Storage { dirs, out } => storage::run(&dirs, out.as_deref()).map(|()| true),
+        Cmd::MatrixPlan {
+            dir,
+            systems,
+            faults,
+            runs,
+            seed,
+            hold,
+            after,
+            at_min,
+            spread,
+        } => (|| {
+            if runs == 0 {
+                anyhow::bail!("RUNS must be at least 1");
+            }
+            let settings = plan::Settings {
+                systems: plan::parse_systems(&systems)?,
+                faults: plan::parse_faults(&faults)?,
+                runs,
+                seed,
+                hold: hold.0,
+                after: after.0,
+                at_min: at_min.0,
+                spread: spread.0,
+            };
+            let planned = plan::plan(&settings);
+            plan::write(&dir, &planned)?;
+            println!("{}", dir.join("plan.tsv").display());
+            Ok(true)
+        })(),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -221,12 +221,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "toml") {
                 let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
                 let name = path.file_stem().unwrap().to_string_lossy().to_string();
-                let system = if name.starts_with("etcd") {
-                    System::Etcd
-                } else {
-                    System::Perseus
-                };
-                s.check_hosts(system)
+                s.check_hosts(System::Perseus)
                     .unwrap_or_else(|e| panic!("{name}: {e:#}"));
                 if name == "amnesia" || name == "single-layer" || name.starts_with("storage-") {
                     assert!(
