@@ -265,6 +265,9 @@ enum Cmd {
     },
 }
 
+/// The system's settings as `chaos describe` prints them, kept in a run's folder.
+const SYSTEM_SETTINGS_FILE: &str = "system-settings.txt";
+
 fn setup(tools: &Tools) -> Result<runner::Setup> {
     let bin_dir = match &tools.bin_dir {
         Some(dir) => dir.clone(),
@@ -353,6 +356,9 @@ fn report(
         text.push_str(&format!("## Checks\n\n```\n{verdicts}```\n"));
         notes.push(("Checks".into(), verdicts));
     }
+    if let Ok(settings) = std::fs::read_to_string(dir.join(SYSTEM_SETTINGS_FILE)) {
+        notes.push(("The system".into(), settings));
+    }
     if let Ok(steps) = std::fs::read_to_string(dir.join("scenario.txt")) {
         notes.push(("Scenario".into(), steps));
     }
@@ -401,6 +407,12 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
     std::fs::write(
         out.join(compare::SYSTEM_FILE),
         format!("{}\n", tools.title()),
+    )?;
+    // What the report shows of the system's settings: its hosts, image, services, endpoints
+    // and what its reads promise.
+    std::fs::write(
+        out.join(SYSTEM_SETTINGS_FILE),
+        perseus_model::system::describe(tools.store()),
     )?;
     if let Some(c) = tools.control {
         std::fs::write(out.join(history::CONTROL_FILE), format!("{}\n", c.name()))?;
