@@ -6,7 +6,7 @@
 //! nodes, three Redis and the load generator share two cores), tokio's current-thread
 //! scheduler runs every task on the main thread without the work-stealing machinery a single
 //! worker does not use (measured: 1.13x the iterations at 16 connections per node against
-//! the multi-thread scheduler with one worker; docs/results.md). Otherwise the multi-thread
+//! the multi-thread scheduler with one worker; docs/results-log.md). Otherwise the multi-thread
 //! scheduler, one worker per core unless `TOKIO_WORKER_THREADS` says otherwise.
 
 /// Builds the runtime `TOKIO_WORKER_THREADS` asks for (see the module docs).

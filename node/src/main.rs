@@ -107,7 +107,7 @@ async fn shutdown_signal() {
 /// mimalloc instead of the system allocator: every request allocates (HTTP parsing, JSON,
 /// acceptor replies), glibc's malloc and free were about 5 % of the node's CPU in a profile,
 /// and with mimalloc the node served 1.09x the iterations at 1 connection per node and 1.16x
-/// at 16 (alternating A/B, docs/results.md).
+/// at 16 (alternating A/B, docs/results-log.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
