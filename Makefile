@@ -252,7 +252,7 @@ contention: images ## 3 then 30 clients CAS-incrementing ONE key (LOADGEN_DURATI
 
 bench-catchup: ## Catch-up rate of a wiped acceptor (CATCHUP_KEYS=100000), on loopback redis-servers, batches and end to end through 3 nodes, without and with the default load (no Docker)
 	scripts/lib.sh need redis-server
-	CATCHUP_KEYS=$(CATCHUP_KEYS) $(CARGO) test --release -p loadgen --test catch_up_bench -- --ignored --nocapture
+	CATCHUP_KEYS=$(CATCHUP_KEYS) $(CARGO) test --release -p loadgen --test catch_up_bench -- --ignored --nocapture --test-threads=1 $(BENCH_ONLY)
 
 node-memory: images ## 3,000 keys x 64 KB through p1: its resident memory before/after against the documented bound (then make down)
 	scripts/node-memory.sh
