@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use perseus_node::acceptor::redis::{RedisAcceptor, IDENTITY_KEY};
-use perseus_node::acceptor::Acceptor;
+use perseus_node::acceptor::redis::RedisAcceptor;
+use perseus_node::acceptor::{acceptor_set, Acceptor, AdminAcceptor, Identity, Standing};
 use perseus_node::ballot::BallotSource;
 use perseus_node::recovery::{catch_up_batch, catch_up_key};
 use perseus_node::testing::{settings, three_redis, Node, Redis};
@@ -86,19 +86,6 @@ async fn preload(redis: &Redis, n: usize) {
     }
 }
 
-async fn write_identity(redis: &Redis, cluster: &str, state: &str) {
-    let mut c = connection(redis).await;
-    let name = redis.url().trim_start_matches("redis://").to_string();
-    let () = redis::cmd("HSET")
-        .arg(IDENTITY_KEY)
-        .arg(&[
-            "cluster", cluster, "acceptor", &name, "state", state, "mark", "m",
-        ])
-        .query_async(&mut c)
-        .await
-        .expect("identity");
-}
-
 async fn dbsize(redis: &Redis) -> usize {
     let mut c = connection(redis).await;
     redis::cmd("DBSIZE")
@@ -138,18 +125,38 @@ async fn check_caught_up(member: &Redis, recovered: &Redis, n: usize) {
 /// recovering and empty.
 async fn recovering_cluster(n: usize) -> (Vec<Redis>, Vec<Arc<dyn Acceptor>>, RedisAcceptor) {
     let redis = three_redis();
-    write_identity(&redis[0], CLUSTER, "member").await;
-    write_identity(&redis[1], CLUSTER, "member").await;
-    write_identity(&redis[2], CLUSTER, "recovering").await;
-    preload(&redis[0], n).await;
-    preload(&redis[1], n).await;
-    let mut acceptors: Vec<Arc<dyn Acceptor>> = Vec::new();
+    let mut acceptors = Vec::new();
     for r in &redis {
         let a = RedisAcceptor::new(&r.url(), TIMEOUT).expect("acceptor");
         assert!(a.wait_connected(Duration::from_secs(5)).await);
-        a.set_cluster(CLUSTER);
-        acceptors.push(Arc::new(a));
+        acceptors.push(a);
     }
+    let set = acceptor_set(acceptors.iter().map(|a| a.name()));
+    for (i, a) in acceptors.iter().enumerate() {
+        // Claimed (stamped with the Redis's current life) before the keys are loaded: the
+        // loading is plain HSETs, which leave the life as it is.
+        let standing = if i == 2 {
+            Standing::Recovering
+        } else {
+            Standing::Member
+        };
+        let identity = Identity {
+            cluster: CLUSTER.into(),
+            acceptor: a.name().into(),
+            standing,
+            mark: "m".into(),
+            set: set.clone(),
+            stamp: String::new(),
+        };
+        a.claim(&identity).await.expect("claim");
+        a.set_cluster(Some(CLUSTER));
+    }
+    preload(&redis[0], n).await;
+    preload(&redis[1], n).await;
+    let acceptors: Vec<Arc<dyn Acceptor>> = acceptors
+        .into_iter()
+        .map(|a| Arc::new(a) as Arc<dyn Acceptor>)
+        .collect();
     let lister = RedisAcceptor::new(&redis[0].url(), TIMEOUT * 10).expect("acceptor");
     assert!(lister.wait_connected(Duration::from_secs(5)).await);
     (redis, acceptors, lister)
