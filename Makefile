@@ -197,8 +197,9 @@ else
 	@docker volume ls -q --filter label=perseus.snapshot.project=$${COMPOSE_PROJECT_NAME:-perseus} | xargs -r docker volume rm >/dev/null
 endif
 
-test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server for the node tests, protoc for etcd's gRPC client and chromium for the report's browser check when missing)
+test: ## fmt --check, clippy -D warnings, cargo test (installs redis-server and faketime for the node tests, protoc for etcd's gRPC client and chromium for the report's browser check when missing)
 	scripts/lib.sh need redis-server
+	scripts/lib.sh need faketime
 	scripts/lib.sh need protoc protobuf-compiler
 	scripts/lib.sh need /usr/include/google/protobuf/descriptor.proto libprotobuf-dev
 	@scripts/lib.sh need chromium || echo "######## no chromium: the browser check of report.html will be SKIPPED ########" >&2
