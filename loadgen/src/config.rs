@@ -12,8 +12,8 @@ use perseus_model::System;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen", version, about)]
 pub struct Cli {
-    /// The system under test, whose client to use: perseus, etcd (both the etcd v2 keys API),
-    /// etcd3, zookeeper, nats
+    /// The system under test, whose client to use (a name of model/src/system.rs: perseus,
+    /// etcd, ...; perseus and etcd both speak the etcd v2 keys API)
     #[arg(long, env = "LOADGEN_SYSTEM", default_value = "perseus")]
     pub system: String,
 

@@ -2,8 +2,8 @@
 //!
 //! - Perseus: a host `aN` is the Redis acceptor container `aN` plus the node container `pN`
 //!   that shares its network namespace;
-//! - etcd: a host `eN` is the single etcd member container `eN` (etcd v2 and v3 share them);
-//! - ZooKeeper `zN`, NATS `jN`: the single server container.
+//! - every other system: a host is its single server container (`eN` for etcd, which v2 and
+//!   v3 share, `zN`, `jN`, ...: the letters are in [`System`]'s table).
 //!
 //! Faults act on a host as a whole. The first container of a host owns the network namespace
 //! (isolation rules go there, health checks run there). A host name's number is also the
@@ -18,13 +18,21 @@ pub use crate::system::System;
 
 /// A text that names no host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown host {0:?}: expected a1..a3, e1..e3, z1..z3, j1..j3, g1..g3, q1..q3, r1..r3 or leader"
-)]
+#[error("unknown host {0:?}: expected {hosts} or leader", hosts = every_host_range())]
 pub struct ParseHostError(pub String);
 
-/// A host name, `a1`..`a3`, `e1`..`e3`, `z1`..`z3` or `j1`..`j3`: `system` is the system that
-/// owns the hosts ([`System::cluster`]; etcd v3's hosts are etcd's).
+/// `a1..a3, e1..e3, ...`: the hosts of every system that has its own.
+fn every_host_range() -> String {
+    System::ALL
+        .iter()
+        .filter(|s| s.cluster() == **s)
+        .map(|s| format!("{0}1..{0}3", s.prefix()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A host name (`a1`, `e2`, ...): `system` is the system that owns the hosts
+/// ([`System::cluster`]; etcd v3's hosts are etcd's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct HostName {

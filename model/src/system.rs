@@ -105,8 +105,198 @@ impl Consistency {
 
 /// A name that is not a system.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown system {0:?}: expected one of perseus, etcd, etcd3, zookeeper, nats, galera, postgres, sentinel")]
+#[error("unknown system {0:?}: expected one of {names}", names = System::names().join(", "))]
 pub struct ParseSystemError(pub String);
+
+/// Everything about a system that is a fact rather than code: one row of [`SPECS`].
+#[derive(Debug)]
+pub struct Spec {
+    /// The name users type (`SYSTEM=etcd3`).
+    pub name: &'static str,
+    /// The title reports and tables use.
+    pub title: &'static str,
+    /// Its hosts: its own, or another system's (etcd v3 runs on etcd's).
+    pub hosts: Hosts,
+    /// The URL scheme of its load generator endpoints.
+    pub scheme: &'static str,
+    /// What its reads promise (see [`Consistency`]).
+    pub consistency: Consistency,
+}
+
+/// Where a system's hosts come from.
+#[derive(Debug)]
+pub enum Hosts {
+    Own(HostFacts),
+    /// The hosts of that system.
+    Of(System),
+}
+
+/// The facts of a system's own three hosts.
+#[derive(Debug)]
+pub struct HostFacts {
+    /// The letter of its host names (`a1`, `e1`).
+    pub prefix: char,
+    /// The letter of a second service in each host's network namespace (Perseus's node `pN`).
+    pub inner: Option<char>,
+    /// The compose profile that starts its hosts (Perseus's hosts have none).
+    pub profile: Option<&'static str>,
+    /// The image its hosts run.
+    pub image: &'static str,
+    /// Host `n` is at 10.77.0.(base + n).
+    pub base: u8,
+    /// The port clients use, on the host's address.
+    pub client_port: u16,
+    pub health: HealthCheck,
+    pub leadership: Leadership,
+}
+
+/// Every system, in the order of [`System::ALL`] (a test keeps them in step).
+pub static SPECS: [Spec; 8] = [
+    Spec {
+        name: "perseus",
+        title: "Perseus (CASPaxos, leaderless)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'a',
+            inner: Some('p'),
+            profile: None,
+            image: "perseus:latest",
+            base: 10,
+            client_port: 8080,
+            health: HealthCheck::Http {
+                port: 8080,
+                path: "/health",
+            },
+            leadership: Leadership::Leaderless,
+        }),
+        scheme: "http",
+        consistency: Consistency::Linearizable,
+    },
+    Spec {
+        name: "etcd",
+        title: "etcd 3.4 (Raft, v2 API)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'e',
+            inner: None,
+            profile: Some("etcd"),
+            image: "perseus:latest",
+            base: 20,
+            client_port: 2379,
+            health: HealthCheck::Http {
+                port: 2379,
+                path: "/health",
+            },
+            leadership: Leadership::EtcdStats,
+        }),
+        scheme: "http",
+        // Reads go through the Raft leader (v2 with `quorum=true`).
+        consistency: Consistency::Linearizable,
+    },
+    Spec {
+        name: "etcd3",
+        title: "etcd 3.4 (Raft, v3 API)",
+        hosts: Hosts::Of(System::Etcd),
+        scheme: "http",
+        // v3 range without `serializable` goes through the leader.
+        consistency: Consistency::Linearizable,
+    },
+    Spec {
+        name: "zookeeper",
+        title: "ZooKeeper 3.8 (Zab)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'z',
+            inner: None,
+            profile: Some("zookeeper"),
+            image: "perseus-systems:latest",
+            base: 30,
+            client_port: 2181,
+            health: HealthCheck::ZookeeperSrvr { port: 2181 },
+            leadership: Leadership::ZookeeperSrvr,
+        }),
+        scheme: "zk",
+        // The local server answers reads.
+        consistency: Consistency::Sequential,
+    },
+    Spec {
+        name: "nats",
+        title: "NATS 2.9 JetStream KV (Raft)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'j',
+            inner: None,
+            profile: Some("nats"),
+            image: "perseus-systems:latest",
+            base: 40,
+            client_port: 4222,
+            health: HealthCheck::Http {
+                port: 8222,
+                path: "/healthz",
+            },
+            leadership: Leadership::NatsStreamLeader,
+        }),
+        scheme: "nats",
+        // KV reads go through the stream leader (`allow_direct` off:
+        // `$JS.API.STREAM.MSG.GET`, not a direct get from any replica).
+        consistency: Consistency::Linearizable,
+    },
+    Spec {
+        name: "galera",
+        title: "MariaDB 10.11 Galera 4 (multi-primary, certified)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'g',
+            inner: None,
+            profile: Some("galera"),
+            image: "perseus-systems:latest",
+            base: 60,
+            client_port: 3306,
+            // the clustercheck beside MariaDB: 200 when Synced in the primary component
+            health: HealthCheck::Http {
+                port: 9200,
+                path: "/",
+            },
+            leadership: Leadership::Leaderless,
+        }),
+        scheme: "mysql",
+        consistency: Consistency::Linearizable,
+    },
+    Spec {
+        name: "postgres",
+        title: "PostgreSQL 15 + Patroni 3.0 (synchronous replication)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'q',
+            inner: None,
+            // e1..e3 too (Patroni's store): they share the profile, the q hosts depend on them
+            profile: Some("postgres"),
+            image: "perseus-systems:latest",
+            base: 70,
+            // HAProxy, which leads to the current primary
+            client_port: 5000,
+            // Patroni: 200 when PostgreSQL runs (primary or streaming replica)
+            health: HealthCheck::Http {
+                port: 8008,
+                path: "/health",
+            },
+            leadership: Leadership::PatroniLeader,
+        }),
+        scheme: "postgres",
+        consistency: Consistency::Linearizable,
+    },
+    Spec {
+        name: "sentinel",
+        title: "Redis 7.0 + Sentinel (asynchronous replication)",
+        hosts: Hosts::Own(HostFacts {
+            prefix: 'r',
+            inner: None,
+            profile: Some("sentinel"),
+            image: "perseus-systems:latest",
+            base: 80,
+            // the host's sentinel, which names the primary
+            client_port: 26379,
+            health: HealthCheck::SentinelQuorum { port: 26379 },
+            leadership: Leadership::SentinelPrimary,
+        }),
+        scheme: "sentinel",
+        consistency: Consistency::LinearizableUntilFailover,
+    },
+];
 
 impl System {
     pub const ALL: [System; 8] = [
@@ -120,54 +310,47 @@ impl System {
         System::Sentinel,
     ];
 
+    /// Every system's name, for help texts and errors.
+    pub fn names() -> Vec<&'static str> {
+        SPECS.iter().map(|s| s.name).collect()
+    }
+
+    /// The system's row.
+    pub fn spec(self) -> &'static Spec {
+        &SPECS[self as usize]
+    }
+
+    /// The facts of the hosts it runs on (its own, or etcd's for etcd3).
+    pub fn host_facts(self) -> &'static HostFacts {
+        match &self.cluster().spec().hosts {
+            Hosts::Own(facts) => facts,
+            // `cluster` names a system with hosts of its own (the table test checks it).
+            Hosts::Of(_) => unreachable!("a system's cluster has hosts of its own"),
+        }
+    }
+
     /// The name users type (`SYSTEM=etcd3`).
     pub fn name(self) -> &'static str {
-        match self {
-            System::Perseus => "perseus",
-            System::Etcd => "etcd",
-            System::Etcd3 => "etcd3",
-            System::Zookeeper => "zookeeper",
-            System::Nats => "nats",
-            System::Galera => "galera",
-            System::Postgres => "postgres",
-            System::Sentinel => "sentinel",
-        }
+        self.spec().name
     }
 
     /// The title reports and tables use.
     pub fn title(self) -> &'static str {
-        match self {
-            System::Perseus => "Perseus (CASPaxos, leaderless)",
-            System::Etcd => "etcd 3.4 (Raft, v2 API)",
-            System::Etcd3 => "etcd 3.4 (Raft, v3 API)",
-            System::Zookeeper => "ZooKeeper 3.8 (Zab)",
-            System::Nats => "NATS 2.9 JetStream KV (Raft)",
-            System::Galera => "MariaDB 10.11 Galera 4 (multi-primary, certified)",
-            System::Postgres => "PostgreSQL 15 + Patroni 3.0 (synchronous replication)",
-            System::Sentinel => "Redis 7.0 + Sentinel (asynchronous replication)",
-        }
+        self.spec().title
     }
 
     /// The system whose hosts these are: etcd v3 runs on the etcd cluster, the others on
     /// their own.
     pub fn cluster(self) -> System {
-        match self {
-            System::Etcd3 => System::Etcd,
-            s => s,
+        match self.spec().hosts {
+            Hosts::Of(s) => s,
+            Hosts::Own(_) => self,
         }
     }
 
     /// The letter of its host names (`a1`, `e1`, `z1`, `j1`).
     pub fn prefix(self) -> char {
-        match self.cluster() {
-            System::Perseus => 'a',
-            System::Zookeeper => 'z',
-            System::Nats => 'j',
-            System::Galera => 'g',
-            System::Postgres => 'q',
-            System::Sentinel => 'r',
-            _ => 'e',
-        }
+        self.host_facts().prefix
     }
 
     /// The hosts of the system, in order.
@@ -178,75 +361,37 @@ impl System {
 
     /// The compose profile that starts its hosts (Perseus' hosts have none: `make up` alone).
     pub fn profile(self) -> Option<&'static str> {
-        match self.cluster() {
-            System::Perseus => None,
-            System::Zookeeper => Some("zookeeper"),
-            System::Nats => Some("nats"),
-            System::Galera => Some("galera"),
-            // e1..e3 too (Patroni's store): they share the profile, the q hosts depend on them
-            System::Postgres => Some("postgres"),
-            System::Sentinel => Some("sentinel"),
-            _ => Some("etcd"),
-        }
+        self.host_facts().profile
     }
 
     /// The image its hosts run: Perseus and etcd are in the small Perseus image, the others in
     /// the systems image (compose/systems/Dockerfile).
     pub fn image(self) -> &'static str {
-        match self.cluster() {
-            System::Perseus | System::Etcd => "perseus:latest",
-            _ => "perseus-systems:latest",
-        }
+        self.host_facts().image
     }
 
     /// The compose services of host `n`; the first owns the network namespace.
     pub fn services(self, n: u8) -> Vec<String> {
-        let p = self.prefix();
-        match self.cluster() {
-            System::Perseus => vec![format!("a{n}"), format!("p{n}")],
-            _ => vec![format!("{p}{n}")],
-        }
+        let facts = self.host_facts();
+        std::iter::once(facts.prefix)
+            .chain(facts.inner)
+            .map(|c| format!("{c}{n}"))
+            .collect()
     }
 
     /// Host `n`'s fixed address on the `perseus` network (10.77.0.0/24).
     pub fn address(self, n: u8) -> Ipv4Addr {
-        let base = match self.cluster() {
-            System::Perseus => 10,
-            System::Zookeeper => 30,
-            System::Nats => 40,
-            System::Galera => 60,
-            System::Postgres => 70,
-            System::Sentinel => 80,
-            _ => 20,
-        };
-        Ipv4Addr::new(10, 77, 0, base + n)
+        Ipv4Addr::new(10, 77, 0, self.host_facts().base + n)
     }
 
     /// The port clients use, on the host's address.
     pub fn client_port(self) -> u16 {
-        match self.cluster() {
-            System::Perseus => 8080,
-            System::Zookeeper => 2181,
-            System::Nats => 4222,
-            System::Galera => 3306,
-            // HAProxy, which leads to the current primary
-            System::Postgres => 5000,
-            // the host's sentinel, which names the primary
-            System::Sentinel => 26379,
-            _ => 2379,
-        }
+        self.host_facts().client_port
     }
 
     /// The URL scheme of its load generator endpoints.
     pub fn scheme(self) -> &'static str {
-        match self {
-            System::Zookeeper => "zk",
-            System::Nats => "nats",
-            System::Galera => "mysql",
-            System::Postgres => "postgres",
-            System::Sentinel => "sentinel",
-            _ => "http",
-        }
+        self.spec().scheme
     }
 
     /// The load generator's endpoints, one per host: `scheme://address:port`.
@@ -266,52 +411,17 @@ impl System {
 
     /// How chaos tells a host serves.
     pub fn health(self) -> HealthCheck {
-        match self.cluster() {
-            System::Zookeeper => HealthCheck::ZookeeperSrvr { port: 2181 },
-            // the clustercheck beside MariaDB: 200 when Synced in the primary component
-            System::Galera => HealthCheck::Http {
-                port: 9200,
-                path: "/",
-            },
-            // Patroni: 200 when PostgreSQL runs (primary or streaming replica)
-            System::Postgres => HealthCheck::Http {
-                port: 8008,
-                path: "/health",
-            },
-            System::Sentinel => HealthCheck::SentinelQuorum { port: 26379 },
-            System::Nats => HealthCheck::Http {
-                port: 8222,
-                path: "/healthz",
-            },
-            s => HealthCheck::Http {
-                port: s.client_port(),
-                path: "/health",
-            },
-        }
+        self.host_facts().health
     }
 
     /// How chaos finds its leader.
     pub fn leadership(self) -> Leadership {
-        match self.cluster() {
-            System::Perseus | System::Galera => Leadership::Leaderless,
-            System::Postgres => Leadership::PatroniLeader,
-            System::Sentinel => Leadership::SentinelPrimary,
-            System::Zookeeper => Leadership::ZookeeperSrvr,
-            System::Nats => Leadership::NatsStreamLeader,
-            _ => Leadership::EtcdStats,
-        }
+        self.host_facts().leadership
     }
 
-    /// What its reads promise (see [`Consistency`]): etcd's reads go through the Raft leader
-    /// (v2 with `quorum=true`, v3 range without `serializable`); NATS KV reads go through the
-    /// stream leader (`allow_direct` off: `$JS.API.STREAM.MSG.GET`, not direct get from any
-    /// replica); ZooKeeper serves reads from the local server.
+    /// What its reads promise (see [`Consistency`]).
     pub fn consistency(self) -> Consistency {
-        match self {
-            System::Zookeeper => Consistency::Sequential,
-            System::Sentinel => Consistency::LinearizableUntilFailover,
-            _ => Consistency::Linearizable,
-        }
+        self.spec().consistency
     }
 }
 
@@ -357,6 +467,26 @@ impl FromStr for System {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_follows_the_enum() {
+        for (i, s) in System::ALL.into_iter().enumerate() {
+            assert_eq!(s as usize, i);
+            assert_eq!(SPECS[i].name, s.name());
+            assert!(matches!(s.cluster().spec().hosts, Hosts::Own(_)), "{s}");
+        }
+        let prefixes: Vec<char> = System::ALL
+            .iter()
+            .filter(|s| s.cluster() == **s)
+            .map(|s| s.prefix())
+            .collect();
+        let mut unique = prefixes.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(prefixes.len(), unique.len(), "one letter per cluster");
+        let err = "consul".parse::<System>().unwrap_err().to_string();
+        assert!(err.ends_with("perseus, etcd, etcd3, zookeeper, nats, galera, postgres, sentinel"));
+    }
 
     #[test]
     fn names_round_trip() {
