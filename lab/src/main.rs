@@ -392,7 +392,7 @@ fn check_dir(dir: &Path, expect: Option<&Path>, no_table: bool) -> Result<bool> 
     let run = data::Run::load(dir)?;
     let expectations = match expect {
         Some(path) => check::Expectations::load(path)?.expect,
-        None => vec![check::Expect::NoViolations],
+        None => vec![check::Expect::NoViolations(check::NoViolations {})],
     };
     if !no_table {
         print!("{}", check::table(&run));
@@ -440,7 +440,9 @@ fn run_and_report(tools: &Tools, scenario: &scenario::Scenario, out: &Path) -> R
     // lose writes on a failover) has its verdict in `held`; every other run fails on any.
     let judged_by_promise = scenario
         .expect
-        .contains(&check::Expect::NoViolationsBeyondPromise);
+        .contains(&check::Expect::NoViolationsBeyondPromise(
+            check::BeyondPromise {},
+        ));
     if violations > 0 {
         eprintln!(
             "lab: {violations} consistency violations (see {}/load.tsv{})",

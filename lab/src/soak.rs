@@ -12,7 +12,7 @@ use perseus_model::{ChaosCall, FaultKind, HostArg, HostName, Layer, Scope, Shape
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::check::Expect;
+use crate::check::{Expect, FaultsUndone, NoViolations};
 use crate::scenario::{Scenario, Step};
 
 /// What one entry of the mix draws.
@@ -183,7 +183,10 @@ pub fn random(duration: Duration, hosts: &[HostName], seed: u64, mix: &[(Draw, u
     Scenario {
         duration,
         steps,
-        expect: vec![Expect::NoViolations, Expect::FaultsUndone],
+        expect: vec![
+            Expect::NoViolations(NoViolations {}),
+            Expect::FaultsUndone(FaultsUndone {}),
+        ],
         explain: None,
     }
 }
