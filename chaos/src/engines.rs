@@ -30,7 +30,7 @@ use bollard::Docker;
 use thiserror::Error;
 
 use crate::docker;
-use crate::host::HostName;
+use perseus_model::HostName;
 
 /// A hosts file (or variable) that cannot be used: what is wrong and where.
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -41,6 +41,14 @@ pub struct HostName {
     pub n: u8,
 }
 
+impl System {
+    /// The hosts of the system, in order (etcd v3's are etcd's).
+    pub fn hosts(self) -> [HostName; 3] {
+        let system = self.cluster();
+        [1, 2, 3].map(|n| HostName { system, n })
+    }
+}
+
 impl HostName {
     pub const fn perseus(n: u8) -> Self {
         HostName {

@@ -13,8 +13,6 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use crate::host::HostName;
-
 /// A system the testbed can run and load (`SYSTEM=` in the Makefile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum System {
@@ -351,12 +349,6 @@ impl System {
     /// The letter of its host names (`a1`, `e1`, `z1`, `j1`).
     pub fn prefix(self) -> char {
         self.host_facts().prefix
-    }
-
-    /// The hosts of the system, in order.
-    pub fn hosts(self) -> [HostName; 3] {
-        let system = self.cluster();
-        [1, 2, 3].map(|n| HostName { system, n })
     }
 
     /// The compose profile that starts its hosts (Perseus' hosts have none: `make up` alone).
