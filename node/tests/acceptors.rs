@@ -273,6 +273,73 @@ async fn a_member_restored_in_place_answers_as_recovering() {
     ));
 }
 
+/// A member turned into a replica of another Redis (a full resync replaces its whole dataset
+/// in the same process, run id unchanged) and detached again answers as recovering: the
+/// other Redis may hold an old copy of it.
+#[tokio::test]
+async fn a_member_resynced_from_a_replica_master_answers_as_recovering() {
+    let redis = Redis::start();
+    let old_copy = Redis::start();
+    let acceptor = member(&redis).await;
+    acceptor.prepare("k", b(5, 1, 1)).await.expect("prepare");
+    assert!(acceptor.inspect().await.expect("inspect").level());
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    // The old copy: this member's identity record as it is now (a backup of it).
+    let identity: Vec<u8> = redis::cmd("DUMP")
+        .arg("perseus-identity")
+        .query_async(&mut connection)
+        .await
+        .expect("DUMP");
+    let mut copy = redis::Client::open(old_copy.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection to the copy");
+    let () = redis::cmd("RESTORE")
+        .arg("perseus-identity")
+        .arg(0)
+        .arg(identity)
+        .query_async(&mut copy)
+        .await
+        .expect("RESTORE on the copy");
+    let port = old_copy
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .expect("port of the second redis-server");
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query_async(&mut connection)
+        .await
+        .expect("REPLICAOF");
+    // Wait for the full resync (the copy's dataset, identity included, replaces ours).
+    for _ in 0..100 {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut connection)
+            .await
+            .expect("INFO");
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut connection)
+        .await
+        .expect("REPLICAOF NO ONE");
+    let seen = acceptor.inspect().await.expect("inspect");
+    assert!(!seen.level(), "{seen:?}");
+}
+
 /// Data written before the `hv` field existed keeps its value in `v` alone: both scripts read
 /// it as a value (never as "no value", which would make every such key read as missing).
 #[tokio::test]

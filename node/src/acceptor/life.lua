@@ -9,9 +9,13 @@
 
 -- Commands that can bring back, or take away, whole keys; anything else our scripts never
 -- run on the identity or on the data. (DEBUG RELOAD is refused by Redis 7 unless
--- enable-debug-command is set; it is counted too.)
+-- enable-debug-command is set; it is counted too.) REPLICAOF, SLAVEOF and FAILOVER are
+-- counted because a full resync from a master replaces the whole dataset inside the same
+-- process (the run id stays): a copy of an old state made a master of this Redis and then
+-- detached would otherwise bring the old state back unnoticed.
 local RESETS = {'flushall', 'flushdb', 'restore', 'restore%-asking', 'swapdb', 'move', 'copy',
-  'rename', 'renamenx', 'del', 'unlink', 'migrate', 'debug'}
+  'rename', 'renamenx', 'del', 'unlink', 'migrate', 'debug', 'replicaof', 'slaveof',
+  'failover'}
 
 local function life()
   local info = redis.call('INFO', 'server', 'commandstats')
