@@ -3,20 +3,18 @@
 //! acceptors never forget (their `appendfsync always` is what normally keeps it true), so
 //! acknowledged writes may be lost; docs/faults.md explains it.
 //!
-//! The erase runs in a short-lived helper container (the host's own image, no network) that
-//! mounts the host's named volumes; every entry under each mount is deleted, the volume
-//! itself stays (Compose owns it and `make down` removes it).
+//! The erase runs in the storage faults' helper container (`storage::helper`: the host's own
+//! image, no network) that mounts the host's named volumes; every entry under each mount is
+//! deleted, the volume itself stays (Compose owns it and `make down` removes it).
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use anyhow::{bail, Context, Result};
 use bollard::Docker;
 use futures::StreamExt;
 
-use crate::fault;
 use crate::host::Host;
+use crate::{fault, storage};
 
 /// The named volumes of the host's containers: (volume name, where it is mounted).
 pub fn volumes(host: &Host) -> Vec<(String, String)> {
@@ -36,73 +34,24 @@ pub fn volumes(host: &Host) -> Vec<(String, String)> {
     out
 }
 
-/// The helper's command: delete everything inside each mount point.
-pub fn erase_command(destinations: &[String]) -> Vec<String> {
-    let script = destinations
+/// The helper's script: delete everything inside each mount point.
+fn erase_script(destinations: &[String]) -> String {
+    destinations
         .iter()
         .map(|d| format!("find '{d}' -mindepth 1 -delete"))
         .collect::<Vec<_>>()
-        .join(" && ");
-    vec!["sh".into(), "-c".into(), script]
-}
-
-async fn erase(docker: &Docker, host: &Host, vols: &[(String, String)]) -> Result<()> {
-    let image = host
-        .main()
-        .info
-        .image
-        .clone()
-        .ok_or_else(|| anyhow!("{} has no image id", host.main().container.name))?;
-    let binds: Vec<String> = vols.iter().map(|(n, d)| format!("{n}:{d}")).collect();
-    let dests: Vec<String> = vols.iter().map(|(_, d)| d.clone()).collect();
-    let body = ContainerCreateBody {
-        image: Some(image),
-        cmd: Some(erase_command(&dests)),
-        entrypoint: Some(vec![]),
-        network_disabled: Some(true),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(None, body)
-        .await
-        .context("creating the eraser container")?;
-    let result = async {
-        docker.start_container(&created.id, None).await?;
-        let waited = tokio::time::timeout(
-            Duration::from_secs(60),
-            docker
-                .wait_container(
-                    &created.id,
-                    None::<bollard::query_parameters::WaitContainerOptions>,
-                )
-                .next(),
-        )
-        .await
-        .map_err(|_| anyhow!("erasing took over 60 s"))?;
-        match waited {
-            Some(Ok(r)) if r.status_code == 0 => Ok(()),
-            Some(Ok(r)) => bail!("the eraser exited with {}", r.status_code),
-            Some(Err(e)) => Err(anyhow!("the eraser failed: {e}")),
-            None => bail!("the eraser vanished"),
-        }
-    }
-    .await;
-    let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-    let removed = docker.remove_container(&created.id, Some(rm)).await;
-    result?;
-    removed.context("removing the eraser container")?;
-    Ok(())
+        .join(" && ")
 }
 
 /// Kill, erase, start (waiting up to `wait` until the host answers `/health` at all: an
 /// empty Perseus acceptor counts toward no quorum, so whether the host is *healthy* depends
 /// on the others, and a scenario may wipe it while they are cut off).
-pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
+pub async fn amnesia(
+    docker: &Docker,
+    project: &str,
+    host: &Host,
+    wait: Duration,
+) -> Result<String> {
     let vols = volumes(host);
     if vols.is_empty() {
         bail!("host {} has no data volume to erase", host.name);
@@ -122,7 +71,13 @@ pub async fn amnesia(docker: &Docker, host: &Host, wait: Duration) -> Result<Str
             .next()
             .await;
     }
-    erase(docker, host, &vols).await?;
+    // The storage faults' helper container (the host's image, no network, the project's
+    // label so that `make down` removes one left behind).
+    let binds = vols.iter().map(|(n, d)| format!("{n}:{d}")).collect();
+    let dests: Vec<String> = vols.iter().map(|(_, d)| d.clone()).collect();
+    storage::helper(docker, project, host, binds, erase_script(&dests))
+        .await
+        .context("erasing the data volumes")?;
     let fresh = host.refresh().await?;
     let mut started = fault::start(docker, &fresh, Duration::ZERO).await?;
     if !wait.is_zero() {
@@ -144,8 +99,8 @@ mod tests {
     #[test]
     fn erases_inside_each_mount() {
         assert_eq!(
-            erase_command(&["/data".into()]).join(" "),
-            "sh -c find '/data' -mindepth 1 -delete"
+            erase_script(&["/data".into()]),
+            "find '/data' -mindepth 1 -delete"
         );
     }
 }

@@ -334,7 +334,7 @@ pub async fn act(
         FaultKind::Delay(delay, jitter) => {
             qdisc(docker, &host, netfault::delay_command(*delay, *jitter)).await
         }
-        FaultKind::Amnesia => amnesia::amnesia(docker, &host, wait).await,
+        FaultKind::Amnesia => amnesia::amnesia(docker, &cluster.project, &host, wait).await,
         FaultKind::Wipe => {
             let how = storage_stop(&host, layer)?;
             storage::wipe(docker, &cluster.project, &host, how, wait).await

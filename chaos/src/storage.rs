@@ -231,7 +231,7 @@ pub fn erase_script() -> String {
 /// (`name:/path[:ro]`), no network; returns its output, an error with it on a non-zero exit.
 /// The helper carries the project's Compose label, so that a helper left behind by an
 /// interrupted chaos is an orphan `make down` removes.
-async fn helper(
+pub(crate) async fn helper(
     docker: &Docker,
     project: &str,
     host: &Host,
