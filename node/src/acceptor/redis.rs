@@ -686,36 +686,48 @@ pub fn parse_accept(reply: &[String]) -> Result<(AcceptReply, Standing), Accepto
     }
 }
 
+/// The envelope both batch scripts answer with: "ok", the acceptor's standing, then `width`
+/// fields per key, each turned into a reply by `one` (the `phase` names the call in errors).
+fn parse_many<T>(
+    reply: &[String],
+    keys: usize,
+    width: usize,
+    phase: &str,
+    one: impl Fn(&[String]) -> Result<T, AcceptorError>,
+) -> Result<(Vec<T>, Standing), AcceptorError> {
+    if reply.first().map(String::as_str) != Some("ok") {
+        return Err(parse_refusal(reply));
+    }
+    if reply.len() != 2 + width * keys {
+        return Err(AcceptorError::Protocol(format!(
+            "{phase} of {keys} keys answered {} fields",
+            reply.len()
+        )));
+    }
+    let standing = parse_standing(&reply[1])?;
+    let replies = reply[2..]
+        .chunks(width)
+        .map(one)
+        .collect::<Result<_, _>>()?;
+    Ok((replies, standing))
+}
+
 /// Turns a `prepare_many.lua` reply for `keys` keys into one [`PrepareReply`] per key and the
 /// acceptor's standing.
 pub fn parse_prepare_many(
     reply: &[String],
     keys: usize,
 ) -> Result<(Vec<PrepareReply>, Standing), AcceptorError> {
-    if reply.first().map(String::as_str) != Some("ok") {
-        return Err(parse_refusal(reply));
-    }
-    if reply.len() != 2 + 6 * keys {
-        return Err(AcceptorError::Protocol(format!(
-            "prepare of {keys} keys answered {} fields",
-            reply.len()
-        )));
-    }
-    let standing = parse_standing(&reply[1])?;
-    let replies = reply[2..]
-        .chunks(6)
-        .map(|one| match one[0].as_str() {
-            "ok" => Ok(PrepareReply::Promised {
-                accepted: parse_ballot(&one[1..4])?,
-                value: (one[4] == "1").then(|| one[5].clone()),
-            }),
-            "conflict" => Ok(PrepareReply::Conflict(parse_ballot(&one[1..4])?)),
-            other => Err(AcceptorError::Protocol(format!(
-                "unexpected answer {other:?} in a prepare of many keys"
-            ))),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((replies, standing))
+    parse_many(reply, keys, 6, "prepare", |one| match one[0].as_str() {
+        "ok" => Ok(PrepareReply::Promised {
+            accepted: parse_ballot(&one[1..4])?,
+            value: (one[4] == "1").then(|| one[5].clone()),
+        }),
+        "conflict" => Ok(PrepareReply::Conflict(parse_ballot(&one[1..4])?)),
+        other => Err(AcceptorError::Protocol(format!(
+            "unexpected answer {other:?} in a prepare of many keys"
+        ))),
+    })
 }
 
 /// Turns an `accept_many.lua` reply for `keys` keys into one [`AcceptReply`] per key and the
@@ -724,27 +736,13 @@ pub fn parse_accept_many(
     reply: &[String],
     keys: usize,
 ) -> Result<(Vec<AcceptReply>, Standing), AcceptorError> {
-    if reply.first().map(String::as_str) != Some("ok") {
-        return Err(parse_refusal(reply));
-    }
-    if reply.len() != 2 + 4 * keys {
-        return Err(AcceptorError::Protocol(format!(
-            "accept of {keys} keys answered {} fields",
-            reply.len()
-        )));
-    }
-    let standing = parse_standing(&reply[1])?;
-    let replies = reply[2..]
-        .chunks(4)
-        .map(|one| match one[0].as_str() {
-            "ok" => Ok(AcceptReply::Accepted),
-            "conflict" => Ok(AcceptReply::Conflict(parse_ballot(&one[1..4])?)),
-            other => Err(AcceptorError::Protocol(format!(
-                "unexpected answer {other:?} in an accept of many keys"
-            ))),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((replies, standing))
+    parse_many(reply, keys, 4, "accept", |one| match one[0].as_str() {
+        "ok" => Ok(AcceptReply::Accepted),
+        "conflict" => Ok(AcceptReply::Conflict(parse_ballot(&one[1..4])?)),
+        other => Err(AcceptorError::Protocol(format!(
+            "unexpected answer {other:?} in an accept of many keys"
+        ))),
+    })
 }
 
 /// Turns an identity script reply into an [`Inspection`].
