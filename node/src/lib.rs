@@ -6,6 +6,7 @@ pub mod ballot;
 pub mod config;
 pub mod http;
 pub mod membership;
+pub mod metrics;
 pub mod proposer;
 pub mod quorum;
 pub mod record;

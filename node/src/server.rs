@@ -13,6 +13,7 @@ use crate::acceptor::{Acceptor, AdminAcceptor};
 use crate::config::{ConfigError, Settings};
 use crate::http::{self, App, Limits};
 use crate::membership::Membership;
+use crate::metrics::Metrics;
 use crate::proposer::{Proposer, ProposerConfig};
 use crate::wire::EtcdErrors;
 
@@ -50,10 +51,15 @@ pub fn redis_acceptors(settings: &Settings) -> Result<Vec<Arc<RedisAcceptor>>, C
 /// in the background; must be called inside a tokio runtime).
 pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
     let redis = redis_acceptors(settings)?;
-    let acceptors: Vec<Arc<dyn Acceptor>> = redis
-        .iter()
-        .map(|a| a.clone() as Arc<dyn Acceptor>)
-        .collect();
+    // Every call the proposer makes goes through a counting, timing wrapper (`/metrics`).
+    let names: Vec<&str> = redis.iter().map(|a| a.name()).collect();
+    let metrics = Arc::new(Metrics::new(&names));
+    let acceptors = metrics.timed(
+        redis
+            .iter()
+            .map(|a| a.clone() as Arc<dyn Acceptor>)
+            .collect(),
+    );
     let proposer = Proposer::new(
         ProposerConfig {
             id: settings.id,
@@ -87,7 +93,8 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
         settings.cluster_members(),
         settings.acceptor_timeout(),
     )
-    .with_in_flight(settings.max_in_flight, settings.request_deadline());
+    .with_in_flight(settings.max_in_flight, settings.request_deadline())
+    .with_metrics(metrics);
     app.membership = Some(membership);
     Ok(Arc::new(app))
 }
