@@ -166,7 +166,7 @@ partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, br
 	@$(CHAOS) partition "$(SHAPE)"
 
 # Fault targets, VERB-HOST and VERB-LAYER-HOST (make help): any target without a rule of its
-# own is handed to chaos, which knows every fault kind and every host (model/src/fault.rs,
+# own is handed to chaos, which knows every fault kind and every host (model/src/fault/kinds.rs,
 # model/src/system.rs), so a new kind or system needs no line here. The make names that are
 # not chaos's own: partition-HOST and cut-LAYER-HOST isolate; isolate-in/-out are the one-way
 # cuts. loss, limit, delay and truncate take their parameters from PERCENT/SCOPE, RATE,
