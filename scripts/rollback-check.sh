@@ -7,10 +7,13 @@
 #      (it no longer holds v1, its identity record is the old one); a2 cut off; GET k via p3 is
 #      v1 or a 503, never 404; a create (prevExist=false) via p3 is never 201; heal; within 60 s
 #      a1 is a member again and every node answers v1.
-#   K. the same with a3 KILLED and started instead of frozen: a restarted Redis cannot prove it
-#      lost nothing either, so two acceptors are unproven: every node answers 503 errorCode
-#      310 (data loss), never 404; `make accept-loss` keeps v1 (a2 holds it): every node
-#      answers v1.
+#   K. a3 KILLED instead of frozen, a1 rolled back while a3 is still down, then a3 started: a
+#      restarted Redis cannot prove it lost nothing either, and a1 cannot be caught up while
+#      a3 is away (its pass needs every other acceptor), so two acceptors are unproven: GET via
+#      p3 never 404, no second create, every node answers 503 errorCode 310 (data loss);
+#      `make accept-loss` keeps v1 (a2 holds it): every node answers v1. (Started before the
+#      rollback, a3 is caught up within a second or two, and then only a1 is unproven: the
+#      cluster serves v1, which is right, but is case R again.)
 #   W. k2 written with a3 frozen, then a1 and a2 wiped (FLUSHALL): every node answers 503
 #      errorCode 310 for k2 (never 404), `make status` says data-loss, and nothing is
 #      re-initialised (a1 and a2 still carry no identity record 5 s later) until
@@ -104,18 +107,17 @@ wait_until 60 sh -c "[ \"\$(curl -sS -m 3 $(node_url p3)/health | grep -o '\"nam
   ok "a1 a member again (caught up)" || fail "a1 is '$(state_of p3 "$A1")' 60 s after heal"
 wait_until 10 every_node_answers "$key" v1 && ok "every node answers v1" || fail "not every node answers v1"
 
-echo "=== K. the same with a3 killed and started: two unproven acceptors, data loss"
+echo "=== K. a3 killed, a1 rolled back while a3 is down, a3 started: two unproven acceptors"
 fresh
 key="rollback-k-$(date +%s%N)"
 save_a1 && echo "a1's data saved"
 make -s kill-a3 >/dev/null || fail "kill-a3"
 r="$(http p1 PUT "/v2/keys/$key?prevExist=false" -d value=v1)"; echo "PUT v1 via p1 (a3 down): $r"
 [ "${r%% *}" = 201 ] || fail "PUT v1 via p1 answered ${r%% *}"
+roll_back_a1 && echo "a1 rolled back to its copy and started (a3 still down)"
 make -s start-a3 >/dev/null || fail "start-a3"
-roll_back_a1 && echo "a1 rolled back to its copy and started"
-make -s partition-a2 >/dev/null || fail "partition-a2"
+wait_until 30 curl -sS -m 2 -o /dev/null "$(node_url p3)/health" || fail "p3 does not answer after start-a3"
 never_404_nor_created "$key"
-make -s heal >/dev/null || fail "heal"
 wait_until 20 every_node_data_loss "$key" && ok "every node answers 503 errorCode 310 (data loss)" ||
   fail "not every node answers data loss: $(http p1 GET "/v2/keys/$key")"
 make -s accept-loss || fail "make accept-loss"

@@ -42,6 +42,21 @@ impl PartialEq for Draw {
 /// Kinds and their weights.
 pub type Mix = Vec<(Draw, u32)>;
 
+/// After a fault that restarts or replaces a Perseus acceptor's data (a kill of its Redis,
+/// wipe, rollback, truncate, amnesia), the acceptor counts toward no quorum until its
+/// catch-up pass has run (seconds with the soak's keys). Another such fault on another host
+/// within that time would leave two acceptors unproven: the data-loss verdict, by design,
+/// which needs the operator. So the next one on another host waits this long after the
+/// acceptor came back; faults that restart nothing (pauses, cuts, loss) are not held back.
+pub const ACCEPTOR_RECOVERY: Duration = Duration::from_secs(15);
+
+/// Whether `call` on `host` restarts a Perseus acceptor or replaces its data.
+fn restarts_acceptor(call: &ChaosCall, host: HostName) -> bool {
+    host.system == System::Perseus
+        && ((call.fault == FaultKind::Kill && call.layer != Layer::Node)
+            || (call.fault.is_storage() && call.fault != FaultKind::Snapshot))
+}
+
 /// The weight of the layer draws in the default mix.
 const LAYER_WEIGHT: u32 = 2;
 
@@ -115,6 +130,9 @@ pub fn random(duration: Duration, hosts: &[HostName], seed: u64, mix: &[(Draw, u
     let end = duration.as_secs_f64() - 10.0;
     let total: u32 = mix.iter().map(|(_, w)| w).sum();
     let mut t = 5.0 + rng.random_range(0.0..3.0);
+    // The last acceptor restarted (or whose data was replaced): its host and when it came
+    // back (see ACCEPTOR_RECOVERY).
+    let mut restarted: Option<(HostName, f64)> = None;
     while t + 3.0 < end && !hosts.is_empty() && total > 0 {
         let mut pick = rng.random_range(0..total);
         let Some(draw) = mix.iter().find_map(|(d, w)| {
@@ -128,12 +146,22 @@ pub fn random(duration: Duration, hosts: &[HostName], seed: u64, mix: &[(Draw, u
             break;
         };
         let first = rng.random_range(0..hosts.len());
+        let call = draw_call(draw, &mut rng, hosts, first);
+        // One unproven acceptor at a time: a second acceptor restart on another host waits
+        // until the first has had its catch-up time.
+        if let (true, Some((host, back))) = (restarts_acceptor(&call, hosts[first]), restarted) {
+            if host != hosts[first] {
+                t = t.max(back + ACCEPTOR_RECOVERY.as_secs_f64());
+            }
+        }
+        if t + 3.0 >= end {
+            break;
+        }
         let hold = rng.random_range(2.0..8.0_f64).min(end - t);
         let (at, until) = (
             Duration::from_secs_f64(t),
             Duration::from_secs_f64(t + hold),
         );
-        let call = draw_call(draw, &mut rng, hosts, first);
         let mut victims = vec![hosts[first]];
         // Two Perseus hosts killed at once restart two Redis acceptors: neither can be proven
         // as new as before (a restart may have loaded a truncated or older AOF), so the nodes
@@ -167,6 +195,16 @@ pub fn random(duration: Duration, hosts: &[HostName], seed: u64, mix: &[(Draw, u
                 && rng.random_bool(0.5)
             {
                 fault.layer = fault.fault.spec().layers[0];
+            }
+            if restarts_acceptor(&fault, host) {
+                // It comes back when the fault is undone (a kill) or the action returns (the
+                // storage faults restart it themselves; a rollback at the end of its hold).
+                let back = if fault.fault.spec().after.is_some() || fault.undo().is_some() {
+                    t + hold
+                } else {
+                    t
+                };
+                restarted = Some((host, back));
             }
             match fault.fault.spec().after.clone() {
                 // What must come first (a snapshot before a rollback) at the start, the fault
@@ -267,6 +305,41 @@ mod tests {
         // Another system's hosts have no acceptor layer.
         let s = random(Duration::from_secs(600), &System::Etcd.hosts(), 5, &mix);
         assert!(s.steps.iter().all(|st| st.call.layer == Layer::Host));
+    }
+
+    #[test]
+    fn acceptor_restarts_on_two_hosts_are_never_closer_than_a_catch_up() {
+        let hosts = System::Perseus.hosts();
+        let mix = parse_mix("kill=2,wipe=1,rollback=1,truncate=1,pause=1,partition=1").unwrap();
+        for seed in 0..40 {
+            let s = random(Duration::from_secs(600), &hosts, seed, &mix);
+            // Every moment an acceptor comes back, and on which host.
+            let mut back: Vec<(Duration, Option<HostArg>)> = Vec::new();
+            for st in &s.steps {
+                let restarts = match st.call.fault {
+                    FaultKind::Start => st.call.layer != Layer::Node,
+                    FaultKind::Wipe | FaultKind::Rollback | FaultKind::Truncate(_) => true,
+                    _ => false,
+                };
+                if restarts {
+                    back.push((st.at, st.call.host));
+                }
+            }
+            for pair in back.windows(2) {
+                let ((t0, h0), (t1, h1)) = (&pair[0], &pair[1]);
+                assert!(
+                    h0 == h1 || *t1 >= *t0 + ACCEPTOR_RECOVERY - Duration::from_secs(8),
+                    "seed {seed}: {h0:?} back at {t0:?}, {h1:?} at {t1:?}"
+                );
+            }
+            assert!(
+                s.steps
+                    .iter()
+                    .filter(|st| st.call.fault == FaultKind::Kill)
+                    .count()
+                    > 0
+            );
+        }
     }
 
     fn count(s: &Scenario, name: &str) -> usize {

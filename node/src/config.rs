@@ -37,6 +37,8 @@ pub enum ConfigError {
     NotHttpUrl { field: &'static str, url: String },
     #[error("bad configuration: field `members`: {0}")]
     Members(String),
+    #[error("bad configuration: field `cluster_file`: {0}")]
+    ClusterFile(String),
     #[error("bad configuration: {file}: unknown key `{key}` (the keys are listed in docs/api.md)")]
     UnknownKey { file: String, key: String },
 }
@@ -101,6 +103,12 @@ pub struct Settings {
     /// `appendfsync always`). Turning it off trades acknowledged writes for speed.
     #[serde(default = "default_true")]
     pub acceptor_require_fsync: bool,
+    /// Where the node remembers its cluster id across restarts (written once it has seen
+    /// the cluster; read at start). With it, a node restarted after every acceptor lost its
+    /// data says "data loss" instead of initialising a new, empty cluster. None: the id is
+    /// learned from the acceptors at every start.
+    #[serde(default)]
+    pub cluster_file: Option<String>,
 }
 
 fn default_true() -> bool {

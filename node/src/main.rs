@@ -70,12 +70,19 @@ async fn accept_loss(settings: &Settings) -> Result<(), String> {
         perseus_node::ballot::random_incarnation(),
         now,
     );
-    let lines =
-        perseus_node::membership::accept_loss(&acceptors, settings.acceptor_timeout(), &ballots)
-            .await
-            .map_err(|e| {
-                format!("accept-loss stopped ({e}); nothing counts meanwhile, run it again")
-            })?;
+    let remembered = match &settings.cluster_file {
+        Some(path) => perseus_node::membership::cluster_file::read(std::path::Path::new(path))
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let lines = perseus_node::membership::accept_loss(
+        &acceptors,
+        settings.acceptor_timeout(),
+        &ballots,
+        remembered.as_deref(),
+    )
+    .await
+    .map_err(|e| format!("accept-loss stopped ({e}); nothing counts meanwhile, run it again"))?;
     for line in lines {
         println!("{line}");
     }

@@ -75,14 +75,20 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, ConfigError> {
         },
         acceptors,
     );
-    let membership = Arc::new(Membership::new(
+    let mut membership = Membership::new(
         redis
             .iter()
             .map(|a| a.clone() as Arc<dyn AdminAcceptor>)
             .collect(),
         settings.quorum(),
         settings.acceptor_timeout(),
-    ));
+    );
+    if let Some(path) = &settings.cluster_file {
+        membership = membership
+            .with_cluster_file(path.into())
+            .map_err(|e| ConfigError::ClusterFile(e.to_string()))?;
+    }
+    let membership = Arc::new(membership);
     tokio::spawn(membership.clone().run(proposer.ballots()));
     let mut app = App::new(
         proposer,

@@ -160,6 +160,7 @@ pub fn settings(id: u64, redis: &[Redis], timeout_ms: u64) -> Settings {
         hedge_ms: 10,
         advertise_client_urls: Vec::new(),
         members: Vec::new(),
+        cluster_file: None,
     }
 }
 
@@ -172,6 +173,15 @@ pub struct Node {
 
 impl Node {
     pub async fn start(settings: Settings) -> Node {
+        let node = Node::start_unchecked(settings).await;
+        node.wait_reachable(3).await;
+        node.wait_serving().await;
+        node
+    }
+
+    /// As [`Node::start`], without waiting for the membership task to serve (a node that
+    /// must find data loss).
+    pub async fn start_unchecked(settings: Settings) -> Node {
         let app = server::app(&settings).expect("node app");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let addr = settings.listen.parse().expect("listen address");
@@ -180,14 +190,11 @@ impl Node {
         })
         .expect("node listens");
         tokio::spawn(serve);
-        let node = Node {
+        Node {
             url: format!("http://{bound}"),
             app,
             shutdown: Some(tx),
-        };
-        node.wait_reachable(3).await;
-        node.wait_serving().await;
-        node
+        }
     }
 
     /// Waits (bounded) until the membership task has found or initialised the cluster.

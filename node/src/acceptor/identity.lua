@@ -2,18 +2,22 @@
 -- after life.lua.
 -- KEYS[1]: the identity hash: cluster, acceptor, state ("initialising", "member",
 -- "recovering"), mark, set (the acceptor set the cluster was made with), stamp (the life
--- under which it was last brought level), lease_node and lease_until (who runs its catch-up
--- pass, until when, in ms of the Redis clock). ARGV[1]: the operation:
+-- under which it was last brought level), lease_node, lease_until and lease_life (who runs its
+-- catch-up pass, until when, in ms of the Redis clock, taken under which life). ARGV[1]: the operation:
 --   "claim", cluster, acceptor, state, mark, set: write the record only if there is none
 --     (stamped with the current life);
+--   "replace", over, cluster, acceptor, state, mark, set: write the record in place of an
+--     "initialising" record of cluster `over` for the same acceptor, stamped with the current
+--     life (it never counted: two initialisations raced), stamped with the current life;
 --   "join", cluster, acceptor: initialising -> member, only while its stamp is the current
 --     life (it has lost nothing since it was claimed, and never counted before);
 --   "suspect", cluster, acceptor, mark: a member or initialising record whose stamp is not
 --     the current life becomes recovering with this new mark;
 --   "promote", cluster, acceptor, mark, life: recovering -> member, only for that exact mark
 --     and only if the life is still the one the catch-up pass started under (stamped);
---   "lease", node, ms: the catch-up lease: taken by `node` for `ms` if free, expired or its
---     own; the reply's last field names the holder;
+--   "lease", node, ms: the catch-up lease: taken by `node` for `ms` if free, expired, taken
+--     under another life (the Redis restarted or was restored since: the pass it guarded is
+--     void anyway) or its own; the reply's last field names the holder;
 --   "force", cluster, acceptor, state, mark, set: overwrite (the operator's accept-loss);
 --   "inspect": nothing written.
 -- Reply, always: {cluster, acceptor, state, mark, set, stamp, life, number of keys in the
@@ -32,6 +36,11 @@ if op == 'claim' then
     redis.call('HSET', KEYS[1], 'cluster', ARGV[2], 'acceptor', ARGV[3], 'state', ARGV[4],
       'mark', ARGV[5], 'set', ARGV[6], 'stamp', now_life)
   end
+elseif op == 'replace' then
+  if id[1] == ARGV[2] and id[2] == ARGV[4] and id[3] == 'initialising' and id[5] == now_life then
+    redis.call('HSET', KEYS[1], 'cluster', ARGV[3], 'acceptor', ARGV[4], 'state', ARGV[5],
+      'mark', ARGV[6], 'set', ARGV[7], 'stamp', now_life)
+  end
 elseif op == 'join' then
   if ours and id[3] == 'initialising' and id[5] == now_life then
     redis.call('HSET', KEYS[1], 'state', 'member')
@@ -45,10 +54,12 @@ elseif op == 'promote' then
     redis.call('HSET', KEYS[1], 'state', 'member', 'stamp', now_life)
   end
 elseif op == 'lease' then
-  local lease = redis.call('HMGET', KEYS[1], 'lease_node', 'lease_until')
+  local lease = redis.call('HMGET', KEYS[1], 'lease_node', 'lease_until', 'lease_life')
   local now = now_ms()
-  if id[1] and (not lease[1] or lease[1] == ARGV[2] or tonumber(lease[2] or '0') < now) then
-    redis.call('HSET', KEYS[1], 'lease_node', ARGV[2], 'lease_until', now + tonumber(ARGV[3]))
+  if id[1] and (not lease[1] or lease[1] == ARGV[2] or tonumber(lease[2] or '0') < now
+      or lease[3] ~= now_life) then
+    redis.call('HSET', KEYS[1], 'lease_node', ARGV[2], 'lease_until', now + tonumber(ARGV[3]),
+      'lease_life', now_life)
   end
 elseif op == 'force' then
   redis.call('HSET', KEYS[1], 'cluster', ARGV[2], 'acceptor', ARGV[3], 'state', ARGV[4],
@@ -57,8 +68,8 @@ elseif op ~= 'inspect' then
   return redis.error_reply('unknown identity operation')
 end
 local r = redis.call('HMGET', KEYS[1], 'cluster', 'acceptor', 'state', 'mark', 'set', 'stamp',
-  'lease_node', 'lease_until')
+  'lease_node', 'lease_until', 'lease_life')
 local holder = ''
-if r[7] and tonumber(r[8] or '0') >= now_ms() then holder = r[7] end
+if r[7] and tonumber(r[8] or '0') >= now_ms() and r[9] == now_life then holder = r[7] end
 return {r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or '', now_life,
   tostring(redis.call('DBSIZE')), holder}

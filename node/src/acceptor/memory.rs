@@ -31,8 +31,9 @@ struct Store {
     identity: Option<Identity>,
     /// Restarts, wipes and rollbacks so far: the life is `life-<n>`.
     lives: u64,
-    /// The catch-up lease: holder and until when.
-    lease: Option<(String, tokio::time::Instant)>,
+    /// The catch-up lease: holder, until when, and the life it was taken under (void once
+    /// the life changes: a restart or a restore ends it, as in `identity.lua`).
+    lease: Option<(String, tokio::time::Instant, String)>,
 }
 
 impl Store {
@@ -214,6 +215,20 @@ impl MemoryAcceptor {
                         });
                     }
                 }
+                IdentityOp::Replace { over, identity } => {
+                    let replaceable = s.identity.as_ref().is_some_and(|id| {
+                        id.cluster == *over
+                            && id.acceptor == identity.acceptor
+                            && id.standing == Standing::Initialising
+                            && id.stamp == life
+                    });
+                    if replaceable {
+                        s.identity = Some(Identity {
+                            stamp: life.clone(),
+                            ..identity.clone()
+                        });
+                    }
+                }
                 IdentityOp::Join { cluster } => {
                     if let Some(id) = &mut s.identity {
                         if ours(id, cluster)
@@ -252,12 +267,12 @@ impl MemoryAcceptor {
                     }
                 }
                 IdentityOp::Lease { node, ms } => {
-                    let free = s
-                        .lease
-                        .as_ref()
-                        .is_none_or(|(holder, until)| holder == node || *until < now);
+                    let free = s.lease.as_ref().is_none_or(|(holder, until, taken)| {
+                        holder == node || *until < now || *taken != life
+                    });
                     if s.identity.is_some() && free {
-                        s.lease = Some((node.clone(), now + std::time::Duration::from_millis(*ms)));
+                        let until = now + std::time::Duration::from_millis(*ms);
+                        s.lease = Some((node.clone(), until, life.clone()));
                     }
                 }
                 IdentityOp::Force(identity) => {
@@ -267,15 +282,16 @@ impl MemoryAcceptor {
                     });
                 }
             }
+            let lease = s
+                .lease
+                .as_ref()
+                .filter(|(_, until, taken)| *until >= now && *taken == life)
+                .map(|(holder, _, _)| holder.clone());
             Inspection {
                 identity: s.identity.clone(),
                 life,
                 data_keys: s.slots.len() as u64,
-                lease: s
-                    .lease
-                    .as_ref()
-                    .filter(|(_, until)| *until >= now)
-                    .map(|(holder, _)| holder.clone()),
+                lease,
             }
         })
     }

@@ -93,6 +93,10 @@ pub enum IdentityOp {
     Inspect,
     /// Write it only where there is none, stamped with the current life.
     Claim(Identity),
+    /// Write it in place of an `initialising` record of the cluster `over`, only while that
+    /// record is still stamped with the current life (it never counted anywhere: two
+    /// initialisations raced), stamped with the current life.
+    Replace { over: String, identity: Identity },
     /// initialising -> member, only while stamped with the current life.
     Join { cluster: String },
     /// A member or initialising record stamped under another life -> recovering, `mark`.

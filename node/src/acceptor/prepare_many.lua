@@ -16,13 +16,15 @@ local reply = {'ok', state}
 local n = 2
 for k = 3, #KEYS do
   local key = KEYS[k]
-  local promise, accepted = ballots(key)
+  -- One read per key: the ballots (as slot.lua's ballots()) and the value.
+  local h = redis.call('HMGET', key, 'pc', 'pp', 'pi', 'ac', 'ap', 'ai', 'hv', 'v')
+  local promise = {h[1] or '0', h[2] or '0', h[3] or '0'}
+  local accepted = {h[4] or '0', h[5] or '0', h[6] or '0'}
   if cmp(ballot, promise) > 0 and cmp(ballot, accepted) > 0 then
     redis.call('HSET', key, 'pc', ballot[1], 'pp', ballot[2], 'pi', ballot[3])
-    local h = redis.call('HMGET', key, 'hv', 'v')
     -- A value stored before "hv" existed counts as a value (slot.lua's has_value).
     local hv, value = '0', ''
-    if has_value(h[1], h[2]) then hv, value = '1', h[2] end
+    if has_value(h[7], h[8]) then hv, value = '1', h[8] end
     reply[n + 1], reply[n + 2], reply[n + 3] = 'ok', accepted[1], accepted[2]
     reply[n + 4], reply[n + 5], reply[n + 6] = accepted[3], hv, value
   else
