@@ -66,6 +66,9 @@ RATE ?= 256kbit
 DELAY ?= 50ms
 JITTER ?= 10ms
 SHAPE ?= majorities-ring
+# `make delay LINKS="a1-a2=11ms a1-a3=85ms a2-a3=95ms"`: one-way delays per link (each ±JITTER
+# when written a1-a2=11ms,2ms); `make clock-a1 OFFSET=+300s` (or JUMP=-60s, DRIFT=+1000ppm)
+LINKS ?= a1-a2=10.9ms a1-a3=84.5ms a2-a3=94.6ms
 # `make truncate-HOST BYTES=4096`: how many bytes to cut off the tail of the host's log
 BYTES ?= 4096
 # `make matrix` and `make compare`: systems, faults (each hits the leader; any fault kind, with
@@ -109,11 +112,13 @@ base: ## Build the base image (debian:bookworm-slim, or debootstrap from this ma
 binaries: ## cargo build --release of node, loadgen, chaos, lab and watch (installs protoc for etcd's gRPC client when missing)
 	scripts/lib.sh need protoc protobuf-compiler
 	scripts/lib.sh need /usr/include/google/protobuf/descriptor.proto libprotobuf-dev
-	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab -p perseus-watch
+	$(CARGO) build --release -p perseus-node -p loadgen -p chaos -p perseus-lab -p perseus-watch -p delayer
 
-images: base binaries ## Build the perseus:latest image (base + the three binaries + configs)
+images: base binaries ## Build the perseus:latest image (base + the binaries + configs + libfaketime for clock faults)
+	scripts/lib.sh need faketime
 	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
-	cp target/release/node target/release/loadgen target/release/chaos $(BUILD_DIR)/
+	cp target/release/node target/release/loadgen target/release/chaos target/release/delayer $(BUILD_DIR)/
+	cp "$$(dpkg -L libfaketime | grep '/libfaketime\.so\.1$$' | head -1)" $(BUILD_DIR)/
 	cp compose/perseus-acceptor compose/perseus-host compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f compose/Dockerfile $(BUILD_DIR)
 
@@ -164,6 +169,12 @@ snapshot: ## save a copy of the data directory of every host (of TARGET) for rol
 	@$(CHAOS) snapshot
 partition: ## Partition the hosts (of TARGET) by SHAPE: "a1 | a2 a3", halves, bridge, majorities-ring
 	@$(CHAOS) partition "$(SHAPE)"
+delay: ## One-way delays per link: LINKS="a1-a2=11ms a1-a3=85ms a2-a3=95ms" (the hosts name the system); make heal undoes them
+	@$(CHAOS) delay-links "$(LINKS)"
+.PHONY: delay bench-delayer
+bench-delayer: ## The delayer's own added latency and CPU per packet at 0 ms delay (loopback in a fresh network namespace, no Docker; as root)
+	$(CARGO) build -q --release -p delayer
+	delayer/bench.sh target/release/delayer
 
 # Fault targets, VERB-HOST and VERB-LAYER-HOST (make help): any target without a rule of its
 # own is handed to chaos, which knows every fault kind and every host (model/src/fault/kinds.rs,
@@ -180,6 +191,7 @@ FAULT_PARAMS_loss = :$(PERCENT)
 FAULT_PARAMS_limit = :$(RATE)
 FAULT_PARAMS_delay = :$(DELAY)$(if $(JITTER),$(comma)$(JITTER))
 FAULT_PARAMS_truncate = $(if $(BYTES),:$(BYTES))
+FAULT_PARAMS_clock = :$(if $(OFFSET),offset=$(OFFSET),$(if $(JUMP),jump=$(JUMP),$(if $(DRIFT),drift=$(DRIFT))))
 # `kill` → `kill`, `loss` → `--scope peers loss:30`, `partition` → `isolate`
 fault_verb = $(FAULT_OPTIONS_$(1)) $(or $(FAULT_ALIAS_$(1)),$(1))$(FAULT_PARAMS_$(1))
 # `kill-acceptor` → `--layer acceptor kill`

@@ -189,7 +189,7 @@ pub fn stack_service(stack: &str, swarm_service: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn list(docker: &Docker, label: &str) -> Result<Vec<ContainerSummary>> {
+pub(crate) async fn list(docker: &Docker, label: &str) -> Result<Vec<ContainerSummary>> {
     let mut filters = HashMap::new();
     filters.insert("label", vec![label.to_string()]);
     let opts = ListContainersOptionsBuilder::default()

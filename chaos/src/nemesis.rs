@@ -18,11 +18,12 @@ use chrono::Utc;
 use perseus_model::partition::{self, Grudges};
 use perseus_model::{ChaosCall, FaultKind, Layer, Leadership, Shape};
 
+use crate::delay::{self, PeerDelay, Ways};
 use crate::error::{outcome, ChaosError};
 use crate::events::{Event, Recorder};
 use crate::host::{self, Cluster, Host, HostArg, HostName, System, Target};
 use crate::netfault::{self, RuleFault};
-use crate::{amnesia, docker, fault, isolate, layer, leader, storage};
+use crate::{amnesia, clock, docker, fault, isolate, layer, leader, storage};
 
 /// How long actions wait, and which system they aim at.
 pub struct Options {
@@ -43,6 +44,9 @@ pub async fn run(
     let kind = &call.fault;
     if let FaultKind::Partition(shape) = kind {
         return partition_all(cluster, options.target, shape, recorder).await;
+    }
+    if let FaultKind::DelayLinks(links) = kind {
+        return delay_links_all(cluster, links, recorder).await;
     }
     let record = |host: HostArg, begin, result: Result<String>| {
         recorder.record(
@@ -331,9 +335,25 @@ pub async fn act(
             rules(docker, &host, fault).await
         }
         FaultKind::Limit(rate) => qdisc(docker, &host, netfault::limit_command(*rate)).await,
-        FaultKind::Delay(delay, jitter) => {
-            qdisc(docker, &host, netfault::delay_command(*delay, *jitter)).await
+        FaultKind::Delay(d, jitter) if delay::use_netem() => {
+            qdisc(docker, &host, netfault::delay_command(*d, *jitter)).await
         }
+        FaultKind::Delay(d, jitter) => {
+            let mut peers = Vec::new();
+            for other in cluster.host_names(name.system) {
+                if other != name {
+                    peers.push(PeerDelay {
+                        peer: own_address(&cluster.host(other).await?)?,
+                        n: other.n,
+                        delay: *d,
+                        jitter: *jitter,
+                    });
+                }
+            }
+            delay::delay(docker, &host, &peers, Ways::Both).await
+        }
+        FaultKind::Clock(shift) => clock::apply(docker, &host, *shift, wait).await,
+        FaultKind::DelayLinks(_) => bail!("delay-links acts on the whole system, not on a host"),
         FaultKind::Amnesia => amnesia::amnesia(docker, &cluster.project, &host, wait).await,
         FaultKind::Wipe => {
             let how = storage_stop(&host, layer)?;
@@ -405,6 +425,8 @@ pub async fn active_faults(
     if let Some(q) = netfault::qdisc(docker, main).await? {
         out.push(q.describe());
     }
+    out.extend(delay::describe(docker, host, names).await?);
+    out.extend(clock::describe(docker, host).await?);
     Ok(out)
 }
 
@@ -433,6 +455,16 @@ async fn heal(docker: &Docker, host: &Host, wait: Duration) -> Result<String> {
         match netfault::remove_all(docker, main).await {
             Ok(chains) if chains.is_empty() => {}
             Ok(chains) => done.push(format!("removed chain(s) {}", chains.join(", "))),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        match delay::heal(docker, host).await {
+            Ok(Some(d)) => done.push(d),
+            Ok(None) => {}
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        match clock::heal(docker, host, wait).await {
+            Ok(Some(d)) => done.push(d),
+            Ok(None) => {}
             Err(e) => failed.push(format!("{e:#}")),
         }
         match netfault::remove_qdisc(docker, main).await {
@@ -554,4 +586,50 @@ async fn partition_one(
         list(&grudge.refuse),
         list(&partition::reaches(grudges, names, n))
     )))
+}
+
+/// `delay-links LINKS`: every host of the links' system gets its outgoing delays per peer
+/// (earlier delays replaced); hosts without a link have their delay removed.
+async fn delay_links_all(
+    cluster: &Cluster,
+    links: &perseus_model::Links,
+    recorder: &Recorder,
+) -> Result<bool> {
+    let system = links.system();
+    let names = cluster.host_names(system);
+    let mut hosts = HashMap::new();
+    let mut addresses = HashMap::new();
+    for &n in &names {
+        let h = cluster.host(n).await?;
+        if !docker::is_running(&h.main().info) {
+            bail!(
+                "host {n} is not running ({}): per-link delays need every host up",
+                h.states()
+            );
+        }
+        addresses.insert(n, own_address(&h)?);
+        hosts.insert(n, h);
+    }
+    let per_host = delay::link_delays(links, &addresses)?;
+    let mut all_ok = true;
+    for &n in &names {
+        let begin = Utc::now();
+        let h = &hosts[&n];
+        let result = match per_host.get(&n) {
+            Some(peers) => delay::delay(h.docker(), h, peers, Ways::Outgoing).await,
+            None => match delay::heal(h.docker(), h).await {
+                Ok(Some(d)) => Ok(format!("no link: {d}")),
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            },
+        };
+        all_ok &= result.is_ok();
+        recorder.record(&Event::new(
+            FaultKind::DelayLinks(links.clone()),
+            HostArg::Host(n),
+            begin,
+            outcome(result),
+        ))?;
+    }
+    Ok(all_ok)
 }

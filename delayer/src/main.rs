@@ -6,7 +6,7 @@
 //! 7701=11ms`. chaos starts it in the delayed host's network namespace and sends that host's
 //! packets to its queues (chaos/src/delay.rs, docs/faults.md). It runs until SIGTERM/SIGINT,
 //! then releases what it holds at once and prints one line: packets released, the most held at
-//! once, and its own CPU time per packet (what `make delay-bench` reports).
+//! once, and its own CPU time per packet (what `make bench-delayer` reports).
 
 mod queue;
 mod schedule;
@@ -71,17 +71,20 @@ fn main() -> ExitCode {
         .map(|(q, s)| format!("queue {q}: {:?} ± {:?}", s.delay, s.jitter))
         .collect();
     list.sort();
-    println!(
-        "delayer: {} ({})",
-        list.join(", "),
-        if args.reorder {
-            "packets may overtake"
-        } else {
-            "arrival order kept"
-        }
-    );
+    // chaos waits for this line before it sends packets to the queues.
+    let ready = move || {
+        println!(
+            "delayer: serving {} ({})",
+            list.join(", "),
+            if args.reorder {
+                "packets may overtake"
+            } else {
+                "arrival order kept"
+            }
+        )
+    };
     let begin = Instant::now();
-    match queue::serve(specs, args.reorder, args.seed) {
+    match queue::serve(specs, args.reorder, args.seed, ready) {
         Ok(c) => {
             let cpu = queue::cpu_time();
             let per = if c.released > 0 {

@@ -170,8 +170,14 @@ fn accept(queue: &mut Queue, mut msg: nfq::Message) -> Result<(), QueueError> {
     })
 }
 
-/// Serves the queues until SIGTERM/SIGINT; returns what it did.
-pub fn serve(specs: HashMap<u16, Spec>, reorder: bool, seed: u64) -> Result<Counts, QueueError> {
+/// Serves the queues until SIGTERM/SIGINT; calls `ready` once every queue is bound (from then
+/// on packets sent to them are held); returns what it did.
+pub fn serve(
+    specs: HashMap<u16, Spec>,
+    reorder: bool,
+    seed: u64,
+    ready: impl FnOnce(),
+) -> Result<Counts, QueueError> {
     let mask = signals()?;
     // Wake-ups on time: the default timer slack (50 us) would add to every delay.
     // SAFETY: prctl with an integer argument.
@@ -192,6 +198,7 @@ pub fn serve(specs: HashMap<u16, Spec>, reorder: bool, seed: u64) -> Result<Coun
         queue.set_fail_open(q, true).map_err(configure)?;
     }
     queue.set_nonblocking(true);
+    ready();
     let mut schedule: Schedule<nfq::Message> = Schedule::new(specs, reorder, seed);
     let mut counts = Counts::default();
     while !STOP.load(Ordering::SeqCst) {

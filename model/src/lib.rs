@@ -5,7 +5,8 @@
 //! - [`fault`]: the fault kinds chaos acts out and lab schedules ([`FaultKind`]), with one
 //!   table ([`fault::KINDS`]) of everything about each kind; [`params`] the typed values
 //!   around them ([`Layer`], [`Scope`], [`Rate`]); [`partition`] the partition shapes and
-//!   the grudges they lay over a system; [`span`] spans of time as people write them.
+//!   the grudges they lay over a system; [`span`] spans of time as people write them;
+//!   [`timefault`] the parameters of the per-link delays and the clock faults.
 //! - [`call`]: how lab and watch ask chaos ([`ChaosCall`]) and loadgen ([`LoadCall`]) to act.
 //! - [`event`]: the record of one chaos action ([`ChaosEvent`], with a typed [`Failure`]).
 //! - [`system`] and [`host`]: the systems under test and their hosts ([`System`],
@@ -33,6 +34,7 @@ pub mod runtime;
 pub mod span;
 pub mod system;
 pub mod time;
+pub mod timefault;
 
 pub use call::{ChaosCall, ChaosOptions, LoadCall, Target};
 pub use control::{Control, ParseControlError};
@@ -45,3 +47,4 @@ pub use params::{Layer, Rate, Scope};
 pub use partition::Shape;
 pub use span::Span;
 pub use system::{Consistency, HealthCheck, Leadership, ParseSystemError};
+pub use timefault::{ClockShift, Links};

@@ -57,6 +57,10 @@ impl Span {
         Span(Duration::from_millis(ms))
     }
 
+    pub const fn from_micros(us: u64) -> Span {
+        Span(Duration::from_micros(us))
+    }
+
     /// Whole milliseconds.
     pub fn ms(self) -> i64 {
         i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)

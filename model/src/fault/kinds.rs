@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::params::{Layer, Rate, RateUnit};
 use crate::partition::Shape;
 use crate::span::Span;
+use crate::timefault::{ClockShift, Links};
 
 /// One thing chaos does to a host: a fault, or the action that undoes one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,8 +38,13 @@ pub enum FaultKind {
     Loss(u8),
     /// Limit the host's outgoing bandwidth (tc rate).
     Limit(Rate),
-    /// Delay the host's outgoing packets (netem): delay and optional jitter.
+    /// Delay the host's packets to and from its peers, each way (a delayer serving a netfilter
+    /// queue in the host's namespace; netem where asked): delay and optional jitter.
     Delay(Span, Option<Span>),
+    /// One-way delays per pair of hosts of one system (a multi-region topology).
+    DelayLinks(Links),
+    /// Shift, step or drift the wall clock of the host's processes (libfaketime).
+    Clock(ClockShift),
     /// Partition the system's hosts by a shape.
     Partition(Shape),
     /// Stop the host, erase its data volumes, start it empty (over when it returns).
@@ -76,6 +82,10 @@ pub enum Params {
     Shape,
     /// An optional byte count (a default when omitted).
     Bytes,
+    /// Per-link delays, in place of the host (`a1-a2=11ms a1-a3=85ms`).
+    Links,
+    /// A clock fault (`offset=+300s`, `jump=-60s`, `drift=+1000ppm`).
+    Clock,
 }
 
 impl Params {
@@ -88,6 +98,8 @@ impl Params {
             Params::Delay => "DELAY [JITTER]",
             Params::Shape => "SHAPE",
             Params::Bytes => "[BYTES]",
+            Params::Links => "LINKS",
+            Params::Clock => "offset=+300s|jump=-60s|drift=+1000ppm",
         }
     }
 
@@ -110,6 +122,10 @@ impl Params {
             Params::Delay => "a DELAY (delay:50ms or delay:50ms,10ms)",
             Params::Shape => "a SHAPE (partition:majorities-ring)",
             Params::Bytes => "a byte count (truncate:512)",
+            Params::Links => "LINKS (delay-links:a1-a2=11ms a1-a3=85ms a2-a3=95ms)",
+            Params::Clock => {
+                "a clock fault (clock:offset=+300s, clock:jump=-60s, clock:drift=+1000ppm)"
+            }
         }
     }
 }
@@ -393,7 +409,48 @@ pub static KINDS: &[Spec] = &[
         touches_data: false,
         after: None,
         soak: 1,
-        doc: "delay the host's outgoing packets by DELAY [JITTER] (tc netem; needs sch_netem)",
+        doc: "delay the host's packets to and from its peers by DELAY [JITTER] each way (a \
+              delayer on a netfilter queue; CHAOS_DELAY=netem: tc netem, egress only)",
+    },
+    Spec {
+        name: "delay-links",
+        examples: &[FaultKind::DelayLinks(Links::EXAMPLE)],
+        params: Params::Links,
+        aim: Aim::System,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "delayed",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "one-way delays per link of the target system: \"a1-a2=11ms a1-a3=85ms,5ms a2-a3=95ms\"",
+    },
+    Spec {
+        name: "clock",
+        examples: &[
+            FaultKind::Clock(ClockShift::Offset(300)),
+            FaultKind::Clock(ClockShift::Offset(-300)),
+            FaultKind::Clock(ClockShift::Jump(-60)),
+            FaultKind::Clock(ClockShift::Jump(60)),
+            FaultKind::Clock(ClockShift::Drift(1000)),
+            FaultKind::Clock(ClockShift::Drift(-1000)),
+        ],
+        params: Params::Clock,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::Heal),
+        state: "clock skewed",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        // Drawn when a mix names it: it restarts the host's processes (libfaketime is loaded
+        // at start), and systems written in Go cannot take it.
+        soak: 0,
+        doc: "the wall clock of the host's processes (libfaketime, monotonic clock true): \
+              offset=+300s (restarted shifted), jump=-60s (a step now), drift=+1000ppm",
     },
     Spec {
         name: "partition",
@@ -540,6 +597,8 @@ mod tests {
                     | FaultKind::Loss(_)
                     | FaultKind::Limit(_)
                     | FaultKind::Delay(..)
+                    | FaultKind::DelayLinks(_)
+                    | FaultKind::Clock(_)
                     | FaultKind::Partition(_)
                     | FaultKind::Amnesia
                     | FaultKind::Wipe

@@ -89,6 +89,8 @@ impl FaultKind {
             FaultKind::Delay(d, None) => Some(d.to_string()),
             FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
             FaultKind::Partition(shape) => Some(shape.to_string()),
+            FaultKind::DelayLinks(links) => Some(links.to_string()),
+            FaultKind::Clock(shift) => Some(shift.to_string()),
             FaultKind::Truncate(bytes) if *bytes != DEFAULT_TRUNCATE_BYTES => {
                 Some(bytes.to_string())
             }
@@ -147,6 +149,12 @@ impl FaultKind {
             }
             FaultKind::Partition(_) => {
                 FaultKind::Partition(param.parse().map_err(|e| bad(format!("{e}")))?)
+            }
+            FaultKind::DelayLinks(_) => {
+                FaultKind::DelayLinks(param.parse().map_err(|e| bad(format!("{e}")))?)
+            }
+            FaultKind::Clock(_) => {
+                FaultKind::Clock(param.parse().map_err(|e| bad(format!("{e}")))?)
             }
             FaultKind::Truncate(_) => {
                 let bytes: u32 = param
@@ -252,6 +260,10 @@ mod tests {
             "delay:50ms,10ms",
             "partition:a1 | a2 a3",
             "partition:majorities-ring",
+            "delay-links:a1-a2=11ms a1-a3=85ms,5ms a2-a3=95ms",
+            "clock:offset=+300s",
+            "clock:jump=-60s",
+            "clock:drift=+1000ppm",
         ] {
             let f: FaultKind = text.parse().unwrap();
             assert_eq!(f.to_string(), text);
@@ -275,6 +287,9 @@ mod tests {
             "truncate:0",
             "truncate:lots",
             "snapshot:1",
+            "delay-links:a1-a1=5ms",
+            "clock",
+            "clock:+300s",
         ] {
             assert!(bad.parse::<FaultKind>().is_err(), "{bad}");
         }
