@@ -100,7 +100,8 @@ help: ## Show this help
 	  awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  make VERB-HOST       a fault: VERB is any chaos command (target/release/chaos --help lists them;"
 	@echo "                       partition-HOST isolates, isolate-in/-out cut one way; loss, limit and delay"
-	@echo "                       take PERCENT=30 SCOPE=peers|all, RATE=256kbit, DELAY=50ms JITTER=10ms)"
+	@echo "                       take PERCENT=30 SCOPE=peers|all, RATE=256kbit, DELAY=50ms JITTER=10ms;"
+	@echo "                       clock takes OFFSET=+300s, JUMP=-60s or DRIFT=+1000ppm)"
 	@echo "  make VERB-LAYER-HOST one layer of a Perseus host: kill/start/pause/cut-acceptor-a1, ...-node-a1"
 	@echo "  HOST is a host of any system or leader (make kill-a1, make kill-leader SYSTEM=zookeeper);"
 	@echo "  SYSTEM picks the system for up, load, the leader faults, experiment and smoke"
