@@ -425,7 +425,8 @@ pub static KINDS: &[Spec] = &[
         touches_data: false,
         after: None,
         soak: 0,
-        doc: "one-way delays per link of the target system: \"a1-a2=11ms a1-a3=85ms,5ms a2-a3=95ms\"",
+        doc:
+            "one-way delays per link of the target system: \"a1-a2=11ms a1-a3=85ms,5ms a2-a3=95ms\"",
     },
     Spec {
         name: "clock",
