@@ -16,24 +16,6 @@ use futures::StreamExt;
 use crate::host::Host;
 use crate::{fault, storage};
 
-/// The named volumes of the host's containers: (volume name, where it is mounted).
-pub fn volumes(host: &Host) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for m in &host.members {
-        for mount in m.info.mounts.iter().flatten() {
-            if mount.typ.as_deref() != Some("volume") {
-                continue;
-            }
-            if let (Some(name), Some(dest)) = (&mount.name, &mount.destination) {
-                if !out.iter().any(|(n, _)| n == name) {
-                    out.push((name.clone(), dest.clone()));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The helper's script: delete everything inside each mount point.
 fn erase_script(destinations: &[String]) -> String {
     destinations
@@ -52,7 +34,7 @@ pub async fn amnesia(
     host: &Host,
     wait: Duration,
 ) -> Result<String> {
-    let vols = volumes(host);
+    let vols = storage::volumes(host);
     if vols.is_empty() {
         bail!("host {} has no data volume to erase", host.name);
     }
