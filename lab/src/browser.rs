@@ -271,7 +271,7 @@ mod tests {
             .join("kill-and-isolate");
         std::fs::create_dir_all(&out).unwrap();
         let run = crate::data::Run::load(&manifest.join("tests/data/kill-and-isolate")).unwrap();
-        let reports = crate::analysis::analyse(&run);
+        let reports = crate::impact::analyse(&run);
         let html = crate::html::page(
             &crate::html::Page {
                 title: "kill-and-isolate",

@@ -12,42 +12,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::analysis::{self, FaultKind, Subject};
 use crate::data::Run;
-use crate::{plot, report};
+use crate::figures::Row;
+use crate::{impact, plot, report};
 
 /// The file `lab run` leaves in a results folder with the system's name.
 pub const SYSTEM_FILE: &str = "system.txt";
-
-/// One system's numbers.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Row {
-    pub system: String,
-    /// Host the crash hit (resolved `leader`), and the windows in ms.
-    pub crash_host: Option<String>,
-    pub crash_cluster_ms: Option<f64>,
-    pub crash_survivors_ms: Option<f64>,
-    /// From the start of the crashed host until its node served again, ms.
-    pub crash_back_ms: Option<f64>,
-    pub isolate_host: Option<String>,
-    pub isolate_cluster_ms: Option<f64>,
-    pub isolate_survivors_ms: Option<f64>,
-    /// From the heal of the isolated host until its node served again, ms.
-    pub isolate_back_ms: Option<f64>,
-    /// The first partition's shape (e.g. majorities-ring) and its windows in ms: the cluster's,
-    /// and the worst node's (a partition hits every node).
-    pub partition_shape: Option<String>,
-    pub partition_cluster_ms: Option<f64>,
-    pub partition_worst_node_ms: Option<f64>,
-    /// Cluster iterations/s over the whole seconds after warm-up and before the first fault.
-    pub baseline_per_s: Option<f64>,
-    /// Median of the per-second p99 latencies over the same seconds, ms.
-    pub baseline_p99_ms: Option<f64>,
-    /// The p99 of every iteration of the run (loadgen summary), ms.
-    pub run_p99_ms: Option<f64>,
-    pub violations: u64,
-    /// Of the violations, the acknowledged writes found lost.
-    #[serde(default)]
-    pub lost_writes: u64,
-}
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
@@ -64,9 +33,9 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 /// The numbers of one run (the first crash and isolation that overlap no other fault).
 pub fn row(system: &str, run: &Run) -> Row {
-    let reports = analysis::analyse(run);
+    let reports = impact::analyse(run);
     let end = analysis::run_end_ms(run);
-    let first = |kind: FaultKind| analysis::first_lone(&reports, kind, end);
+    let first = |kind: FaultKind| impact::first_lone(&reports, kind, end);
     let (crash, isolate) = (first(FaultKind::Kill), first(FaultKind::Isolate));
     let first_fault = analysis::faults(run)
         .iter()

@@ -14,8 +14,9 @@ use std::fmt::Write;
 
 use perseus_model::load::Latency;
 
-use crate::analysis::{self, FaultKind, FaultReport, Subject};
+use crate::analysis::{self, FaultKind, Subject};
 use crate::data::Run;
+use crate::impact::{self, FaultReport};
 use crate::spans::{self, Span};
 use crate::{measures, report};
 
@@ -854,8 +855,8 @@ pub fn page(page: &Page, run: &Run, reports: &[FaultReport]) -> String {
     // The answer first: how long the cluster and the survivors stopped for the first lone
     // crash and isolation.
     let end = analysis::run_end_ms(run);
-    let crash = analysis::first_lone(reports, FaultKind::Kill, end);
-    let isolate = analysis::first_lone(reports, FaultKind::Isolate, end);
+    let crash = impact::first_lone(reports, FaultKind::Kill, end);
+    let isolate = impact::first_lone(reports, FaultKind::Isolate, end);
     let cell = |r: Option<&FaultReport>, f: fn(&FaultReport) -> Option<f64>| ms(r.and_then(f));
     let _ = writeln!(
         out,
@@ -930,7 +931,7 @@ mod tests {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kill-and-isolate");
         let run = Run::load(&dir).unwrap();
-        let reports = analysis::analyse(&run);
+        let reports = impact::analyse(&run);
         let html = page(
             &Page {
                 title: "kill-and-isolate",

@@ -8,8 +8,10 @@ mod browser;
 mod check;
 mod compare;
 mod data;
+mod figures;
 mod history;
 mod html;
+mod impact;
 mod matrix;
 mod measures;
 mod plan;
@@ -321,7 +323,7 @@ fn report(
 ) -> Result<(u64, bool)> {
     let mut run = data::Run::load(dir)?;
     run.promise = promise;
-    let reports = analysis::analyse(&run);
+    let reports = impact::analyse(&run);
     let title = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

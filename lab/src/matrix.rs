@@ -8,103 +8,12 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-
 use crate::analysis::{self, Subject};
 use crate::data::Run;
-use crate::measures::{self, Measures};
-use crate::{plot, report};
-
-/// What the script records about a run before starting it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-pub struct Plan {
-    pub system: String,
-    pub fault: String,
-    pub run: u32,
-    pub seed: u64,
-    /// When the fault was scheduled and for how long, s.
-    pub at_s: f64,
-    pub hold_s: f64,
-}
-
-/// One finished run's figures.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct RunFigures {
-    #[serde(flatten)]
-    pub plan: Plan,
-    /// The results folder, relative to the matrix folder.
-    pub dir: String,
-    /// The host the fault hit (resolved `leader`), if the fault happened.
-    pub host: Option<String>,
-    /// `lab run`'s exit code as the script saw it.
-    pub exit: Option<i32>,
-    pub measures: Option<Measures>,
-    /// The same downtime and partial downtime over the fault-free seconds before the fault's
-    /// command began (measures::quiet_window): the floor the load itself leaves on this
-    /// machine, to read the measures against.
-    pub quiet_downtime_ms: Option<f64>,
-    pub quiet_partial_downtime_ms: Option<f64>,
-    /// Cluster iterations/s in the 5 s before the fault, during it, and in the 5 s after the
-    /// recovery.
-    pub baseline_per_s: Option<f64>,
-    pub during_per_s: Option<f64>,
-    pub after_per_s: Option<f64>,
-    pub violations: u64,
-}
-
-/// Median, p95 (nearest rank) and max of some runs' values; `missing` runs had none.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Stats {
-    pub n: usize,
-    pub median: Option<f64>,
-    pub p95: Option<f64>,
-    pub max: Option<f64>,
-    pub missing: usize,
-}
-
-impl Stats {
-    pub fn of(values: &[Option<f64>]) -> Stats {
-        let mut present: Vec<f64> = values.iter().flatten().copied().collect();
-        present.sort_by(f64::total_cmp);
-        let n = present.len();
-        let rank = |q: f64| -> Option<f64> {
-            (n > 0).then(|| present[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
-        };
-        let median = (n > 0).then(|| {
-            if n % 2 == 1 {
-                present[n / 2]
-            } else {
-                (present[n / 2 - 1] + present[n / 2]) / 2.0
-            }
-        });
-        Stats {
-            n,
-            median,
-            p95: rank(0.95),
-            max: present.last().copied(),
-            missing: values.len() - n,
-        }
-    }
-}
-
-/// One system × fault over its runs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Group {
-    pub system: String,
-    pub fault: String,
-    pub runs: usize,
-    /// Per measure, in the order of `measures::NAMES`.
-    pub measures: Vec<(String, Stats)>,
-    /// Cluster throughput during / after the fault relative to the baseline, %.
-    pub during_pct: Stats,
-    pub after_pct: Stats,
-    /// The fault-free floor of the downtime and partial downtime (see RunFigures).
-    pub quiet_downtime: Stats,
-    pub quiet_partial_downtime: Stats,
-    pub violations: u64,
-    pub failed_runs: usize,
-}
+use crate::figures::{Group, Plan, RunFigures, Stats};
+use crate::measures;
+use crate::{impact, plot, report};
+use anyhow::{bail, Context, Result};
 
 const PLAN_FILE: &str = "matrix-run.json";
 const DONE_FILE: &str = "done";
@@ -120,7 +29,7 @@ pub fn figures(matrix_dir: &Path, dir: &Path) -> Result<RunFigures> {
         .ok()
         .and_then(|s| s.trim().parse().ok());
     let run = Run::load(dir)?;
-    let reports = analysis::analyse(&run);
+    let reports = impact::analyse(&run);
     let report = reports
         .iter()
         .find(|r| r.fault.kind.to_string() == plan.fault);
@@ -377,6 +286,7 @@ pub fn run(dir: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measures::Measures;
 
     fn figures(
         system: &str,

@@ -14,7 +14,7 @@ use perseus_model::{ChaosCall, FaultKind, HostArg, Span, System};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::matrix::Plan;
+use crate::figures::Plan;
 
 /// What the matrix is made of.
 #[derive(Clone, Debug)]

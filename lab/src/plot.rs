@@ -311,7 +311,7 @@ fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
 /// The matrix's picture: one panel per measure, in each a strip of points (one per run) for
 /// every system and fault with a bar at the median; a log scale in ms, since a leaderless
 /// store's tens of ms and a leader election's seconds belong in one picture (0 is drawn at 1).
-pub fn distributions(path: &Path, runs: &[crate::matrix::RunFigures]) -> Result<()> {
+pub fn distributions(path: &Path, runs: &[crate::figures::RunFigures]) -> Result<()> {
     load_font()?;
     let mut groups: Vec<(String, String)> = Vec::new();
     for r in runs {
@@ -392,7 +392,7 @@ pub fn distributions(path: &Path, runs: &[crate::matrix::RunFigures]) -> Result<
                 )
                 .map_err(|e| anyhow!("drawing: {e}"))?;
             let values: Vec<Option<f64>> = points.iter().map(|&v| Some(v)).collect();
-            if let Some(median) = crate::matrix::Stats::of(&values).median {
+            if let Some(median) = crate::figures::Stats::of(&values).median {
                 chart
                     .draw_series(std::iter::once(PathElement::new(
                         vec![(gi as f64 + 0.2, median), (gi as f64 + 0.8, median)],

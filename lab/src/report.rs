@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::analysis::{self, FaultKind, FaultReport, Subject};
+use crate::analysis::{self, FaultKind, Subject};
 use crate::data::Run;
+use crate::impact::{self, FaultReport};
 use crate::measures;
 use perseus_model::ViolationKind;
 
@@ -163,8 +164,8 @@ pub fn markdown(title: &str, system: &str, run: &Run, reports: &[FaultReport]) -
 
     // The summary speaks of one host failing alone: faults that overlap another are left out.
     let end = analysis::run_end_ms(run);
-    let crash = analysis::first_lone(reports, FaultKind::Kill, end);
-    let isolate = analysis::first_lone(reports, FaultKind::Isolate, end);
+    let crash = impact::first_lone(reports, FaultKind::Kill, end);
+    let isolate = impact::first_lone(reports, FaultKind::Isolate, end);
     let cell = |r: Option<&FaultReport>, f: fn(&FaultReport) -> Option<f64>| {
         r.and_then(f).map_or("–".to_string(), ms)
     };
@@ -250,7 +251,7 @@ mod tests {
     #[test]
     fn recorded_run_gives_the_recorded_report() {
         let run = Run::parse(LOAD, EVENTS).expect("recorded data parses");
-        let reports = analysis::analyse(&run);
+        let reports = impact::analyse(&run);
         assert_eq!(reports.len(), 2);
         let (kill, isolate) = (&reports[0], &reports[1]);
         assert_eq!(kill.fault.kind, FaultKind::Kill);

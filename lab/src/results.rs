@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::compare::Row;
-use crate::matrix::{Group, Stats};
+use crate::figures::{Group, Row, Stats};
 
 /// Where and when figures were measured, and how to measure them again.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

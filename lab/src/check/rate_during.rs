@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{Check, Context, Verdict};
 use crate::analysis::{self, Fault, Subject};
+use crate::impact;
 
 /// During every fault of kind `fault` (only those on `layer`, when given), `node`'s rate
 /// (iterations/s over the whole seconds inside the fault) relative to its rate in the 5 s
@@ -106,7 +107,7 @@ impl Check for RateDuring {
             ));
         }
         for f in chosen {
-            let from = (f.start_ms - analysis::WINDOW_MS).max(analysis::WARM_UP_MS);
+            let from = (f.start_ms - impact::WINDOW_MS).max(analysis::WARM_UP_MS);
             let before = analysis::rate(run, subject, from, f.start_ms);
             let during = analysis::rate(run, subject, f.start_ms, f.end_ms(cx.end_ms));
             let label = f.label().replace(' ', "_").replace(['(', ')'], "");
