@@ -16,7 +16,8 @@ use perseus_model::{ChaosCall, FaultKind, HostArg, Layer, Scope, Target};
 const LOOKS: &[(&str, &str)] = &[
     (
         "status",
-        "show each host: containers, shared namespace, health from outside, active faults",
+        "show each host: containers, shared namespace, health from outside, active faults \
+         (--json: one JSON line per host; --get FIELD: one field, for scripts)",
     ),
     (
         "health",
@@ -79,6 +80,13 @@ pub struct Args {
     /// Which packets `loss` drops: peers (default) or all.
     #[arg(long)]
     pub scope: Option<Scope>,
+    /// status: one JSON line per host (perseus_model::HostStatus) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// status: print only this field of each host's status, one line per host, for scripts
+    /// (netns, healthy, verdict, acceptor.NAME, faults, ...).
+    #[arg(long, value_name = "FIELD")]
+    pub get: Option<String>,
     /// What to do (see Commands below).
     pub command: String,
     /// HOST (a host of any system, or leader; all hosts of the target when omitted), then the
@@ -111,6 +119,12 @@ impl Args {
             if self.layer != Layer::Host || self.scope.is_some() {
                 bail!("--layer and --scope apply to faults, not to {look}");
             }
+            if *look != "status" && (self.json || self.get.is_some()) {
+                bail!("--json and --get apply to status, not to {look}");
+            }
+            if self.json && self.get.is_some() {
+                bail!("status takes --json or --get FIELD, not both");
+            }
             let host = match self.operands.as_slice() {
                 [] => None,
                 [h] if matches!(*look, "status" | "health") => {
@@ -131,6 +145,9 @@ impl Args {
             Some((n, p)) => (n, Some(p)),
             None => (command, None),
         };
+        if self.json || self.get.is_some() {
+            bail!("--json and --get apply to status, not to {name}");
+        }
         let spec = Spec::named(name).ok_or_else(|| {
             let mut names = FaultKind::names();
             names.extend(LOOKS.iter().map(|(n, _)| *n));
@@ -351,6 +368,13 @@ mod tests {
         assert!(err(&["--layer", "node", "loss", "a1", "3"]).contains("--layer applies to kill"));
         assert!(err(&["--scope", "all", "kill", "a1"]).contains("--scope applies to loss"));
         assert!(err(&["--layer", "node", "status"]).contains("not to status"));
+        assert!(err(&["--json", "kill", "a1"]).contains("apply to status, not to kill"));
+        assert!(err(&["--get", "netns", "health"]).contains("not to health"));
+        assert!(err(&["--json", "--get", "netns", "status"]).contains("not both"));
+        assert_eq!(
+            request(&["status", "a2", "--get", "acceptor.a2"]).unwrap(),
+            Request::Status(Some(HostArg::Host(HostName::perseus(2))))
+        );
         assert!(parse(&["--layer", "redis", "kill", "a1"])
             .unwrap_err()
             .to_string()

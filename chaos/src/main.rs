@@ -15,7 +15,8 @@
 //! - `cli`: the command line, parsed into a `perseus_model::ChaosCall` or a look.
 //! - `nemesis`: how each kind is done to a host (the kind × layer table), how it is seen and
 //!   healed, the partition of a whole system, and the recording of one event per host.
-//! - `status`: the status table.
+//! - `status`: what each host is now (`perseus_model::HostStatus`), as the status table, JSON
+//!   lines or one field.
 //! - The mechanisms: `fault` (containers: kill, start, pause), `layer` (a Perseus host's
 //!   acceptor alone), `isolate` and `netfault` (iptables chains and tc qdiscs in the host's
 //!   namespace), `delay` (per-peer delays through a delayer on netfilter queues), `clock`
@@ -113,7 +114,12 @@ async fn run(args: &Args) -> Result<bool> {
         nemesis::wait_healthy(&cluster, &targets, Duration::from_secs(args.wait)).await?;
         return Ok(true);
     }
-    status::status(&cluster, &targets).await
+    let output = match (&args.get, args.json) {
+        (Some(field), _) => status::Output::Field(field.clone()),
+        (None, true) => status::Output::Json,
+        (None, false) => status::Output::Table,
+    };
+    status::status(&cluster, &targets, &output).await
 }
 
 /// The project's hosts on their engines.

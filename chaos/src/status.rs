@@ -1,20 +1,135 @@
-//! What chaos sees: the status table, each host's containers, shared namespace, health from
-//! where its users stand, the node's view of its acceptors, and every fault present
-//! (`nemesis::active_faults`, read from the engine and the namespace, never from a memory of
-//! what chaos did, so it cannot lie).
+//! What chaos sees: each host's containers, shared namespace, health from where its users
+//! stand, the node's view of its acceptors, and every fault present (`nemesis::active_faults`,
+//! read from the engine and the namespace, never from a memory of what chaos did, so it cannot
+//! lie), as one typed `perseus_model::HostStatus` per host, printed as the status table, as
+//! JSON lines, or one field of it for scripts.
 
-use anyhow::Result;
-use chrono::Utc;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-use crate::host::{Cluster, HostName};
+use anyhow::{bail, Result};
+use chrono::Utc;
+use perseus_model::{HostStatus, Netns};
+
+use crate::host::{Cluster, Host, HostName};
 use crate::nemesis::active_faults;
 use crate::{netns, probe, storage};
 
-/// Prints the status table, then one line per problem found; Ok(false) when a host's
-/// containers no longer share its network namespace (a broken testbed, not a fault chaos made).
-pub async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
+/// How `status` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The table, then one line per problem and per saved snapshot.
+    Table,
+    /// One JSON line per host ([`HostStatus`]).
+    Json,
+    /// One field of each host's status, one line per host ([`HostStatus::get`]).
+    Field(String),
+}
+
+/// Shows the target hosts as `output` says; the table is Ok(false) when a host's containers no
+/// longer share its network namespace (a broken testbed, not a fault chaos made), JSON and a
+/// field are Ok(true) once answered (the answer says it).
+pub async fn status(cluster: &Cluster, targets: &[HostName], output: &Output) -> Result<bool> {
+    if let Output::Field(field) = output {
+        // A misspelt field is refused before any engine is asked.
+        if let Err(e) = placeholder(targets[0]).get(field) {
+            bail!("{e}");
+        }
+    }
+    let found = look(cluster, targets).await;
+    let detached = found
+        .iter()
+        .any(|f| matches!(f, Ok(s) if s.netns == Netns::Detached));
+    match output {
+        Output::Json => {
+            for (name, f) in targets.iter().zip(&found) {
+                match f {
+                    Ok(s) => println!("{}", serde_json::to_string(s)?),
+                    Err(e) => bail!("{name}: {e:#}"),
+                }
+            }
+        }
+        Output::Field(field) => {
+            for (name, f) in targets.iter().zip(&found) {
+                match f {
+                    Ok(s) => println!("{}", s.get(field)?),
+                    Err(e) => bail!("{name}: {e:#}"),
+                }
+            }
+        }
+        Output::Table => {
+            println!(
+                "{:<5} {:<28} {:<9} {:<7} {:<12} {:<26} {:<46} FAULTS",
+                "HOST",
+                "CONTAINERS",
+                "NETNS",
+                "HEALTH",
+                "ADDRESS",
+                "ENGINE",
+                "ACCEPTORS (as the node sees them)"
+            );
+            for (name, f) in targets.iter().zip(&found) {
+                match f {
+                    Ok(s) => println!("{}", row(s)),
+                    Err(e) => println!("{:<5} error: {e:#}", name.to_string()),
+                }
+            }
+            saved_snapshots(cluster, targets).await;
+            for s in found.iter().flatten() {
+                for p in &s.problems {
+                    println!("! {p}");
+                }
+            }
+        }
+    }
+    Ok(*output != Output::Table || !detached)
+}
+
+/// A status with nothing found, to check a field's name against.
+fn placeholder(host: HostName) -> HostStatus {
+    HostStatus {
+        host,
+        containers: String::new(),
+        netns: Netns::Unknown,
+        healthy: false,
+        addresses: vec![],
+        engine: String::new(),
+        verdict: None,
+        acceptors: BTreeMap::new(),
+        acceptors_line: String::new(),
+        faults: vec![],
+        problems: vec![],
+    }
+}
+
+/// One row of the table.
+fn row(s: &HostStatus) -> String {
+    let health = if s.healthy { "ok" } else { "NO" };
+    let netns = match s.netns {
+        Netns::Detached => "DETACHED",
+        n => n.as_str(),
+    };
+    let addr = if s.addresses.is_empty() {
+        "-".to_string()
+    } else {
+        s.addresses.join(",")
+    };
+    let faults = if s.faults.is_empty() {
+        "-".to_string()
+    } else {
+        s.faults.join("; ")
+    };
+    format!(
+        "{:<5} {:<28} {netns:<9} {health:<7} {addr:<12} {:<26} {:<46} {faults}",
+        s.host.to_string(),
+        s.containers,
+        s.engine,
+        s.acceptors_line
+    )
+}
+
+/// Every target host's status (an error for a host chaos could not find).
+async fn look(cluster: &Cluster, targets: &[HostName]) -> Vec<Result<HostStatus>> {
     // Addresses → host names, so faults read "isolated from a2,a3".
     let mut names: HashMap<Ipv4Addr, String> = HashMap::new();
     let mut hosts = Vec::new();
@@ -27,104 +142,111 @@ pub async fn status(cluster: &Cluster, targets: &[HostName]) -> Result<bool> {
                 }
             }
         }
-        hosts.push((name, host));
+        hosts.push(host);
     }
-    println!(
-        "{:<5} {:<28} {:<9} {:<7} {:<12} {:<26} {:<46} FAULTS",
-        "HOST",
-        "CONTAINERS",
-        "NETNS",
-        "HEALTH",
-        "ADDRESS",
-        "ENGINE",
-        "ACCEPTORS (as the node sees them)"
-    );
+    let mut found = Vec::new();
+    for host in hosts {
+        found.push(match host {
+            Ok(h) => Ok(host_status(&h, &names).await),
+            Err(e) => Err(e),
+        });
+    }
+    found
+}
+
+/// What one host is now.
+async fn host_status(host: &Host, names: &HashMap<Ipv4Addr, String>) -> HostStatus {
+    let name = host.name;
+    let docker = host.docker();
     let mut problems = Vec::new();
-    let mut detached_any = false;
-    for (name, host) in hosts {
-        let host = match host {
-            Ok(h) => h,
-            Err(e) => {
-                println!("{:<5} error: {e:#}", name.to_string());
-                continue;
+    let sharing = netns::check(docker, host).await;
+    let netns = if host.members.len() < 2 {
+        Netns::Alone
+    } else if netns::detached(&sharing).next().is_some() {
+        Netns::Detached
+    } else if sharing.iter().all(|s| *s == netns::Sharing::Shared) {
+        Netns::Shared
+    } else {
+        Netns::Unknown
+    };
+    for s in netns::detached(&sharing) {
+        problems.push(format!(
+            "{name}: {}: `make up` or `chaos start {name}` restarts it into the current one",
+            s.describe()
+        ));
+    }
+    // The node's own view of every acceptor (member, recovering with its catch-up
+    // progress, unmarked, ...) comes with its health answer; etcd's body has none.
+    let (healthy, body) = match probe::health(host).await {
+        Ok((200, body)) => (true, body),
+        Ok((code, body)) => {
+            if host.running() {
+                let why = body
+                    .as_ref()
+                    .and_then(|b| b.membership.as_ref())
+                    .map(|m| format!(" ({}: {})", m.verdict, m.message))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{name}: unhealthy where its users stand: /health answered {code}{why}"
+                ));
             }
-        };
-        let docker = host.docker();
-        let sharing = netns::check(docker, &host).await;
-        let netns_col = if host.members.len() < 2 {
-            "-"
-        } else if netns::detached(&sharing).next().is_some() {
-            "DETACHED"
-        } else if sharing.iter().all(|s| *s == netns::Sharing::Shared) {
-            "shared"
-        } else {
-            "?"
-        };
-        for s in netns::detached(&sharing) {
-            detached_any = true;
-            problems.push(format!(
-                "{name}: {}: `make up` or `chaos start {name}` restarts it into the current one",
-                s.describe()
-            ));
+            (false, body)
         }
-        // The node's own view of every acceptor (member, recovering with its catch-up
-        // progress, unmarked, ...) comes with its health answer; etcd's body has none.
-        let (health, acceptors) = match probe::health(&host).await {
-            Ok((200, body)) => ("ok".to_string(), body),
-            Ok((code, body)) => {
-                if host.running() {
-                    let why = body
-                        .as_ref()
-                        .and_then(|b| b.membership.as_ref())
-                        .map(|m| format!(" ({}: {})", m.verdict, m.message))
-                        .unwrap_or_default();
-                    problems.push(format!(
-                        "{name}: unhealthy where its users stand: /health answered {code}{why}"
-                    ));
-                }
-                ("NO".to_string(), body)
+        Err(e) => {
+            if host.running() {
+                problems.push(format!("{name}: unhealthy where its users stand: {e:#}"));
             }
-            Err(e) => {
-                if host.running() {
-                    problems.push(format!("{name}: unhealthy where its users stand: {e:#}"));
+            (false, None)
+        }
+    };
+    // Acceptors are named by address (10.77.0.12:6379): show the host's name instead.
+    let host_name = |addr: &str| -> String {
+        addr.split(':')
+            .next()
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            .and_then(|ip| names.get(&ip).cloned())
+            .unwrap_or_else(|| addr.to_string())
+    };
+    let (acceptors, acceptors_line, verdict) = match &body {
+        Some(h) => {
+            let mut states = BTreeMap::new();
+            let named = h
+                .membership
+                .as_ref()
+                .map(|v| v.acceptors.iter().map(|a| a.name.clone()).collect())
+                .unwrap_or_else(|| h.acceptors.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
+            for a in named {
+                if let Some(state) = h.acceptor_state(&a) {
+                    states.insert(host_name(&a), state);
                 }
-                ("NO".to_string(), None)
             }
-        };
-        // Acceptors are named by address (10.77.0.12:6379): show the host's name instead.
-        let host_name = |addr: &str| -> String {
-            addr.split(':')
-                .next()
-                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-                .and_then(|ip| names.get(&ip).cloned())
-                .unwrap_or_else(|| addr.to_string())
-        };
-        let acceptors =
-            acceptors.map_or_else(|| "-".to_string(), |h| h.acceptors_line_named(host_name));
-        let faults = match active_faults(docker, &host, &names).await {
-            Ok(f) if f.is_empty() => "-".to_string(),
-            Ok(f) => f.join("; "),
-            Err(e) => format!("? ({e:#})"),
-        };
-        let mut addrs: Vec<String> = host.addresses().into_values().collect();
-        addrs.sort();
-        let addr = if addrs.is_empty() {
-            "-".to_string()
-        } else {
-            addrs.join(",")
-        };
-        println!(
-            "{:<5} {:<28} {netns_col:<9} {health:<7} {addr:<12} {:<26} {acceptors:<46} {faults}",
-            name.to_string(),
-            host.states(),
-            host.engine.label
-        );
+            (
+                states,
+                h.acceptors_line_named(host_name),
+                h.membership.as_ref().map(|m| m.verdict),
+            )
+        }
+        None => (BTreeMap::new(), "-".to_string(), None),
+    };
+    let faults = match active_faults(docker, host, names).await {
+        Ok(f) => f,
+        Err(e) => vec![format!("? ({e:#})")],
+    };
+    let mut addresses: Vec<String> = host.addresses().into_values().collect();
+    addresses.sort();
+    HostStatus {
+        host: name,
+        containers: host.states(),
+        netns,
+        healthy,
+        addresses,
+        engine: host.engine.label.clone(),
+        verdict,
+        acceptors,
+        acceptors_line,
+        faults,
+        problems,
     }
-    saved_snapshots(cluster, targets).await;
-    for p in &problems {
-        println!("! {p}");
-    }
-    Ok(!detached_any)
 }
 
 /// One line per saved snapshot (storage.rs): not faults, but what `rollback` would put back.

@@ -11,7 +11,8 @@
 //! - [`event`]: the record of one chaos action ([`ChaosEvent`], with a typed [`Failure`]).
 //! - [`system`] and [`host`]: the systems under test and their hosts ([`System`],
 //!   [`HostName`], [`HostArg`]).
-//! - [`health`]: a node's `/health` body ([`Health`]); [`load`]: the load generator's records
+//! - [`health`]: a node's `/health` body ([`Health`]); [`status`]: one host as `chaos status`
+//!   sees it ([`HostStatus`]); [`load`]: the load generator's records
 //!   ([`load::Record`]: start, second, bucket, violation, summary, and the per-operation
 //!   record); [`time`]: instants as every record writes them.
 //!
@@ -32,6 +33,7 @@ pub mod partition;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod span;
+pub mod status;
 pub mod system;
 pub mod time;
 pub mod timefault;
@@ -46,5 +48,6 @@ pub use load::{ErrorKind, Op, Violation, ViolationKind};
 pub use params::{Layer, Rate, Scope};
 pub use partition::Shape;
 pub use span::Span;
+pub use status::{HostStatus, Netns};
 pub use system::{Consistency, HealthCheck, Leadership, ParseSystemError};
 pub use timefault::{ClockShift, Links};
