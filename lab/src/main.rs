@@ -189,9 +189,11 @@ enum Cmd {
     /// violations) and print the per-second table with the faults marked; exit 1 if one fails
     Check {
         dir: PathBuf,
-        /// A file with [[expect]] blocks (a scenario file or one of its own)
+        /// A file with [[expect]] blocks (a scenario file or one of its own), or one
+        /// expectation inline: a check's name and key=value settings ("others-serve from=3s");
+        /// repeat it for several
         #[arg(long)]
-        expect: Option<PathBuf>,
+        expect: Vec<String>,
         /// Do not print the per-second table
         #[arg(long)]
         no_table: bool,
@@ -206,6 +208,35 @@ enum Cmd {
     Bench {
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
+    },
+    /// What `make bench` counts before a load level, into a JSON file: the CPU of the
+    /// system's containers (cgroups), the acceptors' Redis counters or etcd's WAL fsyncs, the
+    /// CPU stolen from the machine
+    BenchCounters {
+        /// etcd, or a Perseus variant (perseus, perseus-full-rounds, ...)
+        system: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The costs of one load level, after it (NAME.costs, read by `lab bench`): every counter
+    /// of `lab bench-counters` now minus BEFORE, the wall time and the load generator's CPU
+    /// (from its log); with --run, one line of the level's figures
+    BenchCosts {
+        system: String,
+        /// The counters `lab bench-counters` wrote before the level
+        #[arg(long)]
+        before: PathBuf,
+        /// The level's wall time, ns
+        #[arg(long)]
+        wall_ns: u64,
+        /// The load generator's output (its last line says its CPU)
+        #[arg(long)]
+        loadgen_log: Option<PathBuf>,
+        /// The level's loadgen `--out` file, to print its figures
+        #[arg(long)]
+        run: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Check a results folder's history.jsonl (every operation of the run): the verdict in
     /// history-check.json, the history as history.edn (Jepsen) and history.porcupine.json
@@ -390,12 +421,53 @@ fn report(
 }
 
 /// `lab check`: the table, then one verdict line per expectation.
-fn check_dir(dir: &Path, expect: Option<&Path>, no_table: bool) -> Result<bool> {
-    let run = data::Run::load(dir)?;
-    let expectations = match expect {
-        Some(path) => check::Expectations::load(path)?.expect,
-        None => vec![check::Expect::NoViolations(check::NoViolations {})],
+/// `lab bench-costs`: the counters now, the costs since BEFORE into OUT, the level's figures.
+fn bench_costs(
+    system: &str,
+    before: &Path,
+    wall_ns: u64,
+    loadgen_log: Option<&Path>,
+    run: Option<&Path>,
+    out: &Path,
+) -> Result<bool> {
+    let after = bench::Counters::read(system)?;
+    let before = bench::Counters::load(before)?;
+    let log = match loadgen_log {
+        Some(p) => Some(
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => None,
     };
+    let costs = bench::costs(system, &before, &after, wall_ns, log.as_deref());
+    std::fs::write(out, costs).with_context(|| format!("writing {}", out.display()))?;
+    if let Some(run) = run {
+        let level = bench::Level::load(&run.to_path_buf())?;
+        let s = &level.summary;
+        let ms = |us: Option<u64>| us.map_or("–".into(), |us| format!("{:.2}", us as f64 / 1000.0));
+        println!(
+            "{system}, {} connection(s) per node: {} iterations ({:.0}/s), p50 {} ms, p99 {} ms, {} error(s), {} violation(s)",
+            level.start.connections,
+            s.iterations,
+            s.mean_per_s,
+            ms(s.latency_us.p50),
+            ms(s.latency_us.p99),
+            s.errors.values().sum::<u64>(),
+            s.violations
+        );
+    }
+    Ok(true)
+}
+
+fn check_dir(dir: &Path, expect: &[String], no_table: bool) -> Result<bool> {
+    // A misspelt expectation is refused before the run is read.
+    let mut expectations = Vec::new();
+    for arg in expect {
+        expectations.extend(check::Expectations::from_arg(arg)?);
+    }
+    if expectations.is_empty() {
+        expectations.push(check::Expect::NoViolations(check::NoViolations {}));
+    }
+    let run = data::Run::load(dir)?;
     if !no_table {
         print!("{}", check::table(&run));
     }
@@ -571,7 +643,7 @@ fn main() -> ExitCode {
             dir,
             expect,
             no_table,
-        } => check_dir(&dir, expect.as_deref(), no_table),
+        } => check_dir(&dir, &expect, no_table),
         Cmd::WaitStart { file, timeout } => {
             runner::wait_for_start_record(&file, Duration::from_secs(timeout), || Ok(())).map(
                 |start| {
@@ -592,6 +664,19 @@ fn main() -> ExitCode {
                 }
                 Ok(true)
             }),
+        Cmd::BenchCounters { system, out } => bench::Counters::read(&system).and_then(|c| {
+            std::fs::write(&out, serde_json::to_string(&c)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            Ok(true)
+        }),
+        Cmd::BenchCosts {
+            system,
+            before,
+            wall_ns,
+            loadgen_log,
+            run,
+            out,
+        } => bench_costs(&system, &before, wall_ns, loadgen_log.as_deref(), run.as_deref(), &out),
         Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
         Cmd::Matrix { dir } => matrix::run(&dir),
         Cmd::Results {

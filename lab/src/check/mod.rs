@@ -15,9 +15,14 @@
 //! within = "5s"
 //! ```
 //!
+//! `lab check DIR --expect` also takes one expectation written inline, its check's name and
+//! its settings as `key=value` words (`--expect "others-serve from=3s"`), so that a script
+//! asks lab the question instead of reading the table itself.
+//!
 //! Every window comes from the analysis (`analysis::faults`); nothing here recomputes one.
 //! Adding a check: a file here with its type and `impl Check`, and its variant in [`Expect`].
 
+mod each_node_serves;
 mod faulted_node_down;
 mod faults_undone;
 mod others_serve;
@@ -36,6 +41,7 @@ use serde::Deserialize;
 use crate::analysis::{self, Fault};
 use crate::data::Run;
 
+pub use each_node_serves::EachNodeServes;
 pub use faulted_node_down::FaultedNodeDown;
 pub use faults_undone::FaultsUndone;
 pub use others_serve::OthersServe;
@@ -75,6 +81,7 @@ pub enum Expect {
     NoViolationsBeyondPromise(BeyondPromise),
     FaultedNodeDown(FaultedNodeDown),
     OthersServe(OthersServe),
+    EachNodeServes(EachNodeServes),
     Recovers(Recovers),
     Seconds(Seconds),
     FaultsUndone(FaultsUndone),
@@ -89,6 +96,7 @@ impl Expect {
             Expect::NoViolationsBeyondPromise(c) => c,
             Expect::FaultedNodeDown(c) => c,
             Expect::OthersServe(c) => c,
+            Expect::EachNodeServes(c) => c,
             Expect::Recovers(c) => c,
             Expect::Seconds(c) => c,
             Expect::FaultsUndone(c) => c,
@@ -153,6 +161,49 @@ impl Expectations {
 
     pub fn parse(text: &str) -> Result<Expectations> {
         toml::from_str(text).context("not a file of [[expect]] blocks")
+    }
+
+    /// The expectations `--expect ARG` names: the `[[expect]]` blocks of the file ARG when it
+    /// is one, else one expectation written inline (see [`Expect::inline`]).
+    pub fn from_arg(arg: &str) -> Result<Vec<Expect>> {
+        let path = std::path::Path::new(arg);
+        if path.is_file() {
+            Ok(Expectations::load(path)?.expect)
+        } else {
+            Ok(vec![Expect::inline(arg)?])
+        }
+    }
+}
+
+impl Expect {
+    /// One expectation from its inline form: the check's name, then `key=value` words
+    /// (`others-serve from=3s`, `seconds min=3`). A value that reads as a number or a boolean
+    /// is one; any other is text (`3s`), as in an `[[expect]]` block.
+    pub fn inline(text: &str) -> Result<Expect> {
+        let mut words = text.split_whitespace();
+        let name = words
+            .next()
+            .context("an empty expectation (want a check's name, e.g. others-serve)")?;
+        let mut table = toml::Table::new();
+        table.insert("check".into(), toml::Value::String(name.to_string()));
+        for word in words {
+            let (key, value) = word.split_once('=').with_context(|| {
+                format!("expectation {text:?}: {word:?} is not key=value")
+            })?;
+            let value = if let Ok(n) = value.parse::<i64>() {
+                toml::Value::Integer(n)
+            } else if let Ok(x) = value.parse::<f64>() {
+                toml::Value::Float(x)
+            } else if let Ok(b) = value.parse::<bool>() {
+                toml::Value::Boolean(b)
+            } else {
+                toml::Value::String(value.to_string())
+            };
+            table.insert(key.to_string(), value);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("expectation {text:?}"))
     }
 }
 
@@ -243,6 +294,35 @@ mod tests {
 
     fn expect(text: &str) -> Vec<Expect> {
         Expectations::parse(text).unwrap().expect
+    }
+
+    #[test]
+    fn inline_expectations_read_as_blocks_do() {
+        assert_eq!(
+            Expect::inline("others-serve from=3s").unwrap(),
+            expect("[[expect]]\ncheck = \"others-serve\"\nfrom = \"3s\"\n")[0]
+        );
+        assert_eq!(
+            Expect::inline("seconds min=3").unwrap(),
+            expect("[[expect]]\ncheck = \"seconds\"\nmin = 3\n")[0]
+        );
+        let err = |t: &str| format!("{:#}", Expect::inline(t).unwrap_err());
+        assert!(err("others-serve form=3s").contains("form"), "{}", err("others-serve form=3s"));
+        assert!(err("others-serve 3s").contains("not key=value"));
+        assert!(err("every-column").contains("every-column"));
+        assert!(err("").contains("empty"));
+        // The end of the run: the killed n1 served in none of its seconds, the others in all.
+        let run = e2e_like();
+        let (ok, text) = report(&run, &[Expect::inline("others-serve last=2s").unwrap()]);
+        assert!(ok, "{text}");
+        assert!(text.contains("last 2 s") && text.contains("seconds=2"), "{text}");
+        let (ok, text) = report(&run, &[Expect::inline("each-node-serves").unwrap()]);
+        assert!(ok, "{text}");
+        let silent = synthetic(5, 3, |i, _| i == 1);
+        let (ok, text) = report(&silent, &[Expect::inline("each-node-serves").unwrap()]);
+        assert!(!ok && text.contains("n2 served nothing in the whole run"), "{text}");
+        let (ok, text) = report(&silent, &[Expect::inline("others-serve from=60s").unwrap()]);
+        assert!(!ok && text.contains("no whole second"), "{text}");
     }
 
     #[test]
