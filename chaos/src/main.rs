@@ -20,15 +20,13 @@
 //! - The mechanisms: `fault` (containers: kill, start, pause), `layer` (a Perseus host's
 //!   acceptor alone), `isolate` and `netfault` (iptables chains and tc qdiscs in the host's
 //!   namespace), `delay` (per-peer delays through a delayer on netfilter queues), `clock`
-//!   (wall clocks shifted with libfaketime), `amnesia` (data volumes), `storage` (wipe,
-//!   snapshot, rollback and truncate of a host's data directory and log), `netns` (the shared
-//!   namespace).
+//!   (wall clocks shifted with libfaketime), `storage` (amnesia, wipe, snapshot, rollback and
+//!   truncate of a host's data directory and log), `netns` (the shared namespace).
 //! - Finding things: `engines` (which Docker engine runs each host), `host` (a host's
 //!   containers), `docker` (the Engine API calls), `probe` (health from outside),
 //!   `leader` (who leads, per system).
 //! - `events` (the record) and `error` (the failures an event names).
 
-mod amnesia;
 mod cli;
 mod clock;
 mod delay;

@@ -2,7 +2,7 @@
 //! (one, `leader`, or every host of the target), acts on each and records one event per host;
 //! [`act`] is the kind × layer table that calls the mechanisms (fault.rs for the containers,
 //! layer.rs for a Perseus host's acceptor, isolate.rs and netfault.rs for the namespace,
-//! amnesia.rs for the volumes); [`heal`] undoes whatever it finds on a host.
+//! storage/ for the volumes); [`heal`] undoes whatever it finds on a host.
 //!
 //! Adding a fault kind: its arm in [`act`] and, when it leaves something that lasts, how
 //! [`heal`] undoes it and how [`active_faults`] sees it (the status table and `heal leader`
@@ -23,7 +23,7 @@ use crate::error::{outcome, ChaosError};
 use crate::events::{Event, Recorder};
 use crate::host::{self, Cluster, Host, HostArg, HostName, System, Target};
 use crate::netfault::{self, RuleFault};
-use crate::{amnesia, clock, docker, fault, isolate, layer, leader, storage};
+use crate::{clock, docker, fault, isolate, layer, leader, storage};
 
 /// How long actions wait, and which system they aim at.
 pub struct Options {
@@ -354,7 +354,7 @@ pub async fn act(
         }
         FaultKind::Clock(shift) => clock::apply(docker, &host, *shift, wait).await,
         FaultKind::DelayLinks(_) => bail!("delay-links acts on the whole system, not on a host"),
-        FaultKind::Amnesia => amnesia::amnesia(docker, &cluster.project, &host, wait).await,
+        FaultKind::Amnesia => storage::amnesia(docker, &cluster.project, &host, wait).await,
         FaultKind::Wipe => {
             let how = storage_stop(&host, layer)?;
             storage::wipe(docker, &cluster.project, &host, how, wait).await

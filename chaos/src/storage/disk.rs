@@ -50,16 +50,17 @@ pub struct Layout {
 /// Where each system keeps its data (compose/systems/*, docker-compose.yml).
 pub fn layout(system: System) -> Layout {
     match system.cluster() {
-        System::Perseus => Layout {
+        // Perseus's acceptors and Sentinel's Redis: the same Redis layout.
+        System::Perseus | System::Sentinel => Layout {
             data: "/data",
             log: Log::RedisAof {
                 dir: "/data/appendonlydir",
             },
         },
-        System::Sentinel => Layout {
-            data: "/data",
-            log: Log::RedisAof {
-                dir: "/data/appendonlydir",
+        System::Etcd => Layout {
+            data: "/data/etcd",
+            log: Log::EtcdWal {
+                dir: "/data/etcd/member/wal",
             },
         },
         System::Zookeeper => Layout {
@@ -90,11 +91,13 @@ pub fn layout(system: System) -> Layout {
                 bin: "/usr/lib/postgresql/15/bin",
             },
         },
-        // etcd (both APIs)
+        // A system not described here yet: wipe, snapshot and rollback take its whole volume
+        // all the same; truncate says what is missing.
         _ => Layout {
-            data: "/data/etcd",
-            log: Log::EtcdWal {
-                dir: "/data/etcd/member/wal",
+            data: "/data",
+            log: Log::Unreachable {
+                why: "where this system's log lies is not known yet (its row in \
+                      chaos/src/storage/disk.rs's layout)",
             },
         },
     }
@@ -189,6 +192,16 @@ pub fn copy_back_script() -> String {
     )
 }
 
+/// The helper's script that deletes everything inside each mount point (amnesia: every
+/// volume of the host).
+pub fn erase_all_script(destinations: &[String]) -> String {
+    destinations
+        .iter()
+        .map(|d| format!("find '{d}' -mindepth 1 -delete"))
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
 /// The helper's script that empties the data volume.
 pub fn erase_script() -> String {
     format!("set -eu; find {DATA} -mindepth 1 -delete; echo emptied")
@@ -212,6 +225,14 @@ mod tests {
         assert_eq!(
             snapshot_volume("perseus", HostName::perseus(1)),
             "perseus_a1-snapshot"
+        );
+    }
+
+    #[test]
+    fn amnesia_erases_inside_each_mount() {
+        assert_eq!(
+            erase_all_script(&["/data".into()]),
+            "find '/data' -mindepth 1 -delete"
         );
     }
 

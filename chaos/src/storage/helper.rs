@@ -1,6 +1,6 @@
 //! The storage faults' helper: a short-lived container from the host's own image (so the
 //! system's own tools are at hand), without network, that mounts the host's volumes and runs
-//! one script on them. Amnesia's erase runs in it too.
+//! one script on them.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
-//! Storage faults: the host's disk goes wrong while its processes do nothing wrong. `wipe`
-//! empties the data directory, `snapshot` saves a copy of it, `rollback` puts that copy back
-//! (the disk went back in time), `truncate` cuts the tail of the log and repairs what is left
-//! the way the system's own tools advise. Each stops the host (or, with `--layer acceptor`,
+//! Storage faults: the host's disk goes wrong while its processes do nothing wrong. `amnesia`
+//! erases every volume of the host, `wipe` empties the data directory, `snapshot` saves a copy
+//! of it, `rollback` puts that copy back (the disk went back in time), `truncate` cuts the tail
+//! of the log and repairs what is left the way the system's own tools advise. Each stops the host (or, with `--layer acceptor`,
 //! only a Perseus host's Redis), changes the data and starts it again; snapshot only freezes it.
 //!
 //! Every system keeps its data on one named volume mounted at `/data` ([`layout`] says what
@@ -35,11 +35,11 @@ mod disk;
 mod helper;
 
 use disk::{
-    copy_back_script, copy_out_script, erase_script, layout, snapshot_volume, truncate_script,
-    DATA, SNAPSHOT_MOUNT,
+    copy_back_script, copy_out_script, erase_all_script, erase_script, layout, snapshot_volume,
+    truncate_script, DATA, SNAPSHOT_MOUNT,
 };
 use helper::data_volume;
-pub(crate) use helper::{helper, volumes};
+use helper::{helper, volumes};
 
 /// The label that marks a snapshot volume; its value is the host's name.
 pub const SNAPSHOT_LABEL: &str = "perseus.snapshot.host";
@@ -311,6 +311,35 @@ pub async fn rollback(
     Ok(format!(
         "{stopped}; {data} replaced by the snapshot of {when} ({copied}{age}); {started}"
     ))
+}
+
+/// `amnesia`: stops the host, erases every one of its volumes, starts it empty (waiting up to
+/// `wait` until it answers its health check at all: an empty Perseus acceptor counts toward
+/// no quorum, so whether the host is *healthy* depends on the others, and a scenario may wipe
+/// it while they are cut off). A process that crashes and comes back without what it
+/// promised: on Perseus this breaks CASPaxos's assumption that acceptors never forget (their
+/// `appendfsync always` is what normally keeps it true), so acknowledged writes may be lost;
+/// docs/faults.md explains it. Every entry under each mount is deleted, the volume itself
+/// stays (Compose owns it and `make down` removes it).
+pub async fn amnesia(
+    docker: &Docker,
+    project: &str,
+    host: &Host,
+    wait: Duration,
+) -> Result<String> {
+    let vols = volumes(host);
+    if vols.is_empty() {
+        bail!("host {} has no data volume to erase", host.name);
+    }
+    let stopped = stop(docker, host, Stop::Host).await?;
+    let binds = vols.iter().map(|(n, d)| format!("{n}:{d}")).collect();
+    let dests: Vec<String> = vols.iter().map(|(_, d)| d.clone()).collect();
+    helper(docker, project, host, binds, erase_all_script(&dests))
+        .await
+        .context("erasing the data volumes")?;
+    let started = start(docker, host, Stop::Host, wait).await?;
+    let names: Vec<String> = vols.iter().map(|(n, d)| format!("{n} ({d})")).collect();
+    Ok(format!("{stopped}; erased {}; {started}", names.join(", ")))
 }
 
 /// `wipe`: stops the host (or its acceptor), empties its data volume, starts it.
