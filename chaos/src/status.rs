@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use chrono::Utc;
 use perseus_model::{HostStatus, Netns};
 
-use crate::host::{Cluster, Host, HostName};
+use crate::host::{Cluster, Host, HostName, System};
 use crate::nemesis::active_faults;
 use crate::{netns, probe, storage};
 
@@ -130,8 +130,15 @@ fn row(s: &HostStatus) -> String {
 
 /// Every target host's status (an error for a host chaos could not find).
 async fn look(cluster: &Cluster, targets: &[HostName]) -> Vec<Result<HostStatus>> {
-    // Addresses → host names, so faults read "isolated from a2,a3".
+    // Addresses → host names, so faults read "isolated from a2,a3" and acceptors are named
+    // `a2`: every host's address in the systems table, then the found containers' own (which
+    // differ on a swarm).
     let mut names: HashMap<Ipv4Addr, String> = HashMap::new();
+    for system in System::ALL {
+        for h in system.hosts() {
+            names.insert(system.address(h.n), h.to_string());
+        }
+    }
     let mut hosts = Vec::new();
     for &name in targets {
         let host = cluster.host(name).await;
@@ -214,7 +221,12 @@ async fn host_status(host: &Host, names: &HashMap<Ipv4Addr, String>) -> HostStat
                 .membership
                 .as_ref()
                 .map(|v| v.acceptors.iter().map(|a| a.name.clone()).collect())
-                .unwrap_or_else(|| h.acceptors.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
+                .unwrap_or_else(|| {
+                    h.acceptors
+                        .iter()
+                        .map(|a| a.name.clone())
+                        .collect::<Vec<_>>()
+                });
             for a in named {
                 if let Some(state) = h.acceptor_state(&a) {
                     states.insert(host_name(&a), state);
