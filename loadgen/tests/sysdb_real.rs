@@ -58,7 +58,10 @@ async fn contract(system: System) -> Result<(), ClientError> {
         "a second create: {again:?}"
     );
     assert_eq!(c.read().await?, Some(created.clone()));
-    let next = applied(c.cas(created.modified_index, 1).await?, "cas on the version read");
+    let next = applied(
+        c.cas(created.modified_index, 1).await?,
+        "cas on the version read",
+    );
     assert_eq!(next.value, "1");
     assert_ne!(next.modified_index, created.modified_index);
     let stale = c.cas(created.modified_index, 9).await?;
@@ -67,7 +70,11 @@ async fn contract(system: System) -> Result<(), ClientError> {
         "cas on a stale version: {stale:?}"
     );
     c.reset();
-    assert_eq!(c.read().await?, Some(next), "read again on a new connection");
+    assert_eq!(
+        c.read().await?,
+        Some(next),
+        "read again on a new connection"
+    );
     Ok(())
 }
 

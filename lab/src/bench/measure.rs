@@ -207,7 +207,8 @@ fn redis_counters(service: &str) -> Result<(i64, i64, i64)> {
     let (scripts, calls) = command_calls(&info("commandstats")?);
     let replies = field(&info("stats")?, "total_writes_processed", ':')
         .context("INFO stats has no total_writes_processed")?;
-    let pid = field(&info("server")?, "process_id", ':').context("INFO server has no process_id")?;
+    let pid =
+        field(&info("server")?, "process_id", ':').context("INFO server has no process_id")?;
     let io = docker(&["exec", &id, "cat", &format!("/proc/{pid}/io")])?;
     let syscw = field(&io, "syscw", ':').context("/proc/PID/io has no syscw")?;
     Ok((scripts, calls, syscw - replies))
@@ -295,11 +296,18 @@ mod tests {
                      cmdstat_info:calls=7,usec=1\r\n";
         assert_eq!(command_calls(stats), (123, 363));
         assert_eq!(
-            field("total_writes_processed:42\r\n", "total_writes_processed", ':'),
+            field(
+                "total_writes_processed:42\r\n",
+                "total_writes_processed",
+                ':'
+            ),
             Some(42)
         );
         assert_eq!(field("rchar: 1\nsyscw: 77\n", "syscw", ':'), Some(77));
-        assert_eq!(field("usage_usec 1500\nuser_usec 1\n", "usage_usec", ' '), Some(1500));
+        assert_eq!(
+            field("usage_usec 1500\nuser_usec 1\n", "usage_usec", ' '),
+            Some(1500)
+        );
         let metrics = "# HELP x\netcd_disk_wal_fsync_duration_seconds_count 812\n";
         assert_eq!(
             field(metrics, "etcd_disk_wal_fsync_duration_seconds_count", ' '),

@@ -145,4 +145,3 @@ fn round_of(path: &Path) -> Option<u32> {
     let (_, round) = stem.rsplit_once("-r")?;
     round.parse().ok()
 }
-

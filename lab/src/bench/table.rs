@@ -296,4 +296,3 @@ fn ratios(out: &mut String, levels: &[&Level], all: &[Level], systems: &[&str]) 
         }
     }
 }
-

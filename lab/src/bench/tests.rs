@@ -32,9 +32,7 @@ fn ratios_to_the_first_level() {
     let t = table(&[level(1, 700.0), level(4, 1400.0)]);
     assert!(t.contains("20 s per level, 3 nodes"), "{t}");
     assert!(
-        t.contains(
-            "1                   3            700    1.00x      2.50      9.00     30.00"
-        ),
+        t.contains("1                   3            700    1.00x      2.50      9.00     30.00"),
         "{t}"
     );
     assert!(

@@ -29,9 +29,6 @@ impl Check for EachNodeServes {
             .iter()
             .map(|n| format!("{n} served nothing in the whole run"))
             .collect();
-        Verdict::of(
-            vec![format!("nodes={}", run.node_count())],
-            problems,
-        )
+        Verdict::of(vec![format!("nodes={}", run.node_count())], problems)
     }
 }

@@ -187,9 +187,9 @@ impl Expect {
         let mut table = toml::Table::new();
         table.insert("check".into(), toml::Value::String(name.to_string()));
         for word in words {
-            let (key, value) = word.split_once('=').with_context(|| {
-                format!("expectation {text:?}: {word:?} is not key=value")
-            })?;
+            let (key, value) = word
+                .split_once('=')
+                .with_context(|| format!("expectation {text:?}: {word:?} is not key=value"))?;
             let value = if let Ok(n) = value.parse::<i64>() {
                 toml::Value::Integer(n)
             } else if let Ok(x) = value.parse::<f64>() {
@@ -307,7 +307,11 @@ mod tests {
             expect("[[expect]]\ncheck = \"seconds\"\nmin = 3\n")[0]
         );
         let err = |t: &str| format!("{:#}", Expect::inline(t).unwrap_err());
-        assert!(err("others-serve form=3s").contains("form"), "{}", err("others-serve form=3s"));
+        assert!(
+            err("others-serve form=3s").contains("form"),
+            "{}",
+            err("others-serve form=3s")
+        );
         assert!(err("others-serve 3s").contains("not key=value"));
         assert!(err("every-column").contains("every-column"));
         assert!(err("").contains("empty"));
@@ -315,12 +319,18 @@ mod tests {
         let run = e2e_like();
         let (ok, text) = report(&run, &[Expect::inline("others-serve last=2s").unwrap()]);
         assert!(ok, "{text}");
-        assert!(text.contains("last 2 s") && text.contains("seconds=2"), "{text}");
+        assert!(
+            text.contains("last 2 s") && text.contains("seconds=2"),
+            "{text}"
+        );
         let (ok, text) = report(&run, &[Expect::inline("each-node-serves").unwrap()]);
         assert!(ok, "{text}");
         let silent = synthetic(5, 3, |i, _| i == 1);
         let (ok, text) = report(&silent, &[Expect::inline("each-node-serves").unwrap()]);
-        assert!(!ok && text.contains("n2 served nothing in the whole run"), "{text}");
+        assert!(
+            !ok && text.contains("n2 served nothing in the whole run"),
+            "{text}"
+        );
         let (ok, text) = report(&silent, &[Expect::inline("others-serve from=60s").unwrap()]);
         assert!(!ok && text.contains("no whole second"), "{text}");
     }
