@@ -4,6 +4,17 @@
 //!
 //! [`run`] drives a whole run; the binary (`main.rs`) only parses flags, installs the signal
 //! handlers and maps the result to an exit code.
+//!
+//! # Layout
+//!
+//! - [`config`]: the command line, checked into a `Config`.
+//! - [`worker`]: one logical client's loop (the counter loop), [`register`] the register
+//!   workload's; both talk to a system through [`store`] (one client per system behind the
+//!   `Store` trait; [`client`] is etcd v2's, for Perseus and etcd).
+//! - Checking as it goes: [`checker`] (a key with one writer), [`contention`] (keys shared by
+//!   many); the whole history goes to disk through [`history_log`] for `perseus-history`.
+//! - [`stats`]: the counters every worker adds to; [`output`] prints the table and writes
+//!   the JSON-lines records (`perseus_model::load`).
 
 pub mod checker;
 pub mod client;

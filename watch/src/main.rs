@@ -4,6 +4,12 @@
 //! Every action goes through the chaos binary with the run's events file, so it lands in the
 //! record like a scenario's fault. On quit it offers to undo the faults still in force, stops
 //! the load and writes the report (`lab report`) into the run's folder.
+//!
+//! # Layout
+//!
+//! - This file: the command line, the loop, the load generator and chaos as processes.
+//! - `feed`: follows the files the run writes; `state`: what the screen shows, built only from
+//!   the records (pure); `ui`: draws it (pure); `keys`: which key does what (pure).
 
 mod feed;
 mod keys;
