@@ -42,7 +42,7 @@ mod soak;
 mod spans;
 mod storage;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use crate::analysis::{self, Subject};
+use crate::analysis::Subject;
 use crate::data::Run;
 use crate::figures::{Group, Plan, RunFigures, Stats};
 use crate::measures;

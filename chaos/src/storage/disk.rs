@@ -207,12 +207,10 @@ pub fn erase_script() -> String {
     format!("set -eu; find {DATA} -mindepth 1 -delete; echo emptied")
 }
 
-/// Runs `script` in a helper container from the host's image with these volume binds
-/// (`name:/path[:ro]`), no network; returns its output, an error with it on a non-zero exit.
-/// The helper carries the project's Compose label, so that a helper left behind by an
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
