@@ -15,9 +15,9 @@
 
 use std::collections::HashMap;
 
-use crate::check::{KeyResult, OpView, Verdict, Violation, ViolationKind, KEPT_PER_KEY};
 use crate::event::Func;
 use crate::ops::{Op, Outcome};
+use crate::verdict::{KeyResult, OpView, Verdict, Violation, ViolationKind, KEPT_PER_KEY};
 
 /// A version in the chain: the value written, the version it replaced (`None`: the key did
 /// not exist), and the operation that wrote it.

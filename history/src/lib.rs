@@ -12,6 +12,8 @@
 //! ([`chain`]); keys with blind writes (the register workload) by a Wing–Gong–Lowe search with
 //! memoisation and a budget ([`search`]), which says "undecided" past its budget, never
 //! "linearizable". [`export`] writes the same history for Jepsen (EDN) and Porcupine (JSON).
+//! [`verdict`] holds what both checkers conclude (a key's verdict, its violations), so that
+//! `check` sits above `chain` and `search` and neither imports it back.
 //!
 //! Pure: no I/O but the readers and writers it is handed.
 
@@ -21,6 +23,7 @@ pub mod event;
 pub mod export;
 pub mod ops;
 pub mod search;
+pub mod verdict;
 
 pub use check::{check, check_file, Algorithm, CheckOptions, KeyVerdict, Report, Verdict};
 pub use event::{Event, EventKind, Func, HistoryError, HistoryWriter};

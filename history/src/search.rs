@@ -20,9 +20,9 @@
 
 use std::collections::HashSet;
 
-use crate::check::{KeyResult, OpView, Verdict, Violation, ViolationKind};
 use crate::event::Func;
 use crate::ops::{Op, Outcome};
+use crate::verdict::{KeyResult, OpView, Verdict, Violation, ViolationKind};
 
 /// The register's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
