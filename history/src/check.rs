@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Func, HistoryError};
 use crate::ops::{History, Op, Outcome};
-use crate::verdict::KeyResult;
 pub use crate::verdict::{OpView, Verdict, Violation, ViolationKind};
 use crate::{chain, search};
 

@@ -27,7 +27,7 @@ impl Verdict {
     }
 
     /// The worse of two: a violation beats undecided beats linearizable.
-    fn worst(self, other: Verdict) -> Verdict {
+    pub(crate) fn worst(self, other: Verdict) -> Verdict {
         use Verdict::*;
         match (self, other) {
             (NotLinearizable, _) | (_, NotLinearizable) => NotLinearizable,
