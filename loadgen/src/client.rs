@@ -70,7 +70,8 @@ pub struct KeyNode {
 pub enum WriteResult {
     /// Applied; the node after the write.
     Applied(KeyNode),
-    /// Definitely not applied (412, or 404 on CAS); carries the etcd errorCode if any.
+    /// Definitely not applied (412, 404 on CAS, or a 5xx the server marked not applied);
+    /// carries the etcd errorCode if any.
     Rejected(Option<u64>),
 }
 
@@ -246,7 +247,9 @@ impl EtcdClient {
 
     /// Sends a request and reads the whole body within the timeout; any failure drops the
     /// connection.
-    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), ClientError> {
+    /// Status, body, and whether the server said the request was not applied (a Perseus
+    /// 5xx with `X-Perseus-Outcome: not-applied`: refused, nothing happened).
+    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<(u16, Bytes, bool), ClientError> {
         let res = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::new(ErrorKind::Timeout, "request timed out")),
@@ -257,17 +260,25 @@ impl EtcdClient {
         res
     }
 
-    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), ClientError> {
+    async fn exchange(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(u16, Bytes, bool), ClientError> {
         let sender = self.ready_sender().await?;
         let resp = sender.send_request(req).await.map_err(lost)?;
         let status = resp.status().as_u16();
+        let not_applied = resp.status().is_server_error()
+            && resp
+                .headers()
+                .get("x-perseus-outcome")
+                .is_some_and(|v| v.as_bytes() == b"not-applied");
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| ClientError::new(ErrorKind::Body, e.to_string()))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, body, not_applied))
     }
 
     /// The connection, ready for a request. One the server closed after its last answer
@@ -344,7 +355,7 @@ impl EtcdClient {
             t.get_uri.clone()
         };
         let req = self.request(Method::GET, uri, None)?;
-        let (status, body) = self.send(req).await?;
+        let (status, body, _) = self.send(req).await?;
         match status {
             200 => parse_node(&body).map(Some),
             404 if error_code(&body) == Some(100) => Ok(None),
@@ -356,10 +367,11 @@ impl EtcdClient {
     pub async fn create(&mut self, value: i64) -> Result<WriteResult, ClientError> {
         let uri = self.target()?.create_uri.clone();
         let req = self.request(Method::PUT, uri, Some(value))?;
-        let (status, body) = self.send(req).await?;
+        let (status, body, not_applied) = self.send(req).await?;
         match status {
             200 | 201 => parse_node(&body).map(WriteResult::Applied),
             412 => Ok(WriteResult::Rejected(error_code(&body))),
+            _ if not_applied => Ok(WriteResult::Rejected(error_code(&body))),
             _ => Err(status_error(status, &body)),
         }
     }
@@ -368,7 +380,7 @@ impl EtcdClient {
     pub async fn set(&mut self, value: i64) -> Result<KeyNode, ClientError> {
         let uri = self.target()?.set_uri.clone();
         let req = self.request(Method::PUT, uri, Some(value))?;
-        let (status, body) = self.send(req).await?;
+        let (status, body, _) = self.send(req).await?;
         match status {
             200 | 201 => parse_node(&body),
             _ => Err(status_error(status, &body)),
@@ -381,10 +393,11 @@ impl EtcdClient {
         let uri = Uri::try_from(format!("{}{prev}", t.cas_prefix))
             .map_err(|e| ClientError::new(ErrorKind::Connect, format!("request target: {e}")))?;
         let req = self.request(Method::PUT, uri, Some(value))?;
-        let (status, body) = self.send(req).await?;
+        let (status, body, not_applied) = self.send(req).await?;
         match status {
             200 | 201 => parse_node(&body).map(WriteResult::Applied),
             412 | 404 => Ok(WriteResult::Rejected(error_code(&body))),
+            _ if not_applied => Ok(WriteResult::Rejected(error_code(&body))),
             _ => Err(status_error(status, &body)),
         }
     }
@@ -519,6 +532,38 @@ mod tests {
             format!("GET /v2/keys/k-1?quorum=true HTTP/1.1 | accept: */*, {host} | "),
         ];
         assert_eq!(*seen.lock().unwrap(), expected);
+    }
+
+    /// Perseus marks a 5xx whose write was not applied (and never will be): that is a
+    /// refusal; a 5xx of unknown outcome, or one without the mark (etcd's), stays an error.
+    #[tokio::test]
+    async fn a_5xx_marked_not_applied_is_a_refusal() {
+        let answer = |status: &str, outcome: Option<&str>, code: u32| {
+            let body = format!(r#"{{"errorCode":{code}}}"#);
+            let header = outcome.map_or(String::new(), |o| format!("x-perseus-outcome: {o}\r\n"));
+            format!(
+                "HTTP/1.1 {status}\r\n{header}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let (port, _, _) = scripted(vec![
+            answer("503 Service Unavailable", Some("not-applied"), 301),
+            answer("503 Service Unavailable", Some("not-applied"), 301),
+            answer("500 Internal Server Error", Some("unknown"), 300),
+            answer("503 Service Unavailable", None, 300),
+        ])
+        .await;
+        let mut c = EtcdClient::new(
+            &format!("http://127.0.0.1:{port}/"),
+            "k-1",
+            Duration::from_secs(2),
+        );
+        assert_eq!(c.cas(4, 5).await, Ok(WriteResult::Rejected(Some(301))));
+        assert_eq!(c.create(1).await, Ok(WriteResult::Rejected(Some(301))));
+        let e = c.cas(4, 5).await.unwrap_err();
+        assert_eq!((e.kind, e.status), (ErrorKind::Http5xx, Some(500)), "{e}");
+        let e = c.cas(4, 5).await.unwrap_err();
+        assert_eq!((e.kind, e.status), (ErrorKind::Http5xx, Some(503)), "{e}");
     }
 
     #[test]

@@ -9,9 +9,14 @@
 //!
 //! Every write also stores its write id (the proposer's, unique per request): two records
 //! with equal text are then the same write, which is what lets a proposer tell, after an
-//! accept of unknown outcome, whether the chosen state is its own write.
+//! accept of unknown outcome, whether the chosen state is its own write. It also stores the
+//! ids of the [`LINEAGE`] writes it was built upon (`"a"`, newest first): a follow-up round
+//! that finds a newer state can then tell whether that state descends from the proposer's
+//! write (applied) or from another write at the same index (not applied).
 
 use serde::{Deserialize, Serialize};
+
+use crate::proposer::Lineage;
 
 /// What a key's CASPaxos state holds, serialized as JSON in the acceptors.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +32,17 @@ pub struct Record {
     /// The id of the write that produced this record (absent in records of older nodes).
     #[serde(default, rename = "w", skip_serializing_if = "Option::is_none")]
     pub write_id: Option<String>,
+    /// The ids of the writes this record was built upon, newest first: entry `i` is the id of
+    /// the record at index `modified - 1 - i`. At most [`LINEAGE`]; cut short at a record
+    /// without an id (older nodes), so that positions and indices always match.
+    #[serde(default, rename = "a", skip_serializing_if = "Vec::is_empty")]
+    pub built_on: Vec<String>,
 }
+
+/// How many earlier writes a record names (`built_on`): a write of unknown outcome is
+/// resolved exactly as long as at most this many writes followed it when the follow-up
+/// round chose a state. About 20 bytes per id.
+pub const LINEAGE: usize = 8;
 
 impl Record {
     pub fn decode(state: &str) -> Result<Record, Refusal> {
@@ -102,10 +117,15 @@ pub fn current(state: Option<&str>) -> Result<Option<Record>, Refusal> {
     Ok(stored(state)?.filter(|r| !r.deleted))
 }
 
-/// The version of a stored state for the proposer's outcome resolution: its modifiedIndex,
-/// which every write raises by exactly one (`None`: not a record).
-pub fn version(state: &str) -> Option<u64> {
-    Record::decode(state).ok().map(|r| r.modified)
+/// The lineage of a stored state for the proposer's outcome resolution: its modifiedIndex
+/// (which every write raises by exactly one), its own write id and the ids of the writes it was built upon (`None`: not a record).
+pub fn lineage(state: &str) -> Option<Lineage> {
+    let record = Record::decode(state).ok()?;
+    Some(Lineage {
+        version: record.modified,
+        write: record.write_id,
+        built_on: record.built_on,
+    })
 }
 
 /// The highest modifiedIndex a stored state shows (tombstones included; 0 if none).
@@ -146,6 +166,19 @@ pub fn apply(write: &Write, state: Option<&str>, write_id: &str) -> Result<Recor
     let stored = stored(state)?;
     // Indices continue past a tombstone; `created` restarts with a new key.
     let index = stored.as_ref().map_or(0, |r| r.modified) + 1;
+    // The base's id and what it was built upon, while every record on the way has an id.
+    let built_on: Vec<String> = stored
+        .as_ref()
+        .and_then(|r| {
+            let id = r.write_id.clone()?;
+            Some(
+                std::iter::once(id)
+                    .chain(r.built_on.iter().cloned())
+                    .take(LINEAGE)
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
     let live = stored.filter(|r| !r.deleted);
     let next = |value: &str| Record {
         value: value.to_string(),
@@ -153,6 +186,7 @@ pub fn apply(write: &Write, state: Option<&str>, write_id: &str) -> Result<Recor
         created: live.as_ref().map_or(index, |r| r.created),
         deleted: false,
         write_id: Some(write_id.to_string()),
+        built_on: built_on.clone(),
     };
     match (write, &live) {
         (Write::Create { .. }, Some(existing)) => Err(Refusal::AlreadyExists {
@@ -183,6 +217,7 @@ pub fn apply(write: &Write, state: Option<&str>, write_id: &str) -> Result<Recor
             created: existing.created,
             deleted: true,
             write_id: Some(write_id.to_string()),
+            built_on,
         }),
     }
 }
@@ -198,6 +233,7 @@ mod tests {
             created,
             deleted: false,
             write_id: None,
+            built_on: Vec::new(),
         }
         .encode()
     }
@@ -245,6 +281,47 @@ mod tests {
             Ok(false)
         );
         assert!(!again.encode().contains("deleted"));
+    }
+
+    #[test]
+    fn a_record_names_the_writes_it_was_built_upon() {
+        let mut state: Option<String> = None;
+        for i in 1..=12u64 {
+            let next = apply(
+                &Write::Set {
+                    value: format!("v{i}"),
+                },
+                state.as_deref(),
+                &format!("w{i}"),
+            )
+            .unwrap();
+            let lineage = lineage(&next.encode()).unwrap();
+            assert_eq!(lineage.version, i);
+            assert_eq!(lineage.write.as_deref(), Some(format!("w{i}").as_str()));
+            let expected: Vec<String> = (1..i)
+                .rev()
+                .take(LINEAGE)
+                .map(|j| format!("w{j}"))
+                .collect();
+            assert_eq!(lineage.built_on, expected);
+            state = Some(next.encode());
+        }
+        // Built on a record without an id (an older node's): the lineage stops there.
+        let old = stored("a", 3, 1);
+        let next = apply(&Write::Set { value: "b".into() }, Some(&old), "w9").unwrap();
+        assert!(next.built_on.is_empty());
+        assert!(!next.encode().contains("\"a\""));
+        // A refused write changes nothing, a delete keeps the lineage going.
+        let tomb = apply(
+            &Write::Delete {
+                prev_index: None,
+                prev_value: None,
+            },
+            Some(&next.encode()),
+            "w10",
+        )
+        .unwrap();
+        assert_eq!(tomb.built_on, ["w9"]);
     }
 
     #[test]

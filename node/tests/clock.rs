@@ -120,7 +120,7 @@ async fn get(node: &NodeProcess, key: &str) -> Option<String> {
     body["node"]["value"].as_str().map(String::from)
 }
 
-/// PUT, with `?prevValue=` when `prev` is given, until it is applied. A 503 of unknown outcome
+/// PUT, with `?prevValue=` when `prev` is given, until it is applied. A 500 of unknown outcome
 /// (a ballot race lost on the one-round-trip path: it happens the same with every clock right,
 /// whenever nodes take turns on a key) is read back and retried, as a client would, at most
 /// five times; any other answer is a refusal and fails the test. Returns the retries.
@@ -139,7 +139,7 @@ async fn put(node: &NodeProcess, key: &str, value: &str, prev: Option<&str>) -> 
             return retry;
         }
         assert!(
-            status == 503 && text.contains("\"outcome\":\"unknown\""),
+            status == 500 && text.contains("\"outcome\":\"unknown\""),
             "PUT {key}={value} (prev {prev:?}) via {} refused: {status} {text}",
             node.url
         );

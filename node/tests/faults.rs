@@ -88,9 +88,18 @@ async fn two_dead_acceptors_give_503_within_the_timeout() {
         let started = Instant::now();
         let response = http.get(&url).send().await.expect("node answers");
         let elapsed = started.elapsed();
+        // A read never has an unknown outcome: 503 "not applied", safe to send again.
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get("x-perseus-outcome")
+                .and_then(|v| v.to_str().ok()),
+            Some("not-applied")
+        );
         let body: Value = response.json().await.expect("JSON");
-        assert_eq!(body["errorCode"], 300);
+        assert_eq!(body["errorCode"], 301);
+        assert_eq!(body["outcome"], "not applied");
         let message = body["message"].as_str().expect("a message");
         assert!(message.contains(" of 3 acceptors answered"), "{message}");
         assert!(message.contains("quorum 2"), "{message}");

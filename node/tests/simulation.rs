@@ -63,6 +63,7 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::RetryAfterUnknownOutcome => "retry_after_unknown",
             Variant::NotAppliedOnForeignState => "not_applied_on_foreign",
             Variant::ResolveFromPrepare => "resolve_from_prepare",
+            Variant::AppliedPastOurVersion => "applied_past_our_version",
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
             Variant::ResendAfterLostReply => "resend_after_lost_reply",
@@ -314,6 +315,11 @@ fn negative_control_not_applied_on_foreign_state_is_caught() {
 }
 
 #[test]
+fn negative_control_applied_past_our_version_is_caught() {
+    negative_control(Variant::AppliedPastOurVersion);
+}
+
+#[test]
 fn negative_control_resolve_from_prepare_is_caught() {
     negative_control(Variant::ResolveFromPrepare);
 }
@@ -379,6 +385,7 @@ mod checker {
             created: 1,
             deleted: false,
             write_id: None,
+            built_on: Vec::new(),
         }
     }
 

@@ -33,6 +33,9 @@ pub enum UnsafeControl {
     /// caught in about as many seeds: the hedge delay often released them before the
     /// refusals arrived.)
     ThriftyRefusalWithHeldCalls,
+    /// Outcome resolution declares "applied" on any chosen state past our write's version,
+    /// without checking that the chosen state was built upon our write.
+    AppliedPastOurVersion,
 }
 
 /// Settings of a proposer.
@@ -60,10 +63,11 @@ pub struct ProposerConfig {
     pub backoff_cap: Duration,
     /// Seeds the backoff jitter (the simulation sets it so that a seed replays).
     pub jitter_seed: u64,
-    /// The version of a state: it grows by one with every change that writes, so that a
-    /// follow-up read can prove a write of unknown outcome was not applied (see
+    /// The lineage of a state: its version, which grows by one with every change that
+    /// writes, its write id and the ids of the writes it was built upon, so that a follow-up
+    /// read can prove a write of unknown outcome applied or not applied (see
     /// [`super::judge`]). `None`: not a state this proposer understands (nothing is proved).
-    pub version: fn(&str) -> Option<u64>,
+    pub lineage: fn(&str) -> Option<super::Lineage>,
     /// See [`UnsafeControl`]; only in builds with the `sim-controls` feature.
     #[cfg(feature = "sim-controls")]
     pub unsafe_control: Option<UnsafeControl>,
@@ -83,7 +87,7 @@ impl Default for ProposerConfig {
             backoff_base: Duration::from_millis(1),
             backoff_cap: Duration::from_millis(64),
             jitter_seed: 0,
-            version: crate::record::version,
+            lineage: crate::record::lineage,
             #[cfg(feature = "sim-controls")]
             unsafe_control: None,
         }

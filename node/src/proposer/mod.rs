@@ -64,7 +64,7 @@ use outcome::FailedAttempt;
 
 pub use config::{ProposerConfig, UnsafeControl};
 pub use error::{Phase, ProposerError};
-pub use outcome::{judge, Verdict};
+pub use outcome::{judge, Lineage, OutcomeCounts, Unresolved, Verdict};
 
 /// The result of a change that reached a quorum.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub struct Proposer {
     hedge: Duration,
     backoff_base: Duration,
     backoff_cap: Duration,
-    version: fn(&str) -> Option<u64>,
+    lineage: fn(&str) -> Option<Lineage>,
     ballots: Arc<BallotSource>,
     cache: Mutex<LeaderCache>,
     /// One lock per key being changed right now (serializes a key's changes in this
@@ -97,6 +97,8 @@ pub struct Proposer {
     /// Quorum reads answered from agreeing acceptors, and those that fell back.
     reads_agreed: AtomicU64,
     reads_fell_back: AtomicU64,
+    /// What the resolutions of writes of unknown outcome concluded (see [`OutcomeCounts`]).
+    outcomes: outcome::Tallies,
     /// Acceptors thrifty phases pass over for now (see [`SUSPICION`]).
     suspects: Arc<Suspects>,
     #[cfg(feature = "sim-controls")]
@@ -136,7 +138,7 @@ impl Proposer {
             hedge: config.hedge,
             backoff_base: config.backoff_base,
             backoff_cap: config.backoff_cap.max(config.backoff_base),
-            version: config.version,
+            lineage: config.lineage,
             ballots: Arc::new(BallotSource::new(config.id, incarnation)),
             cache: Mutex::new(LeaderCache::new(config.cache_bytes)),
             locks: Mutex::new(HashMap::new()),
@@ -144,6 +146,7 @@ impl Proposer {
             writes: AtomicU64::new(0),
             reads_agreed: AtomicU64::new(0),
             reads_fell_back: AtomicU64::new(0),
+            outcomes: outcome::Tallies::default(),
             suspects: Arc::new(Suspects::new(count)),
             #[cfg(feature = "sim-controls")]
             unsafe_control: config.unsafe_control,
@@ -361,10 +364,10 @@ impl Proposer {
         if self.quorum_reads {
             // Within the request's deadline like the rest of the read (each acceptor's answer
             // is bounded by the acceptor timeout too, which may be set longer).
-            if let Ok(Some(state)) = tokio::time::timeout_at(deadline, self.quorum_read(key)).await
+            if let Ok(Some(reply)) = tokio::time::timeout_at(deadline, self.quorum_read(key)).await
             {
                 self.reads_agreed.fetch_add(1, Ordering::Relaxed);
-                return Ok(state);
+                return Ok(reply.value);
             }
             self.reads_fell_back.fetch_add(1, Ordering::Relaxed);
         }

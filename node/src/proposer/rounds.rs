@@ -19,14 +19,14 @@ struct Round<T> {
 
 impl Proposer {
     /// The quorum read: every acceptor is asked for its accepted ballot and value (no
-    /// promise, no write). `Some(state)` as soon as a quorum of answers carry the same
-    /// accepted ballot and value: that state is chosen, and no newer state was chosen
+    /// promise, no write). `Some(reply)` as soon as a quorum of answers carry the same
+    /// accepted ballot and value: that state is chosen (at that ballot), and no newer state was chosen
     /// before this read began (docs/design-proposer.md has the argument). `None` once no
     /// ballot can gather a quorum any more (answers split by a write in flight, acceptors
     /// down): the caller runs the full round. Neither the key lock nor the one-round-trip
     /// cache is touched: nothing this does changes a promise, so a cached ballot stays
     /// exactly as valid as it was.
-    pub(super) async fn quorum_read(&self, key: &str) -> Option<Option<String>> {
+    pub(super) async fn quorum_read(&self, key: &str) -> Option<ReadReply> {
         let mut answers = self.send_all(|acceptor| {
             let key = key.to_string();
             async move {
@@ -63,17 +63,14 @@ impl Proposer {
                 }
                 first.extend(reply);
                 if first.len() == self.quorum {
-                    return first
-                        .into_iter()
-                        .max_by_key(|reply| reply.accepted)
-                        .map(|reply| reply.value);
+                    return first.into_iter().max_by_key(|reply| reply.accepted);
                 }
                 continue;
             }
             let failed = reply.is_none();
             match agreement.add(reply) {
                 Agreed::Pending => {}
-                Agreed::Chosen(reply) => return Some(reply.value),
+                Agreed::Chosen(reply) => return Some(reply),
                 Agreed::Never => break,
             }
             // A failed answer, or a quorum of answers that did not agree: the others too.

@@ -27,39 +27,51 @@ fn set(value: &str, state: Option<&str>, id: &str) -> String {
 
 #[test]
 fn judge_tells_applied_not_applied_and_unknown() {
-    let v = record::version;
+    let l = record::lineage;
     let base = set("a", None, "w1"); // index 1
     let ours = set("b", Some(&base), "w2"); // index 2
     let rival = set("b", Some(&base), "w3"); // same value, another write at index 2
-    let later = set("c", Some(&ours), "w4"); // index 3
     let older = set("z", None, "w0"); // index 1, not our base
-    assert_eq!(
-        judge(v, Some(&base), Some(&ours), Some(&ours)),
-        Verdict::Applied
-    );
-    assert_eq!(
-        judge(v, Some(&base), Some(&ours), Some(&base)),
-        Verdict::NotApplied
-    );
-    assert_eq!(
-        judge(v, Some(&base), Some(&ours), Some(&rival)),
-        Verdict::NotApplied
-    );
-    assert_eq!(
-        judge(v, Some(&base), Some(&ours), Some(&older)),
-        Verdict::NotApplied
-    );
-    assert_eq!(
-        judge(v, Some(&base), Some(&ours), None),
-        Verdict::NotApplied
-    );
-    // Above our index: may descend from ours or not.
-    assert_eq!(
-        judge(v, Some(&base), Some(&ours), Some(&later)),
-        Verdict::Unknown
-    );
+    let verdict = |chosen: Option<&str>, above| judge(l, Some(&base), Some(&ours), chosen, above);
+    assert_eq!(verdict(Some(&ours), false), Verdict::Applied);
+    for above in [true, false] {
+        // Another state at our index is chosen: ours never will be.
+        assert_eq!(verdict(Some(&rival), above), Verdict::NotApplied);
+    }
+    // Below our index: not applied only if chosen above our ballot.
+    for below in [Some(base.as_str()), Some(&older), None] {
+        assert_eq!(verdict(below, true), Verdict::NotApplied);
+        assert_eq!(
+            verdict(below, false),
+            Verdict::Unknown(Unresolved::BelowOurBallot)
+        );
+    }
+    // Above our index: built upon ours (applied) or upon the rival (not applied), as long
+    // as the chosen state's lineage reaches back to our index.
+    let (mut on_ours, mut on_rival) = (ours.clone(), rival.clone());
+    for n in 1..=record::LINEAGE as u64 + 2 {
+        on_ours = set("c", Some(&on_ours), &format!("x{n}"));
+        on_rival = set("c", Some(&on_rival), &format!("y{n}"));
+        let (applied, not_applied) = if n as usize <= record::LINEAGE {
+            (Verdict::Applied, Verdict::NotApplied)
+        } else {
+            let unknown = Verdict::Unknown(Unresolved::PastLineage);
+            (unknown, unknown)
+        };
+        for above in [true, false] {
+            assert_eq!(verdict(Some(&on_ours), above), applied, "{n} past ours");
+            assert_eq!(
+                verdict(Some(&on_rival), above),
+                not_applied,
+                "{n} past ours"
+            );
+        }
+    }
     // Not records: nothing is proved.
-    assert_eq!(judge(v, Some("x"), Some("y"), Some("z")), Verdict::Unknown);
+    assert_eq!(
+        judge(l, Some("x"), Some("y"), Some("z"), true),
+        Verdict::Unknown(Unresolved::NoLineage)
+    );
 }
 
 /// Three in-memory acceptors and a proposer over them.

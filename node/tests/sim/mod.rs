@@ -74,6 +74,9 @@ pub enum Variant {
     NotAppliedOnForeignState,
     /// Negative control: the outcome resolved from a prepare's read (not chosen).
     ResolveFromPrepare,
+    /// Negative control: "applied" declared on any chosen state past our write's version,
+    /// whether or not it was built upon our write.
+    AppliedPastOurVersion,
     /// Negative control: a recovering acceptor's promise counts in prepare quorums.
     CountRecoveringPrepare,
     /// Negative control: a recovering acceptor's acceptance counts in accept quorums (so the
@@ -363,6 +366,7 @@ impl Run {
                 Variant::RetryAfterUnknownOutcome => Some(UnsafeControl::RetryAfterUnknownOutcome),
                 Variant::NotAppliedOnForeignState => Some(UnsafeControl::NotAppliedOnForeignState),
                 Variant::ResolveFromPrepare => Some(UnsafeControl::ResolveFromPrepare),
+                Variant::AppliedPastOurVersion => Some(UnsafeControl::AppliedPastOurVersion),
                 Variant::QuorumReadWithoutAgreement => {
                     Some(UnsafeControl::QuorumReadWithoutAgreement)
                 }
