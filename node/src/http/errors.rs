@@ -1,6 +1,7 @@
 //! The errors of the keys and cluster API, in etcd's JSON shape: [`ApiError`] (status,
-//! `errorCode`, `message`, `cause`, `index`), the error codes used, and the 503s that say why
-//! nothing or maybe something was applied (`reason`, `outcome`).
+//! `errorCode`, `message`, `cause`, `index`), the error codes used, and the answers that say
+//! why nothing was applied (503) or maybe something was (500): `reason`, `outcome` and the
+//! header `X-Perseus-Outcome`.
 
 use perseus_model::health::Verdict;
 use serde_json::{json, Value};
@@ -24,7 +25,12 @@ pub(super) mod code {
     pub const INDEX_NAN: u32 = 203;
     pub const INVALID_FIELD: u32 = 209;
     pub const INVALID_FORM: u32 = 210;
-    pub const UNAVAILABLE: u32 = 300;
+    /// etcd's "Raft Internal Error", which etcd answers (with 500) when a proposal timed out
+    /// and may or may not have been applied: here only for a write of unknown outcome.
+    pub const OUTCOME_UNKNOWN: u32 = 300;
+    /// etcd's "During Leader Election" (python-etcd raises EtcdLeaderElectionInProgress,
+    /// a retryable error): here every 503 whose request was not applied and never will be.
+    pub const NOT_APPLIED: u32 = 301;
     /// Perseus's own (etcd has no such state): a majority of acceptors lost data, or may
     /// have; nothing is served until the operator's `node accept-loss`.
     pub const DATA_LOSS: u32 = 310;
@@ -43,7 +49,8 @@ pub struct ApiError {
     pub message: String,
     pub cause: String,
     pub index: u64,
-    /// 503 only: `(reason, outcome)`, e.g. `("conflict", "not applied")`.
+    /// 503 and 500 with an outcome only: `(reason, outcome)`, e.g. `("conflict", "not
+    /// applied")`; the outcome also goes out as the header `X-Perseus-Outcome`.
     pub unavailable: Option<(&'static str, &'static str)>,
     /// 405 only: the methods the path takes.
     pub allow: Option<&'static str>,
@@ -103,7 +110,7 @@ impl ApiError {
             unavailable: Some(("busy", "not applied")),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                code::UNAVAILABLE,
+                code::NOT_APPLIED,
                 "too many requests in flight (max_in_flight); nothing was applied",
                 cause,
             )
@@ -172,6 +179,16 @@ impl Reply for ApiError {
                 .headers_mut()
                 .insert("allow", HeaderValue::from_static(allow));
         }
+        if let Some((_, outcome)) = self.unavailable {
+            let outcome = if outcome == "unknown" {
+                "unknown"
+            } else {
+                "not-applied"
+            };
+            response
+                .headers_mut()
+                .insert("x-perseus-outcome", HeaderValue::from_static(outcome));
+        }
         response
     }
 }
@@ -219,9 +236,16 @@ pub(super) fn refused(key: &str, refusal: Refusal, index: u64) -> ApiError {
     e
 }
 
-/// 503: no quorum, timeouts or a lost ballot race, saying which and whether the write may
-/// still have happened.
+/// No quorum, timeouts or a lost ballot race, saying which and whether the write may still
+/// have happened: 503 errorCode 301 when it was not applied and never will be (sending it
+/// again is safe), 500 errorCode 300 when its outcome is unknown (as etcd answers a
+/// proposal that timed out); `X-Perseus-Outcome` says `not-applied` or `unknown`.
 pub(super) fn unavailable(key: &str, e: &ProposerError) -> ApiError {
+    let (status, code) = if e.outcome_unknown() {
+        (StatusCode::INTERNAL_SERVER_ERROR, code::OUTCOME_UNKNOWN)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, code::NOT_APPLIED)
+    };
     ApiError {
         unavailable: Some((
             if e.lost_race() {
@@ -237,11 +261,6 @@ pub(super) fn unavailable(key: &str, e: &ProposerError) -> ApiError {
                 "not applied"
             },
         )),
-        ..ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::UNAVAILABLE,
-            e.to_string(),
-            key,
-        )
+        ..ApiError::new(status, code, e.to_string(), key)
     }
 }

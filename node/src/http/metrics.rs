@@ -112,8 +112,8 @@ pub(super) fn render(app: &App) -> String {
         "perseus_requests_total",
         "counter",
         "Keys requests by operation and outcome: applied (2xx), refused by the key's state \
-         (404, 412), not_applied and unknown (503, as its outcome field says), rejected (any \
-         other error).",
+         (404, 412), not_applied (503) and unknown (500), as X-Perseus-Outcome says, rejected \
+         (any other error).",
     );
     for op in Op::ALL {
         for outcome in Outcome::ALL {
@@ -183,6 +183,29 @@ fn proposer(out: &mut Exposition, app: &App) {
         &[("result", "fell_back")],
         fell_back,
     );
+    let o = app.proposer.outcome_counts();
+    out.family(
+        "perseus_outcome_resolutions_total",
+        "counter",
+        "Writes whose accept had an unknown outcome, by what the follow-up read proved: \
+         applied (the chosen state is the write, or was built upon it), not applied, or \
+         unknown by cause (no state chosen before the deadline, the chosen state more writes \
+         past it than its lineage names, states without lineage).",
+    );
+    for (verdict, n) in [
+        ("applied", o.applied),
+        ("applied_built_upon", o.applied_built_upon),
+        ("not_applied", o.not_applied),
+        ("unknown_no_chosen_state", o.unknown_no_chosen_state),
+        ("unknown_past_lineage", o.unknown_past_lineage),
+        ("unknown_no_lineage", o.unknown_no_lineage),
+    ] {
+        out.sample(
+            "perseus_outcome_resolutions_total",
+            &[("verdict", verdict)],
+            n,
+        );
+    }
     out.family(
         "perseus_cache_bytes",
         "gauge",
