@@ -5,8 +5,9 @@
 //! writes form a graph of versions rooted at "missing". On a linearizable store it is one
 //! chain: each version has at most one successor (two writes that both succeeded on the same
 //! version mean one of them was lost), no version is claimed twice, every version a read
-//! returns was made by a write (acknowledged, or of unknown outcome — which is then known to
-//! have taken effect), with the value that write wrote. Each operation then has a position
+//! returns or a write replaced was made by a write (acknowledged, or of unknown outcome — which
+//! is then known to have taken effect), with the value that write wrote; walking back from
+//! each version through the values the writers saw places unknown writes no read saw. Each operation then has a position
 //! (its version's depth in the chain), and real time must agree with it: an operation that
 //! began after another had finished must not see an older state (reads) and must make a newer
 //! one (writes). One sweep over the operations sorted by invocation, with the completions
@@ -20,12 +21,25 @@ use crate::ops::{Op, Outcome};
 use crate::verdict::{KeyResult, OpView, Verdict, Violation, ViolationKind, KEPT_PER_KEY};
 
 /// A version in the chain: the value written, the version it replaced (`None`: the key did
-/// not exist), and the operation that wrote it.
+/// not exist) and the value that version held as the writer saw it, and the operation that
+/// wrote it.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     value: Option<i64>,
     prev: Option<u64>,
+    prev_value: Option<i64>,
     op: usize,
+}
+
+impl Node {
+    fn of(ops: &[Op], op: usize, value: Option<i64>) -> Node {
+        Node {
+            value,
+            prev: base(&ops[op]),
+            prev_value: ops[op].prev_value,
+            op,
+        }
+    }
 }
 
 struct Found<'a> {
@@ -74,11 +88,7 @@ pub(crate) fn check_key(key: &str, ops: &[Op]) -> KeyResult {
             continue;
         }
         let Some(v) = o.version else { continue };
-        let node = Node {
-            value: o.value,
-            prev: base(o),
-            op: i,
-        };
+        let node = Node::of(ops, i, o.value);
         match nodes.get(&v) {
             None => {
                 nodes.insert(v, node);
@@ -132,14 +142,7 @@ pub(crate) fn check_key(key: &str, ops: &[Op]) -> KeyResult {
                     });
                 match cand {
                     Some(w) => {
-                        nodes.insert(
-                            v,
-                            Node {
-                                value: o.value,
-                                prev: base(&ops[w]),
-                                op: w,
-                            },
-                        );
+                        nodes.insert(v, Node::of(ops, w, o.value));
                     }
                     None => found.add(
                         ViolationKind::PhantomRead,
@@ -149,6 +152,50 @@ pub(crate) fn check_key(key: &str, ops: &[Op]) -> KeyResult {
                             o.value
                         ),
                         vec![i],
+                    ),
+                }
+            }
+        }
+    }
+    // 2b. the versions the chain's writes replaced: each write names the version it replaced
+    // and the value it saw there, so that version was made by the write of that value — an
+    // acknowledged one (same value), or one of unknown outcome (then known to have taken
+    // effect, before the writer that saw it finished). This walks the chain back through
+    // unknown writes that no read saw, so they are placed too.
+    let mut todo: Vec<u64> = nodes.keys().copied().collect();
+    todo.sort_unstable();
+    while let Some(v) = todo.pop() {
+        let Some(&n) = nodes.get(&v) else { continue };
+        let Some(p) = n.prev else { continue };
+        let (o, x) = (&ops[n.op], n.prev_value);
+        match nodes.get(&p) {
+            Some(m) if m.value == x || x.is_none() => {}
+            Some(m) => found.add(
+                ViolationKind::LostWrite,
+                format!(
+                    "version {v} was made from version {p} holding value {x:?}, but the write                      that made version {p} wrote {:?}: one of the two states at version {p}                      was overwritten",
+                    m.value
+                ),
+                vec![m.op, n.op],
+            ),
+            None => {
+                let ret = o.ret.unwrap_or(u64::MAX);
+                let cand = unknown_by_value.get_mut(&x).and_then(|l| match l.last() {
+                    Some(&w) if ops[w].call <= ret => l.pop(),
+                    _ => None,
+                });
+                match cand {
+                    Some(w) => {
+                        nodes.insert(p, Node::of(ops, w, x));
+                        todo.push(p);
+                    }
+                    None if x.is_none() => {}
+                    None => found.add(
+                        ViolationKind::PhantomRead,
+                        format!(
+                            "version {v} was made from version {p} holding value {x:?}, which                              no write (acknowledged or unknown) made"
+                        ),
+                        vec![n.op],
                     ),
                 }
             }

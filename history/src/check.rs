@@ -37,8 +37,13 @@ pub struct KeyVerdict {
 /// Limits of a check.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckOptions {
-    /// Search steps per key before it says "undecided".
+    /// Search steps per key before it says "undecided" (at least `search_steps_per_op` per
+    /// operation of the key).
     pub search_budget: u64,
+    /// Search steps a key may take per operation, whatever the budget: a linearizable history
+    /// takes about ten per operation (a step per pending call passed over), so a long run is
+    /// not left undecided by its length alone.
+    pub search_steps_per_op: u64,
     /// Violations kept in the report (all are counted).
     pub max_violations: usize,
 }
@@ -47,6 +52,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             search_budget: 2_000_000,
+            search_steps_per_op: 100,
             max_violations: 50,
         }
     }
@@ -153,7 +159,12 @@ pub fn check(history: &History, opts: CheckOptions) -> Report {
         } else {
             (
                 Algorithm::Search,
-                search::check_key(key, ops, opts.search_budget),
+                search::check_key(
+                    key,
+                    ops,
+                    opts.search_budget
+                        .max(ops.len() as u64 * opts.search_steps_per_op),
+                ),
             )
         };
         match res.verdict {

@@ -81,15 +81,40 @@ enum Found {
     Budget,
 }
 
+/// The values some operation saw: returned by a read, or compared with by a compare-and-set
+/// that did not fail.
+fn observed(ops: &[Op]) -> HashSet<i64> {
+    let mut seen = HashSet::new();
+    for o in ops {
+        match (o.f, o.outcome) {
+            (_, Outcome::Fail) => {}
+            (Func::Read, Outcome::Ok) => seen.extend(o.value),
+            (Func::Cas, _) => seen.extend(o.prev_value),
+            _ => {}
+        }
+    }
+    seen
+}
+
 /// The operations of the window [from, to] (ns): those inside as they are, writes that
 /// straddle an edge as unknown, reads that straddle one left out; `skip` left out too.
+///
+/// A write of unknown outcome whose value nobody saw is left out as well: the values are
+/// unique, so if it took effect no operation noticed, and an order in which it never took
+/// effect explains the same results (its state would only have been visible until the next
+/// write, to operations that did not look). Without this every timeout would stay pending to
+/// the end and the search would try each of them at every later point.
 fn window(ops: &[Op], from: u64, to: u64, skip: &[usize]) -> Vec<SOp> {
+    let seen = observed(ops);
     let mut out = Vec::new();
     for (i, o) in ops.iter().enumerate() {
         if o.outcome == Outcome::Fail || o.call > to || skip.contains(&i) {
             continue;
         }
         if o.outcome == Outcome::Info && o.f == Func::Read {
+            continue;
+        }
+        if o.outcome == Outcome::Info && !o.value.is_some_and(|v| seen.contains(&v)) {
             continue;
         }
         if o.ret.is_some_and(|r| r < from) {
@@ -327,7 +352,7 @@ pub(crate) fn check_key(key: &str, ops: &[Op], budget: u64) -> KeyResult {
         Found::Not => Verdict::NotLinearizable,
     };
     let violations = if found == Found::Not {
-        vec![witness(key, ops, budget)]
+        vec![witness(key, ops, budget.min(WITNESS_BUDGET))]
     } else {
         Vec::new()
     };
@@ -338,6 +363,14 @@ pub(crate) fn check_key(key: &str, ops: &[Op], budget: u64) -> KeyResult {
         steps,
     }
 }
+
+/// Search steps of each try while shrinking a witness: a try that runs out counts as "does
+/// not fail", so the witness stays larger, never wrong, and a long history's violation is
+/// reported in seconds (each try is one search, and there are up to ~90 of them).
+const WITNESS_BUDGET: u64 = 500_000;
+
+/// Reads the witness tries to leave out, one try each (the latest first).
+const WITNESS_READ_TRIES: usize = 50;
 
 /// The smallest failing window, its reads thinned, as a violation.
 fn witness(key: &str, ops: &[Op], budget: u64) -> Violation {
@@ -361,14 +394,14 @@ fn witness(key: &str, ops: &[Op], budget: u64) -> Violation {
         0 => 0,
         i => calls[i - 1],
     };
-    // leave out every read the window still fails without (up to 200 tries)
+    // leave out every read the window still fails without (up to WITNESS_READ_TRIES tries)
     let mut skip: Vec<usize> = Vec::new();
     let reads: Vec<usize> = window(ops, from, to, &[])
         .iter()
         .filter(|o| o.f == Func::Read)
         .map(|o| o.idx)
         .collect();
-    for &r in reads.iter().rev().take(200) {
+    for &r in reads.iter().rev().take(WITNESS_READ_TRIES) {
         skip.push(r);
         if !fails(from, to, &skip) {
             skip.pop();

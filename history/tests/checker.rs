@@ -69,6 +69,7 @@ impl H {
             &h,
             CheckOptions {
                 search_budget: budget,
+                search_steps_per_op: 0,
                 max_violations: 50,
             },
         )
@@ -199,6 +200,43 @@ fn chain_unknown_write_may_never_take_effect() {
     assert_eq!(verdict(&h), Verdict::Linearizable);
 }
 
+#[test]
+fn chain_walks_back_through_unknown_writes_no_read_saw() {
+    // the unknown cas made version 2 (the next cas replaced it, holding its value): placed,
+    // so a read of version 1 after version 3 was acknowledged is stale
+    let mut h = H::default();
+    h.op(1, 0, Some(10), true, Do::Create(0, Some(1)))
+        .op(1, 11, None, true, Do::Cas(1, 0, 1, None))
+        .op(2, 30, Some(40), true, Do::Cas(2, 1, 2, Some(3)));
+    let r = h.check(10);
+    assert_eq!(r.verdict, Verdict::Linearizable, "{:#?}", r.violations);
+    h.op(3, 50, Some(60), true, Do::Read(Some(0), Some(1)));
+    let r = h.check(10);
+    assert_eq!(r.violations[0].kind, ViolationKind::StaleRead, "{r:#?}");
+}
+
+#[test]
+fn chain_a_write_from_a_state_nobody_made_is_caught() {
+    // version 3 claims to replace version 2 holding 7, but version 2 holds 1
+    let mut h = H::default();
+    h.op(1, 0, Some(10), true, Do::Create(0, Some(1)))
+        .op(1, 11, Some(20), true, Do::Cas(1, 0, 1, Some(2)))
+        .op(2, 30, Some(40), true, Do::Cas(2, 7, 8, Some(3)));
+    let r = h.check(10);
+    assert_eq!(r.violations[0].kind, ViolationKind::LostWrite, "{r:#?}");
+    // and from a version no write made at all
+    let mut h = H::default();
+    h.op(1, 0, Some(10), true, Do::Create(0, Some(1))).op(
+        2,
+        30,
+        Some(40),
+        true,
+        Do::Cas(5, 7, 8, Some(6)),
+    );
+    let r = h.check(10);
+    assert_eq!(r.violations[0].kind, ViolationKind::PhantomRead, "{r:#?}");
+}
+
 // ---------------------------------------------------------------- the search (blind writes)
 
 #[test]
@@ -314,6 +352,26 @@ fn search_cas_compares_values() {
         .op(2, 21, Some(30), false, Do::Cas(1, 9, 3, None))
         .op(2, 31, Some(40), true, Do::Read(Some(1), None));
     assert_eq!(verdict(&h), Verdict::Linearizable);
+}
+
+#[test]
+fn search_leaves_out_unknown_writes_nobody_saw() {
+    // 200 timeouts whose values no one ever read, then a long linearizable tail: with them
+    // pending the search would pass over all 200 at every step
+    let mut h = H::default();
+    for p in 0..200u64 {
+        h.op(100 + p, p, None, true, Do::Write(10_000 + p as i64, None));
+    }
+    let mut t = 1000;
+    for i in 0..100 {
+        h.op(1, t, Some(t + 5), true, Do::Write(i, None));
+        h.op(2, t + 6, Some(t + 8), true, Do::Read(Some(i), None));
+        t += 10;
+    }
+    assert_eq!(h.check(10_000).verdict, Verdict::Linearizable);
+    // one of them read: it is kept, and explains the read
+    h.op(3, t, Some(t + 5), true, Do::Read(Some(10_007), None));
+    assert_eq!(h.check(100_000).verdict, Verdict::Linearizable);
 }
 
 #[test]
