@@ -1,4 +1,7 @@
-//! The clients' history of one run, and the linearizability check of every key.
+//! The clients' history of one run, and its check: the client-visible history judged by the
+//! testbed's one linearizability checker (`perseus_history`, the same that judges the load
+//! generator's runs), and what only the simulation can see — every call of a client's function
+//! inside the proposer — checked against the chain the final state was built from.
 //!
 //! A key's state is a `record::Record` whose `modified` index counts the writes and whose
 //! `value` is a tag naming the client operation, and the call of its function, that wrote it
@@ -7,27 +10,30 @@
 //! of the state it was computed from), so even writes with an unknown outcome are known
 //! exactly.
 //!
-//! The check, per key, against the final state read through a fresh proposer on a healed
-//! network:
+//! The history the clients saw, as `perseus_history` events on the logical clock (tags as
+//! unique integers, the index as the version): an acknowledged write is a compare-and-set of
+//! the state it was computed from (a create from none), a read or a refused compare-and-set a
+//! read of what it saw, each attempt of an operation of unknown outcome an operation that may
+//! take effect at any later time or never, and the final state (read through a fresh proposer
+//! on a healed network) a read after everything. Its version-chain check finds lost or
+//! duplicated acknowledged writes, states nobody wrote, and every real-time violation (a
+//! write that must land above, a read that must see at least, everything completed before it
+//! was invoked — unknown writes the chain shows were chosen included); a final state outside
+//! [acknowledged, acknowledged + unknown] writes is one of those.
+//!
+//! What only the attempts show, per key, from the chain walked back from the final state:
 //! - the chosen history is one chain: walking back from the final state through the attempts
 //!   must visit indexes N, N-1, ..., 1, each a value some client attempted for that key at
 //!   that index;
-//! - no two acknowledged writes share an index, and every acknowledged write is in the chain
-//!   (no acknowledged write is lost); the final counter is at least the number of
-//!   acknowledged writes and at most acknowledged + unknown-outcome attempts;
-//! - everything a client observed (reads, refused CAS, the state an acknowledged write was
-//!   computed from) is in the chain;
-//! - real time: an operation that completed before another was invoked is ordered before it
-//!   in the chain (a write must land above, a read must see at least, every index completed
-//!   before it started; unknown-outcome writes that were chosen must land above everything
-//!   completed before they started);
 //! - client-visible answers: an operation answered "not applied" (`NoEffect`) or "refused"
 //!   (a compare-and-swap whose earlier attempts were judged not applied, then refused) has none
-//!   of its attempts in the chain, and no operation has two (a request applied twice).
+//!   of its attempts in the chain, no acknowledged write has another of its attempts in it,
+//!   and no operation has two (a request applied twice).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use perseus_history::{CheckOptions, Event, EventKind, Func, Verdict};
 use perseus_node::record::Record;
 
 /// What one client operation did.
@@ -163,10 +169,11 @@ impl History {
         for (key, last) in finals {
             let ops: Vec<&Op> = state.ops.iter().filter(|op| op.key == *key).collect();
             let mut v = Vec::new();
-            let chain = check_key(key, last.as_ref(), &ops, &state.attempts, &mut v);
+            let chain = check_attempts(key, last.as_ref(), &ops, &state.attempts, &mut v);
             stats.chosen_writes += chain.len() as u64;
             violations.extend(v.into_iter().map(|m| format!("key {key}: {m}")));
         }
+        violations.extend(check_linearizable(&state, finals));
         (violations, stats)
     }
 }
@@ -178,8 +185,187 @@ fn describe(op: &Op) -> String {
     )
 }
 
-/// The checks of one key; returns the chosen chain (index 1..=N -> tag).
-fn check_key(
+/// Tags as the unique integers the history's values are, and back.
+#[derive(Default)]
+struct Tags<'a> {
+    ids: HashMap<&'a str, i64>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Tags<'a> {
+    fn id(&mut self, tag: &'a str) -> i64 {
+        if let Some(&id) = self.ids.get(tag) {
+            return id;
+        }
+        self.names.push(tag);
+        let id = self.names.len() as i64;
+        self.ids.insert(tag, id);
+        id
+    }
+
+    fn name(&self, id: Option<i64>) -> String {
+        match id {
+            None => "none".into(),
+            Some(id) => usize::try_from(id - 1)
+                .ok()
+                .and_then(|i| self.names.get(i))
+                .map_or(format!("#{id}"), |t| format!("{t:?}")),
+        }
+    }
+}
+
+/// Who a process of the converted history is: an operation (and which of its attempts), or
+/// the final read of a key.
+#[derive(Clone, Copy)]
+enum Who {
+    Op(usize),
+    Final,
+}
+
+/// The client-visible history as `perseus_history` events (see the module's comment), with
+/// who each process is.
+fn events<'a>(
+    state: &'a State,
+    finals: &'a BTreeMap<String, Option<Record>>,
+    tags: &mut Tags<'a>,
+) -> (Vec<Event>, Vec<Who>) {
+    let mut out = Vec::new();
+    let mut who = Vec::new();
+    // An attempt of operation `op` as a write: acknowledged (completion time, index) or of
+    // unknown outcome.
+    fn write<'a>(
+        state: &'a State,
+        tags: &mut Tags<'a>,
+        (out, who): (&mut Vec<Event>, &mut Vec<Who>),
+        op: usize,
+        tag: &'a str,
+        done: Option<(u64, u64)>,
+    ) {
+        let Some(a) = state.attempts.get(tag) else {
+            return;
+        };
+        let p = who.len() as u64;
+        who.push(Who::Op(op));
+        let o = &state.ops[op];
+        let f = if a.before.is_none() {
+            Func::Create
+        } else {
+            Func::Cas
+        };
+        out.push(Event {
+            value: Some(tags.id(tag)),
+            prev_version: a.before.as_ref().map(|_| a.index.saturating_sub(1)),
+            prev_value: a.before.as_deref().map(|b| tags.id(b)),
+            ..Event::invoke(p, &o.key, f, o.invoked)
+        });
+        if let Some((ret, index)) = done {
+            out.push(Event {
+                value: Some(tags.id(tag)),
+                version: Some(index),
+                ..Event::complete(EventKind::Ok, p, &o.key, f, ret)
+            });
+        }
+    }
+    for (i, o) in state.ops.iter().enumerate() {
+        match &o.outcome {
+            Outcome::Wrote { index, tag } => write(
+                state,
+                tags,
+                (&mut out, &mut who),
+                i,
+                tag,
+                Some((o.completed, *index)),
+            ),
+            Outcome::Saw { index, tag } => {
+                let p = who.len() as u64;
+                who.push(Who::Op(i));
+                out.push(Event::invoke(p, &o.key, Func::Read, o.invoked));
+                out.push(Event {
+                    value: tag.as_deref().map(|t| tags.id(t)),
+                    version: tag.as_ref().map(|_| *index),
+                    ..Event::complete(EventKind::Ok, p, &o.key, Func::Read, o.completed)
+                });
+            }
+            // each attempt may have been chosen (at most one: the attempts check says so)
+            Outcome::Unknown => {
+                for tag in &o.tags {
+                    write(state, tags, (&mut out, &mut who), i, tag, None);
+                }
+            }
+            Outcome::NoEffect => {}
+        }
+    }
+    let mut t = state.clock;
+    for (key, last) in finals {
+        let p = who.len() as u64;
+        who.push(Who::Final);
+        out.push(Event::invoke(p, key, Func::Read, t + 1));
+        out.push(Event {
+            value: last.as_ref().map(|r| tags.id(&r.value)),
+            version: last.as_ref().map(|r| r.modified),
+            ..Event::complete(EventKind::Ok, p, key, Func::Read, t + 2)
+        });
+        t += 2;
+    }
+    out.sort_by_key(|e| (e.time, e.kind != EventKind::Invoke));
+    (out, who)
+}
+
+/// The client-visible history judged by the testbed's linearizability checker.
+fn check_linearizable(state: &State, finals: &BTreeMap<String, Option<Record>>) -> Vec<String> {
+    let mut tags = Tags::default();
+    let (events, who) = events(state, finals, &mut tags);
+    let history = match perseus_history::History::from_events(events) {
+        Ok(h) => h,
+        Err(e) => return vec![format!("the clients' history is not well-formed: {e}")],
+    };
+    let report = perseus_history::check(&history, CheckOptions::default());
+    if report.verdict == Verdict::Linearizable {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = report
+        .violations
+        .iter()
+        .map(|v| {
+            let ops: Vec<String> = v
+                .ops
+                .iter()
+                .map(|o| {
+                    let whom = match who.get(o.process as usize) {
+                        Some(Who::Op(i)) => describe(&state.ops[*i]),
+                        _ => "the final read through a fresh proposer".into(),
+                    };
+                    format!(
+                        "{} {} {}{} [{whom}]",
+                        o.f.as_str(),
+                        o.outcome,
+                        tags.name(o.value),
+                        o.version
+                            .map_or(String::new(), |v| format!(" at index {v}"))
+                    )
+                })
+                .collect();
+            format!(
+                "key {}: NOT LINEARIZABLE ({}): {} — {}",
+                v.key,
+                v.kind.as_str(),
+                v.message,
+                ops.join("; ")
+            )
+        })
+        .collect();
+    if report.verdict == Verdict::Undecided {
+        out.push(format!(
+            "the history check was undecided: {}",
+            report.line()
+        ));
+    }
+    out
+}
+
+/// The checks only the attempts allow, on one key; returns the chosen chain (index 1..=N ->
+/// tag), walked back from the final state through the attempts.
+fn check_attempts(
     key: &str,
     last: Option<&Record>,
     ops: &[&Op],
@@ -188,7 +374,6 @@ fn check_key(
 ) -> BTreeMap<u64, String> {
     // 1. The chosen chain, walked back from the final state through the attempts.
     let mut chain = BTreeMap::new();
-    let final_index = last.map_or(0, |r| r.modified);
     let mut cursor = last.map(|r| (r.modified, r.value.clone()));
     while let Some((index, tag)) = cursor {
         let Some(attempt) = attempts.get(&tag) else {
@@ -220,28 +405,16 @@ fn check_key(
             break;
         }
     }
-    let tag_at = |index: u64| -> Option<Option<&String>> {
-        if index == 0 {
-            Some(None)
-        } else {
-            chain.get(&index).map(Some)
-        }
-    };
 
-    // 2. Acknowledged writes: distinct indexes, all chosen, and the counter bounds. A retried
-    // operation has several attempts; at most one of them may be chosen (two would be one
-    // request applied twice).
+    // 2. Client-visible answers against the chosen attempts. A retried operation has several
+    // attempts; at most one of them may be chosen (two would be one request applied twice).
     let chosen_tags: HashMap<&String, u64> = chain.iter().map(|(i, t)| (t, *i)).collect();
-    let chosen_of = |op: &Op| -> Vec<(u64, String)> {
-        op.tags
+    for op in ops {
+        let chosen: Vec<(u64, String)> = op
+            .tags
             .iter()
             .filter_map(|t| chosen_tags.get(t).map(|i| (*i, t.clone())))
-            .collect()
-    };
-    let mut acked: BTreeMap<u64, &Op> = BTreeMap::new();
-    let mut unknown_attempts = 0u64;
-    for op in ops {
-        let chosen = chosen_of(op);
+            .collect();
         if chosen.len() > 1 {
             v.push(format!(
                 "ONE REQUEST APPLIED TWICE: [{}]; its attempts chosen at {chosen:?}",
@@ -249,123 +422,25 @@ fn check_key(
             ));
         }
         match &op.outcome {
-            Outcome::Wrote { index, tag } => {
+            Outcome::Wrote { tag, .. } => {
                 if chosen.iter().any(|(_, t)| t != tag) {
                     v.push(format!(
                         "acknowledged write [{}] has another attempt chosen: {chosen:?}",
                         describe(op)
                     ));
                 }
-                if let Some(other) = acked.insert(*index, op) {
-                    v.push(format!(
-                        "two acknowledged writes at index {index}: [{}] and [{}]",
-                        describe(other),
-                        describe(op)
-                    ));
-                }
-                if tag_at(*index) != Some(Some(tag)) {
-                    v.push(format!(
-                        "ACKNOWLEDGED WRITE LOST: [{}]; the chosen state at index {index} is {:?} \
-                         (final index {final_index})",
-                        describe(op),
-                        tag_at(*index)
-                    ));
-                }
-                // The state it was computed from is an observation too.
-                let before = attempts.get(tag).and_then(|a| a.before.as_ref());
-                if *index == 0 || tag_at(index - 1) != Some(before) {
-                    v.push(format!(
-                        "acknowledged write [{}] was computed from {before:?} at index {}, \
-                         but the chosen state there is {:?}",
-                        describe(op),
-                        index.saturating_sub(1),
-                        tag_at(index.saturating_sub(1))
-                    ));
-                }
             }
-            Outcome::Saw { index, tag } => {
-                if tag_at(*index) != Some(tag.as_ref()) {
-                    v.push(format!(
-                        "observed a state outside the chosen chain: [{}]; the chosen state at \
-                         index {index} is {:?} (final index {final_index})",
-                        describe(op),
-                        tag_at(*index)
-                    ));
-                }
-                // A compare-and-swap answered "refused" after earlier attempts (each judged
-                // not applied) tells the client none of them took effect.
-                if !chosen.is_empty() {
-                    v.push(format!(
-                        "A WRITE ANSWERED AS REFUSED WAS CHOSEN: [{}] at {chosen:?}",
-                        describe(op)
-                    ));
-                }
-            }
-            Outcome::Unknown => unknown_attempts += u64::from(!op.tags.is_empty()),
-            Outcome::NoEffect => {
-                if !chosen.is_empty() {
-                    v.push(format!(
-                        "A WRITE REPORTED NOT APPLIED WAS CHOSEN: [{}] at {chosen:?}",
-                        describe(op)
-                    ));
-                }
-            }
-        }
-    }
-    let acked_count = acked.len() as u64;
-    if final_index < acked_count || final_index > acked_count + unknown_attempts {
-        v.push(format!(
-            "final counter {final_index} outside [{acked_count} acknowledged, {} acknowledged + \
-             unknown]",
-            acked_count + unknown_attempts
-        ));
-    }
-
-    // 3. Real-time order. Each operation's position in the chain: a write at index i sits at
-    // i (strictly above everything before it), a read of index i sits at i (at or above).
-    let position = |op: &Op| -> Option<(u64, bool)> {
-        match &op.outcome {
-            Outcome::Wrote { index, .. } => Some((*index, true)),
-            Outcome::Saw { index, .. } => Some((*index, false)),
-            // An unknown write that was chosen is a write at its chain index.
-            Outcome::Unknown => chosen_of(op).first().map(|(index, _)| (*index, true)),
-            Outcome::NoEffect => None,
-        }
-    };
-    // Completed operations by completion time, with the running maximum position.
-    let mut done: Vec<(u64, u64, &Op)> = ops
-        .iter()
-        .filter(|op| !matches!(op.outcome, Outcome::Unknown | Outcome::NoEffect))
-        .filter_map(|op| position(op).map(|(p, _)| (op.completed, p, *op)))
-        .collect();
-    done.sort_by_key(|(completed, _, _)| *completed);
-    let mut running: Vec<(u64, u64, &Op)> = Vec::with_capacity(done.len());
-    for (completed, p, op) in done {
-        match running.last() {
-            Some((_, max, _)) if *max >= p => {
-                let prev = running[running.len() - 1];
-                running.push((completed, prev.1, prev.2));
-            }
-            _ => running.push((completed, p, op)),
-        }
-    }
-    for op in ops {
-        let Some((p, is_write)) = position(op) else {
-            continue;
-        };
-        // The highest position completed strictly before `op` was invoked.
-        let n = running.partition_point(|(completed, _, _)| *completed < op.invoked);
-        if n == 0 {
-            continue;
-        }
-        let (_, max, earlier) = running[n - 1];
-        if (is_write && p <= max) || (!is_write && p < max) {
-            v.push(format!(
-                "NOT LINEARIZABLE: [{}] sits at index {p}, but [{}] at index {max} completed \
-                 before it was invoked",
-                describe(op),
-                describe(earlier)
-            ));
+            // A compare-and-swap answered "refused" after earlier attempts (each judged not
+            // applied) tells the client none of them took effect.
+            Outcome::Saw { .. } if !chosen.is_empty() => v.push(format!(
+                "A WRITE ANSWERED AS REFUSED WAS CHOSEN: [{}] at {chosen:?}",
+                describe(op)
+            )),
+            Outcome::NoEffect if !chosen.is_empty() => v.push(format!(
+                "A WRITE REPORTED NOT APPLIED WAS CHOSEN: [{}] at {chosen:?}",
+                describe(op)
+            )),
+            _ => {}
         }
     }
     chain
