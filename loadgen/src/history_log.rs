@@ -52,17 +52,24 @@ impl HistoryLog {
         self.next_process.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn now(&self) -> u64 {
+    /// Whether events are written (a file was given).
+    pub fn enabled(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// Monotonic nanoseconds since the run's start: an event's time.
+    pub fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 
-    fn write(&self, e: Event) {
+    /// Writes one event (nothing without a file).
+    pub fn record(&self, e: &Event) {
         let Some(out) = &self.out else { return };
         let mut w = match out.lock() {
             Ok(w) => w,
             Err(p) => p.into_inner(),
         };
-        if let Err(err) = w.write(&e) {
+        if let Err(err) = w.write(e) {
             log::error!("cannot write the history: {err}");
         }
     }
@@ -74,7 +81,7 @@ impl HistoryLog {
         }
         let mut e = Event::invoke(process, key, f, self.now());
         fill(&mut e);
-        self.write(e);
+        self.record(&e);
     }
 
     /// Records a completion (its time is now).
@@ -91,20 +98,24 @@ impl HistoryLog {
         }
         let mut e = Event::complete(kind, process, key, f, self.now());
         fill(&mut e);
-        self.write(e);
+        self.record(&e);
     }
 
     /// Records the completion of an operation that failed with `e`: a read as `fail` (it
     /// changed nothing), a write as `info` (it may still take effect).
     pub fn failed(&self, process: u64, key: &str, f: Func, e: &ClientError) {
-        let kind = if f == Func::Read {
+        self.complete(Self::failed_kind(f), process, key, f, |ev| {
+            ev.error = Some(short(e));
+        });
+    }
+
+    /// How an operation that failed with an error completes: a read `fail`, a write `info`.
+    pub fn failed_kind(f: Func) -> EventKind {
+        if f == Func::Read {
             EventKind::Fail
         } else {
             EventKind::Info
-        };
-        self.complete(kind, process, key, f, |ev| {
-            ev.error = Some(short(e));
-        });
+        }
     }
 
     /// Flushes what is buffered (at the end of the run).
@@ -133,7 +144,7 @@ impl HistoryLog {
 }
 
 /// The error's kind and status, in a few words.
-fn short(e: &ClientError) -> String {
+pub(crate) fn short(e: &ClientError) -> String {
     match e.status {
         Some(s) => format!("{} {s}", e.kind),
         None => e.kind.to_string(),

@@ -45,7 +45,7 @@ use crate::output::{columns_line, Output, Summary};
 use crate::stats::{Recorder, ViolationEvent};
 use crate::store::AnyStore;
 use crate::worker::{Checker, FinalRead, Worker, WorkerEnv, WorkerReport};
-use perseus_history::{EventKind, Func};
+use perseus_history::{Event, EventKind, Func};
 
 /// A second is reported this long after it ends, so events of its last microseconds are in.
 const REPORT_GRACE: Duration = Duration::from_millis(20);
@@ -108,7 +108,10 @@ where
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared: Vec<Arc<SharedKey>> = match cfg.keys {
         KeyMode::Own => Vec::new(),
-        KeyMode::Shared(_) => run_keys(&cfg).into_iter().map(SharedKey::new).collect(),
+        KeyMode::Shared(_) => run_keys(&cfg)
+            .into_iter()
+            .map(|k| SharedKey::new(k, cfg.system.consistency()))
+            .collect(),
     };
     let env = WorkerEnv {
         system: cfg.system,
@@ -237,7 +240,10 @@ fn spawn_workers(
                 )
             } else {
                 let key = shared[c as usize % shared.len()].clone();
-                (Checker::Shared(SharedView::new(key)), false)
+                {
+                    let client = n * cfg.connections as usize + c as usize;
+                    (Checker::Shared(SharedView::new(key, n, client)), false)
+                }
             };
             let w = Worker::with_checker(n, url, checker, env);
             workers.push(tokio::spawn(w.run(stop.clone(), final_read)));
@@ -246,8 +252,9 @@ fn spawn_workers(
     workers
 }
 
-/// After every worker has stopped: reads each shared key once (any node, up to 3 rounds) and
-/// checks its final count. Returns (checked, unreachable); nothing with own keys.
+/// After every worker has stopped: reads each shared key once (any node, up to 3 rounds), as
+/// the last operation of its history, then (the counter loop) judges each key's history.
+/// Returns (read, unreachable); nothing with own keys.
 async fn final_read_shared(
     cfg: &Config,
     shared: &[Arc<SharedKey>],
@@ -255,70 +262,96 @@ async fn final_read_shared(
     history: &HistoryLog,
 ) -> (usize, usize) {
     let (mut checked, mut unreachable) = (0, 0);
-    if !cfg.final_read {
-        return (0, 0);
-    }
     for key in shared {
-        let mut read = None;
-        'rounds: for round in 0..3 {
-            for (n, url) in cfg.nodes.iter().enumerate() {
-                let mut client = AnyStore::new(cfg.system, url, key.key(), cfg.timeout);
-                let p = history.process();
-                history.invoke(p, key.key(), Func::Read, |_| {});
-                match client.read_latest().await {
-                    Ok(node) => {
-                        let parsed = node.as_ref().map(|k| k.value.trim().parse::<i64>());
-                        match &parsed {
-                            Some(Err(_)) => {
-                                history.complete(EventKind::Fail, p, key.key(), Func::Read, |e| {
-                                    e.error = Some("value is not an integer".into());
-                                })
-                            }
-                            _ => history.complete(EventKind::Ok, p, key.key(), Func::Read, |e| {
-                                e.value = parsed.and_then(Result::ok);
-                                e.version = node.as_ref().map(|k| k.modified_index);
-                            }),
-                        }
-                        read = Some((n, node));
-                        break 'rounds;
-                    }
-                    Err(e) => {
-                        history.failed(p, key.key(), Func::Read, &e);
-                        log::debug!("final read of {} via {url}: {e}", key.key())
-                    }
-                }
-            }
-            if round < 2 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let Some((n, node)) = read else {
-            unreachable += 1;
-            continue;
-        };
-        checked += 1;
-        if cfg.workload == Workload::Register {
-            // its history is checked instead (the values are not a count)
-            continue;
-        }
-        let state = match node {
-            None => None,
-            Some(k) => match k.value.trim().parse::<i64>() {
-                Ok(v) => Some(State::new(v, k.modified_index)),
-                Err(_) => {
-                    let v = SharedView::new(key.clone()).observe_garbage(&k.value);
+        if cfg.final_read {
+            match final_read_one(cfg, key, history).await {
+                Some((n, Err(raw))) => {
+                    let v = SharedView::new(key.clone(), n, usize::MAX).observe_garbage(&raw);
                     log::error!("violation on node {}: {v}", n + 1);
                     recorder.violation(n, v);
-                    continue;
+                    checked += 1;
                 }
-            },
-        };
-        if let Err(v) = key.check_final(state) {
-            log::error!("violation on node {}: {v}", n + 1);
-            recorder.violation(n, v);
+                Some((_, Ok(state))) => {
+                    key.set_final(state);
+                    checked += 1;
+                }
+                None => unreachable += 1,
+            }
+        }
+        if cfg.workload == Workload::Counter {
+            for (n, v) in key.check() {
+                log::error!("violation on node {}: {v}", n + 1);
+                recorder.violation(n, v);
+            }
         }
     }
     (checked, unreachable)
+}
+
+/// Reads one shared key through any node (up to 3 rounds), recorded in the run's history and
+/// the key's: `(node, state)`, `(node, Err(raw))` for a value that is not an integer, `None`
+/// when no node answered.
+async fn final_read_one(
+    cfg: &Config,
+    key: &SharedKey,
+    history: &HistoryLog,
+) -> Option<(usize, Result<Option<State>, String>)> {
+    let log = |n: usize, e: Event| {
+        history.record(&e);
+        // the final read is nobody's session
+        key.record(n, usize::MAX, &e);
+    };
+    for round in 0..3 {
+        for (n, url) in cfg.nodes.iter().enumerate() {
+            let mut client = AnyStore::new(cfg.system, url, key.key(), cfg.timeout);
+            let p = history.process();
+            log(n, Event::invoke(p, key.key(), Func::Read, history.now()));
+            let done = |kind| Event::complete(kind, p, key.key(), Func::Read, history.now());
+            match client.read_latest().await {
+                Ok(None) => {
+                    log(n, done(EventKind::Ok));
+                    return Some((n, Ok(None)));
+                }
+                Ok(Some(k)) => match k.value.trim().parse::<i64>() {
+                    Ok(v) => {
+                        log(
+                            n,
+                            Event {
+                                value: Some(v),
+                                version: Some(k.modified_index),
+                                ..done(EventKind::Ok)
+                            },
+                        );
+                        return Some((n, Ok(Some(State::new(v, k.modified_index)))));
+                    }
+                    Err(_) => {
+                        log(
+                            n,
+                            Event {
+                                error: Some("value is not an integer".into()),
+                                ..done(EventKind::Fail)
+                            },
+                        );
+                        return Some((n, Err(k.value)));
+                    }
+                },
+                Err(e) => {
+                    log(
+                        n,
+                        Event {
+                            error: Some(history_log::short(&e)),
+                            ..done(EventKind::Fail)
+                        },
+                    );
+                    log::debug!("final read of {} via {url}: {e}", key.key())
+                }
+            }
+        }
+        if round < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    None
 }
 
 /// How the reporting loop ended.

@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use crate::checker::{KeyChecker, State, Violation, WriteToken};
 use crate::client::{ClientError, ErrorKind, KeyNode, WriteResult};
 use crate::contention::{SharedToken, SharedView};
-use crate::history_log::HistoryLog;
+use crate::history_log::{self, HistoryLog};
 use crate::stats::{Op, Recorder};
 use crate::store::{AnyStore, Store};
-use perseus_history::{EventKind, Func};
+use perseus_history::{Event, EventKind, Func};
 use perseus_model::System;
 
 /// Violations logged to stderr as they happen; the rest only count (and go to --out).
@@ -68,8 +68,8 @@ impl Checker {
     fn observe_read(&mut self, read: Option<State>) -> Result<(), Violation> {
         match self {
             Checker::Own(c) => c.observe_read(read),
-            Checker::Shared(c) => c.observe_read(read),
-            Checker::Unchecked(_) => Ok(()),
+            // a shared key's reads are judged with its history after the run
+            Checker::Shared(_) | Checker::Unchecked(_) => Ok(()),
         }
     }
 
@@ -199,10 +199,36 @@ impl Worker {
         self.process = self.history.process();
     }
 
+    /// Records an event of this client's current operation: into the run's history, and, on
+    /// a shared key, into the key's own record that is judged after the run.
+    fn log(&self, kind: EventKind, key: &str, f: Func, fill: impl FnOnce(&mut Event)) {
+        let shared = match &self.checker {
+            Checker::Shared(v) => Some(v),
+            _ => None,
+        };
+        if !self.history.enabled() && shared.is_none() {
+            return;
+        }
+        let mut e = Event::complete(kind, self.process, key, f, self.history.now());
+        fill(&mut e);
+        self.history.record(&e);
+        if let Some(v) = shared {
+            v.record(&e);
+        }
+    }
+
+    /// Records the completion of an operation that failed with `err`: a read as `fail` (it
+    /// changed nothing), a write as `info` (it may still take effect).
+    fn log_failed(&self, key: &str, f: Func, err: &ClientError) {
+        self.log(HistoryLog::failed_kind(f), key, f, |e| {
+            e.error = Some(history_log::short(err));
+        });
+    }
+
     /// A read through the checker and into the history; `Ok(None)` = key missing.
     pub(crate) async fn read(&mut self) -> Result<Option<State>, ClientError> {
         let key = self.checker.key().to_string();
-        self.history.invoke(self.process, &key, Func::Read, |_| {});
+        self.log(EventKind::Invoke, &key, Func::Read, |_| {});
         let t = Instant::now();
         let r = self.client.read().await;
         self.count_request(&r);
@@ -212,7 +238,7 @@ impl Worker {
         let node = match r {
             Ok(n) => n,
             Err(e) => {
-                self.history.failed(self.process, &key, Func::Read, &e);
+                self.log_failed(&key, Func::Read, &e);
                 return Err(e);
             }
         };
@@ -221,10 +247,9 @@ impl Worker {
             Some(n) => match to_state(&n) {
                 Some(s) => Some(s),
                 None => {
-                    self.history
-                        .complete(EventKind::Fail, self.process, &key, Func::Read, |e| {
-                            e.error = Some(format!("value is not an integer: {:?}", n.value));
-                        });
+                    self.log(EventKind::Fail, &key, Func::Read, |e| {
+                        e.error = Some(format!("value is not an integer: {:?}", n.value));
+                    });
                     let v = self.checker.observe_garbage(&n.value);
                     self.report_violation(v);
                     return Err(ClientError::new(
@@ -234,11 +259,10 @@ impl Worker {
                 }
             },
         };
-        self.history
-            .complete(EventKind::Ok, self.process, &key, Func::Read, |e| {
-                e.value = state.map(|s| s.value);
-                e.version = state.map(|s| s.index);
-            });
+        self.log(EventKind::Ok, &key, Func::Read, |e| {
+            e.value = state.map(|s| s.value);
+            e.version = state.map(|s| s.index);
+        });
         if let Err(v) = self.checker.observe_read(state) {
             self.report_violation(v);
         }
@@ -258,7 +282,7 @@ impl Worker {
         } else {
             Func::Create
         };
-        self.history.invoke(self.process, &key, f, |e| {
+        self.log(EventKind::Invoke, &key, f, |e| {
             e.value = Some(value);
             e.prev_version = prev.map(|p| p.index);
             e.prev_value = prev.map(|p| p.value);
@@ -276,22 +300,19 @@ impl Worker {
                 let Some(s) = to_state(&n) else {
                     // acknowledged, but with a body we cannot check: outcome stays open
                     self.checker.write_unknown(token);
-                    self.history
-                        .complete(EventKind::Info, self.process, &key, f, |e| {
-                            e.error =
-                                Some("acknowledged with a value that is not an integer".into());
-                        });
+                    self.log(EventKind::Info, &key, f, |e| {
+                        e.error = Some("acknowledged with a value that is not an integer".into());
+                    });
                     self.next_process();
                     return Err(ClientError::new(
                         ErrorKind::Body,
                         format!("acknowledged value is not an integer: {:?}", n.value),
                     ));
                 };
-                self.history
-                    .complete(EventKind::Ok, self.process, &key, f, |e| {
-                        e.value = Some(value);
-                        e.version = Some(s.index);
-                    });
+                self.log(EventKind::Ok, &key, f, |e| {
+                    e.value = Some(value);
+                    e.version = Some(s.index);
+                });
                 if let Err(v) = self.checker.write_acked(token, s) {
                     self.report_violation(v);
                 }
@@ -300,10 +321,9 @@ impl Worker {
             Ok(WriteResult::Rejected(code)) => {
                 self.recorder.request(op, t.elapsed());
                 self.checker.write_rejected(token);
-                self.history
-                    .complete(EventKind::Fail, self.process, &key, f, |e| {
-                        e.error = Some(format!("rejected (errorCode {code:?})"));
-                    });
+                self.log(EventKind::Fail, &key, f, |e| {
+                    e.error = Some(format!("rejected (errorCode {code:?})"));
+                });
                 Err(ClientError::new(
                     ErrorKind::Conflict,
                     format!("{} rejected (errorCode {:?})", op.as_str(), code),
@@ -311,7 +331,7 @@ impl Worker {
             }
             Err(e) => {
                 self.checker.write_unknown(token);
-                self.history.failed(self.process, &key, f, &e);
+                self.log_failed(&key, f, &e);
                 self.next_process();
                 Err(e)
             }
@@ -321,7 +341,7 @@ impl Worker {
     /// A blind write of `value` into the history (the register workload); `Ok(version)`.
     pub(crate) async fn put(&mut self, value: i64) -> Result<Option<u64>, ClientError> {
         let key = self.checker.key().to_string();
-        self.history.invoke(self.process, &key, Func::Write, |e| {
+        self.log(EventKind::Invoke, &key, Func::Write, |e| {
             e.value = Some(value);
         });
         let t = Instant::now();
@@ -330,15 +350,14 @@ impl Worker {
         match r {
             Ok(version) => {
                 self.recorder.request(Op::Cas, t.elapsed());
-                self.history
-                    .complete(EventKind::Ok, self.process, &key, Func::Write, |e| {
-                        e.value = Some(value);
-                        e.version = version;
-                    });
+                self.log(EventKind::Ok, &key, Func::Write, |e| {
+                    e.value = Some(value);
+                    e.version = version;
+                });
                 Ok(version)
             }
             Err(e) => {
-                self.history.failed(self.process, &key, Func::Write, &e);
+                self.log_failed(&key, Func::Write, &e);
                 self.next_process();
                 Err(e)
             }
