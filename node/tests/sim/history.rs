@@ -422,14 +422,10 @@ fn check_attempts(
             ));
         }
         match &op.outcome {
-            Outcome::Wrote { tag, .. } => {
-                if chosen.iter().any(|(_, t)| t != tag) {
-                    v.push(format!(
-                        "acknowledged write [{}] has another attempt chosen: {chosen:?}",
-                        describe(op)
-                    ));
-                }
-            }
+            Outcome::Wrote { tag, .. } if chosen.iter().any(|(_, t)| t != tag) => v.push(format!(
+                "acknowledged write [{}] has another attempt chosen: {chosen:?}",
+                describe(op)
+            )),
             // A compare-and-swap answered "refused" after earlier attempts (each judged not
             // applied) tells the client none of them took effect.
             Outcome::Saw { .. } if !chosen.is_empty() => v.push(format!(
