@@ -7,19 +7,10 @@
 # after round (perseus 1, etcd 1, perseus 4, etcd 4, ...): this machine's CPU is shared with
 # other guests (steal was 20-30 % at times) and drifts over minutes, so systems compared at
 # the same level are measured seconds apart, and `lab bench` reports each level's median
-# round. Around each level it reads, from the machine:
-#   - CPU: each container's cgroup CPU counter (cpuacct.usage, or cpu.stat on cgroup v2)
-#     before and after, for the nodes p1..p3, the Redis acceptors a1..a3, the etcd members
-#     e1..e3; the client's from its own last line, `# cpu ms=…` (its cgroup goes when it
-#     exits; sampling it while it ran cost a `docker inspect` every half second, 4 % of
-#     the machine under perf, taken from the system measured);
-#   - Perseus's Redis: script calls (EVALSHA/EVAL) and commands executed, those inside the
-#     scripts included (INFO commandstats, INFO itself left out), and AOF
-#     writes, each followed by an fsync under `appendfsync always`: the redis-server
-#     process's write system calls (/proc/PID/io syscw) minus its writes to clients (INFO
-#     stats total_writes_processed);
-#   - etcd: its WAL fsyncs (the etcd_disk_wal_fsync_duration_seconds_count metric);
-#   - the machine: CPU stolen by the hypervisor (/proc/stat).
+# round. Around each level `lab bench-counters` and `lab bench-costs` count what it cost (the
+# CPU of each group of containers from their cgroups, the load generator's from its last line,
+# Perseus's Redis script calls, commands and AOF writes, etcd's WAL fsyncs, the CPU stolen by
+# the hypervisor; lab/src/bench/measure.rs says how) into NAME.costs next to NAME.jsonl.
 # `lab bench` prints per level iterations/s, p50/p99, the CPU share of each group, the Redis
 # calls and fsyncs per iteration, and with two systems the ratio per level. The system not
 # measured is paused (no CPU); one just unpaused is given 3 s to settle and must answer its
@@ -43,83 +34,11 @@ WARMUP="${BENCH_WARMUP:-3}"
 warmed="" fresh=0 thawed=0
 SYSTEMS="${BENCH_SYSTEMS:-perseus}"
 ETCD_NODES="${ETCD_NODES:-http://10.77.0.21:2379,http://10.77.0.22:2379,http://10.77.0.23:2379}"
+export ETCD_NODES
+LAB="${LAB:-target/release/lab}"
 name="bench-$(date -u +%Y%m%dT%H%M%SZ)"
 out="results/$name"
 mkdir -p "$out"
-
-# Cumulative CPU nanoseconds of a container (by id), or nothing when its cgroup is not found.
-cpu_ns() {
-  local id f
-  id="$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null)" || return 0
-  for f in "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" \
-    "/sys/fs/cgroup/cpu,cpuacct/docker/$id/cpuacct.usage"; do
-    [ -r "$f" ] && { cat "$f"; return 0; }
-  done
-  for f in "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" "/sys/fs/cgroup/docker/$id/cpu.stat"; do
-    [ -r "$f" ] && { awk '/^usage_usec/ { printf "%d\n", $2 * 1000 }' "$f"; return 0; }
-  done
-  return 0 # gone or not found: nothing
-}
-
-# The summed CPU ns of the services given (empty when any is unknown).
-group_cpu() {
-  local total=0 s v
-  for s in "$@"; do
-    v="$(cpu_ns "$(cid "$s")")"
-    [ -n "$v" ] || return 0
-    total=$((total + v))
-  done
-  echo "$total"
-}
-
-# Redis counters of one acceptor: "scripts calls aof_writes": the script calls the nodes
-# made (EVAL, EVALSHA), every command executed (those inside the scripts included; INFO's own
-# left out), and the AOF writes.
-redis_counters() {
-  local c pid stats scripts calls replies syscw
-  c="$(cid "$1")"
-  stats="$(docker exec "$c" redis-cli info commandstats | tr -d '\r')"
-  scripts="$(awk -F'calls=' '/^cmdstat_eval/ { split($2, x, ","); s += x[1] } END { printf "%.0f\n", s }' <<<"$stats")"
-  calls="$(awk -F'calls=' '/^cmdstat_/ && !/^cmdstat_info:/ { split($2, x, ","); s += x[1] } END { printf "%.0f\n", s }' <<<"$stats")"
-  replies="$(docker exec "$c" redis-cli info stats | tr -d '\r' | awk -F: '/^total_writes_processed:/ { print $2 + 0 }')"
-  pid="$(docker exec "$c" redis-cli info server | tr -d '\r' | awk -F: '/^process_id:/ { print $2 + 0 }')"
-  syscw="$(docker exec "$c" cat "/proc/$pid/io" | awk '/^syscw:/ { print $2 }')"
-  echo "$scripts $calls $((syscw - replies))"
-}
-
-# etcd's WAL fsyncs so far, summed over the members.
-etcd_fsyncs() {
-  local total=0 url v
-  for url in ${ETCD_NODES//,/ }; do
-    v="$(curl -s -m 3 "$url/metrics" | awk '/^etcd_disk_wal_fsync_duration_seconds_count/ { print $2 + 0 }')"
-    [ -n "$v" ] || return 0
-    total=$((total + v))
-  done
-  echo "$total"
-}
-
-# Everything counted before/after a level, as "key value" lines.
-snapshot() {
-  local system=$1 c a
-  # CPU time the hypervisor gave to other guests while ours wanted it (/proc/stat's steal,
-  # in USER_HZ ticks of 10 ms): it was 5-40 % here at times, and it slows every system.
-  awk '/^cpu / { printf "steal_ns %.0f\n", $9 * 10000000 }' /proc/stat
-  if [ "$system" != etcd ]; then
-    echo "cpu_nodes_ns $(group_cpu p1 p2 p3)"
-    echo "cpu_redis_ns $(group_cpu a1 a2 a3)"
-    local sc=0 c=0 a=0 rs rc ra
-    for h in a1 a2 a3; do
-      read -r rs rc ra < <(redis_counters "$h")
-      sc=$((sc + rs)) c=$((c + rc)) a=$((a + ra))
-    done
-    echo "redis_scripts $sc"
-    echo "redis_calls $c"
-    echo "fsyncs $a"
-  else
-    echo "cpu_etcd_ns $(group_cpu e1 e2 e3)"
-    echo "fsyncs $(etcd_fsyncs)"
-  fi
-}
 
 # The running system is the one measured; the other is paused (no CPU). Containers paused
 # here, unpaused when the other system's turn comes and at the end.
@@ -244,26 +163,19 @@ for round in $(seq 1 "$ROUNDS"); do
       echo "=== bench: round $round of $ROUNDS, $system, $c connection(s) per node, ${DURATION} s"
       base="$out/$system-$c-r$round"
       run="$system-$c-r$round"
-      snapshot "$system" >"$base.before"
+      $LAB bench-counters "$system" --out "$base.before" ||
+        { echo "bench: counting before $run failed" >&2; exit 1; }
       t0="$(date +%s%N)"
       start_client "$c" "$DURATION" "/results/$name/$run.jsonl" "$out/compose-$run.txt"
       code="$(docker wait "$id")"
       t1="$(date +%s%N)"
-      snapshot "$system" >"$base.after"
       docker logs "$id" >"$out/loadgen-$run.txt" 2>&1
-      loadgen_cpu="$(awk -F'ms=' '/^# cpu ms=/ { printf "%.0f\n", $2 * 1000000 }' "$out/loadgen-$run.txt")"
-      grep -E '^# (iterations|latency_ms iteration|errors|violations)' "$out/loadgen-$run.txt" || true
       [ "$code" = 0 ] || { echo "bench: the load generator exited with $code (see $out/loadgen-$run.txt)" >&2; exit 1; }
-      # The costs of the level: deltas of every counter, the wall time, the client's CPU.
-      {
-        echo "system $system"
-        echo "cores $(nproc)"
-        echo "wall_ns $((t1 - t0))"
-        [ -n "$loadgen_cpu" ] && echo "cpu_loadgen_ns $loadgen_cpu"
-        join <(sort "$base.before") <(sort "$base.after") |
-          awk 'NF == 3 { printf "%s %.0f\n", $1, $3 - $2 }'
-      } >"$base.costs" || { echo "bench: counting the costs of $run failed" >&2; exit 1; }
-      rm -f "$base.before" "$base.after"
+      # The costs of the level: every counter's growth, the wall time, the client's CPU.
+      $LAB bench-costs "$system" --before "$base.before" --wall-ns "$((t1 - t0))" \
+        --loadgen-log "$out/loadgen-$run.txt" --run "$out/$run.jsonl" --out "$base.costs" ||
+        { echo "bench: counting the costs of $run failed" >&2; exit 1; }
+      rm -f "$base.before"
       files+=("$out/$run.jsonl")
     done
   done
@@ -271,4 +183,4 @@ done
 resume
 restore_nodes
 
-target/release/lab bench "${files[@]}" | tee "$out/bench.txt"
+$LAB bench "${files[@]}" | tee "$out/bench.txt"
