@@ -204,7 +204,15 @@ impl Node {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if membership.serving() {
+            // Serving, and a quorum of the acceptors already members (the verdict is serving
+            // while a new cluster's acceptors are still being joined).
+            let view = membership.view();
+            let members = view
+                .acceptors
+                .iter()
+                .filter(|a| a.state == perseus_model::health::AcceptorState::Member)
+                .count();
+            if membership.serving() && members > view.acceptors.len() / 2 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -11,8 +11,8 @@
 --     life (it never counted: two initialisations raced), stamped with the current life;
 --   "join", cluster, acceptor: initialising -> member, only while its stamp is the current
 --     life (it has lost nothing since it was claimed, and never counted before);
---   "suspect", cluster, acceptor, mark: a member or initialising record whose stamp is not
---     the current life becomes recovering with this new mark;
+--   "suspect", cluster, acceptor, mark: a member record whose stamp is not the current life,
+--     or any initialising record, becomes recovering with this new mark;
 --   "promote", cluster, acceptor, mark, life: recovering -> member, only for that exact mark
 --     and only if the life is still the one the catch-up pass started under (stamped);
 --   "lease", node, ms: the catch-up lease: taken by `node` for `ms` if free, expired, taken
@@ -46,7 +46,7 @@ elseif op == 'join' then
     redis.call('HSET', KEYS[1], 'state', 'member')
   end
 elseif op == 'suspect' then
-  if ours and (id[3] == 'member' or id[3] == 'initialising') and id[5] ~= now_life then
+  if ours and ((id[3] == 'member' and id[5] ~= now_life) or id[3] == 'initialising') then
     redis.call('HSET', KEYS[1], 'state', 'recovering', 'mark', ARGV[4])
   end
 elseif op == 'promote' then

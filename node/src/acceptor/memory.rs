@@ -242,8 +242,8 @@ impl MemoryAcceptor {
                 IdentityOp::Suspect { cluster, mark } => {
                     if let Some(id) = &mut s.identity {
                         if ours(id, cluster)
-                            && matches!(id.standing, Standing::Member | Standing::Initialising)
-                            && id.stamp != life
+                            && ((id.standing == Standing::Member && id.stamp != life)
+                                || id.standing == Standing::Initialising)
                         {
                             id.standing = Standing::Recovering;
                             id.mark = mark.clone();

@@ -99,7 +99,8 @@ pub enum IdentityOp {
     Replace { over: String, identity: Identity },
     /// initialising -> member, only while stamped with the current life.
     Join { cluster: String },
-    /// A member or initialising record stamped under another life -> recovering, `mark`.
+    /// A member record stamped under another life, or any initialising one -> recovering,
+    /// `mark`.
     Suspect { cluster: String, mark: String },
     /// recovering -> member for exactly `mark`, only if the life is still `life`.
     Promote {

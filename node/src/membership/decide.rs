@@ -304,11 +304,16 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
     // answering, would otherwise make it a member of the losing id, foreign for good.
     // Claiming others for the initialisation only while no quorum of members can ever have
     // existed.
-    let finishing = initialising >= q;
-    let joinable = members + initialising >= q;
+    // Once a quorum of members exists, an `initialising` record is never joined: it may be
+    // the late claim of an initialisation decided long ago (a paused node, a delayed packet)
+    // that landed on a member wiped since, stamped with its new life; it is marked
+    // recovering and caught up like an acceptor without a record (q members can do that).
+    let finishing = initialising >= q && members < q;
+    let joinable = members + initialising >= q && members < q;
     for (i, c) in classes.iter().enumerate() {
         match c {
             Class::Initialising if joinable => actions.push(Action::Join { acceptor: i }),
+            Class::Initialising if members >= q => actions.push(Action::Suspect { acceptor: i }),
             Class::Suspect | Class::StaleInitialising => {
                 actions.push(Action::Suspect { acceptor: i })
             }

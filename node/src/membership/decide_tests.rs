@@ -143,6 +143,10 @@ fn decision_table() {
         // the losing id of two raced initialisations).
         (None, "IXX", Serving, ""),
         (Some("c"), "MIU", Serving, "join2"),
+        // A quorum of members and an intact initialising record: possibly a late claim on a
+        // wiped member (the review's interleaving): never joined, marked recovering.
+        (Some("c"), "MIM", Serving, "suspect2"),
+        (None, "MMI", Serving, "suspect3"),
         // A stale initialising record may have been a member since: suspect.
         (None, "iII", Serving, "suspect1 join2 join3"),
         // Foreign and other-set acceptors.

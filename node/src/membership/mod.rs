@@ -437,7 +437,7 @@ impl Membership {
     }
 
     /// A new cluster: claims every acceptor `initialising`, in order (the id acceptor 1 ends
-    /// up with is everyone's), then joins them all.
+    /// up with is everyone's); `decide` joins them.
     async fn initialise(&self) {
         let mut cluster = self.random_id();
         let set = acceptor_set(self.names.iter().map(String::as_str));
@@ -467,16 +467,10 @@ impl Membership {
                 }
             }
         }
-        for i in 0..self.acceptors.len() {
-            let op = IdentityOp::Join {
-                cluster: cluster.clone(),
-            };
-            if let Err(e) = self.on(i, op).await {
-                log::warn!("initialising the cluster: {}: {e}", self.names[i]);
-                return;
-            }
-        }
-        log::info!("acceptors initialised as cluster {cluster}");
+        // The joins go through `decide` at the next inspection (joined only while no quorum
+        // of members exists, so a claim of this one that lands late never makes a wiped
+        // member a member again).
+        log::info!("acceptors claimed for cluster {cluster}");
     }
 
     fn publish(&self, decision: &Decision, seen: &[Seen]) {
