@@ -21,7 +21,10 @@
 # its turns, and put back as configured for perseus's and at the end, so `make bench
 # SYSTEMS="perseus perseus-full-rounds etcd"` shows both read modes and etcd in one run, with
 # the ratios. `perseus-every-acceptor` likewise recreates them with PERSEUS_THRIFTY=false:
-# every phase asks all three acceptors at once instead of a quorum first.
+# every phase asks all three acceptors at once instead of a quorum first. `etcd3` is the same
+# etcd cluster through its v3 API over gRPC (the etcd-client crate), `etcd3-gateway` through
+# etcd's JSON gateway (HTTP/1.1): `make bench SYSTEMS="etcd etcd3 etcd3-gateway"` shows the
+# three clients of one cluster side by side.
 # Output kept in results/bench-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +40,8 @@ ETCD_NODES="${ETCD_NODES:-http://10.77.0.21:2379,http://10.77.0.22:2379,http://1
 export ETCD_NODES
 LAB="${LAB:-target/release/lab}"
 name="bench-$(date -u +%Y%m%dT%H%M%SZ)"
+# The command `lab results` quotes under the figures (docs/results.md).
+export LAB_COMMAND="make bench SYSTEMS=\"$SYSTEMS\" BENCH_CONNECTIONS=\"$LEVELS\" BENCH_ROUNDS=$ROUNDS"
 out="results/$name"
 mkdir -p "$out"
 
@@ -86,7 +91,15 @@ activate() {
   local system=$1 setting=$2
   thawed=0
   case " $warmed " in *" $system "*) fresh=0 ;; *) fresh=1 warmed="$warmed $system" ;; esac
-  if [ "$system" = etcd ]; then
+  # the load generator's client: etcd v2 (the default, also Perseus's), v3 over gRPC or
+  # through the JSON gateway
+  case "$system" in
+    etcd3) loadgen_env=(LOADGEN_SYSTEM=etcd3 LOADGEN_ETCD3_GATEWAY=false) ;;
+    etcd3-gateway) loadgen_env=(LOADGEN_SYSTEM=etcd3 LOADGEN_ETCD3_GATEWAY=true) ;;
+    etcd) loadgen_env=(LOADGEN_SYSTEM=etcd LOADGEN_ETCD3_GATEWAY=false) ;;
+    *) loadgen_env=(LOADGEN_SYSTEM=perseus LOADGEN_ETCD3_GATEWAY=false) ;;
+  esac
+  if [ "$(family "$system")" = etcd ]; then
     pause $perseus_services
     if [ -z "$(cid e1)" ]; then
       make -s up-etcd
@@ -133,7 +146,7 @@ warm_up() {
 # into $4; sets $id to the client's container.
 start_client() {
   # shellcheck disable=SC2086
-  env LOADGEN_CONNECTIONS="$1" LOADGEN_DURATION="$2" LOADGEN_OUT="$3" ${nodes:+LOADGEN_NODES=$nodes} \
+  env "${loadgen_env[@]}" LOADGEN_CONNECTIONS="$1" LOADGEN_DURATION="$2" LOADGEN_OUT="$3" ${nodes:+LOADGEN_NODES=$nodes} \
     $COMPOSE --profile load up -d --no-deps --force-recreate client >"$4" 2>&1 ||
     { echo "bench: starting the client failed:" >&2; cat "$4" >&2; exit 1; }
   id="$(cid client)"
@@ -146,10 +159,15 @@ setting_of() {
     perseus) echo "" ;;
     perseus-full-rounds) echo "PERSEUS_QUORUM_READS=false" ;;
     perseus-every-acceptor) echo "PERSEUS_THRIFTY=false" ;;
-    etcd) echo "" ;;
-    *) echo "bench: unknown system $1 (perseus, perseus-full-rounds, perseus-every-acceptor or etcd)" >&2; return 2 ;;
+    etcd | etcd3 | etcd3-gateway) echo "" ;;
+    *) echo "bench: unknown system $1 (perseus, perseus-full-rounds, perseus-every-acceptor, etcd, etcd3 or etcd3-gateway)" >&2; return 2 ;;
   esac
 }
+# Which cluster a system runs on: etcd's members, or Perseus's hosts.
+family() {
+  case "$1" in etcd*) echo etcd ;; *) echo perseus ;; esac
+}
+loadgen_env=()
 for system in $SYSTEMS; do setting_of "$system" >/dev/null || exit 2; done
 case "$ROUNDS" in '' | *[!0-9]* | 0) echo "bench: BENCH_ROUNDS must be a positive number, not '$ROUNDS'" >&2; exit 2 ;; esac
 case "$WARMUP" in '' | *[!0-9]*) echo "bench: BENCH_WARMUP must be a number of seconds, not '$WARMUP'" >&2; exit 2 ;; esac

@@ -79,6 +79,11 @@ pub struct Cli {
     /// control: an isolated member keeps answering with what it last knew)
     #[arg(long, env = "LOADGEN_LOCAL_READS")]
     pub local_reads: bool,
+
+    /// etcd3 only: speak etcd's v3 API through its JSON gateway (HTTP/1.1) instead of gRPC,
+    /// to measure what the gateway costs
+    #[arg(long, env = "LOADGEN_ETCD3_GATEWAY")]
+    pub etcd3_gateway: bool,
 }
 
 /// What the clients do.
@@ -168,6 +173,8 @@ pub struct Config {
     pub history: Option<PathBuf>,
     /// etcd v2: reads without a quorum.
     pub local_reads: bool,
+    /// etcd3: through the JSON gateway instead of gRPC.
+    pub etcd3_gateway: bool,
 }
 
 impl Config {
@@ -189,6 +196,7 @@ impl Config {
             workload: Workload::Counter,
             history: None,
             local_reads: false,
+            etcd3_gateway: false,
         }
     }
 }
@@ -268,6 +276,9 @@ impl TryFrom<Cli> for Config {
                 "--local-reads is for the etcd v2 API (etcd, perseus), not {system}"
             ));
         }
+        if c.etcd3_gateway && system != System::Etcd3 {
+            return Err(format!("--etcd3-gateway is for etcd3, not {system}"));
+        }
         if workload == Workload::Register {
             // clients (node i, connection c) take key (i * connections + c) mod N
             let clients = c.connections as usize * nodes.len();
@@ -313,6 +324,7 @@ impl TryFrom<Cli> for Config {
             workload,
             history: c.history,
             local_reads: c.local_reads,
+            etcd3_gateway: c.etcd3_gateway,
         })
     }
 }

@@ -120,6 +120,7 @@ where
         error_pause: cfg.error_pause,
         history: history.clone(),
         local_reads: cfg.local_reads,
+        etcd3_gateway: cfg.etcd3_gateway,
     };
     let workers = spawn_workers(&cfg, &env, stop_rx, &shared);
     let ending = report_seconds(&cfg, start, &recorder, &mut out, &stop_tx, shutdown).await;

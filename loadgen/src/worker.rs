@@ -149,6 +149,8 @@ pub struct WorkerEnv {
     pub history: Arc<HistoryLog>,
     /// Reads without a quorum where the system has both (etcd v2: the stale-reads control).
     pub local_reads: bool,
+    /// etcd3 through its JSON gateway instead of gRPC.
+    pub etcd3_gateway: bool,
 }
 
 fn to_state(n: &KeyNode) -> Option<State> {
@@ -165,6 +167,9 @@ impl Worker {
         let mut client = AnyStore::new(env.system, base_url, checker.key(), env.timeout);
         if env.local_reads {
             client = client.with_local_reads();
+        }
+        if env.etcd3_gateway {
+            client = client.through_etcd3_gateway();
         }
         Worker {
             node,

@@ -50,7 +50,7 @@ impl Counters {
                 c.insert(key.to_string(), v);
             }
         };
-        if system == "etcd" {
+        if system.starts_with("etcd") {
             put("cpu_etcd_ns", group_cpu(&["e1", "e2", "e3"])?);
             put("fsyncs", etcd_fsyncs()?);
         } else {

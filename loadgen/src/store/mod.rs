@@ -14,12 +14,14 @@
 //! request opens a new one to the same host. Every call is bounded by the run's timeout.
 //!
 //! Modules: Perseus and etcd v2 speak the etcd v2 keys API (`crate::client::EtcdClient`),
-//! [`etcd3`] etcd's v3 API through its JSON gateway, [`zookeeper`] ZooKeeper through the
+//! [`etcd3`] etcd's v3 API through gRPC (the `etcd-client` crate), [`etcd3_gateway`] the same
+//! through etcd's JSON gateway (`--etcd3-gateway`, to measure its cost), [`zookeeper`] ZooKeeper through the
 //! zookeeper-client crate, [`nats`] NATS JetStream KV through async-nats; [`galera`] MariaDB
 //! Galera through mysql_async, [`postgres`] PostgreSQL behind Patroni and HAProxy through
 //! tokio-postgres, [`sentinel`] Redis with Sentinel through the redis crate.
 
 pub mod etcd3;
+pub mod etcd3_gateway;
 pub mod galera;
 pub mod nats;
 pub mod postgres;
@@ -80,6 +82,7 @@ pub enum AnyStore {
     /// Perseus and etcd v2.
     EtcdV2(EtcdClient),
     EtcdV3(etcd3::Etcd3Client),
+    EtcdV3Gateway(etcd3_gateway::Etcd3GatewayClient),
     Zookeeper(zookeeper::ZookeeperClient),
     /// Boxed: async-nats' store handle is large, the others are small.
     Nats(Box<nats::NatsClient>),
@@ -119,6 +122,19 @@ impl AnyStore {
         }
     }
 
+    /// etcd3 through its JSON gateway instead of gRPC (`--etcd3-gateway`); other systems as
+    /// they are.
+    pub fn through_etcd3_gateway(self) -> Self {
+        match self {
+            AnyStore::EtcdV3(c) => AnyStore::EtcdV3Gateway(etcd3_gateway::Etcd3GatewayClient::new(
+                c.base(),
+                c.key(),
+                c.timeout(),
+            )),
+            other => other,
+        }
+    }
+
     /// Reads the key as the latest state the store has: what the final read after a run uses.
     /// The same as [`Store::read`] except for ZooKeeper, whose local reads may lag: there it
     /// syncs the server with the leader first.
@@ -135,6 +151,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::EtcdV2(c) => c.read().await,
             AnyStore::EtcdV3(c) => c.read().await,
+            AnyStore::EtcdV3Gateway(c) => c.read().await,
             AnyStore::Zookeeper(c) => c.read().await,
             AnyStore::Nats(c) => c.as_mut().read().await,
             AnyStore::Galera(c) => c.read().await,
@@ -146,6 +163,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::EtcdV2(c) => Store::create(c, value).await,
             AnyStore::EtcdV3(c) => c.create(value).await,
+            AnyStore::EtcdV3Gateway(c) => c.create(value).await,
             AnyStore::Zookeeper(c) => c.create(value).await,
             AnyStore::Nats(c) => c.create(value).await,
             AnyStore::Galera(c) => Store::create(c, value).await,
@@ -157,6 +175,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::EtcdV2(c) => Store::cas(c, prev, value).await,
             AnyStore::EtcdV3(c) => c.cas(prev, value).await,
+            AnyStore::EtcdV3Gateway(c) => c.cas(prev, value).await,
             AnyStore::Zookeeper(c) => c.cas(prev, value).await,
             AnyStore::Nats(c) => c.cas(prev, value).await,
             AnyStore::Galera(c) => Store::cas(c, prev, value).await,
@@ -168,6 +187,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::EtcdV2(c) => Store::put(c, value).await,
             AnyStore::EtcdV3(c) => c.put(value).await,
+            AnyStore::EtcdV3Gateway(c) => c.put(value).await,
             AnyStore::Zookeeper(c) => c.put(value).await,
             AnyStore::Nats(c) => c.put(value).await,
             AnyStore::Galera(c) => Store::put(c, value).await,
@@ -179,6 +199,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::EtcdV2(c) => Store::reset(c),
             AnyStore::EtcdV3(c) => c.reset(),
+            AnyStore::EtcdV3Gateway(c) => c.reset(),
             AnyStore::Zookeeper(c) => c.reset(),
             AnyStore::Nats(c) => c.reset(),
             AnyStore::Galera(c) => Store::reset(c),
@@ -190,6 +211,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::EtcdV2(c) => Store::endpoint(c),
             AnyStore::EtcdV3(c) => Store::endpoint(c),
+            AnyStore::EtcdV3Gateway(c) => Store::endpoint(c),
             AnyStore::Zookeeper(c) => Store::endpoint(c),
             AnyStore::Nats(c) => Store::endpoint(c.as_ref()),
             AnyStore::Galera(c) => Store::endpoint(c),
