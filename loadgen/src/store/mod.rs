@@ -81,7 +81,8 @@ impl Store for EtcdClient {
 pub enum AnyStore {
     /// Perseus and etcd v2.
     EtcdV2(EtcdClient),
-    EtcdV3(etcd3::Etcd3Client),
+    /// Boxed: etcd-client's handle is large, as async-nats' is.
+    EtcdV3(Box<etcd3::Etcd3Client>),
     EtcdV3Gateway(etcd3_gateway::Etcd3GatewayClient),
     Zookeeper(zookeeper::ZookeeperClient),
     /// Boxed: async-nats' store handle is large, the others are small.
@@ -98,7 +99,9 @@ impl AnyStore {
             System::Perseus | System::Etcd => {
                 AnyStore::EtcdV2(EtcdClient::new(endpoint, key, timeout))
             }
-            System::Etcd3 => AnyStore::EtcdV3(etcd3::Etcd3Client::new(endpoint, key, timeout)),
+            System::Etcd3 => {
+                AnyStore::EtcdV3(Box::new(etcd3::Etcd3Client::new(endpoint, key, timeout)))
+            }
             System::Zookeeper => {
                 AnyStore::Zookeeper(zookeeper::ZookeeperClient::new(endpoint, key, timeout))
             }
@@ -210,7 +213,7 @@ impl Store for AnyStore {
     fn endpoint(&self) -> &str {
         match self {
             AnyStore::EtcdV2(c) => Store::endpoint(c),
-            AnyStore::EtcdV3(c) => Store::endpoint(c),
+            AnyStore::EtcdV3(c) => Store::endpoint(c.as_ref()),
             AnyStore::EtcdV3Gateway(c) => Store::endpoint(c),
             AnyStore::Zookeeper(c) => Store::endpoint(c),
             AnyStore::Nats(c) => Store::endpoint(c.as_ref()),
