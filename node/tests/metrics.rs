@@ -201,6 +201,18 @@ async fn metrics_count_requests_outcomes_and_acceptor_calls() {
             1.0
         );
     }
+    // The proposer: every applied write ended in an accept that reached a quorum; after the
+    // first, each write of the key took the cached ballot (one round trip); nothing raced.
+    let accepted = [("phase", "accept"), ("result", "ok")];
+    assert!(increase("perseus_proposer_rounds_total", &accepted) >= WRITES as f64);
+    assert!(increase("perseus_proposer_one_round_trip_total", &[]) >= WRITES as f64 - 1.0);
+    assert_eq!(increase("perseus_proposer_conflicts_total", &[]), 0.0);
+    assert_eq!(increase("perseus_proposer_retries_total", &[]), 0.0);
+    assert_eq!(
+        increase("perseus_proposer_rounds_total", &[("result", "failed")]),
+        0.0
+    );
+
     let serving = [("verdict", "serving")];
     assert_eq!(sum(&after, "perseus_membership_verdict", &serving), 1.0);
     assert_eq!(sum(&after, "perseus_requests_in_flight", &[]), 0.0);

@@ -166,6 +166,66 @@ pub(super) fn render(app: &App) -> String {
 }
 
 fn proposer(out: &mut Exposition, app: &App) {
+    let c = app.proposer.counters();
+    out.family(
+        "perseus_proposer_rounds_total",
+        "counter",
+        "CASPaxos phases sent: ok (a quorum agreed) or failed (no quorum: refusals, errors, \
+         timeouts).",
+    );
+    for (phase, sent, failed) in [
+        ("prepare", &c.prepares, &c.prepares_failed),
+        ("accept", &c.accepts, &c.accepts_failed),
+    ] {
+        let (sent, failed) = (sent.get(), failed.get());
+        let ok = sent.saturating_sub(failed).to_string();
+        let failed = failed.to_string();
+        for (result, n) in [("ok", ok), ("failed", failed)] {
+            out.sample(
+                "perseus_proposer_rounds_total",
+                &[("phase", phase), ("result", result)],
+                n,
+            );
+        }
+    }
+    for (name, help, counter) in [
+        (
+            "perseus_proposer_one_round_trip_total",
+            "Changes that skipped prepare with the cached ballot.",
+            &c.one_round_trip,
+        ),
+        (
+            "perseus_proposer_conflicts_total",
+            "Failed phases that lost a ballot race (an acceptor had promised a higher ballot).",
+            &c.conflicts,
+        ),
+        (
+            "perseus_proposer_retries_total",
+            "Changes run again within their deadline (after a lost race, or a write resolved \
+             as not applied).",
+            &c.retries,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample(name, &[], counter.get());
+    }
+    out.family(
+        "perseus_proposer_resolutions_total",
+        "counter",
+        "Accepts of unknown outcome settled by a follow-up read: applied, not_applied, or \
+         unknown at the deadline.",
+    );
+    for (verdict, counter) in [
+        ("applied", &c.resolved_applied),
+        ("not_applied", &c.resolved_not_applied),
+        ("unknown", &c.resolved_unknown),
+    ] {
+        out.sample(
+            "perseus_proposer_resolutions_total",
+            &[("verdict", verdict)],
+            counter.get(),
+        );
+    }
     let (agreed, fell_back) = app.proposer.quorum_read_counts();
     out.family(
         "perseus_quorum_reads_total",

@@ -58,6 +58,7 @@ use tokio::time::Instant;
 
 use crate::acceptor::Acceptor;
 use crate::ballot::{Ballot, BallotSource};
+use crate::metrics::ProposerCounters;
 use cache::LeaderCache;
 use fanout::Suspects;
 use outcome::FailedAttempt;
@@ -99,6 +100,8 @@ pub struct Proposer {
     reads_fell_back: AtomicU64,
     /// What the resolutions of writes of unknown outcome concluded (see [`OutcomeCounts`]).
     outcomes: outcome::Tallies,
+    /// Phases, lost races, retries and resolutions, for `/metrics`.
+    counters: ProposerCounters,
     /// Acceptors thrifty phases pass over for now (see [`SUSPICION`]).
     suspects: Arc<Suspects>,
     #[cfg(feature = "sim-controls")]
@@ -147,6 +150,7 @@ impl Proposer {
             reads_agreed: AtomicU64::new(0),
             reads_fell_back: AtomicU64::new(0),
             outcomes: outcome::Tallies::default(),
+            counters: ProposerCounters::default(),
             suspects: Arc::new(Suspects::new(count)),
             #[cfg(feature = "sim-controls")]
             unsafe_control: config.unsafe_control,
@@ -181,6 +185,10 @@ impl Proposer {
 
     /// Quorum reads so far: answered from a quorum that agreed, and fallen back to a full
     /// round.
+    pub fn counters(&self) -> &ProposerCounters {
+        &self.counters
+    }
+
     pub fn quorum_read_counts(&self) -> (u64, u64) {
         (
             self.reads_agreed.load(Ordering::Relaxed),
@@ -249,16 +257,19 @@ impl Proposer {
             } else {
                 match self.resolve(key, &failed, deadline).await {
                     Ok(change) => {
+                        self.counters.resolved_applied.inc();
                         return Ok(Change {
                             before: change,
                             outcome: Ok(failed.after.clone().flatten()),
-                        })
+                        });
                     }
                     Err(Verdict::NotApplied) => {
+                        self.counters.resolved_not_applied.inc();
                         error.proved_not_applied();
                         true
                     }
                     Err(_) => {
+                        self.counters.resolved_unknown.inc();
                         self.keep_stale_cache_if_controlled(key, &failed);
                         return Err(error);
                     }
@@ -269,6 +280,7 @@ impl Proposer {
                 return Err(error);
             }
             losses += 1;
+            self.counters.retries.inc();
             let pause = self.backoff(losses);
             if Instant::now() + pause >= deadline {
                 return Err(error);
@@ -296,7 +308,10 @@ impl Proposer {
         // Taken out of the cache: a cached ballot can never be used for a second accept.
         let cached = self.lock_cache().take(key);
         let (ballot, before) = match cached {
-            Some(cached) => cached,
+            Some(cached) => {
+                self.counters.one_round_trip.inc();
+                cached
+            }
             None => self.prepare(key).await.map_err(|error| FailedAttempt {
                 error,
                 ballot: None,

@@ -104,13 +104,14 @@ impl Proposer {
                     }
                 }
             })
-            .await
-            .map_err(|failure| ProposerError::NoQuorum {
-                phase: Phase::Prepare,
-                failure,
-                effect_possible: false,
-                resolved: false,
-            })?;
+            .await;
+        self.count_round(Phase::Prepare, replies.as_ref().err());
+        let replies = replies.map_err(|failure| ProposerError::NoQuorum {
+            phase: Phase::Prepare,
+            failure,
+            effect_possible: false,
+            resolved: false,
+        })?;
         let state = replies
             .yes
             .into_iter()
@@ -131,19 +132,38 @@ impl Proposer {
         next: Ballot,
     ) -> Result<bool, Failure> {
         let value = value.map(str::to_string);
-        self.round(true, |acceptor| {
-            let key = key.to_string();
-            let value = value.clone();
-            async move {
-                match acceptor.accept(&key, ballot, value.as_deref(), next).await {
-                    Ok(AcceptReply::Accepted) => Answer::Yes(()),
-                    Ok(AcceptReply::Conflict(b)) => Answer::Conflict(b),
-                    Err(e) => Answer::Failed(e),
+        let round = self
+            .round(true, |acceptor| {
+                let key = key.to_string();
+                let value = value.clone();
+                async move {
+                    match acceptor.accept(&key, ballot, value.as_deref(), next).await {
+                        Ok(AcceptReply::Accepted) => Answer::Yes(()),
+                        Ok(AcceptReply::Conflict(b)) => Answer::Conflict(b),
+                        Err(e) => Answer::Failed(e),
+                    }
                 }
+            })
+            .await;
+        self.count_round(Phase::Accept, round.as_ref().err());
+        round.map(|round| round.conflict.is_none())
+    }
+
+    /// Counts a phase sent and, when it reached no quorum, its failure and a lost race
+    /// (`/metrics`).
+    fn count_round(&self, phase: Phase, failure: Option<&Failure>) {
+        let c = &self.counters;
+        let (sent, failed) = match phase {
+            Phase::Prepare => (&c.prepares, &c.prepares_failed),
+            Phase::Accept => (&c.accepts, &c.accepts_failed),
+        };
+        sent.inc();
+        if let Some(failure) = failure {
+            failed.inc();
+            if failure.conflict.is_some() {
+                c.conflicts.inc();
             }
-        })
-        .await
-        .map(|round| round.conflict.is_none())
+        }
     }
 
     /// Sends one phase to every acceptor and returns the first quorum of yeses. Any conflict
