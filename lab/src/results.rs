@@ -309,16 +309,15 @@ fn sources<'a>(provenances: impl Iterator<Item = &'a Provenance>) -> String {
     seen.iter().map(|p| format!("{}\n", p.line())).collect()
 }
 
-/// The order systems appear in: Perseus first, then by name.
+/// The order systems appear in: Perseus first (by its title in the systems' table, by its
+/// name, or by the title older summaries carry), then by name.
 fn system_order(a: &str, b: &str) -> std::cmp::Ordering {
-    (
-        a != "Perseus (Gryadka/CASPaxos)" && !a.starts_with("perseus"),
-        a,
-    )
-        .cmp(&(
-            b != "Perseus (Gryadka/CASPaxos)" && !b.starts_with("perseus"),
-            b,
-        ))
+    fn is_perseus(system: &str) -> bool {
+        system == perseus_model::System::Perseus.title()
+            || system == "Perseus (Gryadka/CASPaxos)"
+            || system.starts_with("perseus")
+    }
+    (!is_perseus(a), a).cmp(&(!is_perseus(b), b))
 }
 
 fn compare_section(out: &mut String, store: &Store) {
