@@ -115,7 +115,9 @@ make -s kill-a3 >/dev/null || fail "kill-a3"
 r="$(http p1 PUT "/v2/keys/$key?prevExist=false" -d value=v1)"; echo "PUT v1 via p1 (a3 down): $r"
 [ "${r%% *}" = 201 ] || fail "PUT v1 via p1 answered ${r%% *}"
 roll_back_a1 && echo "a1 rolled back to its copy and started (a3 still down)"
-make -s start-a3 >/dev/null || fail "start-a3"
+# start waits for a healthy p3, which never comes here: two unproven acceptors are data loss,
+# so /health answers 503. What counts is that p3 answers at all (next line).
+make -s start-a3 >/dev/null 2>&1 || echo "start-a3: p3 not healthy, as expected (data loss)"
 wait_until 30 curl -sS -m 2 -o /dev/null "$(node_url p3)/health" || fail "p3 does not answer after start-a3"
 never_404_nor_created "$key"
 wait_until 20 every_node_data_loss "$key" && ok "every node answers 503 errorCode 310 (data loss)" ||
