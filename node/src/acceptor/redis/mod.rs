@@ -409,30 +409,10 @@ impl AdminAcceptor for RedisAcceptor {
                 self.check_durability().await?;
                 self.identity_script(&["inspect"]).await
             }
-            IdentityOp::Claim(id) => {
-                let standing = id.standing.as_str();
-                let args = [
-                    "claim",
-                    &id.cluster,
-                    &id.acceptor,
-                    standing,
-                    &id.mark,
-                    &id.set,
-                ];
-                self.identity_script(&args).await
-            }
+            IdentityOp::Claim(id) => self.identity_script(&record_args(&["claim"], &id)).await,
             IdentityOp::Replace { over, identity: id } => {
-                let standing = id.standing.as_str();
-                let args = [
-                    "replace",
-                    &over,
-                    &id.cluster,
-                    &id.acceptor,
-                    standing,
-                    &id.mark,
-                    &id.set,
-                ];
-                self.identity_script(&args).await
+                self.identity_script(&record_args(&["replace", &over], &id))
+                    .await
             }
             IdentityOp::Join { cluster } => self.identity_script(&["join", &cluster, &name]).await,
             IdentityOp::Suspect { cluster, mark } => {
@@ -451,18 +431,7 @@ impl AdminAcceptor for RedisAcceptor {
                 self.identity_script(&["lease", &node, &ms.to_string()])
                     .await
             }
-            IdentityOp::Force(id) => {
-                let standing = id.standing.as_str();
-                let args = [
-                    "force",
-                    &id.cluster,
-                    &id.acceptor,
-                    standing,
-                    &id.mark,
-                    &id.set,
-                ];
-                self.identity_script(&args).await
-            }
+            IdentityOp::Force(id) => self.identity_script(&record_args(&["force"], &id)).await,
         }
     }
 
@@ -517,4 +486,18 @@ impl AdminAcceptor for RedisAcceptor {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// The identity script's arguments for a verb that writes a whole record: the verb (and what
+/// it needs before the record), then the record's fields in the order identity.lua reads them.
+fn record_args<'a>(head: &[&'a str], id: &'a Identity) -> Vec<&'a str> {
+    let mut args = head.to_vec();
+    args.extend([
+        id.cluster.as_str(),
+        id.acceptor.as_str(),
+        id.standing.as_str(),
+        id.mark.as_str(),
+        id.set.as_str(),
+    ]);
+    args
 }
