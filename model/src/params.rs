@@ -178,9 +178,10 @@ mod tests {
         assert_eq!("acceptor".parse::<Layer>(), Ok(Layer::Acceptor));
         assert_eq!(Layer::Node.to_string(), "node");
         let err = "redis".parse::<Layer>().unwrap_err().to_string();
+        let names: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
         assert_eq!(
-            err, "layer \"redis\" is not one of host, acceptor, node",
-            "{err}"
+            err,
+            format!("layer \"redis\" is not one of {}", names.join(", "))
         );
         assert_eq!("all".parse::<Scope>(), Ok(Scope::All));
         assert!("every".parse::<Scope>().is_err());

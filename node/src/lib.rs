@@ -10,7 +10,8 @@
 //! - [`http`]: the etcd-v2 API (routes, parsing, replies; [`wire`] the replies hyper writes by
 //!   itself) over [`record`], a key's etcd view and the writes as pure functions.
 //! - [`proposer`]: CASPaxos's `change(key, f)` and the quorum read, over [`quorum`] (counting
-//!   answers, pure) and [`ballot`].
+//!   answers, pure), [`ballot`] and [`record`]'s `Lineage` (how a stored state names the
+//!   writes it was built upon, which resolves a write of unknown outcome).
 //! - [`membership`]: which acceptors count (identities, initialisation, lost or rolled-back
 //!   data) and [`recovery`], the catch-up round that brings a recovering acceptor level.
 //! - [`acceptor`]: the trait the proposer talks through, its Redis implementation (Lua

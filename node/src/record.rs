@@ -16,8 +16,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::proposer::Lineage;
-
 /// What a key's CASPaxos state holds, serialized as JSON in the acceptors.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -105,6 +103,31 @@ pub enum Refusal {
     CompareFailed { cause: String, index: u64 },
     /// The stored state is not a record this node wrote.
     Corrupt(String),
+}
+
+/// What a state says about its place in the key's history (no state: version 0, no ids).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// Grows by exactly one with every change that writes; kept by reads and refusals.
+    pub version: u64,
+    /// The id of the write that produced the state (unique per request).
+    pub write: Option<String>,
+    /// The ids of the writes the state was built upon, newest first: entry `i` is the write
+    /// at version `version - 1 - i`. May be cut short, never has gaps.
+    pub built_on: Vec<String>,
+}
+
+impl Lineage {
+    /// The id of the write at `version` in this state's chain, if the state names it.
+    pub(crate) fn write_at(&self, version: u64) -> Option<&str> {
+        if version == self.version {
+            return self.write.as_deref();
+        }
+        let back = self.version.checked_sub(version)?.checked_sub(1)?;
+        self.built_on
+            .get(usize::try_from(back).ok()?)
+            .map(String::as_str)
+    }
 }
 
 /// Decodes a stored state, tombstones included.

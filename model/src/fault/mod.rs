@@ -341,7 +341,10 @@ mod tests {
             err.to_string().contains("unknown fault \"explode\""),
             "{err}"
         );
-        assert!(err.to_string().contains("kill, start"), "{err}");
+        assert!(
+            err.to_string().contains(&FaultKind::names().join(", ")),
+            "{err}"
+        );
         let err = "kill:3".parse::<FaultKind>().unwrap_err();
         assert!(err.to_string().contains("takes no parameter"), "{err}");
         let err = "loss".parse::<FaultKind>().unwrap_err();

@@ -67,7 +67,7 @@ pub struct ProposerConfig {
     /// writes, its write id and the ids of the writes it was built upon, so that a follow-up
     /// read can prove a write of unknown outcome applied or not applied (see
     /// [`super::judge`]). `None`: not a state this proposer understands (nothing is proved).
-    pub lineage: fn(&str) -> Option<super::Lineage>,
+    pub lineage: fn(&str) -> Option<crate::record::Lineage>,
     /// See [`UnsafeControl`]; only in builds with the `sim-controls` feature.
     #[cfg(feature = "sim-controls")]
     pub unsafe_control: Option<UnsafeControl>,

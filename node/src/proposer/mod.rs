@@ -63,9 +63,10 @@ use cache::LeaderCache;
 use fanout::Suspects;
 use outcome::FailedAttempt;
 
+pub use crate::record::Lineage;
 pub use config::{ProposerConfig, UnsafeControl};
 pub use error::{Phase, ProposerError};
-pub use outcome::{judge, Lineage, OutcomeCounts, Unresolved, Verdict};
+pub use outcome::{judge, OutcomeCounts, Unresolved, Verdict};
 
 /// The result of a change that reached a quorum.
 #[derive(Clone, Debug, PartialEq, Eq)]

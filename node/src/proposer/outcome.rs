@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{Proposer, ProposerError, UnsafeControl};
 use crate::ballot::Ballot;
+use crate::record::Lineage;
 
 /// A failed round, with what a resolution or a retry needs to know about it.
 pub(super) struct FailedAttempt {
@@ -19,31 +20,6 @@ pub(super) struct FailedAttempt {
     pub(super) before: Option<String>,
     /// The new state the failed accept carried, if it changed the state.
     pub(super) after: Option<Option<String>>,
-}
-
-/// What a state says about its place in the key's history (no state: version 0, no ids).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Lineage {
-    /// Grows by exactly one with every change that writes; kept by reads and refusals.
-    pub version: u64,
-    /// The id of the write that produced the state (unique per request).
-    pub write: Option<String>,
-    /// The ids of the writes the state was built upon, newest first: entry `i` is the write
-    /// at version `version - 1 - i`. May be cut short, never has gaps.
-    pub built_on: Vec<String>,
-}
-
-impl Lineage {
-    /// The id of the write at `version` in this state's chain, if the state names it.
-    fn write_at(&self, version: u64) -> Option<&str> {
-        if version == self.version {
-            return self.write.as_deref();
-        }
-        let back = self.version.checked_sub(version)?.checked_sub(1)?;
-        self.built_on
-            .get(usize::try_from(back).ok()?)
-            .map(String::as_str)
-    }
 }
 
 /// What a follow-up round proved about a write whose accept had an unknown outcome.
