@@ -127,6 +127,9 @@ pub struct Situation<'a> {
     /// This node's name for catch-up leases.
     pub node: &'a str,
     pub quorum: usize,
+    /// NEGATIVE CONTROL (false but in the simulation's control): finish and join an
+    /// initialisation even beside a recovering or suspect record of its cluster.
+    pub join_after_counted: bool,
 }
 
 /// A step the membership task takes after an inspection.
@@ -308,13 +311,25 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
     // the late claim of an initialisation decided long ago (a paused node, a delayed packet)
     // that landed on a member wiped since, stamped with its new life; it is marked
     // recovering and caught up like an acceptor without a record (q members can do that).
-    let finishing = initialising >= q && members < q;
-    let joinable = members + initialising >= q && members < q;
+    // A recovering or suspect record proves the initialisation over: a recovering mark is
+    // written only where a node saw a quorum of members (or in data loss, below), a suspect
+    // was a member. Its acceptors are never claimed nor joined for an initialisation again,
+    // whatever initialising records turn up (late claims on wiped members).
+    let counted_before = !situation.join_after_counted
+        && classes
+            .iter()
+            .any(|c| matches!(c, Class::Suspect | Class::Recovering { .. }));
+    let finishing = initialising >= q && members < q && !counted_before;
+    let joinable = members + initialising >= q && members < q && !counted_before;
+    let possible = members + initialising + unknown;
     for (i, c) in classes.iter().enumerate() {
         match c {
             Class::Initialising if joinable => actions.push(Action::Join { acceptor: i }),
             Class::Initialising if members >= q => actions.push(Action::Suspect { acceptor: i }),
-            Class::Suspect | Class::StaleInitialising => {
+            Class::Suspect => actions.push(Action::Suspect { acceptor: i }),
+            // Only once it can be caught up: marked recovering during a half-done
+            // initialisation it would stop the others joining (above).
+            Class::StaleInitialising if members >= q => {
                 actions.push(Action::Suspect { acceptor: i })
             }
             Class::Unmarked { .. } if finishing => actions.push(Action::Claim {
@@ -325,6 +340,16 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
                 acceptor: i,
                 standing: Standing::Recovering,
             }),
+            // Data loss: a node that knows its cluster leaves its id on the wiped acceptors
+            // (recovering, which counts for nothing), so a node that never learned it finds
+            // them marked instead of empty and declares data loss too, never initialising a
+            // new cluster over them.
+            Class::Unmarked { .. } if possible < q && situation.known.is_some() => {
+                actions.push(Action::Claim {
+                    acceptor: i,
+                    standing: Standing::Recovering,
+                })
+            }
             Class::ForeignInitialising { cluster: over } if finishing || members >= q => actions
                 .push(Action::Replace {
                     acceptor: i,
@@ -338,7 +363,6 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
             _ => {}
         }
     }
-    let possible = members + initialising + unknown;
     let ever_counted = classes
         .iter()
         .any(|c| matches!(c, Class::Member | Class::Suspect | Class::Recovering { .. }));

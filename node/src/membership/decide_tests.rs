@@ -69,6 +69,7 @@ fn run(known: Option<&str>, codes: &str) -> Decision {
             names: &names,
             node: "me",
             quorum: 2,
+            join_after_counted: false,
         },
         &seen,
     )
@@ -120,17 +121,27 @@ fn decision_table() {
         (Some("c"), "SMM", Serving, "suspect1"),
         // Two restarted at once, or one restarted and one wiped: nothing proves the data.
         (Some("c"), "SSM", DataLoss, "suspect1 suspect2"),
-        (Some("c"), "SUM", DataLoss, "suspect1"),
+        (Some("c"), "SUM", DataLoss, "suspect1 claim-r2"),
         // Two wiped while the third holds no data key (the review's F2): never
-        // re-initialised, data loss.
-        (Some("c"), "UUM", DataLoss, ""),
+        // re-initialised, data loss; a node that knows the cluster marks the wiped ones with
+        // its id (recovering: they count for nothing).
+        (Some("c"), "UUM", DataLoss, "claim-r1 claim-r2"),
         (None, "UUM", DataLoss, ""),
-        // Every acceptor wiped while the node runs: it knows the cluster, so data loss.
-        (Some("c"), "UUU", DataLoss, ""),
+        // Every acceptor wiped while the node runs: it knows the cluster, so data loss, and
+        // its marks...
+        (Some("c"), "UUU", DataLoss, "claim-r1 claim-r2 claim-r3"),
+        // ...make a node that never learned the cluster find it instead of empty acceptors
+        // (seeds 72286, 73271, 79206 of the simulation): data loss, never initialised; nor
+        // joined when initialising records turn up beside a recovering one.
+        (None, "RUU", DataLoss, ""),
+        (None, "RRR", DataLoss, ""),
+        (None, "RII", Serving, ""),
+        (None, "SII", Serving, "suspect1"),
+        (Some("c"), "RII", Serving, ""),
         // A majority may still be there: unreachable ones may be members.
         (Some("c"), "MXX", Serving, ""),
         (Some("c"), "UXX", Serving, ""),
-        (Some("c"), "UUX", DataLoss, ""),
+        (Some("c"), "UUX", DataLoss, "claim-r1 claim-r2"),
         (Some("c"), "MNU", Serving, ""),
         // A half-done initialisation: finished while at least a quorum is initialising.
         (None, "IIU", Serving, "join1 join2 claim-i3"),
@@ -147,8 +158,10 @@ fn decision_table() {
         // wiped member (the review's interleaving): never joined, marked recovering.
         (Some("c"), "MIM", Serving, "suspect2"),
         (None, "MMI", Serving, "suspect3"),
-        // A stale initialising record may have been a member since: suspect.
-        (None, "iII", Serving, "suspect1 join2 join3"),
+        // A stale initialising record may have been a member since: suspect, once the others
+        // are members (marked recovering sooner, it would stop them joining).
+        (None, "iII", Serving, "join2 join3"),
+        (None, "iMM", Serving, "suspect1"),
         // Foreign and other-set acceptors.
         (Some("c"), "FMM", Serving, ""),
         (Some("c"), "FFM", DataLoss, ""),
@@ -160,7 +173,7 @@ fn decision_table() {
         // initialising record. It never counted: claimed like an acceptor without a record.
         (None, "YII", Serving, "replace-i1 join2 join3"),
         (Some("c"), "YMM", Serving, "replace-r1"),
-        (Some("c"), "YUM", DataLoss, ""),
+        (Some("c"), "YUM", DataLoss, "claim-r2"),
         // ...but not once restarted or restored since (it may have been a member there).
         (Some("c"), "yMM", Serving, ""),
     ];
@@ -187,6 +200,7 @@ fn a_recovering_acceptor_leased_by_another_node_is_left_to_it() {
         names: &names,
         node: "me",
         quorum: 2,
+        join_after_counted: false,
     };
     assert_eq!(kinds(&decide(&situation, &seen)), "");
     if let Seen::Answered(i) = &mut seen[1] {
@@ -213,6 +227,7 @@ fn the_operators_temporary_cluster_is_never_adopted() {
             names: &names,
             node: "me",
             quorum: 2,
+            join_after_counted: false,
         },
         &seen,
     );

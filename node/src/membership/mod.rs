@@ -77,6 +77,11 @@ pub enum MembershipControl {
     /// When the members cannot form a quorum, claim the acceptors without a record as members
     /// of the known cluster (the half-done-initialisation branch of old).
     InitialiseOverKnownCluster,
+    /// A node initialising a new cluster adopts the id of whatever record acceptor 1 holds,
+    /// even one that counted (a recovering or member record another node wrote after every
+    /// acceptor was wiped), claims the others `initialising` under it, and joins them beside
+    /// that record (`decide` as it was before both rules).
+    AdoptAnyRecordAtInitialisation,
 }
 
 /// One acceptor as the membership task last saw it (the shared `/health` type).
@@ -283,6 +288,7 @@ impl Membership {
                 names: &self.names,
                 node: &self.node,
                 quorum: self.quorum,
+                join_after_counted: self.control(MembershipControl::AdoptAnyRecordAtInitialisation),
             },
             &seen,
         );
@@ -453,8 +459,25 @@ impl Membership {
             match self.on(i, IdentityOp::Claim(identity)).await {
                 Ok(Inspection {
                     identity: Some(stored),
+                    life,
                     ..
                 }) => {
+                    // Only another initialisation's intact claim is adopted (two nodes
+                    // started at once): a record that counted (member, suspect, recovering)
+                    // says a cluster exists whose data was lost since this node's inspection
+                    // (another node marked the wiped acceptor); initialising under its id
+                    // would make empty acceptors its members.
+                    let raced = !self.control(MembershipControl::AdoptAnyRecordAtInitialisation);
+                    if raced && !intact_claim(&stored, &self.names[i], &life) {
+                        log::error!(
+                            "not initialising: acceptor {} holds a record of cluster {} ({}): \
+                             a cluster existed; its acceptors lost their data",
+                            self.names[i],
+                            stored.cluster,
+                            stored.standing.as_str()
+                        );
+                        return;
+                    }
                     if stored.cluster != cluster {
                         // Someone else initialised first: theirs is the cluster.
                         cluster = stored.cluster;
@@ -505,6 +528,16 @@ impl Membership {
             acceptors,
         };
     }
+}
+
+/// Whether `id` is an initialisation's claim on acceptor `name`, untouched since (stamped with
+/// the acceptor's current life `life`): it never counted anywhere, so another initialisation
+/// may adopt its id. Never the operator's temporary id.
+fn intact_claim(id: &Identity, name: &str, life: &str) -> bool {
+    id.standing == Standing::Initialising
+        && id.acceptor == name
+        && id.stamp == life
+        && !id.cluster.starts_with(ACCEPT_LOSS_PREFIX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -102,6 +102,10 @@ pub enum Variant {
     /// Negative control (membership): after a majority was lost, the acceptors without a
     /// record are claimed as members of the known cluster.
     InitialiseOverKnownCluster,
+    /// Negative control (membership): a node that never learned the cluster, finding every
+    /// acceptor empty, initialises a new one and adopts whatever id acceptor 1 then holds,
+    /// even a recovering mark another node left after the loss.
+    AdoptAnyRecordAtInitialisation,
 }
 
 /// Which proposers run with a setting on, read from an environment variable: `mixed` (the
@@ -346,7 +350,9 @@ impl Run {
                 _ => self.quorum_reads.for_node(node, 0),
             },
             thrifty: match self.variant {
-                Variant::Correct => self.thrifty.for_node(node, 1),
+                Variant::Correct | Variant::AdoptAnyRecordAtInitialisation => {
+                    self.thrifty.for_node(node, 1)
+                }
                 // The control breaks the thrifty accept.
                 Variant::ThriftyRefusalWithHeldCalls => true,
                 // The other controls run as they did before thrifty phases existed (the
@@ -651,6 +657,9 @@ async fn membership(run: Arc<Run>, node: usize) {
         Variant::PromoteWithoutCatchUp => Some(MembershipControl::PromoteWithoutCatchUp),
         Variant::CountSuspect => Some(MembershipControl::CountSuspect),
         Variant::InitialiseOverKnownCluster => Some(MembershipControl::InitialiseOverKnownCluster),
+        Variant::AdoptAnyRecordAtInitialisation => {
+            Some(MembershipControl::AdoptAnyRecordAtInitialisation)
+        }
         _ => None,
     };
     let membership = Arc::new(
@@ -663,6 +672,17 @@ async fn membership(run: Arc<Run>, node: usize) {
         )
         .with_control(control),
     );
+    // Under the adopt-any-record control the last node starts around the loss of every
+    // acceptor, so it never learned the cluster (a node without a cluster file, new or
+    // recreated) and may find them all empty while the others mark them.
+    if let (Variant::AdoptAnyRecordAtInitialisation, Some((at, _))) =
+        (run.variant, run.shape.majority_loss)
+    {
+        if node == PROPOSERS - 1 {
+            let late = run.draw(|rng| rng.random_range(0..=20_000));
+            tokio::time::sleep(at + Duration::from_micros(late)).await;
+        }
+    }
     let mut recovering = [false; ACCEPTORS];
     let mut after_done = 0;
     loop {
@@ -766,6 +786,15 @@ async fn simulate(
                     .map_or(Duration::from_millis(100), |(at, _)| at),
                 2,
             ));
+        }
+        // It bites only when every acceptor is lost while one node has not learned the
+        // cluster yet and the others have: all three lost once the others' first inspections
+        // are done; the last node starts just then (see `membership`).
+        Variant::AdoptAnyRecordAtInitialisation => {
+            let at = shape
+                .majority_loss
+                .map_or(30, |(at, _)| at.as_millis() as u64);
+            shape.majority_loss = Some((Duration::from_millis(150 + at % 60), 3));
         }
         // Its windows are a read landing on a wiped acceptor while a key is new to another
         // member (or while both took an accept that will not be chosen): more reads, more
