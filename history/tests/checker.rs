@@ -377,11 +377,18 @@ fn search_leaves_out_unknown_writes_nobody_saw() {
 #[test]
 fn search_past_its_budget_is_undecided_never_linearizable() {
     let mut h = H::default();
-    // many overlapping writes and reads: more orders than 50 steps can try
+    // many overlapping writes, each read by a read that overlaps them all: more orders than
+    // 50 steps can try
     for p in 0..12u64 {
         h.op(p, p, Some(1000 + p), true, Do::Write(p as i64, None));
+        h.op(
+            20 + p,
+            500 + p,
+            Some(1500 + p),
+            true,
+            Do::Read(Some(p as i64), None),
+        );
     }
-    h.op(20, 2000, Some(2001), true, Do::Read(Some(3), None));
     let r = h.check(50);
     assert_eq!(r.verdict, Verdict::Undecided);
     assert_eq!(r.keys_undecided, 1);
