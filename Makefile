@@ -51,8 +51,9 @@ BENCH_ROUNDS ?= 3
 BENCH_CONNECTIONS ?= 1 4 16
 # make bench-catchup: keys on the acceptors when one is wiped
 CATCHUP_KEYS ?= 100000
-# `make experiment` / `make soak`
-SCENARIO ?= kill-and-isolate
+# `make experiment` / `make soak`; a control runs the scenario that shows it (its own, e.g.
+# sentinel-primary-cut: isolate-primary) unless SCENARIO is given
+SCENARIO ?= $(if $(filter sentinel-primary-cut,$(CONTROL)),isolate-primary,kill-and-isolate)
 DURATION ?= 300
 SEED ?= 1
 # `make watch`: the load stops by itself after this many seconds (or on q)
@@ -227,7 +228,7 @@ experiment: up ## Run compose/scenarios/SCENARIO.toml (default kill-and-isolate)
 	  --out results/$$(date -u +%Y%m%dT%H%M%SZ)-$(SCENARIO)$(if $(filter-out perseus,$(SYSTEM)),-$(or $(CONTROL),$(SYSTEM)))$(if $(filter-out counter,$(WORKLOAD)),-$(WORKLOAD))
 
 .PHONY: bench-checker
-bench-checker: ## The history checker: a million counter-loop operations checked (time, memory), the register search at 10 and 100 clients per key
+bench-checker: ## The history checker: a million counter-loop operations checked (time, memory), the register search at 10, 30 and 100 clients per key
 	$(CARGO) build --release -p perseus-lab
 	target/release/lab bench-checker
 

@@ -235,7 +235,7 @@ pub enum Cmd {
         system: Option<perseus_model::System>,
     },
     /// Measure the history checker: a million counter-loop operations, then the register
-    /// search at 10 and 100 clients per key
+    /// search at 10, 30 and 100 clients per key
     BenchChecker {
         #[arg(long, default_value_t = 1_000_000)]
         ops: u64,

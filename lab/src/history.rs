@@ -310,7 +310,7 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 /// `lab bench-checker`: the counter loop's check of `ops` operations, then the register
-/// search at 10 and 100 clients per key; prints the figures.
+/// search at 10, 30 and 100 clients per key; prints the figures.
 pub fn bench(ops: u64, dir: Option<PathBuf>) -> Result<bool> {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("perseus-bench-checker-{}", std::process::id()))
@@ -336,7 +336,7 @@ pub fn bench(ops: u64, dir: Option<PathBuf>) -> Result<bool> {
         r.verdict.as_str()
     );
     let mut ok = r.verdict == Verdict::Linearizable;
-    for (clients, keys, per_key) in [(10u64, 20u64, 2_000u64), (100, 10, 2_000)] {
+    for (clients, keys, per_key) in [(10u64, 20u64, 2_000u64), (30, 10, 2_000), (100, 10, 2_000)] {
         let path = dir.join(format!("register-{clients}.jsonl"));
         register_history(&path, keys, clients, per_key, clients)?;
         let t = Instant::now();

@@ -38,6 +38,9 @@ pub struct ClientError {
     pub detail: String,
     /// The HTTP status, when the server answered with one.
     pub status: Option<u16>,
+    /// The store answered that it did not apply the operation (a refusal or a rollback, not a
+    /// lost answer): the history records a write that failed so as `fail`, not unknown.
+    pub not_applied: bool,
 }
 
 impl ClientError {
@@ -46,6 +49,15 @@ impl ClientError {
             kind,
             detail: detail.into(),
             status: None,
+            not_applied: false,
+        }
+    }
+
+    /// The same error, said by the store to have changed nothing.
+    pub fn not_applied(self) -> Self {
+        ClientError {
+            not_applied: true,
+            ..self
         }
     }
 }

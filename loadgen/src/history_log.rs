@@ -102,16 +102,18 @@ impl HistoryLog {
     }
 
     /// Records the completion of an operation that failed with `e`: a read as `fail` (it
-    /// changed nothing), a write as `info` (it may still take effect).
+    /// changed nothing), a write as `info` (it may still take effect) unless the store said it
+    /// did not apply it.
     pub fn failed(&self, process: u64, key: &str, f: Func, e: &ClientError) {
-        self.complete(Self::failed_kind(f), process, key, f, |ev| {
+        self.complete(Self::failed_kind(f, e), process, key, f, |ev| {
             ev.error = Some(short(e));
         });
     }
 
-    /// How an operation that failed with an error completes: a read `fail`, a write `info`.
-    pub fn failed_kind(f: Func) -> EventKind {
-        if f == Func::Read {
+    /// How an operation that failed with `e` completes: a read `fail`, a write `fail` when the
+    /// store said it did not apply it, else `info`.
+    pub fn failed_kind(f: Func, e: &ClientError) -> EventKind {
+        if f == Func::Read || e.not_applied {
             EventKind::Fail
         } else {
             EventKind::Info

@@ -225,7 +225,7 @@ impl Worker {
     /// Records the completion of an operation that failed with `err`: a read as `fail` (it
     /// changed nothing), a write as `info` (it may still take effect).
     fn log_failed(&self, key: &str, f: Func, err: &ClientError) {
-        self.log(HistoryLog::failed_kind(f), key, f, |e| {
+        self.log(HistoryLog::failed_kind(f, err), key, f, |e| {
             e.error = Some(history_log::short(err));
         });
     }
@@ -334,6 +334,12 @@ impl Worker {
                     format!("{} rejected (errorCode {:?})", op.as_str(), code),
                 ))
             }
+            Err(e) if e.not_applied => {
+                // the store said so: the write is known not to have happened
+                self.checker.write_rejected(token);
+                self.log_failed(&key, f, &e);
+                Err(e)
+            }
             Err(e) => {
                 self.checker.write_unknown(token);
                 self.log_failed(&key, f, &e);
@@ -363,7 +369,9 @@ impl Worker {
             }
             Err(e) => {
                 self.log_failed(&key, Func::Write, &e);
-                self.next_process();
+                if !e.not_applied {
+                    self.next_process();
+                }
                 Err(e)
             }
         }

@@ -12,6 +12,10 @@
 //! cluster committed before them), so reads are linearizable. A host cut off from the majority
 //! leaves the primary component and refuses queries (error 1047) rather than serve stale data.
 //! The checker checks exactly that: any lost or stale value is a violation.
+//!
+//! A write the server refused (not in the primary component) or rolled back (a certification
+//! failure, a deadlock, a lock wait timeout) is known not to have happened, and the history
+//! records it as failed; a write that got no answer is unknown.
 
 use std::time::Duration;
 
@@ -24,15 +28,27 @@ use super::{bounded, ClientError, ErrorKind, KeyNode, Store, WriteResult};
 pub const SYNC_WAIT: u8 = 15;
 /// MariaDB's "duplicate entry" error: a create of a key that exists.
 const ER_DUP_ENTRY: u16 = 1062;
+/// Server errors after which the statement is known not to have been applied: the host is not
+/// in the primary component and refused the statement (1047, "WSREP has not yet prepared node
+/// for application use"); the transaction was rolled back by a certification failure or a
+/// deadlock (1213) or a lock wait timeout (1205). An autocommit statement that got one of them
+/// did not commit, so the history records it as failed, not unknown.
+const NOT_APPLIED: [u16; 3] = [1047, 1205, 1213];
 
 fn my_error(e: mysql_async::Error) -> ClientError {
-    let kind = match &e {
-        // the server answered: not in the primary component (1047), deadlock/certification
-        // failure (1213), lock wait timeout, …
-        mysql_async::Error::Server(_) => ErrorKind::Http5xx,
-        _ => ErrorKind::Connect,
-    };
-    ClientError::new(kind, e.to_string())
+    match &e {
+        // the server answered (unavailable, rolled back, …): the windows count it as a 5xx
+        mysql_async::Error::Server(s) => {
+            let err = ClientError::new(ErrorKind::Http5xx, e.to_string());
+            if NOT_APPLIED.contains(&s.code) {
+                err.not_applied()
+            } else {
+                err
+            }
+        }
+        // no answer (connection lost, I/O, protocol): the statement may have committed
+        _ => ClientError::new(ErrorKind::Connect, e.to_string()),
+    }
 }
 
 /// A client for one key on one Galera host.
@@ -203,4 +219,37 @@ fn node(v: i64, ver: i64) -> Result<KeyNode, ClientError> {
         value: v.to_string(),
         modified_index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history_log::HistoryLog;
+    use perseus_history::{EventKind, Func};
+
+    fn server(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "refused".into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn refusals_and_rollbacks_are_failures_other_errors_unknown() {
+        // not in the primary component, a certification failure: the write did not happen
+        for code in [1047, 1213, 1205] {
+            let e = my_error(server(code));
+            assert!(e.not_applied, "{code}");
+            assert_eq!(e.kind, ErrorKind::Http5xx);
+            assert_eq!(HistoryLog::failed_kind(Func::Cas, &e), EventKind::Fail);
+        }
+        // any other server error, or no answer at all: it may have committed
+        let e = my_error(server(1064));
+        assert!(!e.not_applied);
+        assert_eq!(HistoryLog::failed_kind(Func::Write, &e), EventKind::Info);
+        let e = my_error(mysql_async::Error::Other("connection reset".into()));
+        assert_eq!((e.kind, e.not_applied), (ErrorKind::Connect, false));
+        assert_eq!(HistoryLog::failed_kind(Func::Create, &e), EventKind::Info);
+    }
 }
