@@ -273,6 +273,57 @@ async fn a_member_restored_in_place_answers_as_recovering() {
     ));
 }
 
+/// `CONFIG RESETSTAT` would set back the counts the life is made of, so a restore in place
+/// followed by it could bring back the life the restored record was stamped with: the
+/// acceptors' Redis (compose/redis.conf, the test harness) denies it, and denies changing
+/// that rule at runtime; the restored member stays recovering.
+#[tokio::test]
+async fn config_resetstat_is_denied_so_a_restore_stays_detected() {
+    let redis = Redis::start();
+    let acceptor = member(&redis).await;
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let backup: Vec<u8> = redis::cmd("DUMP")
+        .arg("perseus-identity")
+        .query_async(&mut connection)
+        .await
+        .expect("DUMP");
+    let () = redis::pipe()
+        .atomic()
+        .cmd("FLUSHALL")
+        .ignore()
+        .cmd("RESTORE")
+        .arg("perseus-identity")
+        .arg(0)
+        .arg(backup)
+        .ignore()
+        .query_async(&mut connection)
+        .await
+        .expect("FLUSHALL + RESTORE");
+    for command in [
+        vec!["CONFIG", "RESETSTAT"],
+        vec!["ACL", "SETUSER", "default", "+config|resetstat"],
+    ] {
+        let denied: redis::RedisResult<()> = redis::cmd(command[0])
+            .arg(&command[1..])
+            .query_async(&mut connection)
+            .await;
+        let text = format!("{denied:?}");
+        assert!(
+            text.to_lowercase().contains("noperm"),
+            "{command:?}: {text}"
+        );
+    }
+    assert_eq!(
+        acceptor.prepare("k", b(6, 1, 1)).await,
+        Err(AcceptorError::Recovering)
+    );
+    assert!(!acceptor.inspect().await.expect("inspect").level());
+}
+
 /// A member turned into a replica of another Redis (a full resync replaces its whole dataset
 /// in the same process, run id unchanged) and detached again answers as recovering: the
 /// other Redis may hold an old copy of it.
