@@ -324,6 +324,51 @@ async fn config_resetstat_is_denied_so_a_restore_stays_detected() {
     assert!(!acceptor.inspect().await.expect("inspect").level());
 }
 
+/// A join lands only under the life its deciding inspection saw: an initialising claim that
+/// landed after a wipe (a late claim on a wiped member) is not joined by a join decided from
+/// an inspection made before the wipe. The same on Redis and in memory.
+#[tokio::test]
+async fn a_join_decided_before_a_wipe_never_lands_on_a_later_claim() {
+    let redis = Redis::start();
+    let on_redis = RedisAcceptor::new(&redis.url(), Duration::from_secs(2)).expect("acceptor");
+    assert!(on_redis.wait_connected(Duration::from_secs(5)).await);
+    let in_memory = MemoryAcceptor::blank(on_redis.name());
+    let both: [(&dyn AdminAcceptor, bool); 2] = [(&on_redis, true), (&in_memory, false)];
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    for (acceptor, is_redis) in both {
+        let claim = IdentityOp::Claim(identity(&on_redis, Standing::Initialising, ""));
+        let seen = acceptor.identity(claim.clone()).await.expect("claim");
+        // Wiped, then the same claim lands again (late).
+        if is_redis {
+            let () = redis::cmd("FLUSHALL")
+                .query_async(&mut connection)
+                .await
+                .expect("FLUSHALL");
+        } else {
+            in_memory.wipe();
+        }
+        let again = acceptor.identity(claim).await.expect("late claim");
+        assert_ne!(seen.life, again.life);
+        let join = |life: &str| IdentityOp::Join {
+            cluster: MEMORY_CLUSTER.into(),
+            life: life.into(),
+        };
+        let stale = acceptor.identity(join(&seen.life)).await.expect("join");
+        assert_eq!(
+            stale.identity.map(|id| id.standing),
+            Some(Standing::Initialising),
+            "{}",
+            acceptor.name()
+        );
+        let fresh = acceptor.identity(join(&again.life)).await.expect("join");
+        assert_eq!(fresh.identity.map(|id| id.standing), Some(Standing::Member));
+    }
+}
+
 /// A member turned into a replica of another Redis (a full resync replaces its whole dataset
 /// in the same process, run id unchanged) and detached again answers as recovering: the
 /// other Redis may hold an old copy of it.

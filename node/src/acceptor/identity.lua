@@ -9,8 +9,10 @@
 --   "replace", over, cluster, acceptor, state, mark, set: write the record in place of an
 --     "initialising" record of cluster `over` for the same acceptor, stamped with the current
 --     life (it never counted: two initialisations raced), stamped with the current life;
---   "join", cluster, acceptor: initialising -> member, only while its stamp is the current
---     life (it has lost nothing since it was claimed, and never counted before);
+--   "join", cluster, acceptor, life: initialising -> member, only while its stamp is the
+--     current life (it has lost nothing since it was claimed, and never counted before) and
+--     that life is the one the deciding inspection saw (a stale join never lands on a record
+--     claimed after a wipe);
 --   "suspect", cluster, acceptor, mark: a member record whose stamp is not the current life,
 --     or any initialising record, becomes recovering with this new mark;
 --   "promote", cluster, acceptor, mark, life: recovering -> member, only for that exact mark
@@ -42,7 +44,7 @@ elseif op == 'replace' then
       'mark', ARGV[6], 'set', ARGV[7], 'stamp', now_life)
   end
 elseif op == 'join' then
-  if ours and id[3] == 'initialising' and id[5] == now_life then
+  if ours and id[3] == 'initialising' and id[5] == now_life and ARGV[4] == now_life then
     redis.call('HSET', KEYS[1], 'state', 'member')
   end
 elseif op == 'suspect' then

@@ -229,11 +229,15 @@ impl MemoryAcceptor {
                         });
                     }
                 }
-                IdentityOp::Join { cluster } => {
+                IdentityOp::Join {
+                    cluster,
+                    life: seen,
+                } => {
                     if let Some(id) = &mut s.identity {
                         if ours(id, cluster)
                             && id.standing == Standing::Initialising
                             && id.stamp == life
+                            && *seen == life
                         {
                             id.standing = Standing::Member;
                         }

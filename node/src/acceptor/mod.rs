@@ -97,8 +97,11 @@ pub enum IdentityOp {
     /// record is still stamped with the current life (it never counted anywhere: two
     /// initialisations raced), stamped with the current life.
     Replace { over: String, identity: Identity },
-    /// initialising -> member, only while stamped with the current life.
-    Join { cluster: String },
+    /// initialising -> member, only while stamped with the current life and only if that is
+    /// `life`, the life the inspection that decided the join saw: a join decided long ago
+    /// (a stale inspection, a delayed message) never lands on a record claimed since, after a
+    /// wipe (a late claim on a wiped member).
+    Join { cluster: String, life: String },
     /// A member record stamped under another life, or any initialising one -> recovering,
     /// `mark`.
     Suspect { cluster: String, mark: String },

@@ -147,8 +147,8 @@ pub enum Action {
         over: String,
         standing: Standing,
     },
-    /// initialising -> member.
-    Join { acceptor: usize },
+    /// initialising -> member, if its life is still `life` (the one this inspection saw).
+    Join { acceptor: usize, life: String },
     /// A suspect or stale initialising acceptor -> recovering with a fresh mark.
     Suspect { acceptor: usize },
     /// Run (or resume) the catch-up pass of `target`, marked `mark`, under `life`.
@@ -324,7 +324,13 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
     let possible = members + initialising + unknown;
     for (i, c) in classes.iter().enumerate() {
         match c {
-            Class::Initialising if joinable => actions.push(Action::Join { acceptor: i }),
+            Class::Initialising if joinable => actions.push(Action::Join {
+                acceptor: i,
+                life: match &seen[i] {
+                    Seen::Answered(inspection) => inspection.life.clone(),
+                    _ => String::new(),
+                },
+            }),
             Class::Initialising if members >= q => actions.push(Action::Suspect { acceptor: i }),
             Class::Suspect => actions.push(Action::Suspect { acceptor: i }),
             // Only once it can be caught up: marked recovering during a half-done

@@ -91,7 +91,7 @@ fn kinds(d: &Decision) -> String {
                 ..
             } => format!("replace-i{}", acceptor + 1),
             Action::Replace { acceptor, .. } => format!("replace-r{}", acceptor + 1),
-            Action::Join { acceptor } => format!("join{}", acceptor + 1),
+            Action::Join { acceptor, .. } => format!("join{}", acceptor + 1),
             Action::Suspect { acceptor } => format!("suspect{}", acceptor + 1),
             Action::CatchUp { target, .. } => format!("catchup{}", target + 1),
         })

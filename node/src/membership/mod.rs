@@ -359,9 +359,10 @@ impl Membership {
                         }
                     }
                 }
-                Action::Join { acceptor } => {
+                Action::Join { acceptor, life } => {
                     let op = IdentityOp::Join {
                         cluster: cluster.clone(),
+                        life,
                     };
                     if let Err(e) = self.on(acceptor, op).await {
                         log::warn!("acceptor {}: cannot join: {e}", self.names[acceptor]);

@@ -414,7 +414,10 @@ impl AdminAcceptor for RedisAcceptor {
                 self.identity_script(&record_args(&["replace", &over], &id))
                     .await
             }
-            IdentityOp::Join { cluster } => self.identity_script(&["join", &cluster, &name]).await,
+            IdentityOp::Join { cluster, life } => {
+                self.identity_script(&["join", &cluster, &name, &life])
+                    .await
+            }
             IdentityOp::Suspect { cluster, mark } => {
                 self.identity_script(&["suspect", &cluster, &name, &mark])
                     .await
