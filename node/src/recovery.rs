@@ -414,7 +414,7 @@ mod tests {
     ) {
         for &i in on {
             acceptors[i]
-                .apply_accept(key, ballot, Some(value), ballot)
+                .apply_accept(Some(MEMORY_CLUSTER), key, ballot, Some(value), ballot)
                 .expect("accepted");
         }
     }
@@ -482,7 +482,7 @@ mod tests {
         write(&memory, &[0, 1], "k", Ballot::new(9, 2, 1), "v");
         // Another proposer promised a high ballot on both members.
         for a in &memory[..2] {
-            a.apply_prepare("k", Ballot::new(1000, 3, 1))
+            a.apply_prepare(Some(MEMORY_CLUSTER), "k", Ballot::new(1000, 3, 1))
                 .expect("promised");
         }
         let keys = vec!["k".to_string(), "calm".to_string()];

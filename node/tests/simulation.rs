@@ -102,6 +102,7 @@ struct Totals {
     duplicates: u64,
     crashes: u64,
     partitions: u64,
+    pauses: u64,
     wipes: u64,
     rollbacks: u64,
     majority_losses: u64,
@@ -123,6 +124,7 @@ impl Totals {
         self.duplicates += r.net.duplicates;
         self.crashes += r.crashes;
         self.partitions += r.partitions;
+        self.pauses += r.pauses;
         self.wipes += r.wipes;
         self.rollbacks += r.rollbacks;
         self.majority_losses += u64::from(r.majority_lost);
@@ -184,7 +186,8 @@ fn correct_runs(aimed_wipes: bool) {
     eprintln!(
         "simulation: {} seeds ({}..), {} operations checked ({} acknowledged writes, {} \
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
-         messages lost, {} duplicated, {} proposer crashes, {} partitions, {} acceptors wiped, \
+         messages lost, {} duplicated, {} proposer crashes, {} partitions, {} node pauses, {} \
+         acceptors wiped, \
          {} restarted or rolled back, {} majorities lost, {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
          round; thrifty proposers: {:?}; aimed wipes: {}; {} failing seeds, {:.1?} on \
          {threads} thread(s)",
@@ -200,6 +203,7 @@ fn correct_runs(aimed_wipes: bool) {
         t.duplicates,
         t.crashes,
         t.partitions,
+        t.pauses,
         t.wipes,
         t.rollbacks,
         t.majority_losses,

@@ -300,15 +300,17 @@ impl MemoryAcceptor {
         })
     }
 
-    /// Applies a prepare synchronously (the simulation delivers messages itself): the
-    /// answer and the acceptor's standing, or the refusal that changed nothing.
+    /// Applies a prepare synchronously (the simulation delivers messages itself) for a
+    /// caller expecting `cluster` (its own calls: [`MEMORY_CLUSTER`]): the answer and the
+    /// acceptor's standing, or the refusal that changed nothing.
     pub fn apply_prepare(
         &self,
+        cluster: Option<&str>,
         key: &str,
         ballot: Ballot,
     ) -> Result<(PrepareReply, Standing), AcceptorError> {
         self.with_store(|s| {
-            let standing = admit(s, &self.name)?;
+            let standing = admit(s, &self.name, cluster)?;
             rules::check_exact(&[ballot]).map_err(AcceptorError::Protocol)?;
             let slot = s.slots.entry(key.to_string()).or_default();
             Ok((rules::prepare(slot, ballot), standing))
@@ -317,9 +319,13 @@ impl MemoryAcceptor {
 
     /// Applies a read synchronously: the answer and the acceptor's standing (no slot is
     /// created, nothing changes).
-    pub fn apply_read(&self, key: &str) -> Result<(ReadReply, Standing), AcceptorError> {
+    pub fn apply_read(
+        &self,
+        cluster: Option<&str>,
+        key: &str,
+    ) -> Result<(ReadReply, Standing), AcceptorError> {
         self.with_store(|s| {
-            let standing = admit(s, &self.name)?;
+            let standing = admit(s, &self.name, cluster)?;
             Ok((rules::read(s.slots.get(key)), standing))
         })
     }
@@ -327,13 +333,14 @@ impl MemoryAcceptor {
     /// Applies an accept synchronously.
     pub fn apply_accept(
         &self,
+        cluster: Option<&str>,
         key: &str,
         ballot: Ballot,
         value: Option<&str>,
         next_promise: Ballot,
     ) -> Result<(AcceptReply, Standing), AcceptorError> {
         self.with_store(|s| {
-            let standing = admit(s, &self.name)?;
+            let standing = admit(s, &self.name, cluster)?;
             rules::check_exact(&[ballot, next_promise]).map_err(AcceptorError::Protocol)?;
             let slot = s.slots.entry(key.to_string()).or_default();
             let reply = rules::accept(slot, ballot, value.map(str::to_string), next_promise);
@@ -346,11 +353,12 @@ impl MemoryAcceptor {
     /// is prepared by the rules exactly as [`MemoryAcceptor::apply_prepare`] would.
     pub fn apply_prepare_many(
         &self,
+        cluster: Option<&str>,
         keys: &[String],
         ballot: Ballot,
     ) -> Result<(Vec<PrepareReply>, Standing), AcceptorError> {
         self.with_store(|s| {
-            let standing = admit(s, &self.name)?;
+            let standing = admit(s, &self.name, cluster)?;
             rules::check_exact(&[ballot]).map_err(AcceptorError::Protocol)?;
             let replies = keys
                 .iter()
@@ -364,12 +372,13 @@ impl MemoryAcceptor {
     /// [`MemoryAcceptor::apply_prepare_many`]), each as [`MemoryAcceptor::apply_accept`].
     pub fn apply_accept_many(
         &self,
+        cluster: Option<&str>,
         writes: &[(String, Option<String>)],
         ballot: Ballot,
         next_promise: Ballot,
     ) -> Result<(Vec<AcceptReply>, Standing), AcceptorError> {
         self.with_store(|s| {
-            let standing = admit(s, &self.name)?;
+            let standing = admit(s, &self.name, cluster)?;
             rules::check_exact(&[ballot, next_promise]).map_err(AcceptorError::Protocol)?;
             let replies = writes
                 .iter()
@@ -398,8 +407,13 @@ impl MemoryAcceptor {
     }
 }
 
-fn admit(store: &Store, name: &str) -> Result<Standing, AcceptorError> {
-    rules::admit(store.identity.as_ref(), MEMORY_CLUSTER, name, &store.life())
+/// The identity check of every call, against the cluster the caller expects (`None`: the
+/// caller's node knows no cluster, so it refuses every call, as a Redis acceptor does).
+fn admit(store: &Store, name: &str, cluster: Option<&str>) -> Result<Standing, AcceptorError> {
+    let cluster = cluster.ok_or(AcceptorError::Unmarked(
+        rules::IdentityRefusal::NotInitialised,
+    ))?;
+    rules::admit(store.identity.as_ref(), cluster, name, &store.life())
         .map_err(AcceptorError::Unmarked)
 }
 
@@ -415,7 +429,7 @@ impl Acceptor for MemoryAcceptor {
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
         self.check_up()?;
-        let (reply, standing) = self.apply_prepare(key, ballot)?;
+        let (reply, standing) = self.apply_prepare(Some(MEMORY_CLUSTER), key, ballot)?;
         counted(standing, reply, |r| {
             matches!(r, PrepareReply::Promised { .. })
         })
@@ -423,7 +437,7 @@ impl Acceptor for MemoryAcceptor {
 
     async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
         self.check_up()?;
-        let (reply, standing) = self.apply_read(key)?;
+        let (reply, standing) = self.apply_read(Some(MEMORY_CLUSTER), key)?;
         counted(standing, reply, |_| true)
     }
 
@@ -435,13 +449,14 @@ impl Acceptor for MemoryAcceptor {
         next_promise: Ballot,
     ) -> Result<AcceptReply, AcceptorError> {
         self.check_up()?;
-        let (reply, standing) = self.apply_accept(key, ballot, value, next_promise)?;
+        let (reply, standing) =
+            self.apply_accept(Some(MEMORY_CLUSTER), key, ballot, value, next_promise)?;
         counted(standing, reply, |r| *r == AcceptReply::Accepted)
     }
 
     async fn prepare_many(&self, keys: &[String], ballot: Ballot) -> Answers<PrepareReply> {
         self.check_up()?;
-        let (replies, standing) = self.apply_prepare_many(keys, ballot)?;
+        let (replies, standing) = self.apply_prepare_many(Some(MEMORY_CLUSTER), keys, ballot)?;
         Ok(replies
             .into_iter()
             .map(|r| counted(standing, r, |r| matches!(r, PrepareReply::Promised { .. })))
@@ -455,7 +470,8 @@ impl Acceptor for MemoryAcceptor {
         next_promise: Ballot,
     ) -> Answers<AcceptReply> {
         self.check_up()?;
-        let (replies, standing) = self.apply_accept_many(writes, ballot, next_promise)?;
+        let (replies, standing) =
+            self.apply_accept_many(Some(MEMORY_CLUSTER), writes, ballot, next_promise)?;
         Ok(replies
             .into_iter()
             .map(|r| counted(standing, r, |r| *r == AcceptReply::Accepted))

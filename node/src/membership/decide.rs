@@ -171,14 +171,25 @@ pub struct Decision {
 }
 
 /// The cluster id most acceptors carry (ties: the first acceptor's), ignoring the operator's
-/// temporary ids.
+/// temporary ids. Ids carried by records that counted (member, recovering) win over ids
+/// carried only by initialising claims: a node that never learned its cluster, finding the
+/// claims of a new initialisation beside another cluster's recovering mark, must see that
+/// cluster (and its data loss), not the newcomer.
 fn majority_cluster(seen: &[Seen]) -> Option<String> {
-    let ids: Vec<&str> = seen
-        .iter()
-        .filter_map(|s| s.record())
-        .map(|id| id.cluster.as_str())
-        .filter(|id| !id.starts_with(ACCEPT_LOSS_PREFIX))
-        .collect();
+    let carried = |counted_only: bool| -> Vec<&str> {
+        seen.iter()
+            .filter_map(|s| s.record())
+            .filter(|id| !counted_only || id.standing != Standing::Initialising)
+            .map(|id| id.cluster.as_str())
+            .filter(|id| !id.starts_with(ACCEPT_LOSS_PREFIX))
+            .collect()
+    };
+    let counted = carried(true);
+    let ids = if counted.is_empty() {
+        carried(false)
+    } else {
+        counted
+    };
     ids.iter()
         .copied()
         .max_by_key(|id| {
@@ -319,9 +330,14 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
         && classes
             .iter()
             .any(|c| matches!(c, Class::Suspect | Class::Recovering { .. }));
-    let finishing = initialising >= q && members < q && !counted_before;
-    let joinable = members + initialising >= q && members < q && !counted_before;
-    let possible = members + initialising + unknown;
+    // A node that knows the cluster saw it counted: without a member left, initialising
+    // records beside it are late claims landed on wiped acceptors, never a half-done
+    // initialisation; and it never claims acceptors for one.
+    let may_join = !counted_before && (situation.known.is_none() || members > 0);
+    let finishing = may_join && situation.known.is_none() && initialising >= q && members < q;
+    let joinable = may_join && members + initialising >= q && members < q;
+    // Initialising acceptors that may never join cannot be members.
+    let possible = members + unknown + if may_join { initialising } else { 0 };
     for (i, c) in classes.iter().enumerate() {
         match c {
             Class::Initialising if joinable => actions.push(Action::Join {
@@ -372,7 +388,7 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
     let ever_counted = classes
         .iter()
         .any(|c| matches!(c, Class::Member | Class::Suspect | Class::Recovering { .. }));
-    if possible < q && !ever_counted && initialising > 0 {
+    if possible < q && !ever_counted && initialising > 0 && situation.known.is_none() {
         // Most likely another node's initialisation under way (its claims come one by one);
         // nothing is served meanwhile either way.
         return Decision {

@@ -135,9 +135,16 @@ fn decision_table() {
         // joined when initialising records turn up beside a recovering one.
         (None, "RUU", DataLoss, ""),
         (None, "RRR", DataLoss, ""),
-        (None, "RII", Serving, ""),
-        (None, "SII", Serving, "suspect1"),
-        (Some("c"), "RII", Serving, ""),
+        (None, "RII", DataLoss, ""),
+        (None, "SII", DataLoss, "suspect1"),
+        (Some("c"), "RII", DataLoss, ""),
+        // A node that knows the cluster saw it counted: initialising records without a member
+        // beside them are late claims on wiped acceptors (data loss), never finished.
+        (Some("c"), "IIU", DataLoss, "claim-r3"),
+        (Some("c"), "III", DataLoss, ""),
+        // A never-learned node finding a new initialisation's claims beside another cluster's
+        // recovering mark sees that cluster: data loss, nothing joined (review, seed 805).
+        (None, "YYR", DataLoss, ""),
         // A majority may still be there: unreachable ones may be members.
         (Some("c"), "MXX", Serving, ""),
         (Some("c"), "UXX", Serving, ""),

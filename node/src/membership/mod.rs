@@ -179,6 +179,13 @@ impl Membership {
         Ok(self)
     }
 
+    /// Knows `cluster` from the first inspection on, as a node whose cluster file holds it
+    /// (the simulation's nodes of a cluster that exists before the run).
+    pub fn remembering(self, cluster: &str) -> Self {
+        *lock(&self.known) = Some(cluster.to_string());
+        self
+    }
+
     /// The cluster this node knows (learned, or remembered from its cluster file).
     pub fn known(&self) -> Option<String> {
         lock(&self.known).clone()

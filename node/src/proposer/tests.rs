@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::acceptor::memory::MemoryAcceptor;
+use crate::acceptor::memory::{MemoryAcceptor, MEMORY_CLUSTER};
 use crate::acceptor::{AcceptReply, Acceptor, AcceptorError, PrepareReply, ReadReply};
 use crate::ballot::Ballot;
 use crate::record::{self, Write};
@@ -130,7 +130,7 @@ async fn a_split_quorum_read_falls_back_to_the_full_round() {
     // disagree and no third answer can settle it.
     let high = Ballot::new(u64::from(u32::MAX), 9, 9);
     acceptors[0]
-        .apply_accept("k", high, Some("v-minority"), high)
+        .apply_accept(Some(MEMORY_CLUSTER), "k", high, Some("v-minority"), high)
         .expect("accept");
     acceptors[2].set_down(true);
     let read = proposer.read("k").await;
@@ -312,7 +312,9 @@ async fn a_thrifty_accept_refused_by_those_asked_hears_the_held_acceptor() {
     let ours = Ballot::new(5, 1, 7);
     let next = Ballot::new(6, 1, 7);
     for a in &acceptors[..2] {
-        a.inner.apply_prepare("k", high).expect("prepare");
+        a.inner
+            .apply_prepare(Some(MEMORY_CLUSTER), "k", high)
+            .expect("prepare");
     }
     let failure = proposer
         .accept("k", ours, Some("v"), next)
@@ -324,7 +326,7 @@ async fn a_thrifty_accept_refused_by_those_asked_hears_the_held_acceptor() {
     // Refused by a3 too: now, and only now, stored nowhere.
     acceptors[2]
         .inner
-        .apply_prepare("k", high)
+        .apply_prepare(Some(MEMORY_CLUSTER), "k", high)
         .expect("prepare");
     let failure = proposer
         .accept("k", Ballot::new(7, 1, 7), Some("w"), Ballot::new(8, 1, 7))

@@ -21,7 +21,10 @@
 //! `SIM_AIMED_WIPES=on`). Some seeds lose a majority: two or three acceptors wiped at once;
 //! from then on no operation invoked may succeed (the membership tasks must declare data
 //! loss and never re-initialise), and the history is checked against the state chosen just
-//! before the loss. When
+//! before the loss. Each node's calls check the cluster its own membership task decided, one
+//! seed in ten starts from blank acceptors (the tasks initialise the cluster), a pauser stops
+//! nodes now and then, and the run ends by checking that no acceptor became a member of
+//! another cluster (initialised again). When
 //! the clients are done, the network is healed and drained, every key is read through a fresh
 //! proposer, and the history is checked (see [`history`]); the acceptor invariants were
 //! checked on every step (see [`network`]).
@@ -58,6 +61,8 @@ pub const ACCEPTORS: usize = 3;
 /// A majority of the acceptors: what the proposers and the membership tasks count.
 pub const QUORUM: usize = ACCEPTORS / 2 + 1;
 const TIMEOUT: Duration = Duration::from_millis(50);
+/// Seeds whose last digit is this start from blank acceptors (see [`simulate`]).
+const BLANK_SEEDS_END_IN: u64 = 3;
 
 /// Which proposer the clients talk to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +159,8 @@ pub struct Report {
     pub net: NetStats,
     pub crashes: u64,
     pub partitions: u64,
+    /// Nodes paused (see [`pauser`]).
+    pub pauses: u64,
     /// Acceptors wiped, restarted or rolled back, and catch-up passes that made one a member
     /// again.
     pub wipes: u64,
@@ -311,6 +318,9 @@ struct Run {
     incarnations: Mutex<Vec<u64>>,
     crashes: AtomicU64,
     partitions: AtomicU64,
+    pauses: AtomicU64,
+    /// Which nodes' membership tasks know the cluster.
+    learned: [AtomicBool; PROPOSERS],
     wipes: AtomicU64,
     rollbacks: AtomicU64,
     recoveries: AtomicU64,
@@ -630,7 +640,16 @@ async fn majority_loss(run: Arc<Run>) {
         return;
     };
     tokio::time::sleep(at).await;
-    if run.done.load(Ordering::SeqCst) {
+    // Acceptors lost before any became a member held nothing: not a loss (a blank start).
+    // Nor is one lost before every node learned the cluster made (after a blank start) a
+    // fault a node can tell from a new cluster: nodes remember their cluster once learned
+    // (their cluster files), so the loss strikes once they all have.
+    let all_learned = run.learned.iter().all(|l| l.load(Ordering::SeqCst));
+    let late_node = run.variant == Variant::AdoptAnyRecordAtInitialisation;
+    if run.done.load(Ordering::SeqCst)
+        || run.world.original().is_none()
+        || !(all_learned || late_node)
+    {
         return;
     }
     let first = run.draw(|rng| rng.random_range(0..ACCEPTORS));
@@ -662,16 +681,25 @@ async fn membership(run: Arc<Run>, node: usize) {
         }
         _ => None,
     };
-    let membership = Arc::new(
-        Membership::with_rng(
-            acceptors,
-            QUORUM,
-            TIMEOUT,
-            format!("p{}", node + 1),
-            StdRng::seed_from_u64(seed),
-        )
-        .with_control(control),
-    );
+    let mut membership = Membership::with_rng(
+        acceptors,
+        QUORUM,
+        TIMEOUT,
+        format!("p{}", node + 1),
+        StdRng::seed_from_u64(seed),
+    )
+    .with_control(control);
+    // The nodes of a cluster that exists before the run remember it (their cluster files,
+    // as the testbed's nodes): a node that never learned its cluster cannot tell acceptors
+    // all lost before its first inspection from a new cluster (design-acceptor-recovery.md,
+    // "A node remembers its cluster"). Except the one the adopt-any-record control starts
+    // late, which is exactly such a node.
+    let late = run.variant == Variant::AdoptAnyRecordAtInitialisation && node == PROPOSERS - 1;
+    if let (Some(original), false) = (run.world.original(), late) {
+        membership = membership.remembering(&original);
+        run.learned[node].store(true, Ordering::SeqCst);
+    }
+    let membership = Arc::new(membership);
     // Under the adopt-any-record control the last node starts around the loss of every
     // acceptor, so it never learned the cluster (a node without a cluster file, new or
     // recreated) and may find them all empty while the others mark them.
@@ -690,6 +718,9 @@ async fn membership(run: Arc<Run>, node: usize) {
         // controls need to be caught in.
         run.sleep_random(Duration::from_millis(60)).await;
         membership.tick(&ballots).await;
+        if membership.known().is_some() {
+            run.learned[node].store(true, Ordering::SeqCst);
+        }
         for (i, was) in recovering.iter_mut().enumerate() {
             let now = run
                 .world
@@ -708,6 +739,26 @@ async fn membership(run: Arc<Run>, node: usize) {
                 return;
             }
         }
+    }
+}
+
+/// Pauses one node now and then (its proposer and its membership task: a long GC, SIGSTOP, a
+/// VM descheduled), until the clients are done: what it sends meanwhile leaves when it
+/// resumes, so its membership task acts on old inspections and its claims land late.
+async fn pauser(run: Arc<Run>) {
+    loop {
+        run.sleep_random(Duration::from_millis(300)).await;
+        if run.done.load(Ordering::SeqCst) {
+            return;
+        }
+        let (node, pause) = run.draw(|rng| {
+            (
+                rng.random_range(0..PROPOSERS),
+                Duration::from_millis(rng.random_range(10..=300)),
+            )
+        });
+        run.world.pause(node, pause);
+        run.pauses.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -815,6 +866,12 @@ async fn simulate(
         resend_after_lost_reply: variant == Variant::ResendAfterLostReply,
     };
     let world = World::new(ACCEPTORS, rng, shape.faults, controls, aimed_wipes);
+    // One seed in ten starts from blank acceptors (new Redis servers): the membership tasks
+    // initialise the cluster, and the nodes serve nothing until they learned it. Chosen
+    // from the seed without a draw, so the other seeds' runs are drawn as before.
+    if seed % 10 == BLANK_SEEDS_END_IN {
+        world.start_blank(PROPOSERS);
+    }
     let run = Arc::new(Run {
         world: world.clone(),
         history: History::default(),
@@ -832,6 +889,8 @@ async fn simulate(
         incarnations: Mutex::new(Vec::new()),
         crashes: AtomicU64::new(0),
         partitions: AtomicU64::new(0),
+        pauses: AtomicU64::new(0),
+        learned: Default::default(),
         wipes: AtomicU64::new(0),
         rollbacks: AtomicU64::new(0),
         recoveries: AtomicU64::new(0),
@@ -846,6 +905,7 @@ async fn simulate(
     let mut chaos = vec![
         tokio::spawn(crasher(run.clone())),
         tokio::spawn(partitioner(run.clone())),
+        tokio::spawn(pauser(run.clone())),
     ];
     if random_wipes {
         chaos.push(tokio::spawn(wiper(run.clone())));
@@ -909,7 +969,14 @@ async fn simulate(
         1,
     );
     let mut finals = BTreeMap::new();
+    // Acceptors that start blank and were never initialised (every node cut off or paused
+    // for the whole run) hold nothing: no operation can have taken effect.
+    let never_initialised = world.original().is_none();
     for k in 0..run.shape.keys {
+        if never_initialised {
+            finals.insert(format!("k{k}"), None);
+            continue;
+        }
         let key = format!("k{k}");
         let mut last_error: Option<ProposerError> = None;
         let mut state = None;
@@ -933,6 +1000,30 @@ async fn simulate(
         }
     }
 
+    // Never initialised again: no acceptor is a member of any cluster but the run's own (a
+    // node that serves a new, empty cluster is also caught by the history when an operation
+    // succeeds on it; this catches it when none did).
+    if let Some(original) = world.original() {
+        let records: Vec<String> = (0..ACCEPTORS)
+            .map(|i| {
+                world.acceptor(i).identity().map_or("none".into(), |id| {
+                    format!("{}:{}", id.cluster, id.standing.as_str())
+                })
+            })
+            .collect();
+        for i in 0..ACCEPTORS {
+            if let Some(id) = world.acceptor(i).identity() {
+                if id.standing == Standing::Member && id.cluster != original {
+                    world.violation(format!(
+                        "acceptor a{} is a member of cluster {}, not the run's {original}: \
+                         INITIALISED AGAIN (records: {records:?})",
+                        i + 1,
+                        id.cluster
+                    ));
+                }
+            }
+        }
+    }
     let (history_violations, history) = run.history.check(&finals);
     let mut hasher = DefaultHasher::new();
     world.trace().hash(&mut hasher);
@@ -945,6 +1036,7 @@ async fn simulate(
         net: world.stats(),
         crashes: run.crashes.load(Ordering::SeqCst),
         partitions: run.partitions.load(Ordering::SeqCst),
+        pauses: run.pauses.load(Ordering::SeqCst),
         wipes: run.wipes.load(Ordering::SeqCst) + world.aimed_wipes_done(),
         rollbacks: run.rollbacks.load(Ordering::SeqCst),
         majority_lost: run.majority_lost.load(Ordering::SeqCst),

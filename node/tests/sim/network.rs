@@ -147,6 +147,16 @@ pub struct World {
     controls: Controls,
     aimed_wipes: AimedWipes,
     state: Mutex<WorldState>,
+    /// The cluster each node's calls check, as its membership task set it last
+    /// (`AdminAcceptor::set_cluster`, as on a Redis acceptor): `None` refuses every call. A
+    /// node not listed (the final reader) checks [`World::original`].
+    clusters: Mutex<HashMap<usize, Option<String>>>,
+    /// Nodes paused (a process stopped: a long GC, SIGSTOP, a VM descheduled) until when:
+    /// nothing they send leaves before.
+    paused: Mutex<HashMap<usize, tokio::time::Instant>>,
+    /// The cluster the run's data belongs to: [`MEMORY_CLUSTER`], or, for acceptors that
+    /// start blank, the first cluster any acceptor became a member of.
+    original: Mutex<Option<String>>,
 }
 
 /// What the network will do with one request, drawn when it is sent.
@@ -180,6 +190,9 @@ impl World {
                 .collect(),
             controls,
             aimed_wipes,
+            clusters: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
+            original: Mutex::new(Some(MEMORY_CLUSTER.into())),
             state: Mutex::new(WorldState {
                 rng,
                 faults,
@@ -196,6 +209,48 @@ impl World {
     fn lock(&self) -> MutexGuard<'_, WorldState> {
         // A panic elsewhere cannot leave the state inconsistent in a way that matters here.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every acceptor loses its identity record at the start (new Redis servers): the nodes'
+    /// membership tasks initialise the cluster, and nodes know none until then.
+    pub fn start_blank(&self, nodes: usize) {
+        for a in &self.acceptors {
+            a.wipe();
+        }
+        *lock_plain(&self.original) = None;
+        let mut clusters = lock_plain(&self.clusters);
+        for node in 0..nodes {
+            clusters.insert(node, None);
+        }
+    }
+
+    /// Node `node` stops for `pause`: whatever it sends meanwhile leaves when it resumes
+    /// (its membership task may then act on an inspection made before, its initialisation's
+    /// claims land late).
+    pub fn pause(&self, node: usize, pause: Duration) {
+        let until = tokio::time::Instant::now() + pause;
+        lock_plain(&self.paused).insert(node, until);
+    }
+
+    fn paused_until(&self, node: usize) -> Option<tokio::time::Instant> {
+        lock_plain(&self.paused).get(&node).copied()
+    }
+
+    /// The cluster node `node`'s calls check.
+    pub fn cluster_of(&self, node: usize) -> Option<String> {
+        match lock_plain(&self.clusters).get(&node) {
+            Some(cluster) => cluster.clone(),
+            None => self.original(),
+        }
+    }
+
+    fn set_cluster(&self, node: usize, cluster: Option<&str>) {
+        lock_plain(&self.clusters).insert(node, cluster.map(str::to_string));
+    }
+
+    /// The cluster the run's data belongs to (see [`World::original`]).
+    pub fn original(&self) -> Option<String> {
+        lock_plain(&self.original).clone()
     }
 
     /// Runs `f` with the world's RNG (the single source of randomness of a run).
@@ -337,6 +392,12 @@ impl World {
     /// An identity operation of a node's membership task, at the acceptor.
     fn deliver_identity(&self, acceptor: usize, op: &IdentityOp) -> Inspection {
         let inspection = self.acceptors[acceptor].apply_identity(op);
+        if let Some(id) = &inspection.identity {
+            let mut original = lock_plain(&self.original);
+            if original.is_none() && id.standing == Standing::Member {
+                *original = Some(id.cluster.clone());
+            }
+        }
         let mut state = self.lock();
         let mut hasher = DefaultHasher::new();
         let record = inspection
@@ -408,10 +469,13 @@ impl World {
     /// Writes acceptor `acceptor`'s identity as recovering with `mark`, as the nodes'
     /// membership task does for an acceptor found without one.
     pub fn mark_recovering(&self, acceptor: usize, mark: String) {
+        let Some(cluster) = self.original() else {
+            return;
+        };
         let a = &self.acceptors[acceptor];
         let set = acceptor_set(self.acceptors.iter().map(|a| a.name()));
         a.claim(Identity {
-            cluster: MEMORY_CLUSTER.into(),
+            cluster,
             acceptor: a.name().into(),
             standing: Standing::Recovering,
             mark,
@@ -440,13 +504,14 @@ impl World {
 
     fn deliver_prepare(
         &self,
+        node: usize,
         acceptor: usize,
         key: &str,
         ballot: Ballot,
     ) -> Result<PrepareReply, AcceptorError> {
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
-        let reply = a.apply_prepare(key, ballot);
+        let reply = a.apply_prepare(self.cluster_of(node).as_deref(), key, ballot);
         self.check_step(acceptor, key, &before, &a.slot(key));
         let (reply, standing) = reply?;
         if self.controls.count_recovering_prepare {
@@ -461,6 +526,7 @@ impl World {
     /// acceptor's answer never counts, except under its negative control.
     fn deliver_read(
         &self,
+        node: usize,
         acceptor: usize,
         key: &str,
         heard: bool,
@@ -468,7 +534,7 @@ impl World {
         self.wipe_if_in_read_window(acceptor, key, heard);
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
-        let reply = a.apply_read(key);
+        let reply = a.apply_read(self.cluster_of(node).as_deref(), key);
         let after = a.slot(key);
         self.check_step(acceptor, key, &before, &after);
         if after != before {
@@ -484,9 +550,10 @@ impl World {
         counted(standing, reply, |_| true)
     }
 
+    /// `link`: the calling node and the acceptor.
     fn deliver_accept(
         &self,
-        acceptor: usize,
+        (node, acceptor): (usize, usize),
         key: &str,
         ballot: Ballot,
         value: Option<&str>,
@@ -496,7 +563,7 @@ impl World {
         self.wipe_if_in_window(acceptor, key, ballot, heard);
         let a = &self.acceptors[acceptor];
         let before = a.slot(key);
-        let reply = a.apply_accept(key, ballot, value, next);
+        let reply = a.apply_accept(self.cluster_of(node).as_deref(), key, ballot, value, next);
         self.check_step(acceptor, key, &before, &a.slot(key));
         let (reply, standing) = reply?;
         if self.controls.count_recovering_accept {
@@ -509,13 +576,14 @@ impl World {
     /// its one script, with the invariants checked on every key.
     fn deliver_prepare_many(
         &self,
+        node: usize,
         acceptor: usize,
         keys: &[String],
         ballot: Ballot,
     ) -> Answers<PrepareReply> {
         let a = &self.acceptors[acceptor];
         let before: Vec<Slot> = keys.iter().map(|k| a.slot(k)).collect();
-        let reply = a.apply_prepare_many(keys, ballot);
+        let reply = a.apply_prepare_many(self.cluster_of(node).as_deref(), keys, ballot);
         for (key, before) in keys.iter().zip(&before) {
             self.check_step(acceptor, key, before, &a.slot(key));
         }
@@ -536,6 +604,7 @@ impl World {
     /// An accept of many keys (the catch-up pass's batch), as [`World::deliver_prepare_many`].
     fn deliver_accept_many(
         &self,
+        node: usize,
         acceptor: usize,
         writes: &[(String, Option<String>)],
         ballot: Ballot,
@@ -543,7 +612,7 @@ impl World {
     ) -> Answers<AcceptReply> {
         let a = &self.acceptors[acceptor];
         let before: Vec<Slot> = writes.iter().map(|(k, _)| a.slot(k)).collect();
-        let reply = a.apply_accept_many(writes, ballot, next);
+        let reply = a.apply_accept_many(self.cluster_of(node).as_deref(), writes, ballot, next);
         for ((key, _), before) in writes.iter().zip(&before) {
             self.check_step(acceptor, key, before, &a.slot(key));
         }
@@ -641,6 +710,9 @@ impl Link {
         deliver: impl Fn(&World, bool) -> Result<R, AcceptorError> + Send + Sync + 'static,
     ) -> Result<R, AcceptorError> {
         let link = (self.proposer, self.acceptor);
+        if let Some(until) = self.world.paused_until(self.proposer) {
+            tokio::time::sleep_until(until).await;
+        }
         let plan = self.world.plan(link);
         if plan.refuse {
             self.world.lock().stats.refused += 1;
@@ -699,14 +771,14 @@ impl Acceptor for Link {
     }
 
     async fn prepare(&self, key: &str, ballot: Ballot) -> Result<PrepareReply, AcceptorError> {
-        let (key, acceptor) = (key.to_string(), self.acceptor);
-        self.send(move |world, _| world.deliver_prepare(acceptor, &key, ballot))
+        let (key, acceptor, node) = (key.to_string(), self.acceptor, self.proposer);
+        self.send(move |world, _| world.deliver_prepare(node, acceptor, &key, ballot))
             .await
     }
 
     async fn read(&self, key: &str) -> Result<ReadReply, AcceptorError> {
-        let (key, acceptor) = (key.to_string(), self.acceptor);
-        self.send(move |world, heard| world.deliver_read(acceptor, &key, heard))
+        let (key, acceptor, node) = (key.to_string(), self.acceptor, self.proposer);
+        self.send(move |world, heard| world.deliver_read(node, acceptor, &key, heard))
             .await
     }
 
@@ -717,11 +789,11 @@ impl Acceptor for Link {
         value: Option<&str>,
         next_promise: Ballot,
     ) -> Result<AcceptReply, AcceptorError> {
-        let (key, acceptor) = (key.to_string(), self.acceptor);
+        let (key, acceptor, node) = (key.to_string(), self.acceptor, self.proposer);
         let value = value.map(str::to_string);
         self.send(move |world, heard| {
             world.deliver_accept(
-                acceptor,
+                (node, acceptor),
                 &key,
                 ballot,
                 value.as_deref(),
@@ -733,8 +805,8 @@ impl Acceptor for Link {
     }
 
     async fn prepare_many(&self, keys: &[String], ballot: Ballot) -> Answers<PrepareReply> {
-        let (keys, acceptor) = (keys.to_vec(), self.acceptor);
-        self.send(move |world, _| Ok(world.deliver_prepare_many(acceptor, &keys, ballot)))
+        let (keys, acceptor, node) = (keys.to_vec(), self.acceptor, self.proposer);
+        self.send(move |world, _| Ok(world.deliver_prepare_many(node, acceptor, &keys, ballot)))
             .await?
     }
 
@@ -744,9 +816,9 @@ impl Acceptor for Link {
         ballot: Ballot,
         next_promise: Ballot,
     ) -> Answers<AcceptReply> {
-        let (writes, acceptor) = (writes.to_vec(), self.acceptor);
+        let (writes, acceptor, node) = (writes.to_vec(), self.acceptor, self.proposer);
         self.send(move |world, _| {
-            Ok(world.deliver_accept_many(acceptor, &writes, ballot, next_promise))
+            Ok(world.deliver_accept_many(node, acceptor, &writes, ballot, next_promise))
         })
         .await?
     }
@@ -768,10 +840,18 @@ impl AdminAcceptor for Link {
             .await
     }
 
-    /// Simulated acceptors always check the in-memory cluster.
-    fn set_cluster(&self, _cluster: Option<&str>) {}
+    /// The node's calls check the cluster its membership task decided (its proposer's links
+    /// share it), as a Redis acceptor's scripts do.
+    fn set_cluster(&self, cluster: Option<&str>) {
+        self.world.set_cluster(self.proposer, cluster);
+    }
 
     fn cluster(&self) -> Option<String> {
-        Some(MEMORY_CLUSTER.into())
+        self.world.cluster_of(self.proposer)
     }
+}
+
+fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere cannot leave it half-written.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
