@@ -64,6 +64,7 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::NotAppliedOnForeignState => "not_applied_on_foreign",
             Variant::ResolveFromPrepare => "resolve_from_prepare",
             Variant::AppliedPastOurVersion => "applied_past_our_version",
+            Variant::NotAppliedBelowOurBallot => "not_applied_below_our_ballot",
             Variant::CountRecoveringPrepare => "recovering_prepare",
             Variant::CountRecoveringAccept => "recovering_accept",
             Variant::ResendAfterLostReply => "resend_after_lost_reply",
@@ -342,6 +343,11 @@ fn negative_control_not_applied_on_foreign_state_is_caught() {
 #[test]
 fn negative_control_applied_past_our_version_is_caught() {
     negative_control(Variant::AppliedPastOurVersion);
+}
+
+#[test]
+fn negative_control_not_applied_below_our_ballot_is_caught() {
+    negative_control(Variant::NotAppliedBelowOurBallot);
 }
 
 #[test]

@@ -36,6 +36,10 @@ pub enum UnsafeControl {
     /// Outcome resolution declares "applied" on any chosen state past our write's version,
     /// without checking that the chosen state was built upon our write.
     AppliedPastOurVersion,
+    /// Outcome resolution declares "not applied" on a chosen state below our write's
+    /// version whatever its ballot, as if it had been chosen above our accept's (a quorum
+    /// read may find one chosen below it: our write may still be chosen after).
+    NotAppliedBelowOurBallot,
 }
 
 /// Settings of a proposer.

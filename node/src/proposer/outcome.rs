@@ -254,6 +254,7 @@ impl Proposer {
                 Verdict::NotApplied
             };
         }
+        let above = above || self.control(UnsafeControl::NotAppliedBelowOurBallot);
         let verdict = judge(self.lineage, base, ours, chosen, above);
         if self.control(UnsafeControl::AppliedPastOurVersion) {
             let version = |s: Option<&str>| s.and_then(self.lineage).map(|l| l.version);

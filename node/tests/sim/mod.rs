@@ -99,6 +99,9 @@ pub enum Variant {
     /// Negative control: a thrifty accept refused by every acceptor it asked is judged
     /// stored nowhere while the calls it held back still go out at the hedge delay.
     ThriftyRefusalWithHeldCalls,
+    /// Negative control: "not applied" declared on a chosen state below our write's version
+    /// even when it was chosen under a ballot below our accept's.
+    NotAppliedBelowOurBallot,
     /// Negative control (membership): a recovering acceptor promoted without its catch-up.
     PromoteWithoutCatchUp,
     /// Negative control (membership): a restarted or rolled-back member trusted again at
@@ -352,7 +355,9 @@ impl Run {
             cache_bytes: self.shape.cache_bytes,
             quorum_reads: match self.variant {
                 // These controls need the quorum read they break.
-                Variant::QuorumReadWithoutAgreement | Variant::CountRecoveringRead => true,
+                Variant::QuorumReadWithoutAgreement
+                | Variant::CountRecoveringRead
+                | Variant::NotAppliedBelowOurBallot => true,
                 // This one breaks the accept path: every read a full round, as before quorum
                 // reads, so reads make accepts too (its single catch before aimed wipes was a
                 // read's accept).
@@ -383,6 +388,7 @@ impl Run {
                 Variant::NotAppliedOnForeignState => Some(UnsafeControl::NotAppliedOnForeignState),
                 Variant::ResolveFromPrepare => Some(UnsafeControl::ResolveFromPrepare),
                 Variant::AppliedPastOurVersion => Some(UnsafeControl::AppliedPastOurVersion),
+                Variant::NotAppliedBelowOurBallot => Some(UnsafeControl::NotAppliedBelowOurBallot),
                 Variant::QuorumReadWithoutAgreement => {
                     Some(UnsafeControl::QuorumReadWithoutAgreement)
                 }
