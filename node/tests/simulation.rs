@@ -74,6 +74,7 @@ fn failure_text(report: &Report, variant: Variant) -> String {
             Variant::PromoteWithoutCatchUp => "promote_without_catch_up",
             Variant::CountSuspect => "count_suspect",
             Variant::InitialiseOverKnownCluster => "initialise_over_known_cluster",
+            Variant::InitialiseUnderNewId => "initialise_under_new_id",
             Variant::AdoptAnyRecordAtInitialisation => "adopt_any_record",
         },
         seed = report.seed,
@@ -398,6 +399,26 @@ fn negative_control_count_suspect_is_caught() {
 #[test]
 fn negative_control_initialise_over_known_cluster_is_caught() {
     negative_control(Variant::InitialiseOverKnownCluster);
+}
+
+/// Caught by the new-cluster checks alone: nothing is served after the loss, so the history
+/// check has nothing to find (asserted, so the control keeps testing those checks).
+#[test]
+fn negative_control_initialise_under_new_id_is_caught() {
+    negative_control(Variant::InitialiseUnderNewId);
+    let report = (0..control_seeds())
+        .map(|seed| run_seed(seed, Variant::InitialiseUnderNewId))
+        .find(Report::failed)
+        .expect("caught");
+    assert!(
+        report.history_violations.is_empty()
+            && report
+                .invariant_violations
+                .iter()
+                .all(|v| v.contains("INITIALISED AGAIN") || v.contains("NEW CLUSTER")),
+        "{}",
+        failure_text(&report, Variant::InitialiseUnderNewId)
+    );
 }
 
 #[test]

@@ -77,6 +77,10 @@ pub enum MembershipControl {
     /// When the members cannot form a quorum, claim the acceptors without a record as members
     /// of the known cluster (the half-done-initialisation branch of old).
     InitialiseOverKnownCluster,
+    /// When the members cannot form a quorum, start over: claim the acceptors without a record
+    /// as members of a fresh cluster id (the data loss hidden under a new cluster, which the
+    /// simulation's new-cluster checks must see: the history alone cannot).
+    InitialiseUnderNewId,
     /// A node initialising a new cluster adopts the id of whatever record acceptor 1 holds,
     /// even one that counted (a recovering or member record another node wrote after every
     /// acceptor was wiped), claims the others `initialising` under it, and joins them beside
@@ -324,6 +328,17 @@ impl Membership {
                         let op = IdentityOp::Claim(self.identity_for(cluster, i, Standing::Member));
                         let _ = self.on(i, op).await;
                     }
+                }
+            }
+        }
+        if decision.verdict == Verdict::DataLoss
+            && self.control(MembershipControl::InitialiseUnderNewId)
+        {
+            let fresh = self.random_id();
+            for (i, class) in decision.classes.iter().enumerate() {
+                if matches!(class, Class::Unmarked { .. }) {
+                    let op = IdentityOp::Claim(self.identity_for(&fresh, i, Standing::Member));
+                    let _ = self.on(i, op).await;
                 }
             }
         }

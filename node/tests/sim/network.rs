@@ -154,6 +154,10 @@ pub struct World {
     /// Nodes paused (a process stopped: a long GC, SIGSTOP, a VM descheduled) until when:
     /// nothing they send leaves before.
     paused: Mutex<HashMap<usize, tokio::time::Instant>>,
+    /// Pauses waiting for their node's next initialising claim on an acceptor after the first
+    /// (the node stopped half-way through an initialisation: its later claims land whenever
+    /// it resumes).
+    armed: Mutex<HashMap<usize, Duration>>,
     /// The cluster the run's data belongs to: [`MEMORY_CLUSTER`], or, for acceptors that
     /// start blank, the first cluster any acceptor became a member of.
     original: Mutex<Option<String>>,
@@ -192,6 +196,7 @@ impl World {
             aimed_wipes,
             clusters: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
+            armed: Mutex::new(HashMap::new()),
             original: Mutex::new(Some(MEMORY_CLUSTER.into())),
             state: Mutex::new(WorldState {
                 rng,
@@ -230,6 +235,46 @@ impl World {
     pub fn pause(&self, node: usize, pause: Duration) {
         let until = tokio::time::Instant::now() + pause;
         lock_plain(&self.paused).insert(node, until);
+    }
+
+    /// Node `node` stops for `pause` at its next initialising claim on an acceptor after the
+    /// first (see `armed`).
+    pub fn arm_pause(&self, node: usize, pause: Duration) {
+        lock_plain(&self.armed).insert(node, pause);
+    }
+
+    /// Whether node `node` is stopped right now.
+    pub fn paused_now(&self, node: usize) -> bool {
+        self.paused_until(node)
+            .is_some_and(|until| until > tokio::time::Instant::now())
+    }
+
+    /// A call of node `node` that acceptor `acceptor` admitted as `standing`: one that counts
+    /// (a member's) under another cluster than the run's own means the node serves a cluster
+    /// initialised again under a new id (reported once per node).
+    fn check_served(&self, node: usize, acceptor: usize, standing: Standing) {
+        if standing != Standing::Member {
+            return;
+        }
+        let (Some(original), Some(cluster)) = (self.original(), self.cluster_of(node)) else {
+            return;
+        };
+        if cluster != original {
+            let message = format!(
+                "node p{} SERVED UNDER A NEW CLUSTER {cluster} (acceptor {} counted; the run's \
+                 cluster is {original})",
+                node + 1,
+                self.acceptors[acceptor].name()
+            );
+            let mut state = self.lock();
+            if !state
+                .violations
+                .iter()
+                .any(|v| v.starts_with(&message[..12]))
+            {
+                state.violations.push(message);
+            }
+        }
     }
 
     fn paused_until(&self, node: usize) -> Option<tokio::time::Instant> {
@@ -514,6 +559,7 @@ impl World {
         let reply = a.apply_prepare(self.cluster_of(node).as_deref(), key, ballot);
         self.check_step(acceptor, key, &before, &a.slot(key));
         let (reply, standing) = reply?;
+        self.check_served(node, acceptor, standing);
         if self.controls.count_recovering_prepare {
             return Ok(reply);
         }
@@ -544,6 +590,7 @@ impl World {
             ));
         }
         let (reply, standing) = reply?;
+        self.check_served(node, acceptor, standing);
         if self.controls.count_recovering_read {
             return Ok(reply);
         }
@@ -566,6 +613,7 @@ impl World {
         let reply = a.apply_accept(self.cluster_of(node).as_deref(), key, ballot, value, next);
         self.check_step(acceptor, key, &before, &a.slot(key));
         let (reply, standing) = reply?;
+        self.check_served(node, acceptor, standing);
         if self.controls.count_recovering_accept {
             return Ok(reply);
         }
@@ -829,6 +877,14 @@ impl Acceptor for Link {
 impl AdminAcceptor for Link {
     async fn identity(&self, op: IdentityOp) -> Result<Inspection, AcceptorError> {
         let acceptor = self.acceptor;
+        let initialising =
+            matches!(&op, IdentityOp::Claim(id) if id.standing == Standing::Initialising);
+        if initialising && acceptor > 0 {
+            let armed = lock_plain(&self.world.armed).remove(&self.proposer);
+            if let Some(pause) = armed {
+                self.world.pause(self.proposer, pause);
+            }
+        }
         self.send(move |world, _| Ok(world.deliver_identity(acceptor, &op)))
             .await
     }
