@@ -16,6 +16,12 @@
 # every lost acknowledged write, stale reads, downtime, when the node served again. Losing
 # data is what these runs measure, so a run's violations do not fail the script; a run that
 # produced no data does.
+#
+# COMPARE_LOCK=FILE (a shared machine): take `flock FILE` around each system's runs only
+# (make up … make down, the Docker images rebuilt inside), so that others can use Docker
+# between two systems. Never together with an outer flock on the same file (it would wait for
+# itself). The time the runs held Docker is printed at the end, apart from the time spent
+# waiting for the lock.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,16 +30,22 @@ SYSTEMS="${SYSTEMS:-perseus etcd}"
 CONNECTIONS="${COMPARE_CONNECTIONS:-1}"
 out="results/$(date -u +%Y%m%dT%H%M%SZ)-compare"
 # The command `lab results` quotes under the figures (docs/results.md).
-export LAB_COMMAND="make compare SYSTEMS=\"$SYSTEMS\""
+export LAB_COMMAND="make compare SYSTEMS=\"$SYSTEMS\"${FAULTS:+ FAULTS=\"$FAULTS\"}"
 LAB=target/release/lab
 status=0
 
 [ -f "$SCENARIO" ] || { echo "compare: no scenario $SCENARIO" >&2; exit 2; }
 down() { make -s down >/dev/null 2>&1 || echo "compare: make down failed" >&2; }
-trap 'down; exit 1' INT TERM
+# Docker is ours (to clean up on an interrupt) unless we wait for COMPARE_LOCK.
+holding=1
+[ -z "${COMPARE_LOCK:-}" ] || holding=0
+trap '[ "$holding" = 0 ] || down; exit 1' INT TERM
 
-echo "=== compare: clean slate (make down)"
-down
+# With COMPARE_LOCK, Docker is someone else's until the lock is ours: no make down before.
+if [ -z "${COMPARE_LOCK:-}" ]; then
+  echo "=== compare: clean slate (make down)"
+  down
+fi
 mkdir -p "$out"
 
 # One system: bring it up, run the scenario into $out/NAME, take it down.
@@ -62,7 +74,17 @@ if [ -n "${FAULTS// /}" ]; then
     esac
   done
   dirs=()
+  held=0
+  started=$SECONDS
   for s in $SYSTEMS; do
+    if [ -n "${COMPARE_LOCK:-}" ]; then
+      echo "=== compare: waiting for $COMPARE_LOCK ($s)"
+      exec 9>"$COMPARE_LOCK"
+      flock 9
+      holding=1
+      down
+    fi
+    from=$SECONDS
     for f in $FAULTS; do
       echo "=== compare: $s, $f (make up SYSTEM=$s; lab run compose/scenarios/storage-$f.toml)"
       if make up SYSTEM="$s"; then
@@ -78,11 +100,21 @@ if [ -n "${FAULTS// /}" ]; then
       down
       if [ -f "$out/$s-$f/load.jsonl" ]; then dirs+=("$out/$s-$f"); else status=1; fi
     done
+    held=$((held + SECONDS - from))
+    echo "=== compare: $s took $((SECONDS - from)) s"
+    if [ -n "${COMPARE_LOCK:-}" ]; then
+      holding=0
+      flock -u 9
+      exec 9>&-
+    fi
   done
   [ ${#dirs[@]} -gt 0 ] || { echo "compare: no run produced data" >&2; exit 1; }
   echo
   echo "=== compare: storage faults, side by side"
   $LAB storage "${dirs[@]}" --out "$out" || status=1
+  took="The runs (make up, the scenario, make status, make down per system and fault) took $held s; $((SECONDS - started)) s in all, the rest waiting for the lock."
+  echo "=== compare: $took"
+  [ -f "$out/storage.md" ] && printf '\n%s\n' "$took" >>"$out/storage.md"
   exit $status
 fi
 

@@ -11,7 +11,9 @@
 //! - **silently rejoined**: it served again, and acknowledged writes were lost or reads went
 //!   stale, with no refusal;
 //! - **repaired**: it served again and no acknowledged write was lost, no read was stale (the
-//!   system put back what the disk lost, or never needed it).
+//!   system put back what the disk lost, or never needed it);
+//! - **not applicable**: chaos refused the fault for this system before touching anything (a
+//!   log no file cut can reach: Galera's), so there is nothing to classify.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ pub enum Outcome {
     Refused,
     Repaired,
     SilentlyRejoined,
+    NotApplicable,
 }
 
 impl Outcome {
@@ -37,6 +40,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Repaired => "repaired",
             Outcome::SilentlyRejoined => "silently rejoined",
+            Outcome::NotApplicable => "not applicable",
         }
     }
 }
@@ -100,7 +104,9 @@ pub fn row(system: &str, run: &Run) -> Option<Row> {
     let other = count(ViolationKind::IndexBackwards) + count(ViolationKind::UnexpectedValue);
     // Without a summary the records are all there is; with one, the loadgen's total counts
     // violations whose records it did not write.
+    let unsupported = event.failure == Some(perseus_model::Failure::Unsupported);
     let outcome = match back_ms {
+        _ if unsupported => Outcome::NotApplicable,
         None => Outcome::Refused,
         Some(_) if !lost.is_empty() || stale > 0 || other > 0 => Outcome::SilentlyRejoined,
         Some(_) => Outcome::Repaired,
@@ -144,7 +150,11 @@ pub fn markdown(rows: &[Row]) -> String {
             r.fault,
             r.host,
             r.outcome.as_str(),
-            if r.applied { "" } else { " (chaos: failed)" },
+            if r.applied || r.outcome == Outcome::NotApplicable {
+                ""
+            } else {
+                " (chaos: failed)"
+            },
             r.lost.len(),
             r.stale,
             r.other_violations,
@@ -286,6 +296,19 @@ mod tests {
             analysis::fixtures::synthetic(20, 3, |i, t| i == 2 && (6000..7000).contains(&t));
         run.events = vec![analysis::fixtures::event(&run, "wipe", "a3", 6000, 6500)];
         assert_eq!(row("perseus", &run).unwrap().outcome, Outcome::Repaired);
+
+        // Refused by chaos before anything was stopped (no log to cut): not applicable.
+        let mut run = analysis::fixtures::synthetic(20, 3, |_, _| false);
+        let mut ev = analysis::fixtures::event(&run, "truncate", "g1", 6000, 6010);
+        ev.ok = false;
+        ev.failure = Some(perseus_model::Failure::Unsupported);
+        run.events = vec![ev];
+        let r = row("galera", &run).unwrap();
+        assert_eq!(r.outcome, Outcome::NotApplicable);
+        assert!(
+            markdown(&[r]).contains("| galera | truncate | g1 | not applicable | 0 |"),
+            "the row"
+        );
 
         // No storage fault: no row.
         let mut run = analysis::fixtures::synthetic(5, 3, |_, _| false);

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use crate::error::ChaosError;
 use crate::fault;
 use crate::host::Host;
 use crate::layer;
@@ -375,9 +376,16 @@ pub async fn truncate(
     bytes: u32,
     wait: Duration,
 ) -> Result<String> {
-    // Bad input changes nothing: a system without a reachable log is refused before the stop.
-    let script = truncate_script(layout(host.name.system).log, bytes)
-        .with_context(|| format!("{} ({})", host.name, host.name.system.title()))?;
+    // Bad input changes nothing: a system without a reachable log is refused before the stop,
+    // as a fault this system cannot have (the event's failure is `unsupported`, and the
+    // storage table says "not applicable" rather than counting a refusal or a repair).
+    let script = truncate_script(layout(host.name.system).log, bytes).map_err(|e| {
+        ChaosError::Unsupported(format!(
+            "{} ({}): {e:#}; nothing was stopped or changed",
+            host.name,
+            host.name.system.title()
+        ))
+    })?;
     let data = data_volume(host)?;
     let stopped = stop(docker, host, how).await?;
     let cut = helper(
