@@ -92,6 +92,12 @@ if [ -n "${FAULTS// /}" ]; then
           --connections "$CONNECTIONS" 2>&1 | tee "$out/$s-$f.log"
         echo "=== compare: the $s $f run exited with ${PIPESTATUS[0]} (violations are what it measures)"
         make -s status SYSTEM="$s" 2>&1 | tee "$out/$s-$f.status" | tail -n 5
+        # What each host said about its data when it started again (why it refused, repaired).
+        mkdir -p "$out/$s-$f/hosts"
+        for c in $(docker ps -aq --filter "label=com.docker.compose.project=${COMPOSE_PROJECT_NAME:-perseus}"); do
+          name=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$c")
+          docker logs --tail 300 "$c" >"$out/$s-$f/hosts/$name.log" 2>&1
+        done
       else
         echo "compare: make up SYSTEM=$s failed" >&2
         status=1

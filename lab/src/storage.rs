@@ -135,6 +135,57 @@ fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "never".to_string(), |v| format!("{v:.0}"))
 }
 
+/// One cell of the summary: `repaired, 0 lost, back 1.2 s`.
+fn cell(r: &Row) -> String {
+    if r.outcome == Outcome::NotApplicable {
+        return "not applicable".into();
+    }
+    let mut c = format!("{}, {} lost", r.outcome.as_str(), r.lost.len());
+    if r.stale > 0 {
+        let _ = write!(c, ", {} stale", r.stale);
+    }
+    match r.back_ms {
+        Some(ms) => {
+            let _ = write!(c, ", back {:.1} s", ms / 1000.0);
+        }
+        None => c.push_str(", never back"),
+    }
+    if r.cluster_downtime_ms >= 1000.0 {
+        let _ = write!(c, ", all down {:.1} s", r.cluster_downtime_ms / 1000.0);
+    }
+    c
+}
+
+/// The rows as one line per system and one column per fault (in the order first seen), for a
+/// page where 24 rows would not fit.
+pub fn summary(rows: &[Row]) -> String {
+    let mut systems: Vec<&str> = Vec::new();
+    let mut faults: Vec<&str> = Vec::new();
+    for r in rows {
+        if !systems.contains(&r.system.as_str()) {
+            systems.push(&r.system);
+        }
+        if !faults.contains(&r.fault.as_str()) {
+            faults.push(&r.fault);
+        }
+    }
+    let mut md = format!("| system | {} |\n|---|", faults.join(" | "));
+    md.push_str(&"---|".repeat(faults.len()));
+    md.push('\n');
+    for s in &systems {
+        let cells: Vec<String> = faults
+            .iter()
+            .map(|f| {
+                rows.iter()
+                    .find(|r| r.system == *s && r.fault == *f)
+                    .map_or_else(|| "–".to_string(), cell)
+            })
+            .collect();
+        let _ = writeln!(md, "| {s} | {} |", cells.join(" | "));
+    }
+    md
+}
+
 /// The table, then every lost write, then what chaos did per row.
 pub fn markdown(rows: &[Row]) -> String {
     let mut md = String::new();
@@ -226,6 +277,8 @@ pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let text = markdown(&rows);
     let mut md = String::from("# Storage faults: one host's disk goes wrong under load\n\n");
+    md.push_str(&summary(&rows));
+    md.push_str("\n(back: from the fault's beginning until the node's first success; all down: the cluster's longest stretch without any success, when 1 s or more)\n\n");
     md.push_str(&text);
     md.push('\n');
     for dir in dirs {
@@ -296,6 +349,17 @@ mod tests {
             analysis::fixtures::synthetic(20, 3, |i, t| i == 2 && (6000..7000).contains(&t));
         run.events = vec![analysis::fixtures::event(&run, "wipe", "a3", 6000, 6500)];
         assert_eq!(row("perseus", &run).unwrap().outcome, Outcome::Repaired);
+
+        let md = summary(&[r.clone(), {
+            let mut o = r.clone();
+            o.fault = "rollback".into();
+            o
+        }]);
+        assert!(md.contains("| system | truncate | rollback |"), "{md}");
+        assert!(
+            md.contains("| etcd | refused, 0 lost, never back | refused, 0 lost, never back |"),
+            "{md}"
+        );
 
         // Refused by chaos before anything was stopped (no log to cut): not applicable.
         let mut run = analysis::fixtures::synthetic(20, 3, |_, _| false);
