@@ -245,19 +245,19 @@ pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Resul
     )
 }
 
-/// Waits until the host answers `/health` where its users stand with any status (its
-/// processes are up, whether or not it has a quorum); returns how long it took and the code.
+/// Waits until the host answers its system's health question where its users stand, with any
+/// answer (its processes are up, whether or not it has a quorum: [`probe::answers`]); returns
+/// how long it took and what it said.
 pub async fn wait_answering(
     docker: &Docker,
     host: &Host,
     wait: Duration,
-) -> Result<(Duration, u16)> {
+) -> Result<(Duration, String)> {
     let begin = Instant::now();
-    let addr = probe::user_address(host)?;
     let mut last = String::new();
     while begin.elapsed() < wait {
-        match probe::get(addr, "/health").await {
-            Ok(code) => return Ok((begin.elapsed(), code)),
+        match probe::answers(host).await {
+            Ok(said) => return Ok((begin.elapsed(), said)),
             Err(e) => last = format!("{e:#}"),
         }
         for m in &host.members {
@@ -274,7 +274,7 @@ pub async fn wait_answering(
         sleep(Duration::from_millis(250)).await;
     }
     bail!(
-        "{} did not answer /health on {addr} within {} s (last: {last})",
+        "{} did not answer its health check within {} s (last: {last})",
         host.name,
         wait.as_secs()
     )

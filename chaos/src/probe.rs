@@ -193,6 +193,39 @@ pub async fn healthy(host: &Host) -> Result<()> {
     }
 }
 
+/// Whether the host answers its system's health question at all, healthy or not (its
+/// processes are up and listening): what it said, in a few words (`503`, `Mode: follower`,
+/// `not currently serving`, `-NOQUORUM …`). The storage faults wait for this after a start.
+pub async fn answers(host: &Host) -> Result<String> {
+    let said = match host.name.system.health() {
+        HealthCheck::Http { port, path } => {
+            let addr = if host.swarm() && port == host.name.system.client_port() {
+                user_address(host)?
+            } else {
+                address(host, port)?
+            };
+            get(addr, path).await?.to_string()
+        }
+        HealthCheck::ZookeeperSrvr { port } => {
+            let answer = exchange(address(host, port)?, b"srvr").await?;
+            match zookeeper_mode(&answer) {
+                Some(mode) => format!("Mode: {mode}"),
+                None => answer.trim().to_string(),
+            }
+        }
+        HealthCheck::SentinelQuorum { port } => {
+            redis_command(address(host, port)?, b"SENTINEL CKQUORUM perseus\r\n")
+                .await?
+                .trim()
+                .to_string()
+        }
+    };
+    if said.is_empty() {
+        bail!("{} closed the connection without an answer", host.name);
+    }
+    Ok(said.chars().take(60).collect())
+}
+
 /// The host's `/health` where its users stand: the status code and the body, parsed (None
 /// when it is not the JSON both systems write).
 pub async fn health(host: &Host) -> Result<(u16, Option<Health>)> {
