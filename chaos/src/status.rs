@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Result};
 use chrono::Utc;
-use perseus_model::{HostStatus, Netns};
+use perseus_model::{HealthCheck, HostStatus, Netns};
 
 use crate::host::{Cluster, Host, HostName, System};
 use crate::nemesis::active_faults;
@@ -184,7 +184,18 @@ async fn host_status(host: &Host, names: &HashMap<Ipv4Addr, String>) -> HostStat
     }
     // The node's own view of every acceptor (member, recovering with its catch-up
     // progress, unmarked, ...) comes with its health answer; etcd's body has none.
-    let (healthy, body) = match probe::health(host).await {
+    // Perseus and etcd answer GET /health on their client port (with the node's view in the
+    // body); every other system is asked its own health question (srvr, Sentinel's quorum,
+    // its health check's port), as heal and the storage faults ask it.
+    let asked = match host.name.system.health() {
+        HealthCheck::Http { port, path }
+            if port == host.name.system.client_port() && path == "/health" =>
+        {
+            probe::health(host).await
+        }
+        _ => probe::healthy(host).await.map(|()| (200, None)),
+    };
+    let (healthy, body) = match asked {
         Ok((200, body)) => (true, body),
         Ok((code, body)) => {
             if host.running() {

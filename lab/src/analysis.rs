@@ -136,7 +136,7 @@ pub struct Stretch {
 }
 
 impl Stretch {
-    fn overlaps(&self, from_us: u64, to_us: u64) -> bool {
+    pub fn overlaps(&self, from_us: u64, to_us: u64) -> bool {
         self.from_us <= to_us && self.to_us >= from_us
     }
 

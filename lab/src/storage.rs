@@ -60,8 +60,8 @@ pub struct Row {
     pub other_violations: u64,
     /// The longest stretch without any success of the cluster that overlaps the fault, ms.
     pub cluster_downtime_ms: f64,
-    /// From the fault's beginning until the faulted node's first success after the fault's
-    /// command returned, ms (None: never).
+    /// From the fault's beginning until the end of the faulted node's outage, ms (None: it
+    /// never served again).
     pub back_ms: Option<f64>,
     /// What chaos said it did (the system's repair included).
     pub detail: String,
@@ -84,10 +84,27 @@ pub fn row(system: &str, run: &Run) -> Option<Row> {
     let end = run.offset_ms(event.unix_ms);
     let run_end = analysis::run_end_ms(run);
     let node = event.host.host().map(|h| h.node_index());
-    let back_ms = node
-        .filter(|&i| i < run.node_count())
-        .and_then(|i| analysis::first_success_after_ms(run, Subject::Node(i), end))
-        .map(|after| (end - begin) as f64 + after);
+    // The node's outage is its longest stretch without a success that overlaps the fault's
+    // command (stopped, files changed, started, waited for its first answer); it is back at
+    // that stretch's end, or never when the stretch lasts to the end of the run. Not the
+    // first success after the command returned: a command that waited long for an answer
+    // (a system slow to answer its health question) would push "back" after the fact.
+    let back_ms = node.filter(|&i| i < run.node_count()).and_then(|i| {
+        let run_end_us = run_end.max(0) as u64 * 1000;
+        let (from_us, to_us) = (
+            begin.max(0) as u64 * 1000,
+            end.max(begin).max(0) as u64 * 1000,
+        );
+        let outage = analysis::stretches(run, &[i])
+            .into_iter()
+            .filter(|s| s.overlaps(from_us, to_us))
+            .max_by_key(|s| s.len_us);
+        match outage {
+            Some(s) if s.to_us >= run_end_us => None,
+            Some(s) => Some((s.to_us as f64 / 1000.0 - begin as f64).max(0.0)),
+            None => Some(0.0),
+        }
+    });
     let count = |kind: ViolationKind| {
         run.violations
             .iter()
