@@ -127,6 +127,10 @@ pub struct Situation<'a> {
     /// This node's name for catch-up leases.
     pub node: &'a str,
     pub quorum: usize,
+    /// Whether this node has seen a quorum of members of its cluster since it started: from
+    /// then on `initialising` records of it are late claims landed on wiped acceptors (a
+    /// paused initialiser's, a delayed message), never an initialisation to finish.
+    pub established: bool,
     /// NEGATIVE CONTROL (false but in the simulation's control): finish and join an
     /// initialisation even beside a recovering or suspect record of its cluster.
     pub join_after_counted: bool,
@@ -333,7 +337,8 @@ pub fn decide(situation: &Situation, seen: &[Seen]) -> Decision {
     // A node that knows the cluster saw it counted: without a member left, initialising
     // records beside it are late claims landed on wiped acceptors, never a half-done
     // initialisation; and it never claims acceptors for one.
-    let may_join = !counted_before && (situation.known.is_none() || members > 0);
+    let may_join =
+        !counted_before && !situation.established && (situation.known.is_none() || members > 0);
     let finishing = may_join && situation.known.is_none() && initialising >= q && members < q;
     let joinable = may_join && members + initialising >= q && members < q;
     // Initialising acceptors that may never join cannot be members.

@@ -69,6 +69,7 @@ fn run(known: Option<&str>, codes: &str) -> Decision {
             names: &names,
             node: "me",
             quorum: 2,
+            established: false,
             join_after_counted: false,
         },
         &seen,
@@ -195,6 +196,31 @@ fn decision_table() {
     }
 }
 
+/// A node that saw a quorum of members never joins initialising records again: one member left
+/// beside two wiped acceptors that received late claims of the initialisation (a paused
+/// initialiser's) is data loss, not a cluster to finish (the review's finding 1); a node
+/// starting up beside a half-done initialisation still joins them.
+#[test]
+fn a_node_that_saw_a_quorum_never_joins_late_claims() {
+    let seen: Vec<Seen> = "MII".chars().enumerate().map(|(i, c)| seen(c, i)).collect();
+    let names = names();
+    let situation = |established| Situation {
+        known: Some("c"),
+        names: &names,
+        node: "me",
+        quorum: 2,
+        established,
+        join_after_counted: false,
+    };
+    let d = decide(&situation(true), &seen);
+    assert_eq!((d.verdict, kinds(&d).as_str()), (Verdict::DataLoss, ""));
+    let d = decide(&situation(false), &seen);
+    assert_eq!(
+        (d.verdict, kinds(&d).as_str()),
+        (Verdict::Serving, "join2 join3")
+    );
+}
+
 #[test]
 fn a_recovering_acceptor_leased_by_another_node_is_left_to_it() {
     let mut seen: Vec<Seen> = "MRM".chars().enumerate().map(|(i, c)| seen(c, i)).collect();
@@ -207,6 +233,7 @@ fn a_recovering_acceptor_leased_by_another_node_is_left_to_it() {
         names: &names,
         node: "me",
         quorum: 2,
+        established: false,
         join_after_counted: false,
     };
     assert_eq!(kinds(&decide(&situation, &seen)), "");
@@ -234,6 +261,7 @@ fn the_operators_temporary_cluster_is_never_adopted() {
             names: &names,
             node: "me",
             quorum: 2,
+            established: false,
             join_after_counted: false,
         },
         &seen,

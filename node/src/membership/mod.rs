@@ -108,6 +108,8 @@ pub struct Membership {
     /// Where the node remembers its cluster across restarts, and whether the file holds it.
     cluster_file: Option<PathBuf>,
     remembered: Mutex<bool>,
+    /// Whether a quorum of members was seen since the node started (see `Situation`).
+    established: Mutex<bool>,
     /// The running pass, if any, and where each pass stands.
     running: Mutex<bool>,
     place: Mutex<Option<Place>>,
@@ -156,6 +158,7 @@ impl Membership {
             known: Mutex::new(None),
             cluster_file: None,
             remembered: Mutex::new(false),
+            established: Mutex::new(false),
             running: Mutex::new(false),
             place: Mutex::new(None),
             rng: Mutex::new(rng),
@@ -299,6 +302,7 @@ impl Membership {
                 names: &self.names,
                 node: &self.node,
                 quorum: self.quorum,
+                established: *lock(&self.established),
                 join_after_counted: self.control(MembershipControl::AdoptAnyRecordAtInitialisation),
             },
             &seen,
@@ -313,6 +317,10 @@ impl Membership {
             .any(|c| matches!(c, Class::Member | Class::Suspect | Class::Recovering { .. }));
         if let (None, Some(c), true) = (&known, &decision.cluster, counted) {
             *lock(&self.known) = Some(c.clone());
+        }
+        let members = decision.classes.iter().filter(|c| **c == Class::Member);
+        if members.count() >= self.quorum {
+            *lock(&self.established) = true;
         }
         self.remember();
         for a in &self.acceptors {
