@@ -253,6 +253,10 @@ results: ## Regenerate docs/results.md from the runs in results/ (their summary.
 smoke: images ## Short run of SYSTEM for CI: up, 24 s of load, kill the leader, start it, down; fails on violations or a node never serving
 	scripts/smoke.sh $(SYSTEM)
 
+.PHONY: replica-check
+replica-check: images ## Galera: a clean run's replicas agree, then one key changed on g2 alone is reported as a replica-divergence (scripts/replica-check.sh)
+	scripts/replica-check.sh
+
 amnesia-check: ## FLUSHALL an acceptor: the four steps of the amnesia bug, then in the middle of load; 0 lost writes
 	scripts/amnesia-check.sh
 

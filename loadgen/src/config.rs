@@ -84,6 +84,11 @@ pub struct Cli {
     /// to measure what the gateway costs
     #[arg(long, env = "LOADGEN_ETCD3_GATEWAY")]
     pub etcd3_gateway: bool,
+
+    /// No load: only compare every replica's own copy of the run's keys (give the run's
+    /// --run-id, --keys and --connections); exits 1 on a divergence
+    #[arg(long, env = "LOADGEN_COMPARE_REPLICAS_ONLY")]
+    pub compare_replicas_only: bool,
 }
 
 /// What the clients do.
@@ -175,6 +180,8 @@ pub struct Config {
     pub local_reads: bool,
     /// etcd3: through the JSON gateway instead of gRPC.
     pub etcd3_gateway: bool,
+    /// No load: only the replica comparison of the run's keys.
+    pub compare_replicas_only: bool,
 }
 
 impl Config {
@@ -197,6 +204,7 @@ impl Config {
             history: None,
             local_reads: false,
             etcd3_gateway: false,
+            compare_replicas_only: false,
         }
     }
 }
@@ -325,6 +333,7 @@ impl TryFrom<Cli> for Config {
             history: c.history,
             local_reads: c.local_reads,
             etcd3_gateway: c.etcd3_gateway,
+            compare_replicas_only: c.compare_replicas_only,
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod contention;
 pub mod history_log;
 pub mod output;
 pub mod register;
+pub mod replicas;
 pub mod stats;
 pub mod store;
 pub mod worker;
@@ -127,6 +128,9 @@ where
     let _ = stop_tx.send(true);
     let reports = collect_workers(workers, &cfg).await;
     let shared_reads = final_read_shared(&cfg, &shared, &recorder, &history).await;
+    if cfg.final_read {
+        compare_replicas(&cfg, &recorder, &mut out).await;
+    }
     history.flush();
     if let Some(path) = &cfg.history {
         check_history(path, history.lines(), &mut out);
@@ -251,6 +255,52 @@ fn spawn_workers(
         }
     }
     workers
+}
+
+/// `--compare-replicas-only`: no load, only the replica comparison of the run's keys, printed
+/// as a run prints it; the number of divergences (`None`: no per-replica read for the system).
+pub async fn compare_replicas_only(cfg: &Config, out: &mut dyn Write) -> Option<usize> {
+    let r = replicas::compare(cfg.system, &cfg.nodes, &run_keys(cfg), cfg.timeout).await;
+    for line in replica_lines(cfg, &r) {
+        let _ = writeln!(out, "{line}");
+    }
+    r.compared.then_some(r.divergences.len())
+}
+
+/// The comparison's `#` lines.
+fn replica_lines(cfg: &Config, r: &replicas::Outcome) -> Vec<String> {
+    if !r.compared {
+        return vec![format!(
+            "# replicas: not compared (no per-replica read for {} here yet)",
+            cfg.system
+        )];
+    }
+    let mut lines = vec![format!(
+        "# replicas: {} keys read from each of {} replicas' own copies ({} rounds, {} reads unanswered): {} divergences",
+        r.keys,
+        cfg.nodes.len(),
+        r.rounds,
+        r.unanswered,
+        r.divergences.len()
+    )];
+    for (n, v) in &r.divergences {
+        lines.push(format!("# replica divergence on node {}: {v}", n + 1));
+    }
+    lines
+}
+
+/// After the final reads: every key of the run from every replica's own copy, each divergence
+/// still there once settled a violation on the replica's node (see [`replicas`]).
+async fn compare_replicas(cfg: &Config, recorder: &Recorder, out: &mut Output) {
+    let keys = run_keys(cfg);
+    let r = replicas::compare(cfg.system, &cfg.nodes, &keys, cfg.timeout).await;
+    for line in replica_lines(cfg, &r) {
+        out.line(&line);
+    }
+    for (n, v) in r.divergences {
+        log::error!("violation on node {}: {v}", n + 1);
+        recorder.violation(n, v);
+    }
 }
 
 /// After every worker has stopped: reads each shared key once (any node, up to 3 rounds), as

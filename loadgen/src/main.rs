@@ -67,6 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cfg.compare_replicas_only {
+        return match rt.block_on(loadgen::compare_replicas_only(&cfg, &mut std::io::stdout())) {
+            Some(0) => ExitCode::SUCCESS,
+            Some(_) => ExitCode::from(1),
+            None => ExitCode::from(2),
+        };
+    }
     let res = rt.block_on(loadgen::run(
         cfg,
         Box::new(std::io::stdout()),

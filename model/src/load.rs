@@ -94,14 +94,17 @@ pub enum ViolationKind {
     IndexBackwards,
     /// A value nobody wrote (or not the one expected).
     UnexpectedValue,
+    /// After the run, settled, one replica's own copy of a key differs from the others'.
+    ReplicaDivergence,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 4] = [
+    pub const ALL: [ViolationKind; 5] = [
         ViolationKind::LostWrite,
         ViolationKind::StaleRead,
         ViolationKind::IndexBackwards,
         ViolationKind::UnexpectedValue,
+        ViolationKind::ReplicaDivergence,
     ];
     pub const COUNT: usize = ViolationKind::ALL.len();
 
@@ -111,6 +114,7 @@ impl ViolationKind {
             ViolationKind::StaleRead => "stale-read",
             ViolationKind::IndexBackwards => "index-backwards",
             ViolationKind::UnexpectedValue => "unexpected-value",
+            ViolationKind::ReplicaDivergence => "replica-divergence",
         }
     }
 
@@ -562,10 +566,10 @@ mod tests {
     fn counts_by_kind() {
         let c = ErrorKind::counts(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(c[&ErrorKind::Conflict], 6);
-        let json = serde_json::to_string(&ViolationKind::counts(&[0, 1, 0, 0])).unwrap();
+        let json = serde_json::to_string(&ViolationKind::counts(&[0, 1, 0, 0, 2])).unwrap();
         assert_eq!(
             json,
-            r#"{"lost-write":0,"stale-read":1,"index-backwards":0,"unexpected-value":0}"#
+            r#"{"lost-write":0,"stale-read":1,"index-backwards":0,"unexpected-value":0,"replica-divergence":2}"#
         );
     }
 

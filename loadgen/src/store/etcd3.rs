@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use tonic::Code;
 
 use super::{bounded, text, ClientError, ErrorKind, KeyNode, Store, WriteResult};
@@ -25,6 +25,8 @@ pub struct Etcd3Client {
     key: String,
     timeout: Duration,
     client: Option<Client>,
+    /// Reads answered from the member's own copy (`serializable`): the replica comparison.
+    serializable: bool,
 }
 
 /// The kind of a failed call: what the checker and the error columns show.
@@ -56,7 +58,14 @@ impl Etcd3Client {
             key: key.to_string(),
             timeout,
             client: None,
+            serializable: false,
         }
+    }
+
+    /// Reads the member's own copy (a serializable range, no round through the leader).
+    pub fn with_serializable_reads(mut self) -> Self {
+        self.serializable = true;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -124,8 +133,11 @@ impl Store for Etcd3Client {
     async fn read(&mut self) -> Result<Option<KeyNode>, ClientError> {
         let mut client = self.client().await?;
         let key = self.key.clone();
+        let options = self
+            .serializable
+            .then(|| GetOptions::new().with_serializable());
         let answer = bounded(self.timeout + Duration::from_millis(50), async move {
-            client.get(key, None).await.map_err(error)
+            client.get(key, options).await.map_err(error)
         })
         .await?;
         let Some(kv) = answer.kvs().first() else {

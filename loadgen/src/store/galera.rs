@@ -60,6 +60,8 @@ pub struct GaleraClient {
     key: String,
     timeout: Duration,
     conn: Option<Conn>,
+    /// The session's `wsrep_sync_wait` (0: the host answers from its own copy at once).
+    sync_wait: u8,
 }
 
 impl GaleraClient {
@@ -75,7 +77,14 @@ impl GaleraClient {
             key: key.to_string(),
             timeout,
             conn: None,
+            sync_wait: SYNC_WAIT,
         }
+    }
+
+    /// Reads the host's own copy as it is (`wsrep_sync_wait = 0`): the replica comparison.
+    pub fn with_local_reads(mut self) -> Self {
+        self.sync_wait = 0;
+        self
     }
 
     /// Drops the connection; the next operation opens a new one.
@@ -97,7 +106,7 @@ impl GaleraClient {
             .db_name(Some("perseus"))
             .prefer_socket(false);
         let mut conn = Conn::new(opts).await.map_err(my_error)?;
-        conn.query_drop(format!("SET SESSION wsrep_sync_wait = {SYNC_WAIT}"))
+        conn.query_drop(format!("SET SESSION wsrep_sync_wait = {}", self.sync_wait))
             .await
             .map_err(my_error)?;
         Ok(conn)

@@ -138,6 +138,25 @@ impl AnyStore {
         }
     }
 
+    /// A client that reads `key` from the own copy of the replica at `endpoint`, for the
+    /// replica comparison after a run; `None` where this load generator has no such read for
+    /// the system yet (Perseus' acceptors, NATS, PostgreSQL and Sentinel replicas are not
+    /// behind the load's endpoints).
+    pub fn replica(system: System, endpoint: &str, key: &str, timeout: Duration) -> Option<Self> {
+        let store = AnyStore::new(system, endpoint, key, timeout);
+        match (system, store) {
+            // `quorum=false`: the member answers from its own copy
+            (System::Etcd, AnyStore::EtcdV2(c)) => Some(AnyStore::EtcdV2(c.with_local_reads())),
+            (System::Etcd3, AnyStore::EtcdV3(c)) => {
+                Some(AnyStore::EtcdV3(Box::new(c.with_serializable_reads())))
+            }
+            // getData without sync: the server's own copy
+            (System::Zookeeper, s @ AnyStore::Zookeeper(_)) => Some(s),
+            (System::Galera, AnyStore::Galera(c)) => Some(AnyStore::Galera(c.with_local_reads())),
+            _ => None,
+        }
+    }
+
     /// Reads the key as the latest state the store has: what the final read after a run uses.
     /// The same as [`Store::read`] except for ZooKeeper, whose local reads may lag: there it
     /// syncs the server with the leader first.
