@@ -9,6 +9,7 @@
 //! broken proposers and pass only if the checks catch them.
 //!
 //! - `SIM_SEEDS=N` checks seeds `0..N` (default [`DEFAULT_SEEDS`]);
+//! - `SIM_SEED_FROM=m` starts there instead of 0 (a long run in parts);
 //! - `SIM_SEED=n` replays the single seed `n` (every failure names its seed);
 //! - `SIM_THREADS=t` spreads the seeds over `t` threads (default: the available cores);
 //! - `SIM_QUORUM_READS=mixed|on|off` chooses which proposers serve reads with quorum reads
@@ -42,11 +43,15 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
-/// The seeds to check: `SIM_SEED` alone, or `0..SIM_SEEDS`.
+/// The seeds to check: `SIM_SEED` alone, or `SIM_SEEDS` seeds from `SIM_SEED_FROM` (0): a
+/// long run in parts.
 fn seeds() -> Vec<u64> {
     match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
+        None => {
+            let from = env_u64("SIM_SEED_FROM").unwrap_or(0);
+            (from..from + env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
+        }
     }
 }
 
