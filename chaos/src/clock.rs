@@ -109,12 +109,6 @@ async fn write_spec(docker: &Docker, m: &Member, spec: &str) -> Result<()> {
 /// Kills and starts the member again, waiting for the host's health.
 async fn restart(docker: &Docker, host: &Host, m: &Member, wait: Duration) -> Result<String> {
     fault::kill_members(docker, host, &[m]).await?;
-    let fresh = host.refresh().await?;
-    let m = fresh
-        .members
-        .iter()
-        .find(|x| x.container.id == m.container.id)
-        .ok_or_else(|| anyhow!("{} vanished", m.container.name))?;
     // Kill returns before the container is down: wait until the engine says so.
     for _ in 0..50 {
         let info = docker.inspect_container(&m.container.id, None).await?;

@@ -133,16 +133,7 @@ pub async fn project_containers(
         let (Some(id), Some(service)) = (c.id, labels.get(LABEL_SERVICE).cloned()) else {
             continue;
         };
-        let name = display_name(c.names, &id);
-        out.insert(
-            service.clone(),
-            Container {
-                id,
-                name,
-                service,
-                swarm: false,
-            },
-        );
+        out.insert(service.clone(), container(c.names, id, service, false));
     }
     if !out.is_empty() {
         return Ok(out);
@@ -166,18 +157,19 @@ pub async fn project_containers(
             continue;
         }
         rank.insert(service.clone(), this);
-        let name = display_name(c.names, &id);
-        out.insert(
-            service.clone(),
-            Container {
-                id,
-                name,
-                service,
-                swarm: true,
-            },
-        );
+        out.insert(service.clone(), container(c.names, id, service, true));
     }
     Ok(out)
+}
+
+/// A listed container as chaos names it.
+fn container(names: Option<Vec<String>>, id: String, service: String, swarm: bool) -> Container {
+    Container {
+        name: display_name(names, &id),
+        id,
+        service,
+        swarm,
+    }
 }
 
 /// The Compose service a swarm service of the stack stands for (`perseus_a1` → `a1`).

@@ -109,15 +109,7 @@ pub async fn start_member(
         .await
         .with_context(|| format!("starting {}", member.container.name))?;
     let what = format!("started {}", member.container.service);
-    if wait.is_zero() {
-        return Ok(what);
-    }
-    let took = wait_healthy(docker, host, wait).await?;
-    Ok(format!(
-        "{what}; {} healthy after {:.1} s",
-        host.name,
-        took.as_secs_f64()
-    ))
+    then_healthy(docker, host, wait, what).await
 }
 
 /// Freezes only the given members.
@@ -163,15 +155,7 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
     if let Some(repaired) = repair(docker, &fresh).await? {
         what = format!("{what}; {repaired}");
     }
-    if wait.is_zero() {
-        return Ok(what);
-    }
-    let took = wait_healthy(docker, host, wait).await?;
-    Ok(format!(
-        "{what}; {} healthy after {:.1} s",
-        host.name,
-        took.as_secs_f64()
-    ))
+    then_healthy(docker, host, wait, what).await
 }
 
 /// Restarts every member that runs in a namespace no longer the owner's; a start joins the
@@ -213,13 +197,24 @@ pub async fn repair(docker: &Docker, host: &Host) -> Result<Option<String>> {
     Ok((!done.is_empty()).then(|| done.join("; ")))
 }
 
-/// Polls the host's `/health` from where its users stand (see probe.rs).
-pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Result<Duration> {
+/// Asks `ask` every 250 ms until it answers or `wait` passes; stops early with an error when
+/// one of the host's containers exits (it will never answer then). `Ok(Err(last))`: the time
+/// ran out, `last` the last failure.
+async fn poll<T, F, Fut>(
+    docker: &Docker,
+    host: &Host,
+    wait: Duration,
+    mut ask: F,
+) -> Result<Result<(Duration, T), String>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let begin = Instant::now();
     let mut last = String::new();
     while begin.elapsed() < wait {
-        match probe::healthy(host).await {
-            Ok(()) => return Ok(begin.elapsed()),
+        match ask().await {
+            Ok(v) => return Ok(Ok((begin.elapsed(), v))),
             Err(e) => last = format!("{e:#}"),
         }
         for m in &host.members {
@@ -235,14 +230,41 @@ pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Resul
         }
         sleep(Duration::from_millis(250)).await;
     }
-    bail!(
-        "{} did not answer its health check on {} within {} s (last: {last})",
+    Ok(Err(last))
+}
+
+/// `what` was done; then waits (up to `wait`, zero = no wait) for the host's health and says
+/// how long it took.
+async fn then_healthy(
+    docker: &Docker,
+    host: &Host,
+    wait: Duration,
+    what: String,
+) -> Result<String> {
+    if wait.is_zero() {
+        return Ok(what);
+    }
+    let took = wait_healthy(docker, host, wait).await?;
+    Ok(format!(
+        "{what}; {} healthy after {:.1} s",
         host.name,
-        probe::user_address(host)
-            .map(|a| a.to_string())
-            .unwrap_or_else(|e| format!("{e:#}")),
-        wait.as_secs()
-    )
+        took.as_secs_f64()
+    ))
+}
+
+/// Polls the host's `/health` from where its users stand (see probe.rs).
+pub async fn wait_healthy(docker: &Docker, host: &Host, wait: Duration) -> Result<Duration> {
+    match poll(docker, host, wait, || probe::healthy(host)).await? {
+        Ok((took, ())) => Ok(took),
+        Err(last) => bail!(
+            "{} did not answer its health check on {} within {} s (last: {last})",
+            host.name,
+            probe::user_address(host)
+                .map(|a| a.to_string())
+                .unwrap_or_else(|e| format!("{e:#}")),
+            wait.as_secs()
+        ),
+    }
 }
 
 /// Waits until the host answers its system's health question where its users stand, with any
@@ -253,31 +275,14 @@ pub async fn wait_answering(
     host: &Host,
     wait: Duration,
 ) -> Result<(Duration, String)> {
-    let begin = Instant::now();
-    let mut last = String::new();
-    while begin.elapsed() < wait {
-        match probe::answers(host).await {
-            Ok(said) => return Ok((begin.elapsed(), said)),
-            Err(e) => last = format!("{e:#}"),
-        }
-        for m in &host.members {
-            let info = docker.inspect_container(&m.container.id, None).await?;
-            if !docker::is_running(&info) {
-                let code = info.state.and_then(|s| s.exit_code).unwrap_or(-1);
-                bail!(
-                    "{} exited with code {code} while starting (docker logs {})",
-                    m.container.name,
-                    m.container.name
-                );
-            }
-        }
-        sleep(Duration::from_millis(250)).await;
+    match poll(docker, host, wait, || probe::answers(host)).await? {
+        Ok(answer) => Ok(answer),
+        Err(last) => bail!(
+            "{} did not answer its health check within {} s (last: {last})",
+            host.name,
+            wait.as_secs()
+        ),
     }
-    bail!(
-        "{} did not answer its health check within {} s (last: {last})",
-        host.name,
-        wait.as_secs()
-    )
 }
 
 /// Freezes every container, the last first (the node before its acceptor).

@@ -260,24 +260,23 @@ async fn opinions(cluster: &Cluster, system: System) -> Result<Vec<(HostName, Op
         .collect())
 }
 
-/// The ZooKeeper or NATS leader, asking again while a quorum does not agree on one.
-async fn named_leader(cluster: &Cluster, system: System, wait: Duration) -> Result<HostName> {
+/// Asks `round` every 250 ms until `pick` finds a leader in its answers or `wait` passes;
+/// then the error names each host's last answer (`describe`).
+async fn until_agreed<A, F, Fut>(
+    system: System,
+    wait: Duration,
+    mut round: F,
+    pick: impl Fn(&[(HostName, A)]) -> Option<HostName>,
+    describe: impl Fn(&A) -> String,
+) -> Result<HostName>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(HostName, A)>>>,
+{
     let begin = Instant::now();
-    let quorum = system.hosts().len() / 2 + 1;
     let last = loop {
-        let answers = opinions(cluster, system).await?;
-        // ZooKeeper followers name nobody: a leader counts when a quorum serves with it.
-        let found = if system.leadership() == Leadership::ZookeeperSrvr {
-            let serving = answers.iter().filter(|(_, o)| o.serving).count();
-            answers
-                .iter()
-                .find(|(_, o)| o.leader.is_some())
-                .filter(|_| serving >= quorum)
-                .map(|(h, _)| *h)
-        } else {
-            agree(&answers, quorum)
-        };
-        if let Some(h) = found {
+        let answers = round().await?;
+        if let Some(h) = pick(&answers) {
             return Ok(h);
         }
         if begin.elapsed() >= wait {
@@ -287,15 +286,35 @@ async fn named_leader(cluster: &Cluster, system: System, wait: Duration) -> Resu
     };
     let seen: Vec<String> = last
         .iter()
-        .map(|(h, o)| {
-            format!(
-                "{h}: {}, leader {}",
-                if o.serving { "serving" } else { "not serving" },
-                o.leader.map(|l| l.to_string()).unwrap_or("none".into())
-            )
-        })
+        .map(|(h, a)| format!("{h}: {}", describe(a)))
         .collect();
     Err(no_leader(system, wait, &seen))
+}
+
+/// The ZooKeeper or NATS leader, asking again while a quorum does not agree on one.
+async fn named_leader(cluster: &Cluster, system: System, wait: Duration) -> Result<HostName> {
+    let quorum = system.hosts().len() / 2 + 1;
+    let pick = |answers: &[(HostName, Opinion)]| {
+        // ZooKeeper followers name nobody: a leader counts when a quorum serves with it.
+        if system.leadership() == Leadership::ZookeeperSrvr {
+            let serving = answers.iter().filter(|(_, o)| o.serving).count();
+            answers
+                .iter()
+                .find(|(_, o)| o.leader.is_some())
+                .filter(|_| serving >= quorum)
+                .map(|(h, _)| *h)
+        } else {
+            agree(answers, quorum)
+        }
+    };
+    let describe = |o: &Opinion| {
+        format!(
+            "{}, leader {}",
+            if o.serving { "serving" } else { "not serving" },
+            o.leader.map(|l| l.to_string()).unwrap_or("none".into())
+        )
+    };
+    until_agreed(system, wait, || opinions(cluster, system), pick, describe).await
 }
 
 /// The error when no leader was agreed on in `wait`, with each host's last answer.
@@ -315,30 +334,23 @@ fn no_leader(system: System, wait: Duration, seen: &[String]) -> anyhow::Error {
 /// The current etcd leader, asking again (every 250 ms, up to `wait`) while there is none,
 /// e.g. during an election.
 pub async fn etcd_leader(cluster: &Cluster, wait: Duration) -> Result<HostName> {
-    let begin = Instant::now();
     let quorum = System::Etcd.hosts().len() / 2 + 1;
-    let last = loop {
-        let answers = ask(cluster).await?;
-        if let Some(h) = elect(&answers, quorum) {
-            return Ok(h);
-        }
-        if begin.elapsed() >= wait {
-            break answers;
-        }
-        sleep(Duration::from_millis(250)).await;
+    let describe = |s: &SelfStats| {
+        format!(
+            "id {} {} leader {}",
+            s.id,
+            if s.is_leader { "leads," } else { "follows," },
+            s.leader.as_deref().unwrap_or("none")
+        )
     };
-    let seen: Vec<String> = last
-        .iter()
-        .map(|(h, s)| {
-            format!(
-                "{h}: id {} {} leader {}",
-                s.id,
-                if s.is_leader { "leads," } else { "follows," },
-                s.leader.as_deref().unwrap_or("none")
-            )
-        })
-        .collect();
-    Err(no_leader(System::Etcd, wait, &seen))
+    until_agreed(
+        System::Etcd,
+        wait,
+        || ask(cluster),
+        |answers| elect(answers, quorum),
+        describe,
+    )
+    .await
 }
 
 /// The address a sentinel's `SENTINEL get-master-addr-by-name` names, from its RESP answer

@@ -168,6 +168,20 @@ pub fn system_name(dir: &Path) -> String {
         .unwrap_or_else(|| "run".into())
 }
 
+/// Where a table over several results folders goes: `out`, or else the first folder's parent
+/// (created when missing).
+pub fn output_folder(dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf> {
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => dirs
+            .first()
+            .and_then(|d| d.parent())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(out)
+}
+
 /// Reads the folders, prints the table, writes compare.md and compare.png; Ok(false) when
 /// any run saw a consistency violation.
 pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool> {
@@ -182,14 +196,7 @@ pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<bool> {
         rows.push(row(&system, &run));
         runs.push((system, run));
     }
-    let out = match out {
-        Some(o) => o.to_path_buf(),
-        None => dirs[0]
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = output_folder(dirs, out)?;
     let text = markdown(&rows);
     let mut md = String::from("# Side by side: the same load and faults\n\n");
     md.push_str(&text);

@@ -13,6 +13,7 @@
 //!   `spans`, `history` (the history checker's verdict and exports).
 //! - Judging it: `check` (the `[[expect]]` checkers, one file each).
 //! - Writing it up: `report` (report.md), `html` (report.html), `plot` (the pictures),
+//!   `palette` (their colours, one table for both),
 //!   `browser` (report.html in headless Chromium).
 //! - Several runs: `compare`, `matrix`, `storage` (the storage faults' table), `figures`
 //!   (what their summaries carry), `results` (docs/results.md), `bench` (make bench's table
@@ -31,6 +32,7 @@ mod html;
 mod impact;
 mod matrix;
 mod measures;
+mod palette;
 mod plan;
 mod plot;
 mod progress;

@@ -11,6 +11,7 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::analysis;
 use crate::data::Run;
+use crate::palette;
 use crate::spans;
 
 /// Where a TrueType font is looked for (Debian's fonts-dejavu-core first).
@@ -41,35 +42,15 @@ fn load_font() -> Result<()> {
     Ok(())
 }
 
-const NODE_COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-];
+/// A colour of the one table (`palette`), as plotters takes it.
+fn rgb(shade: palette::Shade) -> RGBColor {
+    let (r, g, b) = shade.rgb;
+    RGBColor(r, g, b)
+}
 
 fn fault_color(kind: &analysis::FaultKind) -> RGBAColor {
-    match kind {
-        analysis::FaultKind::Kill
-        | analysis::FaultKind::Restart
-        | analysis::FaultKind::Amnesia
-        | analysis::FaultKind::Wipe
-        | analysis::FaultKind::Rollback
-        | analysis::FaultKind::Truncate(_) => RED.mix(0.15),
-        analysis::FaultKind::Isolate
-        | analysis::FaultKind::IsolateInbound
-        | analysis::FaultKind::IsolateOutbound
-        | analysis::FaultKind::CutClients
-        | analysis::FaultKind::Partition(_) => BLUE.mix(0.12),
-        analysis::FaultKind::Pause => RGBColor(128, 128, 128).mix(0.2),
-        analysis::FaultKind::Loss(_)
-        | analysis::FaultKind::Limit(_)
-        | analysis::FaultKind::Delay(..) => RGBColor(255, 165, 0).mix(0.15),
-        // The undoing actions open no window.
-        _ => RGBColor(128, 128, 128).mix(0.1),
-    }
+    let shade = palette::fault(kind);
+    rgb(shade).mix(shade.alpha)
 }
 
 /// Draws both pictures into `dir`.
@@ -190,7 +171,7 @@ where
         .label("cluster")
         .legend(|(x, y)| legend_line(x, y, BLACK));
     for i in 0..run.node_count() {
-        let color = NODE_COLORS[i % NODE_COLORS.len()];
+        let color = rgb(palette::node(i));
         chart
             .draw_series(LineSeries::new(
                 series(&|s| s.nodes.get(i).copied().unwrap_or(0)),
@@ -284,10 +265,10 @@ fn latency(path: &Path, title: &str, run: &Run) -> Result<()> {
     for (name, color, pick) in [
         (
             "p50",
-            NODE_COLORS[0],
+            rgb(palette::P50),
             (|s: &crate::data::Second| s.latency_us.p50) as fn(&crate::data::Second) -> Option<u64>,
         ),
-        ("p99", NODE_COLORS[1], |s: &crate::data::Second| {
+        ("p99", rgb(palette::P99), |s: &crate::data::Second| {
             s.latency_us.p99
         }),
     ] {
@@ -376,7 +357,7 @@ pub fn distributions(path: &Path, runs: &[crate::figures::RunFigures]) -> Result
             .draw()
             .map_err(|e| anyhow!("drawing: {e}"))?;
         for (gi, g) in groups.iter().enumerate() {
-            let color = NODE_COLORS[gi % NODE_COLORS.len()];
+            let color = rgb(palette::node(gi));
             let points = values(k, g);
             // A fixed spread across the strip so equal values stay visible.
             let n = points.len().max(1) as f64;

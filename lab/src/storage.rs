@@ -284,14 +284,7 @@ pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<()> {
     if rows.is_empty() {
         bail!("none of the folders holds a storage fault (wipe, rollback, truncate)");
     }
-    let out = match out {
-        Some(o) => o.to_path_buf(),
-        None => dirs[0]
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = crate::compare::output_folder(dirs, out)?;
     let text = markdown(&rows);
     let mut md = String::from("# Storage faults: one host's disk goes wrong under load\n\n");
     md.push_str(&summary(&rows));

@@ -49,57 +49,58 @@ pub struct Layout {
 
 /// Where each system keeps its data (compose/systems/*, docker-compose.yml).
 pub fn layout(system: System) -> Layout {
+    let at = |data, log| Layout { data, log };
     match system.cluster() {
         // Perseus's acceptors and Sentinel's Redis: the same Redis layout.
-        System::Perseus | System::Sentinel => Layout {
-            data: "/data",
-            log: Log::RedisAof {
+        System::Perseus | System::Sentinel => at(
+            "/data",
+            Log::RedisAof {
                 dir: "/data/appendonlydir",
             },
-        },
-        System::Etcd => Layout {
-            data: "/data/etcd",
-            log: Log::EtcdWal {
+        ),
+        System::Etcd => at(
+            "/data/etcd",
+            Log::EtcdWal {
                 dir: "/data/etcd/member/wal",
             },
-        },
-        System::Zookeeper => Layout {
-            data: "/data/zookeeper",
-            log: Log::ZookeeperTxns {
+        ),
+        System::Zookeeper => at(
+            "/data/zookeeper",
+            Log::ZookeeperTxns {
                 dir: "/data/zookeeper/version-2",
             },
-        },
-        System::Nats => Layout {
-            data: "/data/nats",
-            log: Log::NatsBlocks {
+        ),
+        System::Nats => at(
+            "/data/nats",
+            Log::NatsBlocks {
                 store: "/data/nats/jetstream",
             },
-        },
-        System::Galera => Layout {
-            data: "/data/mysql",
-            log: Log::Unreachable {
+        ),
+        System::Galera => at(
+            "/data/mysql",
+            Log::Unreachable {
                 why: "InnoDB's redo log (ib_logfile0) is a fixed-size circular file whose end \
                       only InnoDB's own recovery can find, and Galera's write-set cache \
                       (galera.cache) is a ring buffer; a cut file would not be a torn tail. \
                       Use rollback (an older data directory) or wipe instead",
             },
-        },
-        System::Postgres => Layout {
-            data: "/data/pg",
-            log: Log::PostgresWal {
+        ),
+        System::Postgres => at(
+            "/data/pg",
+            Log::PostgresWal {
                 pgdata: "/data/pg",
                 bin: "/usr/lib/postgresql/15/bin",
             },
-        },
+        ),
         // A system not described here yet: wipe, snapshot and rollback take its whole volume
         // all the same; truncate says what is missing.
-        _ => Layout {
-            data: "/data",
-            log: Log::Unreachable {
+        _ => at(
+            "/data",
+            Log::Unreachable {
                 why: "where this system's log lies is not known yet (its row in \
                       chaos/src/storage/disk.rs's layout)",
             },
-        },
+        ),
     }
 }
 

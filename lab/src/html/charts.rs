@@ -8,38 +8,11 @@ use std::fmt::Write;
 use super::esc;
 use perseus_model::load::Latency;
 
-use crate::analysis::{self, FaultKind};
+use crate::analysis;
 use crate::data::Run;
+use crate::palette::{self, Shade};
 use crate::report;
 use crate::spans::{self, Span};
-
-pub(super) const NODE_COLORS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
-];
-
-pub(super) fn node_color(i: usize) -> &'static str {
-    NODE_COLORS[i % NODE_COLORS.len()]
-}
-
-/// The shade of a fault span, by what the fault does to a host.
-pub(super) fn fault_fill(kind: &FaultKind) -> &'static str {
-    match kind {
-        FaultKind::Kill
-        | FaultKind::Restart
-        | FaultKind::Amnesia
-        | FaultKind::Wipe
-        | FaultKind::Rollback
-        | FaultKind::Truncate(_) => "rgba(214,39,40,0.15)",
-        FaultKind::Isolate
-        | FaultKind::IsolateInbound
-        | FaultKind::IsolateOutbound
-        | FaultKind::CutClients
-        | FaultKind::Partition(_) => "rgba(31,119,180,0.13)",
-        FaultKind::Pause => "rgba(128,128,128,0.22)",
-        FaultKind::Loss(_) | FaultKind::Limit(_) | FaultKind::Delay(..) => "rgba(255,165,0,0.18)",
-        _ => "rgba(128,128,128,0.1)",
-    }
-}
 
 /// The pixel box of a chart and its data ranges (x in seconds, y from 0).
 pub(super) struct Frame {
@@ -150,7 +123,7 @@ impl Frame {
                 self.top,
                 (x1 - x0).max(2.0),
                 self.plot_height(),
-                fault_fill(&span.kind),
+                palette::fault(&span.kind).css(),
                 esc(&span.label()),
                 span.from_ms as f64 / 1000.0,
                 span.to_ms as f64 / 1000.0
@@ -297,7 +270,7 @@ pub(super) fn throughput(out: &mut String, run: &Run, spans: &[Span]) {
             .iter()
             .map(|s| (at(s), Some(s.nodes.get(i).copied().unwrap_or(0) as f64)))
             .collect();
-        frame.line(out, &name, node_color(i), &points);
+        frame.line(out, &name, &palette::node(i).css(), &points);
         out.push_str("</svg>\n");
     }
 }
@@ -324,11 +297,11 @@ pub(super) fn latency(out: &mut String, run: &Run, spans: &[Span]) {
     frame.axes(out, "ms");
     frame.faults(out, spans, false);
     type Pick = fn(&Latency) -> Option<u64>;
-    let pickers: [(&str, &str, Pick); 4] = [
-        ("p50", "#1f77b4", |l| l.p50),
-        ("p90", "#2ca02c", |l| l.p90),
-        ("p99", "#ff7f0e", |l| l.p99),
-        ("max (clipped at the top)", "#d62728", |l| l.max),
+    let pickers: [(&str, Shade, Pick); 4] = [
+        ("p50", palette::P50, |l| l.p50),
+        ("p90", palette::P90, |l| l.p90),
+        ("p99", palette::P99, |l| l.p99),
+        ("max (clipped at the top)", palette::MAX, |l| l.max),
     ];
     for (name, color, pick) in pickers {
         let points: Vec<(f64, Option<f64>)> = run
@@ -337,13 +310,19 @@ pub(super) fn latency(out: &mut String, run: &Run, spans: &[Span]) {
             .map(|s| (s.second as f64 - 0.5, ms(pick(&s.latency_us))))
             .collect();
         if points.iter().any(|(_, v)| v.is_some()) {
-            frame.line(out, name, color, &points);
+            frame.line(out, name, &color.css(), &points);
         }
     }
-    out.push_str("</svg>\n");
-    out.push_str(
-        r##"<p class="legend"><span style="color:#1f77b4">━ p50</span> <span style="color:#2ca02c">━ p90</span> <span style="color:#ff7f0e">━ p99</span> <span style="color:#d62728">━ max</span> of the iterations that ended in each second</p>"##,
-    );
+    out.push_str("</svg>\n<p class=\"legend\">");
+    for (name, color, _) in pickers {
+        let name = name.split(' ').next().unwrap_or(name);
+        let _ = write!(
+            out,
+            r#"<span style="color:{}">━ {name}</span> "#,
+            color.css()
+        );
+    }
+    out.push_str("of the iterations that ended in each second</p>\n");
 }
 
 /// One lane per node over `[from_ms, to_ms]`: each bucket's successes as a green bar from its

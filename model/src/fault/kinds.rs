@@ -185,6 +185,25 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// What a row of [`KINDS`] leaves unsaid: no parameters, aimed at one host, no layer or
+    /// scope, leaves the node serving and the data alone, nothing before it, not drawn by the
+    /// soak unless a mix names it. (Name, examples, role, state and doc every row gives.)
+    const PLAIN: Spec = Spec {
+        name: "",
+        examples: &[],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Instant,
+        state: "",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "",
+    };
+
     /// The row of the kind called `name`.
     pub fn named(name: &str) -> Option<&'static Spec> {
         KINDS.iter().find(|s| s.name == name)
@@ -220,139 +239,91 @@ pub static KINDS: &[Spec] = &[
     Spec {
         name: "kill",
         examples: &[FaultKind::Kill],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Start),
         state: "killed",
         layers: BOTH,
-        scoped: false,
         takes_node_away: true,
-        touches_data: false,
-        after: None,
         soak: 3,
         doc: "SIGKILL the host's containers (--layer acceptor: only Redis; node: only the node)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "start",
         examples: &[FaultKind::Start],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Undoing,
         state: "started",
         layers: BOTH,
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
-        soak: 0,
         doc: "start what kill stopped (repairing a node left in an old namespace), wait for health",
+        ..Spec::PLAIN
     },
     Spec {
         name: "restart",
         examples: &[FaultKind::Restart],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Instant,
         state: "restarted",
         layers: BOTH,
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
-        soak: 0,
         doc: "kill, then start",
+        ..Spec::PLAIN
     },
     Spec {
         name: "pause",
         examples: &[FaultKind::Pause],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Resume),
         state: "paused",
         layers: BOTH,
-        scoped: false,
         takes_node_away: true,
-        touches_data: false,
-        after: None,
         soak: 2,
         doc: "freeze the host's containers (docker pause; --layer picks one)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "resume",
         examples: &[FaultKind::Resume],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Undoing,
         state: "resumed",
         layers: BOTH,
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
-        soak: 0,
         doc: "thaw them (docker unpause)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "isolate",
         examples: &[FaultKind::Isolate],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "isolated",
         layers: BOTH,
-        scoped: false,
         takes_node_away: true,
-        touches_data: false,
-        after: None,
         soak: 3,
         doc: "drop all traffic between the host and its peers (clients still reach it); \
               --layer acceptor: only the peers' connections to its Redis; node: only its \
               node's connections to the peers' Redis",
+        ..Spec::PLAIN
     },
     Spec {
         name: "isolate-inbound",
         examples: &[FaultKind::IsolateInbound],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "cut inbound",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 1,
         doc: "one way: drop the connections the peers open to the host (it still reaches them)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "isolate-outbound",
         examples: &[FaultKind::IsolateOutbound],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "cut outbound",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 1,
         doc: "one way: drop the connections the host opens to its peers (they still reach it)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "cut-clients",
         examples: &[FaultKind::CutClients],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "clients cut",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 1,
         doc: "drop the clients' traffic to the host (its peers still reach it)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "loss",
@@ -362,16 +333,12 @@ pub static KINDS: &[Spec] = &[
             FaultKind::Loss(50),
         ],
         params: Params::Percent,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "lossy",
-        layers: &[],
         scoped: true,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 2,
         doc: "drop PERCENT % of the packets to and from the peers (--scope all: every packet)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "limit",
@@ -382,16 +349,11 @@ pub static KINDS: &[Spec] = &[
             FaultKind::Limit(Rate::new(2, RateUnit::Mbit)),
         ],
         params: Params::Rate,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "throttled",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 1,
         doc: "limit the host's outgoing bandwidth to RATE (tc tbf), e.g. 256kbit",
+        ..Spec::PLAIN
     },
     Spec {
         name: "delay",
@@ -400,17 +362,12 @@ pub static KINDS: &[Spec] = &[
             FaultKind::Delay(Span::from_millis(100), Some(Span::from_millis(10))),
         ],
         params: Params::Delay,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "delayed",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 1,
         doc: "delay the host's packets to and from its peers by DELAY [JITTER] each way (a \
               delayer on a netfilter queue; CHAOS_DELAY=netem: tc netem, egress only)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "delay-links",
@@ -419,14 +376,9 @@ pub static KINDS: &[Spec] = &[
         aim: Aim::System,
         role: Role::Lasting(FaultKind::Heal),
         state: "delayed",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
-        soak: 0,
         doc:
             "one-way delays per link of the target system: \"a1-a2=11ms a1-a3=85ms,5ms a2-a3=95ms\"",
+        ..Spec::PLAIN
     },
     Spec {
         name: "clock",
@@ -439,19 +391,14 @@ pub static KINDS: &[Spec] = &[
             FaultKind::Clock(ClockShift::Drift(-1000)),
         ],
         params: Params::Clock,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::Heal),
         state: "clock skewed",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         // Drawn when a mix names it: it restarts the host's processes (libfaketime is loaded
         // at start), and systems written in Go cannot take it.
         soak: 0,
         doc: "the wall clock of the host's processes (libfaketime, monotonic clock true): \
               offset=+300s (restarted shifted), jump=-60s (a step now), drift=+1000ppm",
+        ..Spec::PLAIN
     },
     Spec {
         name: "partition",
@@ -464,106 +411,73 @@ pub static KINDS: &[Spec] = &[
         aim: Aim::System,
         role: Role::Lasting(FaultKind::Heal),
         state: "partitioned",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
         soak: 2,
         doc: "partition the target system's hosts: \"a1 | a2 a3\", halves, bridge, majorities-ring",
+        ..Spec::PLAIN
     },
     Spec {
         name: "amnesia",
         examples: &[FaultKind::Amnesia],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Instant,
         state: "wiped",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
         touches_data: true,
-        after: None,
         // It may lose acknowledged writes by design (docs/faults.md): only when a mix asks.
         soak: 0,
         doc: "stop the host, erase its data volumes, start it empty (breaks durable acceptors)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "wipe",
         examples: &[FaultKind::Wipe],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Instant,
         state: "wiped",
         layers: ACCEPTOR,
-        scoped: false,
-        takes_node_away: false,
         touches_data: true,
-        after: None,
-        soak: 0,
         doc: "stop the host (--layer acceptor: only its Redis), empty its data directory, start it",
+        ..Spec::PLAIN
     },
     Spec {
         name: "snapshot",
         examples: &[FaultKind::Snapshot],
-        params: Params::Nothing,
         aim: Aim::HostOrEvery,
         role: Role::Instant,
         state: "snapshot taken",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
         touches_data: true,
-        after: None,
-        soak: 0,
         doc: "save a copy of the host's data directory (frozen while copied); every host of \
               the target when HOST is omitted",
+        ..Spec::PLAIN
     },
     Spec {
         name: "rollback",
         examples: &[FaultKind::Rollback],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Instant,
         state: "rolled back",
         layers: ACCEPTOR,
-        scoped: false,
-        takes_node_away: false,
         touches_data: true,
         after: Some(FaultKind::Snapshot),
-        soak: 0,
         doc: "stop the host (--layer acceptor: only its Redis), put its snapshot back, start it",
+        ..Spec::PLAIN
     },
     Spec {
         name: "truncate",
         examples: &[FaultKind::Truncate(DEFAULT_TRUNCATE_BYTES)],
         params: Params::Bytes,
-        aim: Aim::Host,
         role: Role::Instant,
         state: "log truncated",
         layers: ACCEPTOR,
-        scoped: false,
-        takes_node_away: false,
         touches_data: true,
-        after: None,
-        soak: 0,
         doc: "stop the host (--layer acceptor: only its Redis), cut [BYTES] (4096) off the tail \
               of its log, repair it as the system's tools advise, start it",
+        ..Spec::PLAIN
     },
     Spec {
         name: "heal",
         examples: &[FaultKind::Heal],
-        params: Params::Nothing,
         aim: Aim::HostOrEvery,
         role: Role::Undoing,
         state: "healed",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
-        soak: 0,
         doc: "undo every fault chaos made on the host: rules, qdiscs, pauses, kills",
+        ..Spec::PLAIN
     },
 ];
 
@@ -578,6 +492,14 @@ mod tests {
     fn every_variant_has_a_row() {
         let mut seen = Vec::new();
         for spec in KINDS {
+            // What Spec::PLAIN cannot say for a row.
+            assert!(
+                !spec.name.is_empty()
+                    && !spec.examples.is_empty()
+                    && !spec.state.is_empty()
+                    && !spec.doc.is_empty(),
+                "a row without its name, examples, state or doc: {spec:?}"
+            );
             for example in spec.examples {
                 assert_eq!(example.spec().name, spec.name);
                 assert_eq!(
