@@ -12,10 +12,10 @@
 # docker lock.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 failures=0
-put() { # put NODE KEY VALUE: prints the status code
-  curl -sS -m 5 -o /tmp/idle-reconnect.body -w '%{http_code}' -X PUT \
-    "http://127.0.0.1:808${1#p}/v2/keys/$2" -d "value=$3" 2>/dev/null
+put() { # put NODE KEY VALUE: prints the node's answer (lab kv: STATUS VALUE ERRORCODE ...)
+  kv "$1" put "$2" "$3"
 }
 teardown() { echo "--- make down"; make -s down >/dev/null 2>&1; }
 trap 'teardown; exit 1' INT TERM
@@ -24,30 +24,25 @@ make -s down >/dev/null 2>&1 || true
 make -s up || { echo "IDLE-RECONNECT FAIL: make up"; teardown; exit 1; }
 key="idle-$(date +%s%N)"
 for node in p1 p2 p3; do
-  code="$(put "$node" "$key-$node" before)"
-  echo "PUT via $node before the restarts: $code"
+  echo "PUT via $node before the restarts: $(put "$node" "$key-$node" before)"
 done
-member_again() { # member_again ADDRESS: waits (60 s at most) until p1's /health says member
-  local t0=$SECONDS
+member_again() { # member_again HOST: waits (60 s at most) until p1 sees its acceptor a member
   sleep 3 # the next inspections see it restarted first
-  while [ $((SECONDS - t0)) -lt 60 ]; do
-    curl -sS -m 3 http://127.0.0.1:8081/health 2>/dev/null | grep -q "\"name\":\"$1\",\"state\":\"member\"" && return 0
-    sleep 1
-  done
-  return 1
+  wait_until 60 is_member "$1"
 }
+is_member() { [ "$(acceptor_state a1 "$1")" = member ]; }
 for host in a1 a2; do
-  make -s "kill-acceptor-$host" 2>&1 | grep -v "^Creating" || echo "kill-acceptor-$host failed"
-  make -s "start-acceptor-$host" 2>&1 | grep -v "^Creating" || echo "start-acceptor-$host failed"
-  address="10.77.0.1${host#a}:6379"
-  member_again "$address" && echo "$host caught up and a member again" || {
+  make -s "kill-acceptor-$host" >/dev/null 2>&1 || echo "kill-acceptor-$host failed"
+  make -s "start-acceptor-$host" >/dev/null 2>&1 || echo "start-acceptor-$host failed"
+  member_again "$host" && echo "$host caught up and a member again" || {
     echo "IDLE-RECONNECT FAIL: $host not a member again within 60 s"; failures=$((failures + 1)); }
 done
 echo "restarted the Redis acceptors of a1 and a2; waiting 3 s with no traffic"
 sleep 3
 for node in p1 p2 p3; do
-  code="$(put "$node" "$key-$node" after)"
-  echo "PUT via idle $node: $code $(head -c 300 /tmp/idle-reconnect.body)"
+  r="$(put "$node" "$key-$node" after)"
+  echo "PUT via idle $node: $r"
+  read -r code _ <<<"$r"
   case "$code" in
     200 | 201) ;;
     *) echo "IDLE-RECONNECT FAIL: PUT via $node answered $code"; failures=$((failures + 1)) ;;

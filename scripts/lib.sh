@@ -6,6 +6,16 @@
 #   cid SVC  the service's container id, running or not, one-off `run` containers excluded
 #            (by label: `compose ps` differs between v1 and v2)
 #   leftovers          the project's containers, networks and volumes (empty when clean)
+#   node_url pN        node pN's published address on this machine (http://127.0.0.1:808N)
+#   kv pN OP KEY [VALUE]  one keys request (`lab kv`: get, put, create): prints STATUS VALUE
+#            ERRORCODE REASON MESSAGE, the first four one word each (`-` when absent), for
+#            `read -r code value ecode reason _`; `000 - - -` when the node does not answer
+#   acceptor_state HOST ACCEPTOR  ACCEPTOR's state (member, recovering, ...) as the node of
+#            HOST sees it (`chaos status HOST --get acceptor.ACCEPTOR`); `none` when unnamed
+#   wait_until SECS CMD...  true once CMD succeeds (tried once a second), false after SECS
+#   never_404_nor_created NODE KEY [REASON]  GET KEY via NODE answers v1 or a 503 (with REASON
+#            when given, e.g. no-quorum), never 404, and a create of KEY is refused; says so
+#            through the caller's `ok` and `fail`
 #   need CMD [PACKAGE] installs PACKAGE (default CMD) with apt-get when CMD (a command, or a
 #            file when it starts with /) is missing and we are root on Debian/Ubuntu;
 #            otherwise stops with the one command to run
@@ -25,6 +35,42 @@ export COMPOSE
 cid() {
   docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=$1" --filter "label=com.docker.compose.oneoff=False"
+}
+
+node_url() { echo "http://127.0.0.1:808${1#p}"; }
+
+kv() {
+  local node=$1
+  shift
+  "${LAB:-target/release/lab}" kv "$1" "$(node_url "$node")" "${@:2}" || echo "000 - - - no answer"
+}
+
+acceptor_state() {
+  "${CHAOS_CLI:-target/release/chaos}" --project "$PROJECT" --get "acceptor.$2" status "$1" 2>/dev/null
+}
+
+wait_until() {
+  local t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt "$1" ]; do
+    "${@:2}" && return 0
+    sleep 1
+  done
+  return 1
+}
+
+never_404_nor_created() {
+  local r code value ecode reason
+  r="$(kv "$1" get "$2")"; echo "GET via $1: $r"
+  read -r code value ecode reason _ <<<"$r"
+  case "$code" in
+    200) [ "$value" = v1 ] && ok "GET answered v1" || fail "GET answered 200 without v1" ;;
+    503) [ -z "${3:-}" ] || [ "$reason" = "$3" ] && ok "GET answered 503 ($reason, errorCode $ecode)" ||
+      fail "GET answered 503 $reason, not $3" ;;
+    *) fail "GET via $1 answered $code (must be v1 or a 503, never 404)" ;;
+  esac
+  r="$(kv "$1" create "$2" v2)"; echo "create via $1: $r"
+  read -r code _ <<<"$r"
+  [ "$code" = 201 ] && fail "a second create of $2 was acknowledged" || ok "the create was refused ($code)"
 }
 
 # leftovers: the project's containers, networks and volumes still present (empty when clean).

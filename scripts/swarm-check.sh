@@ -51,15 +51,21 @@ if ! make up ENGINE=swarm 2>&1 | tee "$out/up.txt"; then
   exit 1
 fi
 make -s status ENGINE=swarm | tee "$out/status-up.txt"
-grep -qE '^a1 .* ok .*(local|unix://)' "$out/status-up.txt" && ok "status shows a1 healthy and its engine" ||
-  fail "status does not show a1 healthy with its engine"
+healthy="$(scripts/swarm.sh chaos --get healthy status a1)"
+engine="$(scripts/swarm.sh chaos --get engine status a1)"
+case "$healthy $engine" in
+  "true local" | "true unix://"*) ok "status shows a1 healthy and its engine ($engine)" ;;
+  *) fail "status does not show a1 healthy with its engine (healthy: $healthy, engine: $engine)" ;;
+esac
 
 echo "=== plain make up must refuse while the stack runs"
 if make -s up >"$out/compose-up.txt" 2>&1; then
   fail "make up (Compose) started while the swarm stack runs"
   make -s down >/dev/null 2>&1
 else
-  grep -q "refusing: the swarm stack" "$out/compose-up.txt" && ok "make up refuses: $(grep -m1 refusing "$out/compose-up.txt")" ||
+  # make up runs the guard first; its refusal exits 3 (scripts/swarm.sh).
+  scripts/swarm.sh guard 2>>"$out/compose-up.txt"
+  [ $? = 3 ] && ok "make up refuses: the swarm stack runs ($out/compose-up.txt)" ||
     fail "make up failed without the refusal: $(tail -3 "$out/compose-up.txt")"
 fi
 

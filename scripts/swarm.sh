@@ -29,6 +29,8 @@ MADE_GWBRIDGE=perseus.gwbridge-made
 
 say() { echo "swarm: $*"; }
 die() { echo "swarm: $*" >&2; exit 1; }
+# A refusal (the other testbed runs on this engine): exit 3, which swarm-check tells apart.
+refuse() { echo "swarm: refusing: $*" >&2; exit 3; }
 
 swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}'; }
 node_id() { docker info --format '{{.Swarm.NodeID}}'; }
@@ -45,7 +47,7 @@ refuse_if_compose() {
   local running
   running="$(compose_projects)"
   if [ -n "${running// /}" ]; then
-    die "refusing: Compose project(s) running on this engine: ${running% }. Turning swarm mode on or
+    refuse "Compose project(s) running on this engine: ${running% }. Turning swarm mode on or
   off would disturb their networks and the stack needs their ports: run \`make down\` first."
   fi
 }
@@ -57,7 +59,7 @@ stack_networks() { docker network ls -q --filter "label=com.docker.stack.namespa
 # For plain `make up`: the Compose cluster and the stack cannot share the engine's ports.
 guard() {
   if [ -n "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK")" ]; then
-    die "refusing: the swarm stack $STACK runs on this engine (make up ENGINE=swarm); run
+    refuse "the swarm stack $STACK runs on this engine (make up ENGINE=swarm); run
   \`make down ENGINE=swarm\` first: the Compose cluster needs the same ports."
   fi
   if [ "$(swarm_state)" = active ]; then

@@ -43,6 +43,10 @@ fn commands_help() -> String {
     for (name, doc) in LOOKS {
         text.push_str(&format!("  {name:<24} {doc}\n"));
     }
+    text.push_str(
+        "\nExit status: 0 done; 1 bad input or an action failed; 3 every failed action needs \
+         what this kernel lacks (e.g. sch_netem for delay)\n",
+    );
     text
 }
 

@@ -5,25 +5,43 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
+use perseus_model::Failure;
 
 pub use perseus_model::ChaosEvent as Event;
 
 /// Prints events and appends them to the events file.
 pub struct Recorder {
     file: Option<PathBuf>,
+    /// The failures recorded so far, so that the exit code can name them.
+    failures: Mutex<Vec<Failure>>,
 }
 
 impl Recorder {
     pub fn new(file: Option<&Path>) -> Self {
         Recorder {
             file: file.map(Path::to_path_buf),
+            failures: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Whether every failed action failed as `Unsupported` (and one did): the kernel lacks
+    /// what the fault needs, which chaos's exit code says apart from other failures.
+    pub fn only_unsupported(&self) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        !failures.is_empty() && failures.iter().all(|f| *f == Failure::Unsupported)
     }
 
     /// Prints the event (stdout if ok, stderr if not) and appends it to the file.
     pub fn record(&self, event: &Event) -> Result<()> {
+        if let Some(f) = event.failure {
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(f);
+        }
         if event.ok {
             println!("{}", event.line());
         } else {

@@ -56,11 +56,17 @@ use cli::{Args, Request};
 use events::Recorder;
 use host::{Cluster, HostArg, System, Target};
 
+/// The exit code of a fault the kernel cannot make (a qdisc's module missing), so that a
+/// script tells it from other failures without reading the message.
+const EXIT_UNSUPPORTED: u8 = 3;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args).await {
+    let recorder = Recorder::new(args.events.as_deref());
+    match run(&args, &recorder).await {
         Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if recorder.only_unsupported() => ExitCode::from(EXIT_UNSUPPORTED),
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("chaos: error: {e:#}");
@@ -70,7 +76,7 @@ async fn main() -> ExitCode {
 }
 
 /// Runs the request; Ok(false) if any action failed.
-async fn run(args: &Args) -> Result<bool> {
+async fn run(args: &Args, recorder: &Recorder) -> Result<bool> {
     // Bad input changes nothing: check the operands before touching the engine.
     let (health, host) = match args.request()? {
         Request::Describe => {
@@ -89,8 +95,7 @@ async fn run(args: &Args) -> Result<bool> {
         }
         Request::Fault(call) => {
             let cluster = connect(args).await?;
-            let recorder = Recorder::new(args.events.as_deref());
-            return nemesis::run(&cluster, &call, &options(args), &recorder).await;
+            return nemesis::run(&cluster, &call, &options(args), recorder).await;
         }
         Request::Status(host) => (false, host),
         Request::Health(host) => (true, host),

@@ -183,12 +183,37 @@ pub enum Cmd {
         files: Vec<PathBuf>,
     },
     /// One line of a loadgen `--out` file's summary record, for scripts that print a row per
-    /// run: requests and their 5xx share, the contention figures on shared keys, violations
+    /// run: requests and their 5xx share, errors by kind, the contention figures on shared
+    /// keys with the unknown share of increments, violations
     Summary {
         file: PathBuf,
         /// Printed first (the run's name)
         #[arg(long, default_value = "")]
         label: String,
+    },
+    /// One request to a node's keys API (etcd v2), for scripts: prints `STATUS VALUE
+    /// ERRORCODE REASON MESSAGE`, the first four one word each (`-` for what the answer
+    /// lacks), so that `read` splits them; exit 1 when the node does not answer
+    Kv {
+        op: crate::node_api::KeyOp,
+        /// The node, http://HOST:PORT
+        node: String,
+        key: String,
+        /// The value to write (put, create)
+        value: Option<String>,
+    },
+    /// A counter or gauge of the nodes' /metrics summed over them, for scripts: `LABEL=SUM`
+    /// per value of the label --by, space-separated (nothing when no node has it), or the sum
+    /// alone without --by; a node that does not answer is named on stderr and counts nothing
+    Metrics {
+        /// The metric's name (perseus_outcome_resolutions_total, ...)
+        name: String,
+        /// The nodes, http://HOST:PORT, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+        /// Sum per value of this label
+        #[arg(long)]
+        by: Option<String>,
     },
     /// What `make bench` counts before a load level, into a JSON file: the CPU of the
     /// system's containers (cgroups), the acceptors' Redis counters or etcd's WAL fsyncs, the

@@ -15,6 +15,7 @@
 //! - Writing it up: `report` (report.md), `html` (report.html), `plot` (the pictures),
 //!   `palette` (their colours, one table for both),
 //!   `browser` (report.html in headless Chromium).
+//! - Asking a node, for the check scripts: `node_api` (`lab kv`, `lab metrics`).
 //! - Several runs: `compare`, `matrix`, `storage` (the storage faults' table), `figures`
 //!   (what their summaries carry), `results` (docs/results.md), `bench` (make bench's table
 //!   and its counting).
@@ -32,6 +33,7 @@ mod html;
 mod impact;
 mod matrix;
 mod measures;
+mod node_api;
 mod palette;
 mod plan;
 mod plot;
@@ -214,13 +216,28 @@ fn bench_costs(
     Ok(true)
 }
 
-/// `lab summary`: `LABEL sent=… answered_5xx=… share_5xx_pct=… [acknowledged=… …] violations=…`.
+/// `lab summary`: `LABEL sent=… answered_5xx=… share_5xx_pct=… errors=KIND:N,…|none
+/// [keys=… acknowledged=… … unknown_pct=…] violations=…`.
 fn summary_line(label: &str, s: &perseus_model::load::Summary) -> String {
     let r = &s.requests;
     let mut line = format!(
         "{label} sent={} answered_5xx={} share_5xx_pct={:.2}",
         r.sent, r.answered_5xx, r.share_5xx_pct
     );
+    let errors: Vec<String> = s
+        .errors
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(kind, n)| format!("{kind}:{n}"))
+        .collect();
+    line.push_str(&format!(
+        " errors={}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(",")
+        }
+    ));
     if let Some(c) = &s.contention {
         let t = &c.total;
         line.push_str(&format!(
@@ -235,6 +252,10 @@ fn summary_line(label: &str, s: &perseus_model::load::Summary) -> String {
             t.final_value.map_or("-".into(), |v| v.to_string()),
             t.creates_acknowledged
         ));
+        if t.increments_sent > 0 {
+            let share = 100.0 * t.unknown as f64 / t.increments_sent as f64;
+            line.push_str(&format!(" unknown_pct={share:.3}"));
+        }
     }
     line.push_str(&format!(" violations={}", s.violations));
     line.trim_start().to_string()
@@ -463,6 +484,30 @@ fn main() -> ExitCode {
             println!("{}", summary_line(&label, &level.summary));
             true
         }),
+        Cmd::Kv {
+            op,
+            node,
+            key,
+            value,
+        } => node_api::key_request(&node, op, &key, value.as_deref())
+            .map(|reply| {
+                println!("{}", reply.line());
+                true
+            })
+            .map_err(Into::into),
+        Cmd::Metrics { name, nodes, by } => {
+            let (sums, silent) = node_api::metric_sums(&nodes, &name, by.as_deref());
+            for s in silent {
+                eprintln!("lab metrics: {s}: counted nothing");
+            }
+            let number = |v: f64| if v.fract() == 0.0 { format!("{v:.0}") } else { v.to_string() };
+            let line: Vec<String> = match by {
+                Some(_) => sums.iter().map(|(k, v)| format!("{k}={}", number(*v))).collect(),
+                None => vec![number(sums.values().sum())],
+            };
+            println!("{}", line.join(" "));
+            Ok(true)
+        }
         Cmd::Compare { dirs, out } => compare::run(&dirs, out.as_deref()),
         Cmd::Matrix { dir } => matrix::run(&dir),
         Cmd::Results {
