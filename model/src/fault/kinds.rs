@@ -1,6 +1,7 @@
 //! The fault kinds and their table: the enum with typed parameters, and [`KINDS`], one row
 //! ([`Spec`]) per kind saying everything about it but its parameters' values. A new kind is a
-//! variant and a row here (and an arm in the test below).
+//! variant and a row here, its parameters' arms in `param` and `with_param` when it takes any
+//! (and an arm in the test below).
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,80 @@ pub enum FaultKind {
 /// How many bytes `truncate` cuts when no size is given: one 4 KiB page, the unit a torn
 /// write loses.
 pub const DEFAULT_TRUNCATE_BYTES: u32 = 4096;
+
+/// A parameter of a type that reads itself (a rate, a shape, links, a clock shift); Err its
+/// reason.
+fn read<T>(param: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    param.parse().map_err(|e: T::Err| e.to_string())
+}
+
+/// The parameters of each kind, as text: how a kind writes them after the colon and how it
+/// reads them back. A kind with parameters has its arm in both.
+impl FaultKind {
+    /// The parameter text after the colon, if the kind has parameters.
+    pub fn param(&self) -> Option<String> {
+        match self {
+            FaultKind::Loss(p) => Some(p.to_string()),
+            FaultKind::Limit(r) => Some(r.to_string()),
+            FaultKind::Delay(d, None) => Some(d.to_string()),
+            FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
+            FaultKind::Partition(shape) => Some(shape.to_string()),
+            FaultKind::DelayLinks(links) => Some(links.to_string()),
+            FaultKind::Clock(shift) => Some(shift.to_string()),
+            FaultKind::Truncate(bytes) if *bytes != DEFAULT_TRUNCATE_BYTES => {
+                Some(bytes.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// The kind of `spec`'s row with its parameters read from `param` (not empty); Err says
+    /// why they are not the kind's.
+    pub(super) fn with_param(spec: &Spec, param: &str) -> Result<FaultKind, String> {
+        Ok(match spec.example() {
+            FaultKind::Loss(_) => {
+                let n: u8 = param
+                    .trim_end_matches('%')
+                    .parse()
+                    .map_err(|_| format!("{param:?} is not a whole percentage"))?;
+                if n == 0 || n > 100 {
+                    return Err(format!("{n} % is not between 1 and 100"));
+                }
+                FaultKind::Loss(n)
+            }
+            FaultKind::Limit(_) => FaultKind::Limit(read(param)?),
+            FaultKind::Delay(..) => {
+                let (d, j) = match param.split_once(',') {
+                    Some((d, j)) => (d, Some(j)),
+                    None => (param, None),
+                };
+                let time = |t: &str| {
+                    t.trim()
+                        .parse::<Span>()
+                        .map_err(|_| format!("{t:?} is not a time like 50ms, 1s or 200us"))
+                };
+                FaultKind::Delay(time(d)?, j.map(time).transpose()?)
+            }
+            FaultKind::Partition(_) => FaultKind::Partition(read(param)?),
+            FaultKind::DelayLinks(_) => FaultKind::DelayLinks(read(param)?),
+            FaultKind::Clock(_) => FaultKind::Clock(read(param)?),
+            FaultKind::Truncate(_) => {
+                let bytes: u32 = param
+                    .parse()
+                    .map_err(|_| format!("{param:?} is not a whole number of bytes"))?;
+                if bytes == 0 {
+                    return Err("0 bytes: cut at least one".to_string());
+                }
+                FaultKind::Truncate(bytes)
+            }
+            other => other.clone(),
+        })
+    }
+}
 
 /// How a kind's parameters are written after its host on chaos's command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,16 +16,14 @@
 //! ([`Spec`], [`Params`], [`Aim`], [`Role`]); this file the text form and the questions lab
 //! and chaos ask of a kind.
 //!
-//! Adding a kind: its variant and its row in [`KINDS`], both in `kinds.rs`; when it takes a
-//! parameter of a new shape, also its [`Params`] there and its arms in
-//! [`FaultKind::from_parts`] and [`FaultKind::param`] here. Then chaos's `nemesis.rs` says how
-//! to do it (and `status.rs` how to see it). docs/design.md walks through it.
+//! Adding a kind: its variant, its row in [`KINDS`] and, when it takes parameters, its arms in
+//! `FaultKind::with_param` and [`FaultKind::param`] (a parameter of a new shape also its
+//! [`Params`]), all in `kinds.rs`. Then chaos's `nemesis.rs` says how to do it (and
+//! `status.rs` how to see it). docs/design.md walks through it.
 
 use std::fmt;
 use std::mem::discriminant;
 use std::str::FromStr;
-
-use crate::span::Span;
 
 mod kinds;
 
@@ -81,27 +79,10 @@ impl FaultKind {
         }
     }
 
-    /// The parameter text after the colon, if the kind has parameters.
-    pub fn param(&self) -> Option<String> {
-        match self {
-            FaultKind::Loss(p) => Some(p.to_string()),
-            FaultKind::Limit(r) => Some(r.to_string()),
-            FaultKind::Delay(d, None) => Some(d.to_string()),
-            FaultKind::Delay(d, Some(j)) => Some(format!("{d},{j}")),
-            FaultKind::Partition(shape) => Some(shape.to_string()),
-            FaultKind::DelayLinks(links) => Some(links.to_string()),
-            FaultKind::Clock(shift) => Some(shift.to_string()),
-            FaultKind::Truncate(bytes) if *bytes != DEFAULT_TRUNCATE_BYTES => {
-                Some(bytes.to_string())
-            }
-            _ => None,
-        }
-    }
-
     /// Builds a kind from its name and its parameter text (`None` when there is none).
     pub fn from_parts(name: &str, param: Option<&str>) -> Result<FaultKind, ParseFaultError> {
         let spec = Spec::named(name).ok_or_else(|| ParseFaultError::Unknown(name.to_string()))?;
-        let bad = |why: String| ParseFaultError::BadParameter {
+        let bad = |why| ParseFaultError::BadParameter {
             kind: name.to_string(),
             why,
         };
@@ -121,52 +102,7 @@ impl FaultKind {
             }
             (_, Some(p)) => p,
         };
-        Ok(match spec.example() {
-            FaultKind::Loss(_) => {
-                let n: u8 = param
-                    .trim_end_matches('%')
-                    .parse()
-                    .map_err(|_| bad(format!("{param:?} is not a whole percentage")))?;
-                if n == 0 || n > 100 {
-                    return Err(bad(format!("{n} % is not between 1 and 100")));
-                }
-                FaultKind::Loss(n)
-            }
-            FaultKind::Limit(_) => {
-                FaultKind::Limit(param.parse().map_err(|e| bad(format!("{e}")))?)
-            }
-            FaultKind::Delay(..) => {
-                let (d, j) = match param.split_once(',') {
-                    Some((d, j)) => (d, Some(j)),
-                    None => (param, None),
-                };
-                let time = |t: &str| {
-                    t.trim()
-                        .parse::<Span>()
-                        .map_err(|_| bad(format!("{t:?} is not a time like 50ms, 1s or 200us")))
-                };
-                FaultKind::Delay(time(d)?, j.map(time).transpose()?)
-            }
-            FaultKind::Partition(_) => {
-                FaultKind::Partition(param.parse().map_err(|e| bad(format!("{e}")))?)
-            }
-            FaultKind::DelayLinks(_) => {
-                FaultKind::DelayLinks(param.parse().map_err(|e| bad(format!("{e}")))?)
-            }
-            FaultKind::Clock(_) => {
-                FaultKind::Clock(param.parse().map_err(|e| bad(format!("{e}")))?)
-            }
-            FaultKind::Truncate(_) => {
-                let bytes: u32 = param
-                    .parse()
-                    .map_err(|_| bad(format!("{param:?} is not a whole number of bytes")))?;
-                if bytes == 0 {
-                    return Err(bad("0 bytes: cut at least one".to_string()));
-                }
-                FaultKind::Truncate(bytes)
-            }
-            other => other.clone(),
-        })
+        FaultKind::with_param(spec, param).map_err(bad)
     }
 
     /// The action that ends this fault, `None` for the undoing actions themselves and for the
