@@ -194,8 +194,9 @@ FAULT_PARAMS_limit = :$(RATE)
 FAULT_PARAMS_delay = :$(DELAY)$(if $(JITTER),$(comma)$(JITTER))
 FAULT_PARAMS_truncate = $(if $(BYTES),:$(BYTES))
 FAULT_PARAMS_clock = :$(if $(OFFSET),offset=$(OFFSET),$(if $(JUMP),jump=$(JUMP),$(if $(DRIFT),drift=$(DRIFT))))
-# `kill` → `kill`, `loss` → `--scope peers loss:30`, `partition` → `isolate`
-fault_verb = $(FAULT_OPTIONS_$(1)) $(or $(FAULT_ALIAS_$(1)),$(1))$(FAULT_PARAMS_$(1))
+# `kill` → `kill`, `loss` → `--scope peers loss:30`, `partition` → `isolate`; a kind without
+# a named parameter variable takes PARAMS (`make corrupt-a1 PARAMS=5` → `corrupt:5`).
+fault_verb = $(FAULT_OPTIONS_$(1)) $(or $(FAULT_ALIAS_$(1)),$(1))$(or $(FAULT_PARAMS_$(1)),$(if $(PARAMS),:$(PARAMS)))
 # `kill-acceptor` → `--layer acceptor kill`
 fault_command = $(if $(filter %-acceptor %-node,$(1)),--layer $(lastword $(subst -, ,$(1))) $(call fault_verb,$(patsubst %-acceptor,%,$(patsubst %-node,%,$(1)))),$(call fault_verb,$(1)))
 fault_host = $(lastword $(subst -, ,$(1)))
