@@ -13,6 +13,8 @@
 #   acceptor_state HOST ACCEPTOR  ACCEPTOR's state (member, recovering, ...) as the node of
 #            HOST sees it (`chaos status HOST --get acceptor.ACCEPTOR`); `none` when unnamed
 #   wait_until SECS CMD...  true once CMD succeeds (tried once a second), false after SECS
+#   written NODE OP KEY WHEN  PUT (OP put or create) v1 into KEY via NODE: prints the answer
+#            and says `fail` unless it is 201
 #   never_404_nor_created NODE KEY [REASON]  GET KEY via NODE answers v1 or a 503 (with REASON
 #            when given, e.g. no-quorum), never 404, and a create of KEY is refused; says so
 #            through the caller's `ok` and `fail`
@@ -56,6 +58,13 @@ wait_until() {
     sleep 1
   done
   return 1
+}
+
+written() {
+  local r code
+  r="$(kv "$1" "$2" "$3" v1)"; echo "PUT v1 via $1 ($4): $r"
+  read -r code _ <<<"$r"
+  [ "$code" = 201 ] || fail "PUT v1 via $1 answered $code"
 }
 
 never_404_nor_created() {

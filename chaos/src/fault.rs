@@ -52,11 +52,7 @@ pub async fn kill(docker: &Docker, host: &Host) -> Result<String> {
         return Err(ChaosError::not_running(format!("host {}", host.name), host.states()).into());
     }
     let kills = up.iter().map(|m| async move {
-        let opts = KillContainerOptionsBuilder::default()
-            .signal("KILL")
-            .build();
-        docker
-            .kill_container(&m.container.id, Some(opts))
+        sigkill(docker, m)
             .await
             .with_context(|| format!("killing {}", m.container.name))
     });
@@ -67,6 +63,14 @@ pub async fn kill(docker: &Docker, host: &Host) -> Result<String> {
     Ok(format!("SIGKILL sent to {}", killed.join(", ")))
 }
 
+/// SIGKILL to one container.
+async fn sigkill(docker: &Docker, m: &Member) -> Result<(), bollard::errors::Error> {
+    let opts = KillContainerOptionsBuilder::default()
+        .signal("KILL")
+        .build();
+    docker.kill_container(&m.container.id, Some(opts)).await
+}
+
 /// SIGKILLs only the given members (e.g. the node of a Perseus host).
 pub async fn kill_members(docker: &Docker, host: &Host, members: &[&Member]) -> Result<String> {
     let mut killed = Vec::new();
@@ -74,11 +78,7 @@ pub async fn kill_members(docker: &Docker, host: &Host, members: &[&Member]) -> 
         if !is_up(&m.info) {
             return Err(ChaosError::not_running(&m.container.service, host.states()).into());
         }
-        let opts = KillContainerOptionsBuilder::default()
-            .signal("KILL")
-            .build();
-        docker
-            .kill_container(&m.container.id, Some(opts))
+        sigkill(docker, m)
             .await
             .with_context(|| format!("killing {}", m.container.name))?;
         killed.push(m.container.service.as_str());
@@ -170,11 +170,7 @@ pub async fn repair(docker: &Docker, host: &Host) -> Result<Option<String>> {
         let Some(m) = host.members.iter().find(|m| &m.container.service == member) else {
             continue;
         };
-        let opts = KillContainerOptionsBuilder::default()
-            .signal("KILL")
-            .build();
-        docker
-            .kill_container(&m.container.id, Some(opts))
+        sigkill(docker, m)
             .await
             .with_context(|| format!("stopping the detached {}", m.container.name))?;
         // Kill returns before the container is down; start refuses a running container.
