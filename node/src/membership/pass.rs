@@ -3,6 +3,10 @@
 //! page at a time, each page caught up in batches (`recovery::catch_up_batch`), resumed where
 //! it stopped for the same (target, mark, life), then the promotion.
 //!
+//! Keys already caught up by this pass (listed on an earlier acceptor) are not caught up again
+//! when the next acceptor lists them ([`CaughtUp`]): the acceptors mostly hold the same keys,
+//! and the pass did the work once per other acceptor.
+//!
 //! The pages are pipelined: the next SCAN page is listed, and up to [`PAGES_IN_FLIGHT`] pages
 //! are caught up, while the earlier ones finish (one page at a time left the acceptors idle
 //! between pages: a SCAN round trip, the slowest chunk of the page, a lease renewal). The
@@ -10,7 +14,8 @@
 //! listing order. The lease is renewed between pages once [`RENEW_AFTER`] has passed, not
 //! after every page (each renewal is a write the target fsyncs).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -28,9 +33,49 @@ pub const PAGES_IN_FLIGHT: usize = 2;
 /// inside [`LEASE`], so a pass that runs normally never loses it.
 pub const RENEW_AFTER: Duration = Duration::from_millis(1000);
 
+/// Bytes of key names a pass remembers as caught up (each counted with [`KEY_OVERHEAD`]):
+/// about 260,000 keys of 16 bytes, well inside the node's memory bound (design-proposer.md).
+/// Past it a later acceptor's keys already caught up get a second round (as before the pass
+/// remembered any): memory stays bounded, only time is lost.
+pub const REMEMBER_BYTES: usize = 16 << 20;
+/// What one remembered key costs besides its name (the set's slot at its load factor, the
+/// allocation's rounding).
+const KEY_OVERHEAD: usize = 48;
+
+/// The keys a pass has caught up so far, so that the listing of the next acceptor does not
+/// catch them up again (the acceptors mostly hold the same keys: without it the pass did the
+/// work once per other acceptor). Exact, never a filter that may err: a key is skipped only if
+/// a round of this very pass (same target, mark and life) caught it up, and one round is all
+/// the recovery argument asks of a key (docs/design-acceptor-recovery.md).
+#[derive(Debug, Default)]
+pub(super) struct CaughtUp {
+    keys: HashSet<Box<str>>,
+    bytes: usize,
+}
+
+impl CaughtUp {
+    fn contains(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// Remembers `keys` (every one caught up), as far as [`REMEMBER_BYTES`] allows.
+    fn extend(&mut self, keys: &[String]) {
+        for key in keys {
+            let cost = key.len() + KEY_OVERHEAD;
+            if self.bytes + cost > REMEMBER_BYTES {
+                return;
+            }
+            if self.keys.insert(key.as_str().into()) {
+                self.bytes += cost;
+            }
+        }
+    }
+}
+
 /// Where a catch-up pass stands: kept per (target, mark, life), so a pass that stopped
-/// resumes at the SCAN page it stopped in instead of the first key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// resumes at the SCAN page it stopped in instead of the first key, and knows which keys it
+/// caught up already.
+#[derive(Clone, Debug)]
 pub(super) struct Place {
     pub(super) target: usize,
     pub(super) mark: String,
@@ -38,12 +83,18 @@ pub(super) struct Place {
     /// The acceptor being listed and the SCAN cursor of its current page.
     pub(super) source: usize,
     pub(super) cursor: u64,
+    /// Keys listed and done (caught up now or earlier in the pass).
     pub(super) done: u64,
+    /// Shared, not copied, by the clones `/health` takes.
+    pub(super) caught: Arc<Mutex<CaughtUp>>,
 }
 
-/// One listed SCAN page: its keys and where the listing goes on after it.
+/// One listed SCAN page: its keys to catch up and where the listing goes on after it.
 struct Page {
+    /// The page's keys less those the pass caught up already.
     keys: Vec<String>,
+    /// How many keys the SCAN page listed.
+    listed: usize,
     /// The (source, cursor) a later pass resumes from once this page is done.
     after: (usize, u64),
 }
@@ -115,6 +166,7 @@ impl Membership {
         &self,
         target: usize,
         at: &mut Option<(usize, u64)>,
+        caught: &Mutex<CaughtUp>,
     ) -> Result<Option<Page>, PassError> {
         let Some((mut source, cursor)) = *at else {
             return Ok(None);
@@ -140,7 +192,16 @@ impl Membership {
             (source, next)
         };
         *at = Some(after);
-        Ok(Some(Page { keys, after }))
+        let listed = keys.len();
+        let keys = {
+            let caught = lock(caught);
+            keys.into_iter().filter(|k| !caught.contains(k)).collect()
+        };
+        Ok(Some(Page {
+            keys,
+            listed,
+            after,
+        }))
     }
 
     /// One page in batches (one script per acceptor and phase for a chunk of keys, failed
@@ -197,6 +258,7 @@ impl Membership {
                     source: 0,
                     cursor: 0,
                     done: 0,
+                    caught: Arc::default(),
                 },
             }
         };
@@ -224,7 +286,7 @@ impl Membership {
         let mut renewed = tokio::time::Instant::now();
         loop {
             while in_flight.len() < PAGES_IN_FLIGHT {
-                let Some(page) = self.list(target, &mut listing).await? else {
+                let Some(page) = self.list(target, &mut listing, &place.caught).await? else {
                     break;
                 };
                 in_flight.push_back(self.catch_up_page(&dyns, ballots, target, page));
@@ -235,8 +297,9 @@ impl Membership {
             let page = page?;
             // The page is done (and every one before it): the next pass for the same mark and
             // life resumes after it.
-            place.done += page.keys.len() as u64;
+            place.done += page.listed as u64;
             (place.source, place.cursor) = page.after;
+            lock(&place.caught).extend(&page.keys);
             *lock(&self.place) = Some(place.clone());
             if renewed.elapsed() >= RENEW_AFTER {
                 self.take_lease(target).await?;
