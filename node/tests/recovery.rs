@@ -684,22 +684,23 @@ async fn every_members_keys_reach_the_recovered_acceptor() {
     let (redis, nodes) = cluster().await;
     known(&nodes[0]).await;
     for r in &redis[..2] {
-        store_keys(r, "both/", 2500);
+        store_keys(r, "both/", 1200);
     }
-    store_keys(&redis[0], "a1-only/", 700);
-    store_keys(&redis[1], "a2-only/", 1300);
+    store_keys(&redis[0], "a1-only/", 300);
+    store_keys(&redis[1], "a2-only/", 500);
     flushall(&redis[2]);
-    // The record tells (the view of one node may miss the short recovering spell).
+    // The record tells (the view of one node may miss the short recovering spell). Generous:
+    // on a loaded machine the rounds time out, and the pass stops and resumes.
     wait_for(
         "a3 marked and a member again",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             redis_cli(&redis[2], &["HGET", "perseus-identity", "state"]) == "member"
                 && nodes.iter().all(|n| state(n, 2) == "member")
         },
     )
     .await;
-    assert_eq!(keys_held(&redis[2], "both/", 2500), 2500);
-    assert_eq!(keys_held(&redis[2], "a1-only/", 700), 700);
-    assert_eq!(keys_held(&redis[2], "a2-only/", 1300), 1300);
+    assert_eq!(keys_held(&redis[2], "both/", 1200), 1200);
+    assert_eq!(keys_held(&redis[2], "a1-only/", 300), 300);
+    assert_eq!(keys_held(&redis[2], "a2-only/", 500), 500);
 }
