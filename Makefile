@@ -5,10 +5,26 @@ SHELL := /bin/bash
 # Compose v2 plugin when present, else docker-compose v1 (1.29) (scripts/lib.sh).
 COMPOSE ?= $(shell scripts/lib.sh compose_command)
 CARGO ?= cargo
-# Where the testbed runs: compose (one machine) or swarm (a Docker Swarm stack, docs/swarm.md).
-ENGINE ?= compose
-ifeq ($(filter compose swarm,$(ENGINE)),)
-$(error ENGINE must be compose or swarm (got '$(ENGINE)'))
+# Where the testbed runs (docs/swarm.md): compose (one machine), swarm (a Docker Swarm stack) or
+# cluster (the stack across Docker engines in containers, `make cluster-up`; the default while
+# one is up).
+CLUSTER_STATE := compose/.cluster
+ENGINE ?= $(if $(wildcard $(CLUSTER_STATE)/hosts),cluster,compose)
+ifeq ($(filter compose swarm cluster,$(ENGINE)),)
+$(error ENGINE must be compose, swarm or cluster (got '$(ENGINE)'))
+endif
+# `make cluster-up ENGINES=3`: how many engines (machines) the simulated cluster has
+ENGINES ?= 3
+MACHINE_IMAGE ?= perseus-machine:bookworm
+SWARM_ROUTE := $(filter swarm cluster,$(ENGINE))
+ifeq ($(ENGINE),cluster)
+IMAGE ?= perseus:swarm
+# The nodes' published ports on their machines (written by scripts/cluster.sh up), and the
+# hosts file that tells chaos which engine runs each host.
+CLUSTER_NODES := $(shell cat $(CLUSTER_STATE)/nodes 2>/dev/null)
+export LAB_NODES ?= $(CLUSTER_NODES)
+export WATCH_NODES ?= $(LAB_NODES)
+export CHAOS_HOSTS_FILE ?= $(CURDIR)/$(CLUSTER_STATE)/hosts
 endif
 ifeq ($(ENGINE),swarm)
 # Its own tag: perseus:latest is rebuilt by whoever runs the Compose testbed.
@@ -77,13 +93,13 @@ BYTES ?= 4096
 SYSTEMS ?= perseus etcd
 FAULTS ?= kill isolate pause
 RUNS ?= 10
-export COMPOSE BASE_IMAGE UP_TIMEOUT SYSTEMS_IMAGE
+export COMPOSE BASE_IMAGE UP_TIMEOUT SYSTEMS_IMAGE ENGINES MACHINE_IMAGE
 export SWARM_IMAGE := $(IMAGE)
 
 # Every profile of docker-compose.yml (where they are defined), so that `make down` removes
 # every system.
 ALL_PROFILES := $(addprefix --profile ,$(sort $(subst $(comma), ,$(shell sed -n 's/^ *profiles: *\[\(.*\)\].*/\1/p' docker-compose.yml | tr -d '" '))))
-ifeq ($(ENGINE),swarm)
+ifneq ($(SWARM_ROUTE),)
 CHAOS := scripts/swarm.sh chaos --target $(TARGET)
 else
 CHAOS := $(COMPOSE) --profile chaos run --rm -T chaos --target $(CHAOS_TARGET)
@@ -91,7 +107,7 @@ endif
 # The client container, running or not (by label, see scripts/lib.sh).
 CLIENT_ID = $$(scripts/lib.sh cid client)
 
-.PHONY: help swarm-check up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
+.PHONY: help swarm-check cluster-up cluster-down machine-image up up-etcd load load-etcd bench status logs down test e2e base binaries images systems-image ci heal experiment soak watch partition \
         compare matrix results smoke amnesia-check rollback-check accept-loss idle-reconnect node-memory contention bench-catchup snapshot
 
 help: ## Show this help
@@ -124,8 +140,10 @@ images: base binaries ## Build the perseus:latest image (base + the binaries + c
 	cp compose/perseus-acceptor compose/perseus-host compose/redis.conf compose/p1.toml compose/p2.toml compose/p3.toml $(BUILD_DIR)/
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) -f compose/Dockerfile $(BUILD_DIR)
 
-up: images ## Build what is missing, start SYSTEM's hosts (perseus: a1..a3 + p1..p3, repairing a node left in an old namespace), wait until all serve (ENGINE=swarm: deploy the stack)
-ifeq ($(ENGINE),swarm)
+up: images $(if $(filter cluster,$(ENGINE)),machine-image) ## Build what is missing, start SYSTEM's hosts (perseus: a1..a3 + p1..p3, repairing a node left in an old namespace), wait until all serve (ENGINE=swarm: deploy the stack; cluster: make cluster-up)
+ifeq ($(ENGINE),cluster)
+	scripts/cluster.sh up
+else ifeq ($(ENGINE),swarm)
 	scripts/swarm.sh up
 else
 	@scripts/swarm.sh guard
@@ -139,7 +157,9 @@ systems-image: ## Build the image of the other systems (perseus-systems:latest: 
 	scripts/systems-image.sh
 
 load: up ## Run the load generator against SYSTEM (LOADGEN_DURATION=300 s, CONNECTIONS=1 per node, KEYS=own|shared:N)
-ifeq ($(ENGINE),swarm)
+ifeq ($(ENGINE),cluster)
+	LOADGEN_NODES=$(or $(LOADGEN_NODES),$(CLUSTER_NODES),$$(cat $(CLUSTER_STATE)/nodes)) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) scripts/swarm.sh load
+else ifeq ($(ENGINE),swarm)
 	LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) scripts/swarm.sh load
 else
 	LOADGEN_SYSTEM=$(SYSTEM) LOADGEN_NODES=$(LOADGEN_NODES) LOADGEN_DURATION=$(LOADGEN_DURATION) LOADGEN_CONNECTIONS=$(CONNECTIONS) LOADGEN_KEYS=$(KEYS) $(COMPOSE) --profile load up -d --no-deps --force-recreate client
@@ -203,8 +223,10 @@ fault_host = $(lastword $(subst -, ,$(1)))
 .DEFAULT:
 	@$(if $(findstring -,$@),$(CHAOS) $(call fault_command,$(patsubst %-$(call fault_host,$@),%,$@)) $(call fault_host,$@),echo "make: no target '$@' (make help lists them)" >&2; exit 2)
 
-down: ## Remove all containers, networks and volumes of the testbed, every system (ENGINE=swarm: the stack, and the swarm if up entered it)
-ifeq ($(ENGINE),swarm)
+down: ## Remove all containers, networks and volumes of the testbed, every system (ENGINE=swarm: the stack, and the swarm if up entered it; cluster: make cluster-down)
+ifeq ($(ENGINE),cluster)
+	scripts/cluster.sh down
+else ifeq ($(ENGINE),swarm)
 	scripts/swarm.sh down
 else
 	$(COMPOSE) $(ALL_PROFILES) down -v --remove-orphans -t 2
@@ -279,6 +301,15 @@ node-memory: images ## 3,000 keys x 64 KB through p1: its resident memory before
 
 accept-loss: ## After a majority of acceptors lost their data: make them all members again, accepting the loss
 	$(COMPOSE) exec -T p1 node accept-loss --config /etc/perseus/p1.toml
+
+cluster-up: ## ENGINES=3 Docker engines in containers (machines m1..), a registry with the project's image, one swarm, the stack a1/a2/a3 one per engine (docs/swarm.md)
+	$(MAKE) up ENGINE=cluster ENGINES=$(ENGINES)
+
+cluster-down: ## Remove the simulated machines, their swarm, the registry, their volumes and network
+	scripts/cluster.sh down
+
+machine-image: base ## The image of a simulated machine: Debian's docker.io and docker-registry on the base image
+	docker build -q --build-arg BASE=$(BASE_IMAGE) -t $(MACHINE_IMAGE) -f compose/machine.Dockerfile compose
 
 swarm-check: ## The swarm route end to end: up ENGINE=swarm, load with kill-a1 and partition-a2, down, engine left as found
 	scripts/swarm-check.sh

@@ -111,11 +111,18 @@ chaos() {
 
 up() {
   refuse_if_compose
-  docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE: run make images IMAGE=$IMAGE"
+  # SWARM_FROM_REGISTRY=1 (scripts/cluster.sh): every machine pulls the image from a registry,
+  # and the manager pins its digest so that all run the same; else it is local (built here)
+  # and no registry is asked.
+  local resolve=never
+  if [ "${SWARM_FROM_REGISTRY:-0}" = 1 ]; then
+    resolve=always
+  else
+    docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE: run make images IMAGE=$IMAGE"
+  fi
   enter_swarm
   placements
-  # --resolve-image never: the image is local (built here), no registry is asked.
-  PERSEUS_IMAGE="$IMAGE" docker stack deploy --resolve-image never -c "$STACK_FILE" "$STACK" ||
+  PERSEUS_IMAGE="$IMAGE" docker stack deploy --resolve-image "$resolve" -c "$STACK_FILE" "$STACK" ||
     die "docker stack deploy failed"
   # Each host's newest task must have left the starting states (later a killed task stays
   # failed: that is the point of restart policy none, and chaos starts its container again).

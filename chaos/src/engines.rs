@@ -3,7 +3,8 @@
 //! every fault on it, since `docker kill`, `docker exec iptables …` and `docker pause` only
 //! reach containers of the engine they are sent to.
 //!
-//! One line per host, `#` comments: `HOST ENDPOINT [certs=DIR] [address=ADDR]`, e.g.
+//! One line per host, `#` comments: `HOST ENDPOINT [certs=DIR] [address=ADDR]
+//! [machine=CONTAINER]`, e.g.
 //!
 //! ```text
 //! a1 unix:///var/run/docker.sock
@@ -16,7 +17,9 @@
 //! `--tlsverify` wants; without it plain HTTP, for a trusted network only) or ssh (the system
 //! `ssh` forwards the remote engine's socket; keys and known_hosts as for `docker -H ssh://`).
 //! `address` is where the machine's published ports are reached (default: the endpoint's host,
-//! 127.0.0.1 for a unix socket). Hosts not in the file use the local engine (`DOCKER_HOST` or
+//! 127.0.0.1 for a unix socket). `machine` names the container of the local engine that runs
+//! this engine (`make cluster-up`'s simulated machines), for the power cut `kill-machine`.
+//! Hosts not in the file use the local engine (`DOCKER_HOST` or
 //! /var/run/docker.sock). The file comes from `--hosts-file` or `CHAOS_HOSTS_FILE`; single
 //! `CHAOS_ENGINE_A1=ENDPOINT` variables add or override entries.
 
@@ -35,7 +38,9 @@ use perseus_model::HostName;
 /// A hosts file (or variable) that cannot be used: what is wrong and where.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum HostsFileError {
-    #[error("line {line}: {text:?}: expected `HOST ENDPOINT [certs=DIR] [address=ADDR]`")]
+    #[error(
+        "line {line}: {text:?}: expected `HOST ENDPOINT [certs=DIR] [address=ADDR] [machine=CONTAINER]`"
+    )]
     Shape { line: usize, text: String },
     #[error("line {line}: {reason}")]
     Host { line: usize, reason: String },
@@ -47,7 +52,7 @@ pub enum HostsFileError {
         endpoint: String,
         reason: &'static str,
     },
-    #[error("line {line}: unknown option {option:?} (known: certs=DIR, address=ADDR)")]
+    #[error("line {line}: unknown option {option:?} (known: certs=DIR, address=ADDR, machine=CONTAINER)")]
     Option { line: usize, option: String },
 }
 
@@ -154,6 +159,9 @@ pub struct EngineSpec {
     pub endpoint: Endpoint,
     /// Where the machine's published ports are reached.
     pub address: String,
+    /// The container of the local engine this engine runs in (`machine=`, the simulated
+    /// machines of `make cluster-up`): what `kill-machine` stops and `start-machine` starts.
+    pub machine: Option<String>,
 }
 
 /// host → engine; hosts not listed use the local engine.
@@ -181,11 +189,12 @@ pub fn parse(text: &str) -> Result<HostsMap, HostsFileError> {
                     line,
                     reason: e.to_string(),
                 })?;
-        let (mut certs, mut address) = (None, None);
+        let (mut certs, mut address, mut machine) = (None, None, None);
         for option in options {
             match option.split_once('=') {
                 Some(("certs", dir)) if !dir.is_empty() => certs = Some(PathBuf::from(dir)),
                 Some(("address", a)) if !a.is_empty() => address = Some(a.to_string()),
+                Some(("machine", m)) if container_name(m) => machine = Some(m.to_string()),
                 _ => {
                     return Err(HostsFileError::Option {
                         line,
@@ -204,9 +213,23 @@ pub fn parse(text: &str) -> Result<HostsMap, HostsFileError> {
             return Err(HostsFileError::Twice { line, host });
         }
         let address = address.unwrap_or_else(|| endpoint.machine());
-        out.insert(host, EngineSpec { endpoint, address });
+        out.insert(
+            host,
+            EngineSpec {
+                endpoint,
+                address,
+                machine,
+            },
+        );
     }
     Ok(out)
+}
+
+/// Whether `name` is a container name Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+fn container_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// The hosts file (if any) with the `CHAOS_ENGINE_<HOST>` variables on top.
@@ -394,6 +417,10 @@ mod tests {
         assert_eq!(map[&a(3)].address, "10.1.0.3");
         let e = parse("e2 tcp://m2:2375").unwrap();
         assert_eq!(e[&HostName::etcd(2)].address, "m2");
+        assert_eq!(e[&HostName::etcd(2)].machine, None);
+        let m = parse("a1 tcp://10.79.0.11:2375 machine=perseus-m1").unwrap();
+        assert_eq!(m[&a(1)].machine.as_deref(), Some("perseus-m1"));
+        assert!(parse("a1 tcp://10.79.0.11:2375 machine=-x").is_err());
     }
 
     #[test]

@@ -4,15 +4,20 @@
 //! two containers (the acceptor aN owning the namespace, the node pN in it); on Docker Swarm it
 //! is one (aN runs both, compose/perseus-host).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use bollard::models::ContainerInspectResponse;
 use bollard::Docker;
 
 use crate::docker::{self, Container};
-use crate::engines::{Engine, HostsMap};
+use crate::engines::{Engine, EngineSpec, HostsMap};
+
+/// How long chaos waits for an engine of the hosts file to answer before it counts its
+/// machine as down (a stopped machine's address answers nothing: a connection would hang).
+const ENGINE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub use perseus_model::{HostArg, HostName, System, Target};
 
@@ -90,9 +95,41 @@ impl Host {
 /// The project's containers on every engine, looked up once per command.
 pub struct Cluster {
     pub project: String,
+    /// The hosts file it was loaded from (which engine, and which machine, runs each host).
+    pub hosts: HostsMap,
     /// service → (container, index of its engine in `engines`).
     containers: HashMap<String, (Container, usize)>,
     engines: Vec<Arc<Engine>>,
+    /// Hosts whose engine does not answer (its machine is down), with why.
+    off: BTreeMap<HostName, String>,
+}
+
+/// Connects to an engine of the hosts file, or says why its machine counts as down: its
+/// machine's container (`machine=`) is not running, or the engine does not answer in time.
+pub async fn connect_spec(spec: &EngineSpec) -> Result<Engine, String> {
+    if let Some(machine) = &spec.machine {
+        if let Ok(local) = Engine::local().await {
+            match local.docker.inspect_container(machine, None).await {
+                Ok(info) if !docker::is_running(&info) => {
+                    return Err(format!(
+                        "machine {machine} is off ({}): make start-machine",
+                        docker::state_of(&info)
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("machine {machine}: {e}")),
+            }
+        }
+    }
+    match tokio::time::timeout(ENGINE_CONNECT_TIMEOUT, Engine::connect(spec)).await {
+        Ok(Ok(engine)) => Ok(engine),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!(
+            "the engine {} does not answer within {} s (is its machine down?)",
+            spec.endpoint,
+            ENGINE_CONNECT_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 impl Cluster {
@@ -125,9 +162,19 @@ impl Cluster {
         // With a hosts file, the local engine only serves the hosts the file leaves out: when
         // it cannot be reached, that matters only if nothing is found elsewhere either.
         let mut local_error = None;
+        let mut off = BTreeMap::new();
         for (spec, names) in wanted {
             let engine = match spec {
-                Some(spec) => Engine::connect(spec).await,
+                // A machine that is down takes only its own hosts away.
+                Some(spec) => match connect_spec(spec).await {
+                    Ok(e) => Ok(e),
+                    Err(why) => {
+                        for h in &names {
+                            off.insert(*h, why.clone());
+                        }
+                        continue;
+                    }
+                },
                 None => Engine::local().await,
             };
             let engine = match engine {
@@ -148,7 +195,7 @@ impl Cluster {
             }
             engines.push(engine);
         }
-        if containers.is_empty() {
+        if containers.is_empty() && off.is_empty() {
             if let Some(e) = local_error {
                 return Err(e.context(format!(
                     "no containers of project {project:?} on the engines of the hosts file, \
@@ -162,14 +209,33 @@ impl Cluster {
         }
         Ok(Cluster {
             project: project.to_string(),
+            hosts: hosts.clone(),
             containers,
             engines,
+            off,
         })
+    }
+
+    /// Why the host's machine counts as down, if it does.
+    pub fn off(&self, name: HostName) -> Option<&str> {
+        self.off.get(&name).map(String::as_str)
+    }
+
+    /// The hosts of `system` whose machine is down.
+    pub fn off_hosts(&self, system: System) -> Vec<HostName> {
+        self.off
+            .keys()
+            .copied()
+            .filter(|h| h.system == system)
+            .collect()
     }
 
     /// Inspects the containers of a host, on its engine. A swarm host is one container (the
     /// first service's); a Compose host needs every service's.
     pub async fn host(&self, name: HostName) -> Result<Host> {
+        if let Some(why) = self.off(name) {
+            bail!("host {name}: its machine is down: {why}");
+        }
         let mut members = Vec::new();
         let mut engine = None;
         for (i, service) in name.services().into_iter().enumerate() {
@@ -208,11 +274,15 @@ impl Cluster {
             .collect()
     }
 
-    /// Which systems have hosts in the project (each cluster once: etcd, not etcd3).
+    /// Which systems have hosts in the project (each cluster once: etcd, not etcd3), counting
+    /// the hosts of machines that are down.
     pub fn systems(&self) -> Vec<System> {
         System::ALL
             .into_iter()
-            .filter(|s| s.cluster() == *s && !self.host_names(*s).is_empty())
+            .filter(|s| {
+                s.cluster() == *s
+                    && !(self.host_names(*s).is_empty() && self.off_hosts(*s).is_empty())
+            })
             .collect()
     }
 

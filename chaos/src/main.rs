@@ -39,6 +39,7 @@ mod host;
 mod isolate;
 mod layer;
 mod leader;
+mod machine;
 mod nemesis;
 mod netfault;
 mod netns;

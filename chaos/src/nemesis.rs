@@ -23,7 +23,7 @@ use crate::error::{outcome, ChaosError};
 use crate::events::{Event, Recorder};
 use crate::host::{self, Cluster, Host, HostArg, HostName, System, Target};
 use crate::netfault::{self, RuleFault};
-use crate::{clock, docker, fault, isolate, layer, leader, storage};
+use crate::{clock, docker, fault, isolate, layer, leader, machine, storage};
 
 /// How long actions wait, and which system they aim at.
 pub struct Options {
@@ -89,6 +89,31 @@ pub async fn run(
         );
     }
     let wait = options.wait;
+    // Healing hosts whose machine is down: power it on first (that starts its hosts), then
+    // heal the others with the engines as they are now.
+    let reloaded;
+    let mut cluster = cluster;
+    let mut targets = targets;
+    let mut machines_ok = true;
+    if *kind == FaultKind::Heal && targets.iter().any(|h| cluster.off(*h).is_some()) {
+        let mut started: Vec<HostName> = Vec::new();
+        for &h in &targets {
+            if cluster.off(h).is_none() || started.contains(&h) {
+                continue;
+            }
+            let begin = Utc::now();
+            let result = machine::start(cluster, h, wait).await;
+            machines_ok &= result.is_ok();
+            started.extend(machine::same_machine(cluster, h));
+            record(HostArg::Host(h), begin, result)?;
+        }
+        reloaded = Cluster::load(&cluster.hosts, &cluster.project).await?;
+        cluster = &reloaded;
+        targets.retain(|h| !started.contains(h));
+        if targets.is_empty() {
+            return Ok(machines_ok);
+        }
+    }
     // Healing several hosts: undo every host's faults first, then wait for all of them. A
     // host healed first cannot be healthy while the others are still paused or cut off (it
     // has no quorum), so waiting host by host would fail on faults about to be undone.
@@ -109,9 +134,9 @@ pub async fn run(
             all_ok &= result.is_ok();
             record(HostArg::Host(h), begin, result)?;
         }
-        return Ok(all_ok);
+        return Ok(all_ok && machines_ok);
     }
-    let mut all_ok = true;
+    let mut all_ok = machines_ok;
     for h in targets {
         let begin = Utc::now();
         let result = act(cluster, h, call, wait).await;
@@ -121,15 +146,17 @@ pub async fn run(
     Ok(all_ok)
 }
 
-/// Every host of the target (of every system for `auto`).
+/// Every host of the target (of every system for `auto`), those on a machine that is down too.
 pub fn every_host(cluster: &Cluster, target: Target) -> Vec<HostName> {
+    let of = |s: System| {
+        let mut hosts = cluster.host_names(s);
+        hosts.extend(cluster.off_hosts(s));
+        hosts.sort();
+        hosts
+    };
     match target {
-        Target::Auto => cluster
-            .systems()
-            .into_iter()
-            .flat_map(|s| cluster.host_names(s))
-            .collect(),
-        t => cluster.host_names(cluster.resolve_target(t)),
+        Target::Auto => cluster.systems().into_iter().flat_map(of).collect(),
+        t => of(cluster.resolve_target(t)),
     }
 }
 
@@ -156,6 +183,10 @@ async fn resolve_leader(
         ]);
     }
     let mut hit = Vec::new();
+    // A machine that is down is what start-machine and heal bring back.
+    if matches!(kind, FaultKind::StartMachine | FaultKind::Heal) {
+        hit.extend(cluster.off_hosts(system));
+    }
     for name in names {
         let host = cluster.host(name).await?;
         let broken = match kind {
@@ -278,6 +309,12 @@ pub async fn act(
     call: &ChaosCall,
     wait: Duration,
 ) -> Result<String> {
+    // The machine's power is switched from outside its engine (which may not answer).
+    match &call.fault {
+        FaultKind::KillMachine => return machine::kill(cluster, name).await,
+        FaultKind::StartMachine => return machine::start(cluster, name, wait).await,
+        _ => {}
+    }
     let host = cluster.host(name).await?;
     // Every action goes to the engine that runs the host.
     let engine = host.engine.clone();
@@ -370,6 +407,9 @@ pub async fn act(
         }
         FaultKind::Heal => heal(docker, &host, wait).await,
         FaultKind::Partition(_) => bail!("partition acts on the whole system, not on a host"),
+        FaultKind::KillMachine | FaultKind::StartMachine => {
+            bail!("the machine faults are done before the host is looked up")
+        }
     }
 }
 

@@ -74,7 +74,8 @@ pub fn fault(kind: &FaultKind) -> Shade {
         | FaultKind::Amnesia
         | FaultKind::Wipe
         | FaultKind::Rollback
-        | FaultKind::Truncate(_) => Shade::see_through(RED, 0.15),
+        | FaultKind::Truncate(_)
+        | FaultKind::KillMachine => Shade::see_through(RED, 0.15),
         FaultKind::Isolate
         | FaultKind::IsolateInbound
         | FaultKind::IsolateOutbound

@@ -64,6 +64,12 @@ pub enum FaultKind {
     /// repair what is left the way the system's own tools advise, start it (over when it
     /// returns).
     Truncate(u32),
+    /// Cut the power of the machine that runs the host: its whole engine stops, with every
+    /// container on it (the host's, and any other host's there).
+    KillMachine,
+    /// Power the machine on again, wait for its engine, start the hosts it runs and wait for
+    /// their health (undoes `kill-machine`).
+    StartMachine,
 }
 
 /// How many bytes `truncate` cuts when no size is given: one 4 KiB page, the unit a torn
@@ -546,6 +552,39 @@ pub static KINDS: &[Spec] = &[
         ..Spec::PLAIN
     },
     Spec {
+        name: "kill-machine",
+        examples: &[FaultKind::KillMachine],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Lasting(FaultKind::StartMachine),
+        state: "machine down",
+        layers: &[],
+        scoped: false,
+        takes_node_away: true,
+        touches_data: false,
+        after: None,
+        // Only where machines can be powered off (make cluster-up): when a mix names it.
+        soak: 0,
+        doc: "cut the power of the machine running the host: its whole engine stops, with every \
+              container on it (machine= in the hosts file; without it, every container of the \
+              testbed on that engine is killed at once)",
+    },
+    Spec {
+        name: "start-machine",
+        examples: &[FaultKind::StartMachine],
+        params: Params::Nothing,
+        aim: Aim::Host,
+        role: Role::Undoing,
+        state: "machine started",
+        layers: &[],
+        scoped: false,
+        takes_node_away: false,
+        touches_data: false,
+        after: None,
+        soak: 0,
+        doc: "power the host's machine on again: its engine, then the hosts on it, wait for health",
+    },
+    Spec {
         name: "heal",
         examples: &[FaultKind::Heal],
         aim: Aim::HostOrEvery,
@@ -602,7 +641,9 @@ mod tests {
                     | FaultKind::Wipe
                     | FaultKind::Snapshot
                     | FaultKind::Rollback
-                    | FaultKind::Truncate(_) => seen.push(discriminant(example)),
+                    | FaultKind::Truncate(_)
+                    | FaultKind::KillMachine
+                    | FaultKind::StartMachine => seen.push(discriminant(example)),
                 }
             }
             let optional = matches!(spec.params, Params::Nothing | Params::Bytes);
