@@ -223,6 +223,14 @@ fault_host = $(lastword $(subst -, ,$(1)))
 .DEFAULT:
 	@$(if $(findstring -,$@),$(CHAOS) $(call fault_command,$(patsubst %-$(call fault_host,$@),%,$@)) $(call fault_host,$@),echo "make: no target '$@' (make help lists them)" >&2; exit 2)
 
+# The power of a machine (docs/swarm.md): `make kill-machine-1` cuts the power of the machine
+# that runs a1 (m1 with make cluster-up), `make start-machine-1` brings it back; HOST works too
+# (kill-machine-a2).
+kill-machine-%:
+	@$(CHAOS) kill-machine $(if $(filter a%,$*),$*,a$*)
+start-machine-%:
+	@$(CHAOS) start-machine $(if $(filter a%,$*),$*,a$*)
+
 down: ## Remove all containers, networks and volumes of the testbed, every system (ENGINE=swarm: the stack, and the swarm if up entered it; cluster: make cluster-down)
 ifeq ($(ENGINE),cluster)
 	scripts/cluster.sh down

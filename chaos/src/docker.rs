@@ -32,7 +32,7 @@ pub const LABEL_STACK: &str = "com.docker.stack.namespace";
 pub const LABEL_SWARM_SERVICE: &str = "com.docker.swarm.service.name";
 /// Networks every swarm task is on besides its own (the bridge to the outside and the routing
 /// mesh): not where its peers reach it.
-const SWARM_PLUMBING: [&str; 2] = ["docker_gwbridge", "ingress"];
+pub const SWARM_PLUMBING: [&str; 2] = ["docker_gwbridge", "ingress"];
 
 /// The socket path chaos talks to.
 fn socket_path() -> String {

@@ -17,6 +17,7 @@ use tokio::time::{sleep, Instant};
 use crate::docker;
 use crate::error::ChaosError;
 use crate::host::{Host, Member};
+use crate::keeper;
 use crate::netns::{self, Sharing};
 use crate::probe;
 
@@ -137,10 +138,7 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
     let mut started = Vec::new();
     for m in &host.members {
         if !docker::is_running(&m.info) {
-            docker
-                .start_container(&m.container.id, None)
-                .await
-                .with_context(|| format!("starting {}", m.container.name))?;
+            keeper::start(docker, m).await?;
             started.push(m.container.service.as_str());
         }
     }

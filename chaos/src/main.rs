@@ -37,6 +37,7 @@ mod events;
 mod fault;
 mod host;
 mod isolate;
+mod keeper;
 mod layer;
 mod leader;
 mod machine;
