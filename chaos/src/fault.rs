@@ -17,9 +17,9 @@ use tokio::time::{sleep, Instant};
 use crate::docker;
 use crate::error::ChaosError;
 use crate::host::{Host, Member};
-use crate::keeper;
 use crate::netns::{self, Sharing};
 use crate::probe;
+use crate::retask;
 
 fn status(info: &ContainerInspectResponse) -> Option<ContainerStateStatusEnum> {
     info.state.as_ref().and_then(|s| s.status)
@@ -136,10 +136,16 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
         bail!("host {} is paused: use resume", host.name);
     }
     let mut started = Vec::new();
+    let mut replaced = None;
     for m in &host.members {
         if !docker::is_running(&m.info) {
-            keeper::start(docker, m).await?;
-            started.push(m.container.service.as_str());
+            match retask::start(docker, m).await? {
+                None => started.push(m.container.service.clone()),
+                Some((fresh, what)) => {
+                    started.push(what);
+                    replaced = Some(fresh);
+                }
+            }
         }
     }
     let mut what = if started.is_empty() {
@@ -147,13 +153,21 @@ pub async fn start(docker: &Docker, host: &Host, wait: Duration) -> Result<Strin
     } else {
         format!("started {}", started.join(", "))
     };
+    // A swarm host on several engines is one container, replaced by its new task's.
+    let fresh = match replaced {
+        Some(member) => Host {
+            name: host.name,
+            members: vec![member],
+            engine: host.engine.clone(),
+        },
+        None => host.refresh().await?,
+    };
     // A member left running while its owner was started (or restarted on its own) sits in
     // the old namespace: inspect again, then repair.
-    let fresh = host.refresh().await?;
     if let Some(repaired) = repair(docker, &fresh).await? {
         what = format!("{what}; {repaired}");
     }
-    then_healthy(docker, host, wait, what).await
+    then_healthy(docker, &fresh, wait, what).await
 }
 
 /// Restarts every member that runs in a namespace no longer the owner's; a start joins the

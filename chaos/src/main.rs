@@ -37,7 +37,6 @@ mod events;
 mod fault;
 mod host;
 mod isolate;
-mod keeper;
 mod layer;
 mod leader;
 mod machine;
@@ -45,6 +44,7 @@ mod nemesis;
 mod netfault;
 mod netns;
 mod probe;
+mod retask;
 mod status;
 mod storage;
 
