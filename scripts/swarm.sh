@@ -21,7 +21,7 @@ STACK="${COMPOSE_PROJECT_NAME:-perseus}"
 IMAGE="${SWARM_IMAGE:-perseus:swarm}"
 NETWORK="${STACK}_perseus"
 STACK_FILE=compose/swarm-stack.yml
-CHAOS_BIN=target/release/chaos
+CHAOS_BIN="${CHAOS_BIN:-target/release/chaos}"
 HOSTS=(a1 a2 a3)
 # Node labels that remember what `up` did to the engine, so that `down` undoes exactly that.
 ENTERED=perseus.swarm-entered
