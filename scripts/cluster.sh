@@ -149,7 +149,7 @@ up() {
 # The stack through m1, hosts placed by the labels; then every host healthy.
 deploy() {
   DOCKER_HOST="tcp://$(machine_ip 1):$API_PORT" SWARM_IMAGE="$REMOTE_IMAGE" SWARM_FROM_REGISTRY=1 \
-    CHAOS_HOSTS_FILE="$PWD/$HOSTS_FILE" scripts/swarm.sh up
+    PERSEUS_ACCEPTORS_BY=name CHAOS_HOSTS_FILE="$PWD/$HOSTS_FILE" scripts/swarm.sh up
 }
 
 leftovers() {
