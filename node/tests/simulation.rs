@@ -110,6 +110,7 @@ struct Totals {
     crashes: u64,
     partitions: u64,
     pauses: u64,
+    lost_beside_paused_initialiser: u64,
     wipes: u64,
     rollbacks: u64,
     majority_losses: u64,
@@ -132,6 +133,7 @@ impl Totals {
         self.crashes += r.crashes;
         self.partitions += r.partitions;
         self.pauses += r.pauses;
+        self.lost_beside_paused_initialiser += u64::from(r.lost_beside_paused_initialiser);
         self.wipes += r.wipes;
         self.rollbacks += r.rollbacks;
         self.majority_losses += u64::from(r.majority_lost);
@@ -193,7 +195,8 @@ fn correct_runs(aimed_wipes: bool) {
     eprintln!(
         "simulation: {} seeds ({}..), {} operations checked ({} acknowledged writes, {} \
          reads/refused CAS, {} unknown outcomes; {} writes chosen), {} acceptor steps, {} \
-         messages lost, {} duplicated, {} proposer crashes, {} partitions, {} node pauses, {} \
+         messages lost, {} duplicated, {} proposer crashes, {} partitions, {} node pauses ({} majorities lost while a node \
+         paused half-way through initialising had its claims still to land), {} \
          acceptors wiped, \
          {} restarted or rolled back, {} majorities lost, {} caught up and members again; quorum reads ({:?}): {} agreed, {} fell back to a full \
          round; thrifty proposers: {:?}; aimed wipes: {}; {} failing seeds, {:.1?} on \
@@ -211,6 +214,7 @@ fn correct_runs(aimed_wipes: bool) {
         t.crashes,
         t.partitions,
         t.pauses,
+        t.lost_beside_paused_initialiser,
         t.wipes,
         t.rollbacks,
         t.majority_losses,

@@ -158,6 +158,7 @@ pub struct World {
     /// (the node stopped half-way through an initialisation: its later claims land whenever
     /// it resumes).
     armed: Mutex<HashMap<usize, Duration>>,
+    blank: Mutex<bool>,
     /// The cluster the run's data belongs to: [`MEMORY_CLUSTER`], or, for acceptors that
     /// start blank, the first cluster any acceptor became a member of.
     original: Mutex<Option<String>>,
@@ -197,6 +198,7 @@ impl World {
             clusters: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
             armed: Mutex::new(HashMap::new()),
+            blank: Mutex::new(false),
             original: Mutex::new(Some(MEMORY_CLUSTER.into())),
             state: Mutex::new(WorldState {
                 rng,
@@ -223,6 +225,7 @@ impl World {
             a.wipe();
         }
         *lock_plain(&self.original) = None;
+        *lock_plain(&self.blank) = true;
         let mut clusters = lock_plain(&self.clusters);
         for node in 0..nodes {
             clusters.insert(node, None);
@@ -237,10 +240,15 @@ impl World {
         lock_plain(&self.paused).insert(node, until);
     }
 
-    /// Node `node` stops for `pause` at its next initialising claim on an acceptor after the
-    /// first (see `armed`).
-    pub fn arm_pause(&self, node: usize, pause: Duration) {
-        lock_plain(&self.armed).insert(node, pause);
+    /// The first node to send an initialising claim to an acceptor after the first stops
+    /// for `pause` (see `armed`).
+    pub fn arm_pause(&self, pause: Duration) {
+        lock_plain(&self.armed).insert(usize::MAX, pause);
+    }
+
+    /// Whether the acceptors started blank ([`World::start_blank`]).
+    pub fn start_was_blank(&self) -> bool {
+        lock_plain(&self.blank).to_owned()
     }
 
     /// Whether node `node` is stopped right now.
@@ -880,7 +888,8 @@ impl AdminAcceptor for Link {
         let initialising =
             matches!(&op, IdentityOp::Claim(id) if id.standing == Standing::Initialising);
         if initialising && acceptor > 0 {
-            let armed = lock_plain(&self.world.armed).remove(&self.proposer);
+            // Armed for any node: the first to get this far (the initialiser) stops.
+            let armed = lock_plain(&self.world.armed).remove(&usize::MAX);
             if let Some(pause) = armed {
                 self.world.pause(self.proposer, pause);
             }
