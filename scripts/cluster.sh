@@ -72,6 +72,14 @@ up() {
   docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE: run make images IMAGE=$IMAGE"
   docker image inspect "$MACHINE_IMAGE" >/dev/null 2>&1 || die "no image $MACHINE_IMAGE: run make machine-image"
   if [ -f "$HOSTS_FILE" ] && [ -n "$(docker ps -q --filter "label=$LABEL")" ]; then
+    # A second deploy would replace the tasks chaos replaced (their spec differs by the
+    # forced update): with the stack in place only start what is killed and wait for health.
+    if on 1 stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "${COMPOSE_PROJECT_NAME:-perseus}"; then
+      say "the cluster and its stack are up: starting what is killed"
+      CHAOS_HOSTS_FILE="$PWD/$HOSTS_FILE" scripts/swarm.sh chaos --target perseus --wait 0 start
+      CHAOS_HOSTS_FILE="$PWD/$HOSTS_FILE" scripts/swarm.sh chaos --target perseus --wait "${UP_TIMEOUT:-90}" health
+      return
+    fi
     say "the cluster is up ($(docker ps -q --filter "label=$LABEL" | wc -l) containers): deploying the stack"
     deploy
     return
