@@ -43,16 +43,26 @@ fn names(hosts: &[HostName]) -> String {
         .join(",")
 }
 
+/// The local engine and the container that plays `machine` (named by `machine=` of `name` in
+/// the hosts file): the machines are containers of this engine.
+async fn machine_container(
+    name: HostName,
+    machine: &str,
+) -> Result<(Engine, bollard::models::ContainerInspectResponse)> {
+    let local = Engine::local().await?;
+    let info = local
+        .docker
+        .inspect_container(machine, None)
+        .await
+        .with_context(|| format!("machine {machine} (machine= of {name} in the hosts file)"))?;
+    Ok((local, info))
+}
+
 /// Cuts the power of the machine that runs `name`.
 pub async fn kill(cluster: &Cluster, name: HostName) -> Result<String> {
     let on = same_machine(cluster, name);
     if let Some(machine) = cluster.hosts.get(&name).and_then(|s| s.machine.as_deref()) {
-        let local = Engine::local().await?;
-        let info = local
-            .docker
-            .inspect_container(machine, None)
-            .await
-            .with_context(|| format!("machine {machine} (machine= of {name} in the hosts file)"))?;
+        let (local, info) = machine_container(name, machine).await?;
         if !docker::is_running(&info) {
             bail!(
                 "machine {machine} is already off ({})",
@@ -124,12 +134,7 @@ pub async fn start(cluster: &Cluster, name: HostName, wait: Duration) -> Result<
     let mut done = Vec::new();
     let spec = cluster.hosts.get(&name);
     if let Some((spec, machine)) = spec.and_then(|s| s.machine.as_deref().map(|m| (s, m))) {
-        let local = Engine::local().await?;
-        let info = local
-            .docker
-            .inspect_container(machine, None)
-            .await
-            .with_context(|| format!("machine {machine} (machine= of {name} in the hosts file)"))?;
+        let (local, info) = machine_container(name, machine).await?;
         if docker::is_running(&info) {
             done.push(format!("machine {machine} already on"));
         } else {

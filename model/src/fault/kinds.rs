@@ -554,35 +554,23 @@ pub static KINDS: &[Spec] = &[
     Spec {
         name: "kill-machine",
         examples: &[FaultKind::KillMachine],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Lasting(FaultKind::StartMachine),
         state: "machine down",
-        layers: &[],
-        scoped: false,
         takes_node_away: true,
-        touches_data: false,
-        after: None,
-        // Only where machines can be powered off (make cluster-up): when a mix names it.
-        soak: 0,
+        // Drawn by the soak only when a mix names it: only where machines can be powered off
+        // (make cluster-up).
         doc: "cut the power of the machine running the host: its whole engine stops, with every \
               container on it (machine= in the hosts file; without it, every container of the \
               testbed on that engine is killed at once)",
+        ..Spec::PLAIN
     },
     Spec {
         name: "start-machine",
         examples: &[FaultKind::StartMachine],
-        params: Params::Nothing,
-        aim: Aim::Host,
         role: Role::Undoing,
         state: "machine started",
-        layers: &[],
-        scoped: false,
-        takes_node_away: false,
-        touches_data: false,
-        after: None,
-        soak: 0,
         doc: "power the host's machine on again: its engine, then the hosts on it, wait for health",
+        ..Spec::PLAIN
     },
     Spec {
         name: "heal",
