@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::acceptor::redis::IDENTITY_KEY;
 use crate::config::Settings;
 use crate::http::App;
 use crate::server;
@@ -93,6 +94,22 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A copy of the acceptor's identity record as it is now, kept with an open connection,
+    /// to be put back later while the same process runs ([`IdentityCopy::restore_in_place`]).
+    pub async fn copy_identity(&self) -> IdentityCopy {
+        let mut connection = redis::Client::open(self.url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connection");
+        let record: Vec<u8> = redis::cmd("DUMP")
+            .arg(IDENTITY_KEY)
+            .query_async(&mut connection)
+            .await
+            .expect("DUMP");
+        IdentityCopy { connection, record }
+    }
+
     /// SIGKILL, like `kill -9`: no chance to flush anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -128,6 +145,36 @@ impl Drop for Redis {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An identity record saved by [`Redis::copy_identity`], with the connection it came by.
+pub struct IdentityCopy {
+    connection: redis::aio::MultiplexedConnection,
+    record: Vec<u8>,
+}
+
+impl IdentityCopy {
+    /// A restore in place, as a backup put back while the same process runs: FLUSHALL, then
+    /// RESTORE of the saved record, in one transaction.
+    pub async fn restore_in_place(&mut self) {
+        let () = redis::pipe()
+            .atomic()
+            .cmd("FLUSHALL")
+            .ignore()
+            .cmd("RESTORE")
+            .arg(IDENTITY_KEY)
+            .arg(0)
+            .arg(self.record.clone())
+            .ignore()
+            .query_async(&mut self.connection)
+            .await
+            .expect("FLUSHALL + RESTORE");
+    }
+
+    /// The connection the copy came by (opened before the restore).
+    pub fn connection(&mut self) -> &mut redis::aio::MultiplexedConnection {
+        &mut self.connection
     }
 }
 

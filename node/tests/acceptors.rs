@@ -220,30 +220,10 @@ async fn promises_survive_kill_9() {
 async fn a_member_restored_in_place_answers_as_recovering() {
     let redis = Redis::start();
     let acceptor = member(&redis).await;
-    let mut connection = redis::Client::open(redis.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection");
-    let backup: Vec<u8> = redis::cmd("DUMP")
-        .arg("perseus-identity")
-        .query_async(&mut connection)
-        .await
-        .expect("DUMP");
+    let mut copy = redis.copy_identity().await;
     acceptor.prepare("k", b(5, 1, 1)).await.expect("prepare");
     assert!(acceptor.inspect().await.expect("inspect").level());
-    let () = redis::pipe()
-        .atomic()
-        .cmd("FLUSHALL")
-        .ignore()
-        .cmd("RESTORE")
-        .arg("perseus-identity")
-        .arg(0)
-        .arg(backup)
-        .ignore()
-        .query_async(&mut connection)
-        .await
-        .expect("FLUSHALL + RESTORE");
+    copy.restore_in_place().await;
     assert_eq!(
         acceptor.prepare("k", b(6, 1, 1)).await,
         Err(AcceptorError::Recovering)
@@ -281,35 +261,15 @@ async fn a_member_restored_in_place_answers_as_recovering() {
 async fn config_resetstat_is_denied_so_a_restore_stays_detected() {
     let redis = Redis::start();
     let acceptor = member(&redis).await;
-    let mut connection = redis::Client::open(redis.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection");
-    let backup: Vec<u8> = redis::cmd("DUMP")
-        .arg("perseus-identity")
-        .query_async(&mut connection)
-        .await
-        .expect("DUMP");
-    let () = redis::pipe()
-        .atomic()
-        .cmd("FLUSHALL")
-        .ignore()
-        .cmd("RESTORE")
-        .arg("perseus-identity")
-        .arg(0)
-        .arg(backup)
-        .ignore()
-        .query_async(&mut connection)
-        .await
-        .expect("FLUSHALL + RESTORE");
+    let mut copy = redis.copy_identity().await;
+    copy.restore_in_place().await;
     for command in [
         vec!["CONFIG", "RESETSTAT"],
         vec!["ACL", "SETUSER", "default", "+config|resetstat"],
     ] {
         let denied: redis::RedisResult<()> = redis::cmd(command[0])
             .arg(&command[1..])
-            .query_async(&mut connection)
+            .query_async(copy.connection())
             .await;
         let text = format!("{denied:?}");
         assert!(

@@ -227,34 +227,14 @@ async fn a_majority_loss_serves_nothing_until_accept_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_member_never_costs_an_acknowledged_write() {
     let (redis, nodes) = patient_cluster().await;
-    let mut a1 = redis::Client::open(redis[0].url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection");
-    let backup: Vec<u8> = redis::cmd("DUMP")
-        .arg("perseus-identity")
-        .query_async(&mut a1)
-        .await
-        .expect("DUMP");
+    let mut a1 = redis[0].copy_identity().await;
     assert_eq!(
         put(&nodes[0], "k", "?prevExist=false", "v1").await,
         StatusCode::CREATED
     );
     // Precondition (thrifty): a3 holds only its identity record.
     assert_eq!(redis_cli(&redis[2], &["DBSIZE"]), "1");
-    let () = redis::pipe()
-        .atomic()
-        .cmd("FLUSHALL")
-        .ignore()
-        .cmd("RESTORE")
-        .arg("perseus-identity")
-        .arg(0)
-        .arg(backup)
-        .ignore()
-        .query_async(&mut a1)
-        .await
-        .expect("FLUSHALL + RESTORE");
+    a1.restore_in_place().await;
     let (status, body) = get(&nodes[1], "k").await;
     assert_eq!(
         (status, body["node"]["value"].clone()),
